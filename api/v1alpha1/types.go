@@ -1,0 +1,178 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// Workload is an endpoint outside Kubernetes: a VM or process, with or
+// without a sidecar. Sidecars register their workload themselves; a
+// Workload resource declares one that does not (or whose registration
+// should be kept in config).
+type Workload struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              WorkloadSpec `json:"spec"`
+}
+
+// WorkloadSpec describes a workload's address and identity.
+type WorkloadSpec struct {
+	// Address is the IP address other workloads reach it on.
+	Address string `json:"address"`
+	// ServiceAccount is the identity the workload runs as. Defaults to
+	// "default".
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// Services names selector-less services the workload is a member of.
+	Services []string `json:"services,omitempty"`
+	// Ports are the workload's application ports.
+	Ports []WorkloadPort `json:"ports,omitempty"`
+	// MeshPort is the port its sidecar accepts mesh mTLS on; unset means the
+	// workload has no sidecar and is reached in plaintext.
+	MeshPort *int32 `json:"meshPort,omitempty"`
+	// Locality is region/zone/subzone.
+	Locality string `json:"locality,omitempty"`
+}
+
+// WorkloadPort is a named application port.
+type WorkloadPort struct {
+	Name string `json:"name,omitempty"`
+	Port int32  `json:"port"`
+	// Protocol is HTTP, HTTP2, GRPC, TLS or TCP. Defaults to TCP.
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// MTLSMode says what a server-side proxy accepts.
+type MTLSMode string
+
+// mTLS modes.
+const (
+	// MTLSStrict accepts only mesh mTLS.
+	MTLSStrict MTLSMode = "STRICT"
+	// MTLSPermissive accepts mesh mTLS and plaintext on the same port.
+	MTLSPermissive MTLSMode = "PERMISSIVE"
+	// MTLSDisable accepts only plaintext.
+	MTLSDisable MTLSMode = "DISABLE"
+)
+
+// MTLSPolicy sets the server-side mTLS mode of the workloads behind its
+// targets (Services, or a namespace when targetRefs is empty).
+type MTLSPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              MTLSPolicySpec `json:"spec"`
+}
+
+// MTLSPolicySpec is the mode, overridable per port.
+type MTLSPolicySpec struct {
+	TargetRefs []gwv1.LocalPolicyTargetReference `json:"targetRefs,omitempty"`
+	Mode       MTLSMode                          `json:"mode"`
+	Ports      []PortMTLS                        `json:"ports,omitempty"`
+}
+
+// PortMTLS overrides the mode for one port.
+type PortMTLS struct {
+	Port int32    `json:"port"`
+	Mode MTLSMode `json:"mode"`
+}
+
+// AccessAction is what an AccessPolicy does with matching requests.
+type AccessAction string
+
+// Access actions.
+const (
+	AccessAllow AccessAction = "ALLOW"
+	AccessDeny  AccessAction = "DENY"
+	AccessAudit AccessAction = "AUDIT"
+)
+
+// AccessPolicy allows, denies or audits requests to its targets by the
+// caller's identity and the request's properties.
+type AccessPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              AccessPolicySpec `json:"spec"`
+}
+
+// AccessPolicySpec holds the action and the rules that select requests.
+type AccessPolicySpec struct {
+	TargetRefs []gwv1.LocalPolicyTargetReference `json:"targetRefs,omitempty"`
+	Action     AccessAction                      `json:"action"`
+	Rules      []AccessRule                      `json:"rules,omitempty"`
+}
+
+// AccessRule matches a request when every present field matches.
+type AccessRule struct {
+	From []AccessSource `json:"from,omitempty"`
+	To   []AccessTarget `json:"to,omitempty"`
+}
+
+// AccessSource matches the caller.
+type AccessSource struct {
+	// Identities are SPIFFE IDs; a trailing * matches any suffix.
+	Identities []string `json:"identities,omitempty"`
+	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+// AccessTarget matches the request.
+type AccessTarget struct {
+	Ports   []int32                `json:"ports,omitempty"`
+	Paths   []string               `json:"paths,omitempty"`
+	Methods []string               `json:"methods,omitempty"`
+	Headers []gwv1.HTTPHeaderMatch `json:"headers,omitempty"`
+}
+
+// BackendPolicy is client-side traffic policy toward its target Services.
+type BackendPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              BackendPolicySpec `json:"spec"`
+}
+
+// BackendPolicySpec configures how proxies call the targets.
+type BackendPolicySpec struct {
+	TargetRefs       []gwv1.LocalPolicyTargetReference `json:"targetRefs"`
+	LoadBalancer     *LoadBalancer                     `json:"loadBalancer,omitempty"`
+	ConnectionLimits *ConnectionLimits                 `json:"connectionLimits,omitempty"`
+	OutlierDetection *OutlierDetection                 `json:"outlierDetection,omitempty"`
+	RetryBudget      *RetryBudget                      `json:"retryBudget,omitempty"`
+	IdleTimeout      *gwv1.Duration                    `json:"idleTimeout,omitempty"`
+	RateLimit        *LocalRateLimit                   `json:"rateLimit,omitempty"`
+}
+
+// LoadBalancer picks the algorithm.
+type LoadBalancer struct {
+	// Type is RoundRobin, LeastRequest or ConsistentHash.
+	Type string `json:"type"`
+	// HashHeader and HashCookie name the consistent hash key.
+	HashHeader string `json:"hashHeader,omitempty"`
+	HashCookie string `json:"hashCookie,omitempty"`
+}
+
+// ConnectionLimits caps connections and requests per proxy and backend.
+type ConnectionLimits struct {
+	MaxConnections     *int32 `json:"maxConnections,omitempty"`
+	MaxPendingRequests *int32 `json:"maxPendingRequests,omitempty"`
+	MaxRequests        *int32 `json:"maxRequests,omitempty"`
+}
+
+// OutlierDetection ejects failing endpoints.
+type OutlierDetection struct {
+	Consecutive5xx          *int32         `json:"consecutive5xx,omitempty"`
+	ConsecutiveConnectError *int32         `json:"consecutiveConnectErrors,omitempty"`
+	Interval                *gwv1.Duration `json:"interval,omitempty"`
+	BaseEjectionTime        *gwv1.Duration `json:"baseEjectionTime,omitempty"`
+	MaxEjectionPercent      *int32         `json:"maxEjectionPercent,omitempty"`
+}
+
+// RetryBudget bounds retries as a share of active requests.
+type RetryBudget struct {
+	Percent    int32 `json:"percent"`
+	MinRetries int32 `json:"minRetriesConcurrency,omitempty"`
+}
+
+// LocalRateLimit is a token bucket per proxy.
+type LocalRateLimit struct {
+	Requests int32         `json:"requests"`
+	Per      gwv1.Duration `json:"per"`
+	Burst    *int32        `json:"burst,omitempty"`
+}

@@ -1,0 +1,358 @@
+// Package model is the normalized mesh configuration that every source
+// (the etcd store, Kubernetes informers, a directory of YAML) produces and
+// that the analyzer and the translator consume.
+//
+//	sources ──► model.Config ──► analyze ──► translate ──► xds
+//
+// It has no dependencies outside the standard library: nothing at or below
+// this layer imports Kubernetes or the Gateway API types. Every object keeps
+// a Source that names the resource it came from, so that findings and status
+// can point back at what the user wrote.
+package model
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+)
+
+// Key names a namespaced object.
+type Key struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+// String returns namespace/name.
+func (k Key) String() string { return k.Namespace + "/" + k.Name }
+
+// Compare orders keys by namespace, then name.
+func (k Key) Compare(o Key) int {
+	if c := cmp.Compare(k.Namespace, o.Namespace); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.Name, o.Name)
+}
+
+// Source names the resource an object was built from.
+type Source struct {
+	Kind string `json:"kind"`
+	Key
+	// File and Line locate the resource when it was read from a file; empty
+	// for stored resources.
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+	// Generation is the resource's metadata.generation; CreationUnix its
+	// creation time in Unix seconds, used for Gateway API precedence.
+	Generation   int64 `json:"generation,omitempty"`
+	CreationUnix int64 `json:"creationUnix,omitempty"`
+}
+
+// Protocol is an application protocol of a port or listener.
+type Protocol string
+
+// Protocols Trellis knows. A port whose protocol is unknown is treated as
+// TCP.
+const (
+	ProtocolHTTP  Protocol = "HTTP"
+	ProtocolHTTP2 Protocol = "HTTP2"
+	ProtocolGRPC  Protocol = "GRPC"
+	ProtocolHTTPS Protocol = "HTTPS"
+	ProtocolTLS   Protocol = "TLS"
+	ProtocolTCP   Protocol = "TCP"
+	ProtocolUDP   Protocol = "UDP"
+)
+
+// IsHTTP reports whether traffic of protocol p is proxied at layer 7.
+func (p Protocol) IsHTTP() bool {
+	return p == ProtocolHTTP || p == ProtocolHTTP2 || p == ProtocolGRPC
+}
+
+// Config is the whole normalized mesh configuration at one moment.
+// Slices are sorted by key; use Index for lookups.
+type Config struct {
+	Services   []*Service
+	Workloads  []*Workload
+	Gateways   []*Gateway
+	HTTPRoutes []*HTTPRoute
+}
+
+// Sort puts every slice in its canonical order, so that output built from
+// a Config is deterministic.
+func (c *Config) Sort() {
+	slices.SortFunc(c.Services, func(a, b *Service) int { return a.Key.Compare(b.Key) })
+	slices.SortFunc(c.Workloads, func(a, b *Workload) int { return a.Key.Compare(b.Key) })
+	slices.SortFunc(c.Gateways, func(a, b *Gateway) int { return a.Key.Compare(b.Key) })
+	slices.SortFunc(c.HTTPRoutes, func(a, b *HTTPRoute) int { return a.Key.Compare(b.Key) })
+}
+
+// Service is a named set of workloads reachable on ports: a core v1
+// Service, on Kubernetes and off it.
+type Service struct {
+	Key
+	Source Source
+	// Selector picks member workloads by label. When nil, the members are
+	// the workloads that declare the service by name (Workload.Services),
+	// as a Kubernetes Service without selector has manually managed
+	// endpoints.
+	Selector map[string]string
+	Ports    []ServicePort
+	// Headless services (clusterIP: None) are addressed per endpoint.
+	Headless bool
+}
+
+// ServicePort is one port of a Service.
+type ServicePort struct {
+	Name string
+	Port uint32
+	// TargetPort is the workload port traffic goes to; when zero,
+	// TargetPortName names it, and when that is empty too, it equals Port.
+	TargetPort     uint32
+	TargetPortName string
+	Protocol       Protocol
+}
+
+// Selects reports whether the service's members include w.
+func (s *Service) Selects(w *Workload) bool {
+	if w.Namespace != s.Namespace {
+		return false
+	}
+	if s.Selector == nil {
+		return slices.Contains(w.Services, s.Name)
+	}
+	if len(s.Selector) == 0 {
+		return false
+	}
+	for k, v := range s.Selector {
+		if got, ok := w.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Port returns the service port numbered port.
+func (s *Service) Port(port uint32) (ServicePort, bool) {
+	for _, p := range s.Ports {
+		if p.Port == port {
+			return p, true
+		}
+	}
+	return ServicePort{}, false
+}
+
+// Workload is one instance of an application: a process behind a sidecar
+// that registered itself, a Trellis Workload resource, or (on Kubernetes) a
+// pod.
+type Workload struct {
+	Key
+	Source         Source
+	Address        string
+	Labels         map[string]string
+	ServiceAccount string
+	// Services lists the services the workload declares itself a member of
+	// (used by services without a selector).
+	Services []string
+	Ports    []WorkloadPort
+	// MeshPort is the port on Address where the workload's sidecar accepts
+	// mesh mTLS; zero means the workload has no sidecar and is reached in
+	// plaintext on its own ports.
+	MeshPort uint32
+	Locality string
+}
+
+// WorkloadPort is a port the application listens on.
+type WorkloadPort struct {
+	Name     string
+	Port     uint32
+	Protocol Protocol
+}
+
+// TargetPort resolves a service port to the workload's port number.
+func (w *Workload) TargetPort(sp ServicePort) (uint32, bool) {
+	switch {
+	case sp.TargetPort != 0:
+		return sp.TargetPort, true
+	case sp.TargetPortName != "":
+		for _, p := range w.Ports {
+			if p.Name == sp.TargetPortName {
+				return p.Port, true
+			}
+		}
+		return 0, false
+	default:
+		return sp.Port, true
+	}
+}
+
+// Gateway is a Gateway API Gateway: one gateway instance with its own
+// listeners.
+type Gateway struct {
+	Key
+	Source    Source
+	ClassName string
+	Listeners []Listener
+}
+
+// Listener is one listener of a Gateway.
+type Listener struct {
+	Name     string
+	Port     uint32
+	Protocol Protocol
+	// Hostname restricts the listener to matching Host headers or SNI
+	// names; empty matches all.
+	Hostname string
+}
+
+// HTTPRoute is a Gateway API HTTPRoute, attached to Gateways (ingress) or
+// to Services (mesh routing, GAMMA).
+type HTTPRoute struct {
+	Key
+	Source    Source
+	Parents   []ParentRef
+	Hostnames []string
+	Rules     []HTTPRouteRule
+}
+
+// ParentKind is what a route attaches to.
+type ParentKind string
+
+// Parent kinds.
+const (
+	ParentGateway ParentKind = "Gateway"
+	ParentService ParentKind = "Service"
+)
+
+// ParentRef names the Gateway or Service a route attaches to.
+type ParentRef struct {
+	Kind ParentKind
+	Key
+	// SectionName names a Gateway listener or a Service port; empty means
+	// all.
+	SectionName string
+	// Port restricts attachment to one listener or service port; zero means
+	// all.
+	Port uint32
+}
+
+// HTTPRouteRule is one rule of an HTTPRoute: requests that match any of
+// Matches go to Backends.
+type HTTPRouteRule struct {
+	Name     string
+	Matches  []HTTPMatch
+	Backends []Backend
+}
+
+// PathMatchType is how an HTTP path is matched.
+type PathMatchType string
+
+// Path match types, as in the Gateway API.
+const (
+	PathExact             PathMatchType = "Exact"
+	PathPrefix            PathMatchType = "PathPrefix"
+	PathRegularExpression PathMatchType = "RegularExpression"
+)
+
+// StringMatchType is how a header or query value is matched.
+type StringMatchType string
+
+// String match types, as in the Gateway API.
+const (
+	MatchExact             StringMatchType = "Exact"
+	MatchRegularExpression StringMatchType = "RegularExpression"
+)
+
+// HTTPMatch selects requests; every present condition must hold.
+type HTTPMatch struct {
+	PathType  PathMatchType
+	PathValue string
+	Method    string
+	Headers   []ValueMatch
+	Query     []ValueMatch
+}
+
+// ValueMatch matches a named header or query parameter.
+type ValueMatch struct {
+	Type  StringMatchType
+	Name  string
+	Value string
+}
+
+// Backend is a weighted destination of a route rule.
+type Backend struct {
+	Service Key
+	Port    uint32
+	Weight  uint32
+}
+
+// ServiceHost returns the fully qualified name of a service:
+// name.namespace.svc.<clusterDomain>.
+func ServiceHost(k Key, clusterDomain string) string {
+	return k.Name + "." + k.Namespace + ".svc." + clusterDomain
+}
+
+// Index looks objects up by key. Build it with NewIndex after the Config is
+// complete; it does not follow later changes.
+type Index struct {
+	services  map[Key]*Service
+	gateways  map[Key]*Gateway
+	members   map[Key][]*Workload
+	memberOf  map[Key][]*Service
+	workloads map[Key]*Workload
+}
+
+// NewIndex indexes c.
+func NewIndex(c *Config) *Index {
+	ix := &Index{
+		services:  make(map[Key]*Service, len(c.Services)),
+		gateways:  make(map[Key]*Gateway, len(c.Gateways)),
+		members:   make(map[Key][]*Workload),
+		memberOf:  make(map[Key][]*Service),
+		workloads: make(map[Key]*Workload, len(c.Workloads)),
+	}
+	for _, s := range c.Services {
+		ix.services[s.Key] = s
+	}
+	for _, g := range c.Gateways {
+		ix.gateways[g.Key] = g
+	}
+	byNamespace := make(map[string][]*Service)
+	for _, s := range c.Services {
+		byNamespace[s.Namespace] = append(byNamespace[s.Namespace], s)
+	}
+	for _, w := range c.Workloads {
+		ix.workloads[w.Key] = w
+		for _, s := range byNamespace[w.Namespace] {
+			if s.Selects(w) {
+				ix.members[s.Key] = append(ix.members[s.Key], w)
+				ix.memberOf[w.Key] = append(ix.memberOf[w.Key], s)
+			}
+		}
+	}
+	return ix
+}
+
+// Service returns the service named k, or nil.
+func (ix *Index) Service(k Key) *Service { return ix.services[k] }
+
+// Gateway returns the gateway named k, or nil.
+func (ix *Index) Gateway(k Key) *Gateway { return ix.gateways[k] }
+
+// Workload returns the workload named k, or nil.
+func (ix *Index) Workload(k Key) *Workload { return ix.workloads[k] }
+
+// Members returns the workloads of service k, in key order.
+func (ix *Index) Members(k Key) []*Workload { return ix.members[k] }
+
+// MemberOf returns the services workload k belongs to, in key order.
+func (ix *Index) MemberOf(k Key) []*Service { return ix.memberOf[k] }
+
+// HostPort formats an address and port, bracketing IPv6 addresses.
+func HostPort(addr string, port uint32) string {
+	for i := 0; i < len(addr); i++ {
+		if addr[i] == ':' {
+			return "[" + addr + "]:" + strconv.FormatUint(uint64(port), 10)
+		}
+	}
+	return fmt.Sprintf("%s:%d", addr, port)
+}

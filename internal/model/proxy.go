@@ -1,0 +1,39 @@
+package model
+
+// ProxyKind is the role a connected proxy plays.
+type ProxyKind string
+
+// Proxy kinds.
+const (
+	// KindSidecar fronts one workload: inbound mesh mTLS to the app, and
+	// outbound listeners for the app's upstreams.
+	KindSidecar ProxyKind = "sidecar"
+	// KindGateway serves the listeners of one Gateway resource.
+	KindGateway ProxyKind = "gateway"
+)
+
+// Proxy is a data plane instance connected to the control plane: what it
+// told the control plane about itself when it registered.
+type Proxy struct {
+	// ID is the xDS node ID, unique per proxy instance.
+	ID   string
+	Kind ProxyKind
+	// Workload is the workload a sidecar fronts; for a gateway it is the
+	// gateway instance itself (its address and service account).
+	Workload Workload
+	// Gateway names the Gateway a gateway proxy serves.
+	Gateway Key
+	// Upstreams are the services a sidecar's app calls through explicit
+	// outbound listeners on OutboundAddress.
+	Upstreams       []Upstream
+	OutboundAddress string
+	// AppAddress is where the sidecar reaches its app's ports.
+	AppAddress string
+}
+
+// Upstream binds a local port of the sidecar to a service port.
+type Upstream struct {
+	Service   Key
+	Port      uint32
+	LocalPort uint32
+}

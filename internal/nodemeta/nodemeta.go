@@ -1,0 +1,190 @@
+// Package nodemeta is the registration contract between a proxy and the
+// control plane: what a proxy says about itself and its workload in the
+// metadata of its xDS Node. The control plane registers the workload from
+// it when the proxy's ADS stream opens, and builds that proxy's config from
+// it.
+//
+// Both binaries import this package; it depends only on protobuf.
+package nodemeta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Field is the key in Node.metadata under which the registration is sent.
+const Field = "trellis"
+
+// Kinds of proxy.
+const (
+	KindSidecar = "sidecar"
+	KindGateway = "gateway"
+)
+
+// Metadata is a proxy's registration.
+type Metadata struct {
+	// Kind is "sidecar" or "gateway".
+	Kind string `json:"kind"`
+	// Name and Namespace name the workload (for a gateway: the gateway
+	// instance).
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// ServiceAccount is the identity the workload runs as; its certificate
+	// is spiffe://<trust-domain>/ns/<Namespace>/sa/<ServiceAccount>.
+	ServiceAccount string `json:"serviceAccount"`
+	// Address is the workload's IP address as other workloads reach it.
+	Address string            `json:"address"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	// Services names services (in Namespace) the workload declares itself a
+	// member of; services with a selector pick members by Labels instead.
+	Services []string `json:"services,omitempty"`
+	// Ports are the application's ports.
+	Ports []Port `json:"ports,omitempty"`
+	// MeshPort is the port on Address where the sidecar accepts mesh mTLS.
+	MeshPort uint32 `json:"meshPort,omitempty"`
+	// AppAddress is where the sidecar reaches the application (default
+	// 127.0.0.1).
+	AppAddress string `json:"appAddress,omitempty"`
+	// OutboundAddress is where explicit outbound listeners bind (default
+	// 127.0.0.1).
+	OutboundAddress string `json:"outboundAddress,omitempty"`
+	// Upstreams are the explicit outbound listeners the app calls.
+	Upstreams []Upstream `json:"upstreams,omitempty"`
+	// Gateway is NAMESPACE/NAME of the Gateway a gateway proxy serves.
+	Gateway string `json:"gateway,omitempty"`
+	// Locality is region/zone/subzone, for locality-aware load balancing.
+	Locality string `json:"locality,omitempty"`
+	// Version is the proxy's build version.
+	Version string `json:"version,omitempty"`
+}
+
+// Port is an application port.
+type Port struct {
+	Name     string `json:"name,omitempty"`
+	Port     uint32 `json:"port"`
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// Upstream binds LocalPort on the sidecar's OutboundAddress to port Port of
+// Service in Namespace (empty: the workload's own namespace).
+type Upstream struct {
+	Service   string `json:"service"`
+	Namespace string `json:"namespace,omitempty"`
+	Port      uint32 `json:"port"`
+	LocalPort uint32 `json:"localPort"`
+}
+
+// Encode returns the Node.metadata struct carrying m.
+func (m *Metadata) Encode() (*structpb.Struct, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, err
+	}
+	return structpb.NewStruct(map[string]any{Field: fields})
+}
+
+// Decode reads the registration from a Node's metadata and validates it.
+func Decode(s *structpb.Struct) (*Metadata, error) {
+	v, ok := s.GetFields()[Field]
+	if !ok {
+		return nil, fmt.Errorf("nodemeta: node metadata has no %q field: is this a trellis-proxy?", Field)
+	}
+	b, err := v.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("nodemeta: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	var m Metadata
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("nodemeta: %w", err)
+	}
+	// Empty lists and maps mean the same as absent ones.
+	if len(m.Labels) == 0 {
+		m.Labels = nil
+	}
+	if len(m.Services) == 0 {
+		m.Services = nil
+	}
+	if len(m.Ports) == 0 {
+		m.Ports = nil
+	}
+	if len(m.Upstreams) == 0 {
+		m.Upstreams = nil
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks that the registration is complete and well formed,
+// reporting every problem at once.
+func (m *Metadata) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("nodemeta: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	switch m.Kind {
+	case KindSidecar:
+	case KindGateway:
+		ns, name, ok := strings.Cut(m.Gateway, "/")
+		if !ok || ns == "" || name == "" {
+			bad("gateway", "%q is not NAMESPACE/NAME", m.Gateway)
+		}
+	default:
+		bad("kind", "%q is not %q or %q", m.Kind, KindSidecar, KindGateway)
+	}
+	for field, v := range map[string]string{"name": m.Name, "namespace": m.Namespace, "serviceAccount": m.ServiceAccount} {
+		if v == "" {
+			bad(field, "must not be empty")
+		}
+	}
+	for field, v := range map[string]string{"address": m.Address, "appAddress": m.AppAddress, "outboundAddress": m.OutboundAddress} {
+		if v == "" && field != "address" {
+			continue
+		}
+		if _, err := netip.ParseAddr(v); err != nil {
+			bad(field, "%q is not an IP address", v)
+		}
+	}
+	seen := map[uint32]bool{}
+	for i, p := range m.Ports {
+		if p.Port == 0 || p.Port > 65535 {
+			bad(fmt.Sprintf("ports[%d].port", i), "%d is not a port number", p.Port)
+		}
+		if seen[p.Port] {
+			bad(fmt.Sprintf("ports[%d].port", i), "port %d is listed twice", p.Port)
+		}
+		seen[p.Port] = true
+	}
+	if m.MeshPort > 65535 {
+		bad("meshPort", "%d is not a port number", m.MeshPort)
+	}
+	local := map[uint32]bool{}
+	for i, u := range m.Upstreams {
+		if u.Service == "" {
+			bad(fmt.Sprintf("upstreams[%d].service", i), "must not be empty")
+		}
+		if u.Port == 0 || u.Port > 65535 {
+			bad(fmt.Sprintf("upstreams[%d].port", i), "%d is not a port number", u.Port)
+		}
+		if u.LocalPort == 0 || u.LocalPort > 65535 {
+			bad(fmt.Sprintf("upstreams[%d].localPort", i), "%d is not a port number", u.LocalPort)
+		}
+		if local[u.LocalPort] {
+			bad(fmt.Sprintf("upstreams[%d].localPort", i), "local port %d is used twice", u.LocalPort)
+		}
+		local[u.LocalPort] = true
+	}
+	return errors.Join(errs...)
+}
