@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Item is a stored value.
+type Item struct {
+	// Key is relative to Prefix.
+	Key   string
+	Value []byte
+	// Revision is the etcd revision of the last change to the key, and
+	// CreateRevision that of its creation.
+	Revision       int64
+	CreateRevision int64
+}
+
+// Write is one change of an atomic batch: a put, or a delete when Delete
+// is set.
+type Write struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+func item(kv *mvccpb.KeyValue) Item {
+	return Item{
+		Key:            strings.TrimPrefix(string(kv.Key), Prefix),
+		Value:          kv.Value,
+		Revision:       kv.ModRevision,
+		CreateRevision: kv.CreateRevision,
+	}
+}
+
+// Get returns the item at key, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, key string) (Item, error) {
+	resp, err := s.client.Get(ctx, Prefix+key)
+	if err != nil {
+		return Item{}, fmt.Errorf("store: get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return Item{}, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	return item(resp.Kvs[0]), nil
+}
+
+// List returns every item under prefix, in key order, and the revision the
+// listing was read at.
+func (s *Store) List(ctx context.Context, prefix string) ([]Item, int64, error) {
+	resp, err := s.client.Get(ctx, Prefix+prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list %s: %w", prefix, err)
+	}
+	items := make([]Item, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		items[i] = item(kv)
+	}
+	return items, resp.Header.Revision, nil
+}
+
+// Apply performs every write in one transaction: all of them happen, or
+// none. It returns the new revision.
+func (s *Store) Apply(ctx context.Context, writes []Write) (int64, error) {
+	ops := make([]clientv3.Op, len(writes))
+	for i, w := range writes {
+		if w.Delete {
+			ops[i] = clientv3.OpDelete(Prefix + w.Key)
+		} else {
+			ops[i] = clientv3.OpPut(Prefix+w.Key, string(w.Value))
+		}
+	}
+	resp, err := s.client.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: writing %d changes: %w", len(writes), err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Delete removes key; it reports whether the key existed.
+func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
+	resp, err := s.client.Delete(ctx, Prefix+key)
+	if err != nil {
+		return false, fmt.Errorf("store: delete %s: %w", key, err)
+	}
+	return resp.Deleted > 0, nil
+}
+
+// Event is a change seen by Watch. Value is nil for a deletion.
+type Event struct {
+	Item
+	Deleted bool
+}
+
+// Watch calls fn with the changes under prefix after revision rev, in
+// order, until ctx is done. A compacted revision or a lost connection
+// makes it return an error; the caller lists again and rewatches.
+func (s *Store) Watch(ctx context.Context, prefix string, rev int64, fn func([]Event)) error {
+	ctx = clientv3.WithRequireLeader(ctx)
+	wch := s.client.Watch(ctx, Prefix+prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	for resp := range wch {
+		if err := resp.Err(); err != nil {
+			return fmt.Errorf("store: watch %s: %w", prefix, err)
+		}
+		events := make([]Event, len(resp.Events))
+		for i, ev := range resp.Events {
+			events[i] = Event{Item: item(ev.Kv), Deleted: ev.Type == clientv3.EventTypeDelete}
+		}
+		fn(events)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("store: watch %s closed", prefix)
+}
+
+// Lease keeps a set of keys alive while its owner is.
+type Lease struct {
+	s  *Store
+	id clientv3.LeaseID
+}
+
+// Grant creates a lease that expires ttl after its last renewal.
+func (s *Store) Grant(ctx context.Context, ttl time.Duration) (*Lease, error) {
+	resp, err := s.client.Grant(ctx, int64(ttl.Seconds()))
+	if err != nil {
+		return nil, fmt.Errorf("store: lease: %w", err)
+	}
+	return &Lease{s: s, id: resp.ID}, nil
+}
+
+// Put writes key under the lease.
+func (l *Lease) Put(ctx context.Context, key string, value []byte) error {
+	if _, err := l.s.client.Put(ctx, Prefix+key, string(value), clientv3.WithLease(l.id)); err != nil {
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// KeepAlive renews the lease until ctx is done.
+func (l *Lease) KeepAlive(ctx context.Context) error {
+	ch, err := l.s.client.KeepAlive(ctx, l.id)
+	if err != nil {
+		return fmt.Errorf("store: keepalive: %w", err)
+	}
+	for range ch {
+	}
+	return ctx.Err()
+}
+
+// Revoke ends the lease now, deleting its keys.
+func (l *Lease) Revoke(ctx context.Context) error {
+	if _, err := l.s.client.Revoke(ctx, l.id); err != nil {
+		return fmt.Errorf("store: revoke: %w", err)
+	}
+	return nil
+}
