@@ -1,0 +1,26 @@
+// Package translate turns the normalized mesh model into the Envoy v3
+// resources one proxy needs: Listeners, RouteConfigurations, Clusters,
+// ClusterLoadAssignments and Secrets.
+//
+//	model.Config + model.Proxy ──► Translate ──► Resources ──► xds snapshot
+//
+// It is pure and deterministic: the same input gives byte-identical output,
+// so versions derived from the output change only when the config does.
+// Every resource it returns passes the generated ValidateAll; a resource that
+// cannot be built completely is left out and reported as a Problem, never
+// pushed half-built.
+//
+// A sidecar gets:
+//   - inbound_mesh: one mTLS listener on the workload's mesh port, a filter
+//     chain per service port the workload serves, chosen by SNI, each
+//     forwarding to the app through a static inbound|PORT|| cluster;
+//   - one explicit outbound listener per declared upstream, on its
+//     OutboundAddress, routing HTTP by the routes attached to the service
+//     (GAMMA) or forwarding TCP;
+//   - outbound|PORT||HOST clusters with EDS endpoints; mesh endpoints are
+//     reached over mTLS on their mesh port with an SNI naming the service
+//     port, plain endpoints in plaintext.
+//
+// A gateway gets one listener per Gateway listener port, with the
+// HTTPRoutes attached to it as virtual hosts.
+package translate

@@ -1,0 +1,59 @@
+package translate
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Secret names delivered over SDS to every proxy.
+const (
+	// SecretCertificate holds the proxy's certificate chain. The private key
+	// never leaves the proxy: the secret carries only the public chain the
+	// CA issued.
+	SecretCertificate = "default"
+	// SecretTrustBundle holds the root certificates peers are verified with.
+	SecretTrustBundle = "ROOTCA"
+)
+
+// InboundListener is the name of a sidecar's mesh mTLS listener.
+const InboundListener = "inbound_mesh"
+
+// TransportSocketMatchKey and TLSModeMTLS mark endpoints reached over mesh
+// mTLS, in the envoy.transport_socket_match endpoint metadata.
+const (
+	TransportSocketMatchFilter = "envoy.transport_socket_match"
+	TransportSocketMatchKey    = "tlsMode"
+	TLSModeMTLS                = "mtls"
+)
+
+// OutboundCluster names the cluster of port on a service host.
+func OutboundCluster(port uint32, host string) string {
+	return fmt.Sprintf("outbound|%d||%s", port, host)
+}
+
+// InboundCluster names the cluster that reaches the app's port.
+func InboundCluster(port uint32) string {
+	return fmt.Sprintf("inbound|%d||", port)
+}
+
+// SNI is the server name a client proxy sends to reach port of a service
+// host through the destination's mesh port. East-west gateways route on
+// it without terminating mTLS.
+func SNI(port uint32, host string) string {
+	return fmt.Sprintf("outbound_.%d_._.%s", port, host)
+}
+
+// OutboundListener names an explicit outbound listener.
+func OutboundListener(addr string, port uint32) string {
+	return "outbound_" + addr + "_" + strconv.FormatUint(uint64(port), 10)
+}
+
+// GatewayListener names a gateway's listener on port.
+func GatewayListener(port uint32) string {
+	return "gateway_" + strconv.FormatUint(uint64(port), 10)
+}
+
+// GatewayRoute names the route configuration of a gateway port.
+func GatewayRoute(port uint32) string {
+	return "http." + strconv.FormatUint(uint64(port), 10)
+}

@@ -1,0 +1,271 @@
+package translate
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"trellis.dev/trellis/internal/model"
+)
+
+// sidecar builds the inbound mesh listener and the explicit outbound
+// listeners of a sidecar.
+func (b *builder) sidecar() {
+	b.inbound()
+	for i, u := range b.in.Proxy.Upstreams {
+		b.upstream(i, u)
+	}
+}
+
+// inbound builds the mesh mTLS listener in front of the app: one filter
+// chain per (service, port) the workload serves, selected by the SNI the
+// client proxy sent.
+func (b *builder) inbound() {
+	p := b.in.Proxy
+	w := &p.Workload
+	if w.MeshPort == 0 {
+		return
+	}
+	ref := "proxy " + p.ID
+	ln := &listenerv3.Listener{
+		Name:            InboundListener,
+		Address:         socketAddress(w.Address, w.MeshPort),
+		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()},
+	}
+	appPorts := map[uint32]bool{}
+	seenSNI := map[string]bool{}
+	for _, s := range b.in.Index.MemberOf(w.Key) {
+		for _, sp := range s.Ports {
+			target, ok := w.TargetPort(sp)
+			if !ok {
+				b.problem("Service "+s.Key.String(), fmt.Sprintf("spec.ports[%s].targetPort", sp.Name),
+					fmt.Sprintf("workload %s has no port named %q", w.Key, sp.TargetPortName))
+				continue
+			}
+			sni := SNI(sp.Port, b.host(s.Key))
+			if seenSNI[sni] {
+				continue
+			}
+			seenSNI[sni] = true
+			appPorts[target] = true
+			chain := &listenerv3.FilterChain{
+				Name:             sni,
+				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
+				TransportSocket:  b.downstreamMTLS(),
+			}
+			cluster := InboundCluster(target)
+			if sp.Protocol.IsHTTP() {
+				chain.Filters = []*listenerv3.Filter{httpFilter(&hcmv3.HttpConnectionManager{
+					StatPrefix:                  "inbound_" + strconv.FormatUint(uint64(target), 10),
+					ForwardClientCertDetails:    hcmv3.HttpConnectionManager_SANITIZE_SET,
+					SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true},
+					RouteSpecifier: inlineRoutes(&routev3.RouteConfiguration{
+						Name: cluster,
+						VirtualHosts: []*routev3.VirtualHost{{
+							Name:    cluster,
+							Domains: []string{"*"},
+							Routes:  []*routev3.Route{prefixRoute("/", cluster)},
+						}},
+					}),
+				})}
+			} else {
+				chain.Filters = []*listenerv3.Filter{tcpFilter("inbound_"+strconv.FormatUint(uint64(target), 10), cluster)}
+			}
+			ln.FilterChains = append(ln.FilterChains, chain)
+		}
+	}
+	if len(ln.FilterChains) == 0 {
+		b.problem(ref, "", fmt.Sprintf("workload %s is a member of no service, so its mesh port accepts nothing", w.Key))
+		return
+	}
+	b.out.Listeners = append(b.out.Listeners, ln)
+	appAddr := p.AppAddress
+	if appAddr == "" {
+		appAddr = "127.0.0.1"
+	}
+	for port := range appPorts {
+		name := InboundCluster(port)
+		b.out.Clusters = append(b.out.Clusters, &clusterv3.Cluster{
+			Name:                 name,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			ConnectTimeout:       durationpb.New(b.opts.ConnectTimeout),
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{
+				ClusterName: name,
+				Endpoints: []*endpointv3.LocalityLbEndpoints{{
+					LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(appAddr, port, nil)},
+				}},
+			},
+		})
+	}
+}
+
+// upstream builds the explicit outbound listener of one declared upstream.
+func (b *builder) upstream(i int, u model.Upstream) {
+	p := b.in.Proxy
+	ref := "proxy " + p.ID
+	field := fmt.Sprintf("upstreams[%d]", i)
+	s := b.in.Index.Service(u.Service)
+	if s == nil {
+		b.problem(ref, field, fmt.Sprintf("service %s does not exist; local port %d is not served", u.Service, u.LocalPort))
+		return
+	}
+	sp, ok := s.Port(u.Port)
+	if !ok {
+		b.problem(ref, field, fmt.Sprintf("service %s has no port %d; local port %d is not served", u.Service, u.Port, u.LocalPort))
+		return
+	}
+	addr := p.OutboundAddress
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	ln := &listenerv3.Listener{
+		Name:    OutboundListener(addr, u.LocalPort),
+		Address: socketAddress(addr, u.LocalPort),
+	}
+	host := b.host(s.Key)
+	if sp.Protocol.IsHTTP() {
+		routeName := OutboundCluster(sp.Port, host)
+		ln.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{httpFilter(&hcmv3.HttpConnectionManager{
+			StatPrefix:     "outbound_" + strconv.FormatUint(uint64(u.LocalPort), 10),
+			RouteSpecifier: rds(routeName),
+		})}}}
+		b.meshRoutes(routeName, s, sp)
+	} else {
+		ln.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
+			tcpFilter("outbound_"+strconv.FormatUint(uint64(u.LocalPort), 10), b.useCluster(s, sp)),
+		}}}
+	}
+	b.out.Listeners = append(b.out.Listeners, ln)
+}
+
+// meshRoutes builds the routes toward service port sp: the HTTPRoutes
+// attached to the service (GAMMA) when there are any, else everything to
+// the service itself. Routes are not duplicated when two upstreams name the
+// same service port.
+func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort) {
+	for _, rc := range b.out.Routes {
+		if rc.Name == name {
+			return
+		}
+	}
+	var attached []attachedRule
+	for _, r := range b.in.Config.HTTPRoutes {
+		for _, parent := range r.Parents {
+			if parent.Kind != model.ParentService || parent.Key != s.Key {
+				continue
+			}
+			if parent.Port != 0 && parent.Port != sp.Port {
+				continue
+			}
+			if parent.SectionName != "" && parent.SectionName != sp.Name {
+				continue
+			}
+			attached = append(attached, rulesOf(r)...)
+			break
+		}
+	}
+	vh := &routev3.VirtualHost{
+		Name:    fmt.Sprintf("%s:%d", b.host(s.Key), sp.Port),
+		Domains: []string{"*"},
+	}
+	if len(attached) == 0 {
+		vh.Routes = []*routev3.Route{prefixRoute("/", b.useCluster(s, sp))}
+	} else {
+		vh.Routes = b.routes(attached)
+	}
+	b.out.Routes = append(b.out.Routes, &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}})
+}
+
+// outboundClusters builds every outbound cluster that a listener or route
+// referenced, with its endpoints.
+func (b *builder) outboundClusters() {
+	for name, ref := range b.clusters {
+		b.outboundCluster(name, ref.service, ref.port)
+	}
+}
+
+func (b *builder) outboundCluster(name string, s *model.Service, sp model.ServicePort) {
+	members := b.in.Index.Members(s.Key)
+	var ids []string
+	meshed := false
+	byLocality := map[string][]*endpointv3.LbEndpoint{}
+	var localities []string
+	for _, w := range members {
+		target, ok := w.TargetPort(sp)
+		if !ok {
+			continue
+		}
+		var ep *endpointv3.LbEndpoint
+		if w.MeshPort != 0 {
+			meshed = true
+			ids = append(ids, b.workloadID(w))
+			ep = lbEndpoint(w.Address, w.MeshPort, mtlsEndpointMetadata())
+		} else {
+			ep = lbEndpoint(w.Address, target, nil)
+		}
+		if _, ok := byLocality[w.Locality]; !ok {
+			localities = append(localities, w.Locality)
+		}
+		byLocality[w.Locality] = append(byLocality[w.Locality], ep)
+	}
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
+		ConnectTimeout:       durationpb.New(b.opts.ConnectTimeout),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+	}
+	if meshed {
+		sni := SNI(sp.Port, b.host(s.Key))
+		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
+			Name:            TLSModeMTLS,
+			Match:           mtlsEndpointMetadata().FilterMetadata[TransportSocketMatchFilter],
+			TransportSocket: b.upstreamMTLS(sni, sortedUnique(ids)),
+		}}
+	}
+	b.out.Clusters = append(b.out.Clusters, c)
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	slices.Sort(localities)
+	for _, loc := range localities {
+		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
+			Locality:    parseLocality(loc),
+			LbEndpoints: byLocality[loc],
+		})
+	}
+	b.out.Endpoints = append(b.out.Endpoints, cla)
+}
+
+func (b *builder) workloadID(w *model.Workload) string {
+	sa := w.ServiceAccount
+	if sa == "" {
+		sa = "default"
+	}
+	return "spiffe://" + b.opts.TrustDomain + "/ns/" + w.Namespace + "/sa/" + sa
+}
+
+func lbEndpoint(addr string, port uint32, md *corev3.Metadata) *endpointv3.LbEndpoint {
+	return &endpointv3.LbEndpoint{
+		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(addr, port)}},
+		HealthStatus:   corev3.HealthStatus_HEALTHY,
+		Metadata:       md,
+	}
+}
+
+// parseLocality reads region/zone/subzone; nil when empty.
+func parseLocality(s string) *corev3.Locality {
+	if s == "" {
+		return nil
+	}
+	var parts [3]string
+	copy(parts[:], strings.SplitN(s, "/", 3))
+	return &corev3.Locality{Region: parts[0], Zone: parts[1], SubZone: parts[2]}
+}

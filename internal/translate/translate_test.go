@@ -1,0 +1,189 @@
+package translate
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"trellis.dev/trellis/internal/model"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// demoMesh is the topology of `trellis demo`: an ingress gateway in front of
+// web, which calls catalog, which calls reviews, split between v1 and v2.
+func demoMesh() *model.Config {
+	ns := "demo"
+	http := func(name string, port, target uint32) model.ServicePort {
+		return model.ServicePort{Name: name, Port: port, TargetPort: target, Protocol: model.ProtocolHTTP}
+	}
+	svc := func(name string, sel map[string]string, ports ...model.ServicePort) *model.Service {
+		return &model.Service{Key: model.Key{Namespace: ns, Name: name}, Selector: sel, Ports: ports}
+	}
+	wl := func(name, addr, sa string, labels map[string]string) *model.Workload {
+		return &model.Workload{
+			Key: model.Key{Namespace: ns, Name: name}, Address: addr, ServiceAccount: sa, Labels: labels,
+			Ports: []model.WorkloadPort{{Name: "http", Port: 8080, Protocol: model.ProtocolHTTP}}, MeshPort: 15008,
+		}
+	}
+	c := &model.Config{
+		Services: []*model.Service{
+			svc("web", map[string]string{"app": "web"}, http("http", 80, 8080)),
+			svc("catalog", map[string]string{"app": "catalog"}, http("http", 80, 8080)),
+			svc("reviews", map[string]string{"app": "reviews"}, http("http", 80, 8080)),
+			svc("reviews-v1", map[string]string{"app": "reviews", "version": "v1"}, http("http", 80, 8080)),
+			svc("reviews-v2", map[string]string{"app": "reviews", "version": "v2"}, http("http", 80, 8080)),
+			svc("db", nil, model.ServicePort{Name: "tcp", Port: 5432, Protocol: model.ProtocolTCP}),
+		},
+		Workloads: []*model.Workload{
+			wl("web-1", "10.0.0.11", "web", map[string]string{"app": "web"}),
+			wl("catalog-1", "10.0.0.12", "catalog", map[string]string{"app": "catalog"}),
+			wl("reviews-v1", "10.0.0.13", "reviews", map[string]string{"app": "reviews", "version": "v1"}),
+			wl("reviews-v2", "10.0.0.14", "reviews", map[string]string{"app": "reviews", "version": "v2"}),
+			{Key: model.Key{Namespace: ns, Name: "db-1"}, Address: "10.0.0.20", ServiceAccount: "db", Services: []string{"db"},
+				Ports: []model.WorkloadPort{{Name: "tcp", Port: 5432, Protocol: model.ProtocolTCP}}, Locality: "eu/eu-1"},
+		},
+		Gateways: []*model.Gateway{{
+			Key:       model.Key{Namespace: ns, Name: "ingress"},
+			Listeners: []model.Listener{{Name: "http", Port: 18080, Protocol: model.ProtocolHTTP}},
+		}},
+		HTTPRoutes: []*model.HTTPRoute{
+			{
+				Key:     model.Key{Namespace: ns, Name: "web"},
+				Parents: []model.ParentRef{{Kind: model.ParentGateway, Key: model.Key{Namespace: ns, Name: "ingress"}}},
+				Rules: []model.HTTPRouteRule{
+					{Backends: []model.Backend{{Service: model.Key{Namespace: ns, Name: "web"}, Port: 80, Weight: 1}}},
+					{
+						Matches:  []model.HTTPMatch{{PathType: model.PathPrefix, PathValue: "/catalog/", Method: "GET"}},
+						Backends: []model.Backend{{Service: model.Key{Namespace: ns, Name: "catalog"}, Port: 80, Weight: 1}},
+					},
+					{
+						Matches:  []model.HTTPMatch{{PathType: model.PathExact, PathValue: "/gone"}},
+						Backends: []model.Backend{{Service: model.Key{Namespace: ns, Name: "missing"}, Port: 80, Weight: 1}},
+					},
+				},
+			},
+			{
+				Key:     model.Key{Namespace: ns, Name: "reviews-split"},
+				Parents: []model.ParentRef{{Kind: model.ParentService, Key: model.Key{Namespace: ns, Name: "reviews"}, Port: 80}},
+				Rules: []model.HTTPRouteRule{
+					{
+						Matches: []model.HTTPMatch{{PathType: model.PathPrefix, PathValue: "/",
+							Headers: []model.ValueMatch{{Type: model.MatchExact, Name: "x-canary", Value: "1"}}}},
+						Backends: []model.Backend{{Service: model.Key{Namespace: ns, Name: "reviews-v2"}, Port: 80, Weight: 1}},
+					},
+					{Backends: []model.Backend{
+						{Service: model.Key{Namespace: ns, Name: "reviews-v1"}, Port: 80, Weight: 50},
+						{Service: model.Key{Namespace: ns, Name: "reviews-v2"}, Port: 80, Weight: 50},
+					}},
+				},
+			},
+		},
+	}
+	c.Sort()
+	return c
+}
+
+func demoProxies(c *model.Config) map[string]*model.Proxy {
+	ix := model.NewIndex(c)
+	side := func(name string, ups ...model.Upstream) *model.Proxy {
+		return &model.Proxy{
+			ID: name + ".demo", Kind: model.KindSidecar, Workload: *ix.Workload(model.Key{Namespace: "demo", Name: name}),
+			Upstreams: ups, OutboundAddress: "127.0.0.1", AppAddress: "127.0.0.1",
+		}
+	}
+	return map[string]*model.Proxy{
+		"gateway": {ID: "ingress.demo", Kind: model.KindGateway, Gateway: model.Key{Namespace: "demo", Name: "ingress"},
+			Workload: model.Workload{Key: model.Key{Namespace: "demo", Name: "ingress"}, Address: "127.0.0.1", ServiceAccount: "ingress"}},
+		"web": side("web-1", model.Upstream{Service: model.Key{Namespace: "demo", Name: "catalog"}, Port: 80, LocalPort: 9001}),
+		"catalog": side("catalog-1", model.Upstream{Service: model.Key{Namespace: "demo", Name: "reviews"}, Port: 80, LocalPort: 9002},
+			model.Upstream{Service: model.Key{Namespace: "demo", Name: "db"}, Port: 5432, LocalPort: 5432},
+			model.Upstream{Service: model.Key{Namespace: "demo", Name: "nope"}, Port: 80, LocalPort: 9003}),
+		"reviews": side("reviews-v1"),
+	}
+}
+
+// render prints resources as stable, indented JSON: protojson's output
+// varies in whitespace on purpose, so it is compacted and re-indented.
+func render(t *testing.T, r *Resources, problems []Problem) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	section := func(name string, msgs []proto.Message) {
+		buf.WriteString("# " + name + "\n")
+		for _, m := range msgs {
+			raw, err := protojson.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var compact, indented bytes.Buffer
+			if err := json.Compact(&compact, raw); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Indent(&indented, compact.Bytes(), "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			buf.Write(indented.Bytes())
+			buf.WriteString("\n")
+		}
+	}
+	section("listeners", msgs(r.Listeners))
+	section("routes", msgs(r.Routes))
+	section("clusters", msgs(r.Clusters))
+	section("endpoints", msgs(r.Endpoints))
+	section("secrets", msgs(r.Secrets))
+	buf.WriteString("# problems\n")
+	for _, p := range problems {
+		buf.WriteString(p.String() + "\n")
+	}
+	return buf.Bytes()
+}
+
+func msgs[T proto.Message](in []T) []proto.Message {
+	out := make([]proto.Message, len(in))
+	for i, m := range in {
+		out[i] = m
+	}
+	return out
+}
+
+func TestGolden(t *testing.T) {
+	c := demoMesh()
+	for name, p := range demoProxies(c) {
+		t.Run(name, func(t *testing.T) {
+			in := Input{Config: c, Index: model.NewIndex(c), Proxy: p,
+				CertificateChain: []byte("-----BEGIN CERTIFICATE-----\nchain\n-----END CERTIFICATE-----\n"),
+				TrustBundle:      []byte("-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n")}
+			res, problems := Translate(in, Options{})
+			got := render(t, res, problems)
+			again, problems2 := Translate(in, Options{})
+			if !bytes.Equal(got, render(t, again, problems2)) {
+				t.Fatal("translation is not deterministic")
+			}
+			golden := filepath.Join("testdata", name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("output differs from %s (run go test -update and review the diff):\n%s", golden, got)
+			}
+			for _, p := range problems {
+				if strings.Contains(p.Message, "invalid and was not sent") {
+					t.Errorf("generated an invalid resource: %s", p)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,249 @@
+// Package xds serves Envoy's Aggregated Discovery Service to Trellis proxies
+// and gRPC clients, and records what each proxy was sent and what it
+// acknowledged.
+//
+//	translate.Resources ──Push──► snapshot cache ──ADS──► proxy
+//	                                   ▲                    │
+//	                 Status ◄── callbacks ◄── ACK / NACK ───┘
+//
+// It is built on go-control-plane's server and snapshot cache. Each xDS
+// type gets its own version, a hash of its resources, so that a change to
+// one type does not resend the others. The Hooks are told when a proxy's
+// stream opens and closes: that is how the control plane learns which
+// workloads are connected.
+package xds
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
+
+	"trellis.dev/trellis/internal/translate"
+)
+
+// Hooks learn about proxies connecting and disconnecting.
+type Hooks interface {
+	// Connected is called on the first request of a stream, before any
+	// response. peer holds the client certificates of the TLS connection
+	// (nil over plaintext). An error rejects the stream.
+	Connected(streamID int64, node *corev3.Node, peer []*x509.Certificate) error
+	// Disconnected is called when a stream that Connected accepted ends.
+	Disconnected(streamID int64, node *corev3.Node)
+}
+
+// Types are the xDS type URLs Trellis serves, in the order a proxy should
+// apply them.
+var Types = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.SecretType}
+
+// Server is the ADS server.
+type Server struct {
+	cache  cache.SnapshotCache
+	server server.Server
+	hooks  Hooks
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	streams map[int64]*stream // by stream ID
+	nodes   map[string]*nodeState
+}
+
+type stream struct {
+	ctx      context.Context
+	node     *corev3.Node
+	peer     []*x509.Certificate
+	accepted bool
+}
+
+// New returns a server; call Register to serve it on a gRPC server.
+func New(ctx context.Context, hooks Hooks, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cache:   cache.NewSnapshotCache(true, cache.IDHash{}, nil),
+		hooks:   hooks,
+		log:     log,
+		streams: map[int64]*stream{},
+		nodes:   map[string]*nodeState{},
+	}
+	s.server = server.NewServer(ctx, s.cache, s.callbacks())
+	return s
+}
+
+// Register adds the ADS service to g.
+func (s *Server) Register(g *grpc.Server) {
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.server)
+}
+
+func peerCertificates(ctx context.Context) []*x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+		return info.State.PeerCertificates
+	}
+	return nil
+}
+
+func (s *Server) callbacks() server.CallbackFuncs {
+	return server.CallbackFuncs{
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			s.mu.Lock()
+			s.streams[id] = &stream{ctx: ctx, peer: peerCertificates(ctx)}
+			s.mu.Unlock()
+			return nil
+		},
+		StreamClosedFunc: func(id int64, node *corev3.Node) {
+			s.mu.Lock()
+			st := s.streams[id]
+			delete(s.streams, id)
+			if st != nil && st.node != nil {
+				if ns := s.nodes[st.node.GetId()]; ns != nil && ns.streamID == id {
+					ns.connected = false
+					ns.disconnectedAt = time.Now()
+				}
+			}
+			s.mu.Unlock()
+			if st != nil && st.accepted {
+				s.hooks.Disconnected(id, st.node)
+			}
+		},
+		StreamRequestFunc:  s.onRequest,
+		StreamResponseFunc: s.onResponse,
+	}
+}
+
+func (s *Server) onRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
+	s.mu.Lock()
+	st := s.streams[id]
+	if st == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("xds: unknown stream %d", id)
+	}
+	first := st.node == nil
+	if first {
+		if req.GetNode().GetId() == "" {
+			s.mu.Unlock()
+			return errors.New("xds: the first request of a stream must carry a node with an id")
+		}
+		st.node = req.GetNode()
+	}
+	node, peerCerts := st.node, st.peer
+	s.mu.Unlock()
+
+	if first {
+		if err := s.hooks.Connected(id, node, peerCerts); err != nil {
+			s.log.Warn("proxy rejected", "node", node.GetId(), "err", err)
+			return err
+		}
+		s.mu.Lock()
+		st.accepted = true
+		s.nodes[node.GetId()] = &nodeState{
+			streamID:    id,
+			node:        node,
+			connected:   true,
+			connectedAt: time.Now(),
+			types:       map[string]*typeStatus{},
+			current:     s.nodes[node.GetId()].currentSnapshot(),
+		}
+		s.mu.Unlock()
+		s.log.Info("proxy connected", "node", node.GetId(), "stream", id)
+	}
+	s.recordRequest(id, node.GetId(), req)
+	return nil
+}
+
+// Push makes res the config of node. It reports whether anything changed.
+// A snapshot whose references do not resolve is refused, and the proxy
+// keeps its previous config.
+func (s *Server) Push(ctx context.Context, node string, res *translate.Resources) (bool, error) {
+	snap := &cache.Snapshot{}
+	set := func(typ string, items []types.Resource) {
+		snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(version(items), items)
+	}
+	set(resource.ListenerType, asResources(res.Listeners))
+	set(resource.RouteType, asResources(res.Routes))
+	set(resource.ClusterType, asResources(res.Clusters))
+	set(resource.EndpointType, asResources(res.Endpoints))
+	set(resource.SecretType, asResources(res.Secrets))
+	if err := snap.Consistent(); err != nil {
+		return false, fmt.Errorf("xds: config of %s is inconsistent and was not pushed: %w", node, err)
+	}
+	if old, err := s.cache.GetSnapshot(node); err == nil && sameVersions(old, snap) {
+		return false, nil
+	}
+	if err := s.cache.SetSnapshot(ctx, node, snap); err != nil {
+		return false, fmt.Errorf("xds: %w", err)
+	}
+	s.mu.Lock()
+	ns := s.nodes[node]
+	if ns == nil {
+		ns = &nodeState{node: &corev3.Node{Id: node}, types: map[string]*typeStatus{}}
+		s.nodes[node] = ns
+	}
+	ns.current = snap
+	s.mu.Unlock()
+	return true, nil
+}
+
+// Forget drops everything known about node: its snapshot and status.
+func (s *Server) Forget(node string) {
+	s.cache.ClearSnapshot(node)
+	s.mu.Lock()
+	if ns := s.nodes[node]; ns != nil && !ns.connected {
+		delete(s.nodes, node)
+	}
+	s.mu.Unlock()
+}
+
+func sameVersions(old cache.ResourceSnapshot, snap *cache.Snapshot) bool {
+	for _, typ := range Types {
+		if old.GetVersion(typ) != snap.GetVersion(typ) {
+			return false
+		}
+	}
+	return true
+}
+
+func asResources[T types.Resource](in []T) []types.Resource {
+	out := make([]types.Resource, len(in))
+	for i, r := range in {
+		out[i] = r
+	}
+	return out
+}
+
+// version hashes resources (already sorted by name) into a short version
+// string: equal content, equal version.
+func version(items []types.Resource) string {
+	h := sha256.New()
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, r := range items {
+		b, err := opts.Marshal(r)
+		if err != nil {
+			// Resources come from translate and always marshal.
+			panic("xds: marshal: " + err.Error())
+		}
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
