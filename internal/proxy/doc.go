@@ -1,0 +1,19 @@
+// Package proxy is the Trellis data plane: the same code runs as a sidecar
+// in front of one workload and as a gateway for one Gateway resource. It is
+// configured entirely over xDS with Envoy v3 resources and implements the
+// subset of their semantics the control plane generates; anything else in
+// the config is rejected (NACK) rather than silently ignored, and the proxy
+// keeps serving its last good config.
+//
+//	control plane ══ADS══► xdsclient ──Apply──► Proxy
+//	                                              ├─ listeners (accept, TLS by SNI, filter chains)
+//	                                              │    ├─ HTTP connection manager ──route.Table──┐
+//	                                              │    └─ TCP proxy ─────────────────────────────┤
+//	                                              ├─ clusters (endpoints, round robin, mTLS) ◄───┘
+//	                                              └─ secrets (key, SVID, trust bundle)
+//
+// Config is applied per xDS type and swapped atomically: connections in
+// flight keep the config they started with. The package never imports the
+// control plane, Kubernetes or etcd; a dependency test in cmd/trellis-proxy
+// enforces it.
+package proxy

@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"trellis.dev/trellis/internal/xfcc"
+)
+
+// Headers the connection manager manages, as Envoy does.
+const (
+	headerRequestID = "X-Request-Id"
+	headerXFF       = "X-Forwarded-For"
+	headerXFP       = "X-Forwarded-Proto"
+)
+
+func randUint32n(n uint32) uint32 { return rand.Uint32N(n) }
+
+// serveHTTP is the HTTP connection manager: it routes a request by the
+// chain's route table and forwards it to a cluster.
+//
+// The chain is looked up again for every request in the listener's current
+// config, so that a config change applies to requests on connections that
+// were accepted before it (keep-alive connections can live for hours). If
+// the connection's server name no longer leads to an HTTP chain, the
+// connection is closed.
+func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	serverName, _ := r.Context().Value(serverNameKey{}).(string)
+	chain := l.cfg.Load().chainFor(serverName)
+	if chain == nil || chain.hcm == nil {
+		w.Header().Set("Connection", "close")
+		localReply(w, http.StatusServiceUnavailable, "the listener's config no longer serves this connection")
+		return
+	}
+	h := chain.hcm
+	p := l.p
+
+	switch h.xfcc {
+	case xfccSanitize:
+		r.Header.Del(xfcc.Header)
+	case xfccSanitizeSet:
+		r.Header.Del(xfcc.Header)
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			if own := p.secrets.Certificate(); own != nil {
+				r.Header.Set(xfcc.Header, xfcc.Format([]xfcc.Element{xfcc.NewElement(own.Leaf, r.TLS.PeerCertificates[0])}))
+			}
+		}
+	}
+	if r.Header.Get(headerRequestID) == "" {
+		r.Header.Set(headerRequestID, newRequestID())
+	}
+	if h.useRemoteAddress {
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			if prior := r.Header.Values(headerXFF); len(prior) > 0 {
+				host = strings.Join(prior, ", ") + ", " + host
+			}
+			r.Header.Set(headerXFF, host)
+		}
+		if r.TLS != nil {
+			r.Header.Set(headerXFP, "https")
+		} else {
+			r.Header.Set(headerXFP, "http")
+		}
+	}
+
+	table := h.inline
+	if table == nil {
+		table = (*p.routes.Load())[h.rds]
+	}
+	if table == nil {
+		localReply(w, http.StatusNotFound, fmt.Sprintf("route configuration %q not received yet", h.rds))
+		return
+	}
+	rt := table.Match(r)
+	if rt == nil {
+		localReply(w, http.StatusNotFound, "no route matched "+r.Host+r.URL.Path)
+		return
+	}
+	switch {
+	case rt.DirectResponse != nil:
+		if rt.DirectResponse.Body != nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		}
+		w.WriteHeader(rt.DirectResponse.Status)
+		w.Write(rt.DirectResponse.Body)
+		return
+	case rt.Redirect != nil:
+		w.Header().Set("Location", rt.RedirectLocation(r))
+		w.WriteHeader(rt.Redirect.Code)
+		return
+	}
+	picked := rt.PickWeighted(randUint32n)
+	name := rt.Cluster
+	if picked != nil {
+		name = picked.Name
+	}
+	c := (*p.clusters.Load())[name]
+	if c == nil {
+		localReply(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %q not found", name))
+		return
+	}
+
+	ctx := r.Context()
+	if rt.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
+		defer cancel()
+	}
+	rp := &httputil.ReverseProxy{
+		Transport: c,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// The Host (authority) is preserved unless the route rewrites it.
+			pr.Out.Host = pr.In.Host
+			if host := rt.RewriteHost(picked); host != "" {
+				pr.Out.Host = host
+			}
+			if path := rt.RewritePath(pr.In.URL.RequestURI()); path != pr.In.URL.RequestURI() {
+				if u, err := url.ParseRequestURI(path); err == nil {
+					pr.Out.URL.Path, pr.Out.URL.RawPath, pr.Out.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+				}
+			}
+			// ReverseProxy drops X-Forwarded-*; the connection manager above
+			// decided what they hold.
+			for _, k := range []string{headerXFF, headerXFP, "X-Forwarded-Host"} {
+				if v := pr.In.Header.Values(k); len(v) > 0 {
+					pr.Out.Header[k] = v
+				}
+			}
+			rt.ApplyRequestHeaders(pr.Out.Header, picked)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			rt.ApplyResponseHeaders(resp.Header, picked)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			switch {
+			case errors.Is(err, errNoHealthyUpstream):
+				localReply(w, http.StatusServiceUnavailable, "no healthy upstream")
+			case errors.Is(err, context.DeadlineExceeded):
+				localReply(w, http.StatusGatewayTimeout, "upstream request timeout")
+			case errors.Is(err, context.Canceled):
+				// The client went away.
+			default:
+				localReply(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers: "+err.Error())
+			}
+		},
+	}
+	rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// localReply answers from the proxy itself, marked so that the response
+// is told apart from the app's.
+func localReply(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Trellis-Local-Reply", "true")
+	w.WriteHeader(code)
+	io.WriteString(w, "trellis-proxy: "+msg+"\n")
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	s := hex.EncodeToString(b[:])
+	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+}

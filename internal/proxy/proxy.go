@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+
+	"trellis.dev/trellis/internal/ca/capb"
+	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/proxy/route"
+	"trellis.dev/trellis/internal/proxy/secrets"
+	"trellis.dev/trellis/internal/proxy/xdsclient"
+)
+
+// Options configure a proxy.
+type Options struct {
+	// ControlPlane is the host:port of the control plane's xDS and CA port.
+	ControlPlane string
+	// TrustBundle holds the roots the control plane's certificate is
+	// verified against before the first SDS update.
+	TrustBundle []*x509.Certificate
+	TrustDomain string
+	// NodeID identifies this proxy instance to the control plane.
+	NodeID string
+	// Registration describes the workload (or gateway).
+	Registration nodemeta.Metadata
+	// AdminAddress serves the admin endpoint (config dump, readiness);
+	// empty disables it.
+	AdminAddress string
+	Logger       *slog.Logger
+	// DrainTimeout bounds how long listeners wait for requests in flight
+	// on shutdown (default 5 s).
+	DrainTimeout time.Duration
+}
+
+// Proxy is a running data plane.
+type Proxy struct {
+	opts    Options
+	log     *slog.Logger
+	secrets *secrets.Manager
+
+	// mu serializes config application.
+	mu        sync.Mutex
+	listeners map[string]*listener
+	// raw is the last accepted resources per type, for the config dump.
+	raw map[string]map[string]proto.Message
+
+	clusters atomic.Pointer[map[string]*cluster]
+	routes   atomic.Pointer[map[string]*route.Table]
+
+	applied   sync.Map // typeURL -> true once a first update was accepted
+	connected atomic.Bool
+	wg        sync.WaitGroup
+	ctx       context.Context
+}
+
+// New returns a proxy; Run starts it.
+func New(opts Options) (*Proxy, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.TrustDomain == "" {
+		opts.TrustDomain = identity.DefaultTrustDomain
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = 5 * time.Second
+	}
+	if err := opts.Registration.Validate(); err != nil {
+		return nil, err
+	}
+	if len(opts.TrustBundle) == 0 {
+		return nil, errors.New("proxy: no trust bundle to verify the control plane with (--ca-bundle)")
+	}
+	id := identity.ID{TrustDomain: opts.TrustDomain, Namespace: opts.Registration.Namespace, ServiceAccount: opts.Registration.ServiceAccount}
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy: identity: %w", err)
+	}
+	p := &Proxy{
+		opts:      opts,
+		log:       opts.Logger,
+		secrets:   secrets.New(id, opts.TrustBundle, opts.Logger),
+		listeners: map[string]*listener{},
+		raw:       map[string]map[string]proto.Message{},
+	}
+	p.clusters.Store(&map[string]*cluster{})
+	p.routes.Store(&map[string]*route.Table{})
+	return p, nil
+}
+
+// controlPlaneCreds verifies the control plane by its SPIFFE ID and
+// presents the proxy's certificate once it has one.
+func (p *Proxy) controlPlaneCreds() credentials.TransportCredentials {
+	want := identity.ControlPlane(p.opts.TrustDomain)
+	conf := p.secrets.ClientConfig("", secrets.AllowIDs(want.TrustDomain, want))
+	conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		if c := p.secrets.Certificate(); c != nil {
+			return c, nil
+		}
+		// First contact: no certificate yet, send none.
+		return &tls.Certificate{}, nil
+	}
+	return credentials.NewTLS(conf)
+}
+
+// Run bootstraps the proxy's identity, follows the control plane and serves
+// until ctx is done; then it drains its listeners.
+func (p *Proxy) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p.ctx = ctx
+
+	conn, err := grpc.NewClient(p.opts.ControlPlane,
+		grpc.WithTransportCredentials(p.controlPlaneCreds()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	if err != nil {
+		return fmt.Errorf("proxy: control plane %s: %w", p.opts.ControlPlane, err)
+	}
+	defer conn.Close()
+	issuer := p.issuer(capb.NewCertificateServiceClient(conn))
+
+	var admin *http.Server
+	if p.opts.AdminAddress != "" {
+		ln, err := net.Listen("tcp", p.opts.AdminAddress)
+		if err != nil {
+			return fmt.Errorf("proxy: admin port: %w", err)
+		}
+		admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		p.goRun(func() { _ = admin.Serve(ln) })
+	}
+
+	// The first certificate: retry until the control plane answers.
+	backoff := 250 * time.Millisecond
+	for {
+		err := p.secrets.Renew(ctx, issuer)
+		if err == nil {
+			break
+		}
+		p.log.Warn("no certificate yet; retrying", "controlPlane", p.opts.ControlPlane, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			p.shutdown(admin)
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+	// Connections made before the certificate existed carry none; ADS needs
+	// one, so start from a fresh connection.
+	conn.Close()
+	conn, err = grpc.NewClient(p.opts.ControlPlane,
+		grpc.WithTransportCredentials(p.controlPlaneCreds()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	if err != nil {
+		return fmt.Errorf("proxy: control plane %s: %w", p.opts.ControlPlane, err)
+	}
+	defer conn.Close()
+	issuer = p.issuer(capb.NewCertificateServiceClient(conn))
+	p.goRun(func() { p.secrets.Run(ctx, issuer) })
+
+	meta, err := p.opts.Registration.Encode()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	client := xdsclient.New(xdsclient.Options{
+		Conn:      conn,
+		Node:      &corev3.Node{Id: p.opts.NodeID, Cluster: p.opts.Registration.Namespace, Metadata: meta, UserAgentName: "trellis-proxy"},
+		Log:       p.log,
+		Connected: func() { p.connected.Store(true) },
+	}, p)
+	p.log.Info("proxy starting", "node", p.opts.NodeID, "identity", p.secrets.ID().String(), "controlPlane", p.opts.ControlPlane)
+	_ = client.Run(ctx)
+	p.shutdown(admin)
+	return nil
+}
+
+func (p *Proxy) issuer(c capb.CertificateServiceClient) secrets.Issuer {
+	return secrets.IssuerFunc(func(ctx context.Context, csr []byte) ([][]byte, []*x509.Certificate, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		resp, err := c.CreateCertificate(ctx, &capb.CreateCertificateRequest{Csr: string(csr), NodeId: p.opts.NodeID})
+		if err != nil {
+			return nil, nil, err
+		}
+		var chain [][]byte
+		for _, s := range resp.GetCertChain() {
+			certs, err := secrets.ParseBundle([]byte(s))
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, c := range certs {
+				chain = append(chain, c.Raw)
+			}
+		}
+		var bundle []*x509.Certificate
+		for _, s := range resp.GetTrustBundle() {
+			certs, err := secrets.ParseBundle([]byte(s))
+			if err != nil {
+				return nil, nil, err
+			}
+			bundle = append(bundle, certs...)
+		}
+		return chain, bundle, nil
+	})
+}
+
+// goRun runs f in a goroutine the proxy waits for on shutdown.
+func (p *Proxy) goRun(f func()) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+}
+
+// shutdown closes the listeners, lets requests in flight finish within
+// the drain timeout, and stops the admin server.
+func (p *Proxy) shutdown(admin *http.Server) {
+	p.mu.Lock()
+	ls := p.listeners
+	p.listeners = map[string]*listener{}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.close(ctx)
+		}()
+	}
+	wg.Wait()
+	if admin != nil {
+		_ = admin.Shutdown(ctx)
+	}
+	p.wg.Wait()
+}

@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/proxy/xdsclient"
+)
+
+// testProxy is a proxy that is never run: enough to compile config.
+func testProxy(t testing.TB) *Proxy {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(der)
+	p, err := New(Options{
+		ControlPlane: "127.0.0.1:1", TrustBundle: []*x509.Certificate{root}, NodeID: "t",
+		Registration: nodemeta.Metadata{Kind: nodemeta.KindSidecar, Name: "t", Namespace: "ns", ServiceAccount: "sa", Address: "10.0.0.1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUnsupportedConfigIsRejected(t *testing.T) {
+	p := testProxy(t)
+	hcm, _ := anypb.New(&hcmv3.HttpConnectionManager{
+		StatPrefix:          "x",
+		RouteSpecifier:      &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: "r"}},
+		DelayedCloseTimeout: nil,
+		GenerateRequestId:   nil,
+		ServerName:          "not-supported",
+	})
+	for name, tc := range map[string]struct {
+		msg  proto.Message
+		want string
+	}{
+		"cluster lb policy": {&clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			LbPolicy: clusterv3.Cluster_MAGLEV, LoadAssignment: nil}, "lb_policy MAGLEV is not supported"},
+		"cluster unknown field": {&clusterv3.Cluster{Name: "c", RespectDnsTtl: true}, "not supported by this proxy: respect_dns_ttl"},
+		"listener without port": {&listenerv3.Listener{Name: "l"}, "a socket address with a port is required"},
+		"hcm server name": {&listenerv3.Listener{Name: "l",
+			Address:      &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 1}}}},
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: "hcm", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}}}},
+		}, "not supported by this proxy: server_name"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var err error
+			switch m := tc.msg.(type) {
+			case *clusterv3.Cluster:
+				err = p.Apply(xdsclient.ClusterType, map[string]proto.Message{m.Name: m})
+			case *listenerv3.Listener:
+				err = p.Apply(xdsclient.ListenerType, map[string]proto.Message{m.Name: m})
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Apply error = %v, want it to contain %q", err, tc.want)
+			}
+			if len(p.listeners) != 0 || len(*p.clusters.Load()) != 0 {
+				t.Fatal("rejected config was applied")
+			}
+		})
+	}
+}
+
+// FuzzCompile feeds arbitrary xDS resources, as they could arrive from the
+// wire, to the proxy's compilers: they must reject or accept, never panic.
+// Listeners are compiled but not bound.
+func FuzzCompile(f *testing.F) {
+	p := testProxy(f)
+	seed := func(kind byte, m proto.Message) {
+		b, _ := proto.Marshal(m)
+		f.Add(append([]byte{kind}, b...))
+	}
+	seed(0, &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}})
+	seed(1, &listenerv3.Listener{Name: "l", Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 9}}}}})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		switch data[0] % 2 {
+		case 0:
+			var c clusterv3.Cluster
+			if proto.Unmarshal(data[1:], &c) == nil {
+				_, _ = p.compileCluster(&c)
+			}
+		case 1:
+			var l listenerv3.Listener
+			if proto.Unmarshal(data[1:], &l) == nil {
+				_, _ = p.compileListener(&l)
+			}
+		}
+	})
+}

@@ -1,0 +1,61 @@
+// Package route compiles an Envoy v3 RouteConfiguration into a Table and
+// matches HTTP requests against it with Envoy's semantics. It is the routing
+// step of trellis-proxy's HTTP path:
+//
+//	RDS RouteConfiguration ──Compile──► *Table           (error → NACK, keep last good)
+//	                                      │
+//	*http.Request ──────────────Match─────┘──► *Route    (nil → 404 "no route")
+//	                                              │
+//	        PickCluster / PickWeighted ◄──────────┤  forward: cluster, RewritePath,
+//	        ApplyRequestHeaders                   │  RewriteHost, Timeout, RetryPolicy,
+//	        ApplyResponseHeaders                  │  MirrorPolicies
+//	        RedirectLocation / DirectResponse ◄───┘  or answer locally
+//
+// Compile walks every set field of the configuration against an allow-list
+// (allow.go): a field the proxy does not implement is an error naming the
+// route config, virtual host, route index and field, never silently ignored.
+// Fields newer than the compiled-in protos arrive as unknown fields and are
+// refused the same way. Envoy's own validation rules (the generated
+// ValidateAll) run last.
+//
+// Everything is precomputed: Match allocates nothing for the common case.
+//
+// Supported, as in Envoy:
+//   - virtual hosts: exact, suffix ("*.foo.com", "*-bar.foo.com") and prefix
+//     ("foo.*") wildcard domains and "*", in that precedence, longest
+//     wildcard first, case-insensitively; a domain may appear only once;
+//     ignore_port_in_host_matching; vhost_header.
+//   - route match: prefix, path, safe_regex (Go regexp, RE2 syntax, whole
+//     path), path_separated_prefix, case_sensitive, headers (string_match
+//     and the deprecated exact/prefix/suffix/contains/safe_regex matches,
+//     present_match, range_match, invert_match,
+//     treat_missing_header_as_empty; :method, :authority, :path and
+//     :scheme), query_parameters (string_match, presence),
+//     ignore_path_parameters_in_path_matching.
+//   - route action: cluster, weighted_clusters (with per-cluster headers and
+//     host_rewrite_literal; total_weight must equal the sum if set),
+//     prefix_rewrite, regex_rewrite, path_rewrite (literal),
+//     host_rewrite_literal, timeout, retry_policy (route or virtual host),
+//     request_mirror_policies (route, virtual host or configuration; 100%
+//     only), hash_policy (kept opaque).
+//   - redirect and direct_response (inline body).
+//   - request and response headers to add (append_action, append,
+//     keep_empty_value) and remove at the configuration, virtual host, route
+//     and weighted cluster levels, with most_specific_header_mutations_wins.
+//     Values are literal: "%%" is a '%', any other '%' command is refused.
+//
+// Refused (ErrNotSupported), among everything not listed above: vhds,
+// internal_only_headers, typed_per_filter_config at every level,
+// require_tls, cors, rate_limits, virtual_clusters, hedge_policy, matcher,
+// match.runtime_fraction, grpc, tls_context, cookies, dynamic_metadata,
+// connect_matcher, cluster_header, idle_timeout, upgrade_configs,
+// max_stream_duration, auto_host_rewrite, mirror runtime fractions below
+// 100% and runtime keys, retry predicates and priorities, retry_on
+// conditions Envoy does not know (Envoy ignores them; a typo would silently
+// disable retries), direct_response bodies from files, header values with
+// substitution commands, and validate_clusters: true.
+//
+// As in Envoy, a port in the Host is part of what the domains are matched
+// against, unless the route configuration sets ignore_port_in_host_matching
+// (the translator sets it where domains are Gateway API hostnames).
+package route

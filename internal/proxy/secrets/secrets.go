@@ -1,0 +1,280 @@
+// Package secrets holds a proxy's workload identity: its private key, which
+// never leaves the process, the certificate chain the control plane's CA
+// issued for it, and the trust bundle peers are verified against.
+//
+//	key (generated here) ──CSR──► CA ──chain──► Manager ◄──SDS (ROOTCA, default)
+//	                                              │
+//	                         TLS configs for inbound and outbound mTLS
+//
+// Certificates are renewed at half their lifetime; connections already
+// established keep going, new handshakes use the new certificate.
+package secrets
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"trellis.dev/trellis/internal/identity"
+)
+
+// Issuer signs certificate requests: the control plane's certificate
+// service.
+type Issuer interface {
+	// Issue sends a PEM CSR and returns the DER chain (leaf first) and the
+	// trust bundle.
+	Issue(ctx context.Context, csrPEM []byte) (chain [][]byte, bundle []*x509.Certificate, err error)
+}
+
+// IssuerFunc adapts a function to Issuer.
+type IssuerFunc func(ctx context.Context, csrPEM []byte) ([][]byte, []*x509.Certificate, error)
+
+// Issue calls f.
+func (f IssuerFunc) Issue(ctx context.Context, csrPEM []byte) ([][]byte, []*x509.Certificate, error) {
+	return f(ctx, csrPEM)
+}
+
+// Manager holds the identity of one proxy.
+type Manager struct {
+	id  identity.ID
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	key     *ecdsa.PrivateKey
+	cert    *tls.Certificate
+	roots   *x509.CertPool
+	bundle  []*x509.Certificate
+	renewAt time.Time
+	changed chan struct{}
+}
+
+// New returns a manager for id with an initial trust bundle (the roots the
+// proxy trusts before it hears from the control plane).
+func New(id identity.ID, bundle []*x509.Certificate, log *slog.Logger) *Manager {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{id: id, log: log, changed: make(chan struct{})}
+	m.setBundle(bundle)
+	return m
+}
+
+// ID is the proxy's identity.
+func (m *Manager) ID() identity.ID { return m.id }
+
+// ParseBundle reads PEM certificates.
+func ParseBundle(pemBytes []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, pemBytes = pem.Decode(pemBytes)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("secrets: %w", err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("secrets: no PEM certificate found")
+	}
+	return out, nil
+}
+
+func (m *Manager) setBundle(bundle []*x509.Certificate) {
+	pool := x509.NewCertPool()
+	for _, c := range bundle {
+		pool.AddCert(c)
+	}
+	m.mu.Lock()
+	m.roots, m.bundle = pool, bundle
+	m.mu.Unlock()
+}
+
+// SetTrustBundle replaces the roots peers are verified against (SDS
+// ROOTCA).
+func (m *Manager) SetTrustBundle(pemBytes []byte) error {
+	certs, err := ParseBundle(pemBytes)
+	if err != nil {
+		return err
+	}
+	for _, c := range certs {
+		if !c.IsCA {
+			return fmt.Errorf("secrets: trust bundle certificate %q is not a CA", c.Subject)
+		}
+	}
+	m.setBundle(certs)
+	return nil
+}
+
+// TrustBundle returns the current roots.
+func (m *Manager) TrustBundle() []*x509.Certificate {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.bundle
+}
+
+// SetChain installs a certificate chain delivered over SDS. It must be for
+// the proxy's own key and identity; a chain older than the current one is
+// ignored.
+func (m *Manager) SetChain(pemBytes []byte) error {
+	certs, err := ParseBundle(pemBytes)
+	if err != nil {
+		return err
+	}
+	m.mu.RLock()
+	key, cur := m.key, m.cert
+	m.mu.RUnlock()
+	if key == nil {
+		return errors.New("secrets: no private key yet")
+	}
+	pub, ok := certs[0].PublicKey.(*ecdsa.PublicKey)
+	if !ok || !pub.Equal(&key.PublicKey) {
+		return errors.New("secrets: certificate chain is not for this proxy's key")
+	}
+	if cur != nil && !certs[0].NotAfter.After(cur.Leaf.NotAfter) {
+		return nil
+	}
+	raw := make([][]byte, len(certs))
+	for i, c := range certs {
+		raw[i] = c.Raw
+	}
+	return m.install(key, raw)
+}
+
+func (m *Manager) install(key *ecdsa.PrivateKey, chain [][]byte) error {
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	got, err := identity.FromCertificate(leaf)
+	if err != nil {
+		return fmt.Errorf("secrets: issued certificate: %w", err)
+	}
+	if got != m.id {
+		return fmt.Errorf("secrets: issued certificate is for %s, want %s", got, m.id)
+	}
+	if _, err := m.Verify(chain); err != nil {
+		return fmt.Errorf("secrets: issued certificate does not verify against the trust bundle: %w", err)
+	}
+	cert := &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}
+	m.mu.Lock()
+	m.key, m.cert = key, cert
+	m.renewAt = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	m.log.Info("certificate installed", "identity", m.id.String(), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
+	return nil
+}
+
+// Renew generates a new key, has the CSR signed, and installs the result.
+func (m *Manager) Renew(ctx context.Context, issuer Issuer) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{m.id.URL()}}, key)
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	chain, bundle, err := issuer.Issue(ctx, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))
+	if err != nil {
+		return fmt.Errorf("secrets: certificate request for %s: %w", m.id, err)
+	}
+	if len(chain) == 0 {
+		return errors.New("secrets: the CA returned an empty chain")
+	}
+	if len(bundle) > 0 {
+		m.setBundle(bundle)
+	}
+	return m.install(key, chain)
+}
+
+// Run renews the certificate at half its lifetime until ctx is done,
+// retrying with backoff on failure.
+func (m *Manager) Run(ctx context.Context, issuer Issuer) {
+	backoff := time.Second
+	for {
+		m.mu.RLock()
+		wait := time.Until(m.renewAt)
+		changed := m.changed
+		m.mu.RUnlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			continue
+		case <-time.After(wait):
+		}
+		if err := m.Renew(ctx, issuer); err != nil {
+			m.log.Warn("certificate renewal failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+			continue
+		}
+		backoff = time.Second
+	}
+}
+
+// Certificate returns the current certificate, or nil before the first is
+// issued.
+func (m *Manager) Certificate() *tls.Certificate {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cert
+}
+
+// Verify checks a peer's chain against the trust bundle and returns its
+// SPIFFE identity.
+func (m *Manager) Verify(rawCerts [][]byte) (identity.ID, error) {
+	if len(rawCerts) == 0 {
+		return identity.ID{}, errors.New("no certificate presented")
+	}
+	certs := make([]*x509.Certificate, len(rawCerts))
+	for i, raw := range rawCerts {
+		c, err := x509.ParseCertificate(raw)
+		if err != nil {
+			return identity.ID{}, err
+		}
+		certs[i] = c
+	}
+	leaf := certs[0]
+	if leaf.IsCA {
+		return identity.ID{}, errors.New("peer certificate is a CA certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	m.mu.RLock()
+	roots := m.roots
+	m.mu.RUnlock()
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return identity.ID{}, err
+	}
+	return identity.FromCertificate(leaf)
+}

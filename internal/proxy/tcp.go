@@ -1,0 +1,59 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+)
+
+// closeWriter is a connection that can half-close: *net.TCPConn and
+// *tls.Conn.
+type closeWriter interface {
+	CloseWrite() error
+}
+
+// proxyTCP forwards a downstream connection to an endpoint of the chain's
+// cluster, trying the next endpoint when one refuses the connection.
+func (p *Proxy) proxyTCP(down net.Conn, t *tcpProxy) {
+	defer down.Close()
+	c := (*p.clusters.Load())[t.cluster]
+	if c == nil {
+		p.log.Warn("tcp proxy: cluster not found", "cluster", t.cluster)
+		return
+	}
+	var up net.Conn
+	for _, ep := range c.pick(3) {
+		conn, err := c.dial(context.Background(), ep)
+		if err == nil {
+			up = conn
+			break
+		}
+		p.log.Debug("tcp proxy: upstream connect failed", "cluster", t.cluster, "endpoint", ep.addr, "err", err)
+		if isConnectError(err) {
+			ep.failedAt.Store(nowNanos())
+		}
+	}
+	if up == nil {
+		p.log.Warn("tcp proxy: no upstream reachable", "cluster", t.cluster)
+		return
+	}
+	defer up.Close()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	// io.Copy between two *net.TCPConn uses splice; no wrapper in between.
+	go func() { defer wg.Done(); pipe(up, down) }()
+	go func() { defer wg.Done(); pipe(down, up) }()
+	wg.Wait()
+}
+
+// pipe copies src to dst, then half-closes dst so that the peer sees the
+// end of the stream while the other direction continues.
+func pipe(dst, src net.Conn) {
+	_, _ = io.Copy(dst, src)
+	if cw, ok := dst.(closeWriter); ok {
+		_ = cw.CloseWrite()
+	} else {
+		_ = dst.Close()
+	}
+}

@@ -1,0 +1,248 @@
+// Package xdsclient is the proxy's side of the Aggregated Discovery
+// Service: one gRPC stream to the control plane carrying clusters,
+// endpoints, listeners, routes and secrets, state of the world.
+//
+// Each response is handed to the Handler whole. If the Handler accepts it
+// the client ACKs its version; if not, the client NACKs it with the
+// Handler's error and the proxy keeps serving what it had. When the stream
+// breaks the client reconnects with backoff; the config already applied
+// stays in force meanwhile.
+package xdsclient
+
+import (
+	"context"
+
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Type URLs the proxy subscribes to.
+const (
+	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+)
+
+// Wildcard types are subscribed to whole; the others by the names the
+// applied config references.
+var wildcard = map[string]bool{ClusterType: true, ListenerType: true}
+
+// Handler applies config.
+type Handler interface {
+	// Apply installs the complete set of resources of one type, by name.
+	// An error rejects the update (NACK); the previous set stays in force.
+	Apply(typeURL string, resources map[string]proto.Message) error
+	// Names returns the resource names of a non-wildcard type (endpoints,
+	// routes, secrets) that the applied config needs.
+	Names(typeURL string) []string
+}
+
+// Options configure a client.
+type Options struct {
+	Conn *grpc.ClientConn
+	Node *corev3.Node
+	Log  *slog.Logger
+	// Connected, when set, is called each time a stream opens.
+	Connected func()
+}
+
+// Client follows the control plane.
+type Client struct {
+	opts    Options
+	handler Handler
+	log     *slog.Logger
+}
+
+// New returns a client; Run starts it.
+func New(opts Options, h Handler) *Client {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{opts: opts, handler: h, log: log}
+}
+
+// Run keeps an ADS stream open until ctx is done, reconnecting with
+// exponential backoff (up to 15 s) when it breaks.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := 250 * time.Millisecond
+	for {
+		start := time.Now()
+		err := c.stream(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = 250 * time.Millisecond
+		}
+		c.log.Warn("xDS stream ended; keeping the last config and reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 15*time.Second)
+	}
+}
+
+// typeState is what the client tracks per type on one stream.
+type typeState struct {
+	version string // last accepted
+	nonce   string // of the last response
+	names   []string
+	sent    bool
+}
+
+func (c *Client) stream(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(c.opts.Conn)
+	s, err := ads.StreamAggregatedResources(ctx, grpc.WaitForReady(true))
+	if err != nil {
+		return err
+	}
+	states := map[string]*typeState{}
+	first := true
+	send := func(typeURL string, st *typeState, errDetail error) error {
+		req := &discoveryv3.DiscoveryRequest{
+			TypeUrl:       typeURL,
+			VersionInfo:   st.version,
+			ResponseNonce: st.nonce,
+			ResourceNames: st.names,
+		}
+		if first {
+			req.Node = c.opts.Node
+			first = false
+		}
+		if errDetail != nil {
+			req.ErrorDetail = &status.Status{Code: int32(codes.InvalidArgument), Message: errDetail.Error()}
+		}
+		st.sent = true
+		return s.Send(req)
+	}
+	// subscribe (re)sends the request of every type whose names changed.
+	subscribe := func() error {
+		for _, typeURL := range []string{ClusterType, ListenerType, EndpointType, RouteType, SecretType} {
+			st := states[typeURL]
+			if st == nil {
+				st = &typeState{}
+				states[typeURL] = st
+			}
+			if wildcard[typeURL] {
+				if !st.sent {
+					if err := send(typeURL, st, nil); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			names := c.handler.Names(typeURL)
+			slices.Sort(names)
+			names = slices.Compact(names)
+			if len(names) == 0 || (st.sent && slices.Equal(names, st.names)) {
+				continue
+			}
+			st.names = names
+			if err := send(typeURL, st, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := subscribe(); err != nil {
+		return err
+	}
+	if c.opts.Connected != nil {
+		c.opts.Connected()
+	}
+	for {
+		resp, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		st := states[resp.GetTypeUrl()]
+		if st == nil {
+			c.log.Warn("xDS response of a type never requested", "type", resp.GetTypeUrl())
+			continue
+		}
+		st.nonce = resp.GetNonce()
+		applyErr := c.apply(resp)
+		if applyErr == nil {
+			st.version = resp.GetVersionInfo()
+			c.log.Debug("xDS update applied", "type", shortType(resp.GetTypeUrl()), "version", st.version, "resources", len(resp.GetResources()))
+		} else {
+			c.log.Warn("xDS update rejected; keeping the previous config", "type", shortType(resp.GetTypeUrl()), "version", resp.GetVersionInfo(), "err", applyErr)
+		}
+		if err := send(resp.GetTypeUrl(), st, applyErr); err != nil {
+			return err
+		}
+		if applyErr == nil {
+			if err := subscribe(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *Client) apply(resp *discoveryv3.DiscoveryResponse) error {
+	resources := make(map[string]proto.Message, len(resp.GetResources()))
+	for i, a := range resp.GetResources() {
+		if a.GetTypeUrl() != resp.GetTypeUrl() {
+			return fmt.Errorf("resource %d has type %s in a %s response", i, a.GetTypeUrl(), resp.GetTypeUrl())
+		}
+		m, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
+		if err != nil {
+			return fmt.Errorf("resource %d: %w", i, err)
+		}
+		name := resourceName(m)
+		if name == "" {
+			return fmt.Errorf("resource %d has no name", i)
+		}
+		if _, dup := resources[name]; dup {
+			return fmt.Errorf("resource %q appears twice", name)
+		}
+		resources[name] = m
+	}
+	return c.handler.Apply(resp.GetTypeUrl(), resources)
+}
+
+// resourceName is the name xDS keys a resource by.
+func resourceName(m proto.Message) string {
+	type named interface{ GetName() string }
+	type clusterNamed interface{ GetClusterName() string }
+	switch r := m.(type) {
+	case clusterNamed:
+		return r.GetClusterName()
+	case named:
+		return r.GetName()
+	}
+	return ""
+}
+
+func shortType(typeURL string) string {
+	switch typeURL {
+	case ClusterType:
+		return "CDS"
+	case EndpointType:
+		return "EDS"
+	case ListenerType:
+		return "LDS"
+	case RouteType:
+		return "RDS"
+	case SecretType:
+		return "SDS"
+	}
+	return typeURL
+}
