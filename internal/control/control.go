@@ -1,0 +1,229 @@
+// Package control is the Trellis control plane, `trellis control`: the
+// config store, the workload registry, translation and the ADS server, the
+// certificate authority, and the HTTP API the CLI uses.
+//
+//	trellis apply ──HTTP :15014──► api ──► store (etcd) ──watch──┐
+//	                                                            ▼
+//	proxy ──CSR──► ca (gRPC :15012)                      mesh state ──debounce──► translate ──► xds
+//	proxy ══ADS (mTLS :15012)══► xds ──Connected──► registry ──lease──► store     │
+//	      ◄═════════════════════════════════════════════════════════ snapshots ◄─┘
+//
+// Proxies register by connecting: the metadata of their xDS node describes
+// their workload, checked against the SPIFFE identity of the client
+// certificate they present. Registrations are stored under an etcd lease
+// kept alive while the proxy's stream is up, so a control plane restart
+// does not forget running workloads.
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"trellis.dev/trellis/internal/ca"
+	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/store"
+	"trellis.dev/trellis/internal/xds"
+)
+
+// Default addresses.
+const (
+	DefaultXDSAddress   = ":15012"
+	DefaultDebugAddress = "127.0.0.1:15014"
+)
+
+// Options configure the control plane.
+type Options struct {
+	// DataDir holds the embedded etcd and the CA's keys.
+	DataDir string
+	// XDSAddress serves ADS and the CA over TLS (default :15012).
+	XDSAddress string
+	// DebugAddress serves the HTTP API, debug endpoints and metrics
+	// (default 127.0.0.1:15014).
+	DebugAddress string
+	// EtcdEndpoints of an external etcd cluster; empty embeds one.
+	EtcdEndpoints []string
+	TrustDomain   string
+	ClusterDomain string
+	// Debounce is how long config must be quiet before a push (default
+	// 100 ms); pushes still happen at least every 10 debounce periods
+	// during a stream of changes.
+	Debounce time.Duration
+	Logger   *slog.Logger
+	// Ready, when set, is called once the control plane serves, with the
+	// addresses it listens on.
+	Ready func(xdsAddr, debugAddr net.Addr)
+}
+
+func (o *Options) defaults() {
+	if o.XDSAddress == "" {
+		o.XDSAddress = DefaultXDSAddress
+	}
+	if o.DebugAddress == "" {
+		o.DebugAddress = DefaultDebugAddress
+	}
+	if o.TrustDomain == "" {
+		o.TrustDomain = identity.DefaultTrustDomain
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = "cluster.local"
+	}
+	if o.Debounce == 0 {
+		o.Debounce = 100 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Run serves the control plane until ctx is done.
+func Run(ctx context.Context, opts Options) error {
+	opts.defaults()
+	log := opts.Logger
+	if opts.DataDir == "" {
+		return errors.New("control: no data directory (--data-dir)")
+	}
+	// Bind first: a second control plane on the same ports fails at once,
+	// before it touches the data directory.
+	xl, err := net.Listen("tcp", opts.XDSAddress)
+	if err != nil {
+		return fmt.Errorf("control: xDS port: %w (is another control plane or `trellis demo` running?)", err)
+	}
+	defer xl.Close()
+	dl, err := net.Listen("tcp", opts.DebugAddress)
+	if err != nil {
+		return fmt.Errorf("control: debug/API port: %w (is another control plane or `trellis demo` running?)", err)
+	}
+	defer dl.Close()
+
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	authority, err := ca.Open(ca.Options{Dir: filepath.Join(opts.DataDir, "ca"), TrustDomain: opts.TrustDomain, Logger: log})
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	st, err := store.Open(ctx, store.Options{DataDir: opts.DataDir, Endpoints: opts.EtcdEndpoints, Logger: log})
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	defer st.Close()
+
+	// The control plane's own goroutines stop when Run decides, not when
+	// ctx does: proxies' streams must end only after stopping() so that
+	// their registrations are kept for the next control plane.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	cp := newControlPlane(runCtx, opts, st, authority)
+	if err := cp.load(runCtx); err != nil {
+		return err
+	}
+
+	dnsNames, ips := serverNames(xl.Addr())
+	tlsConf := &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: authority.ServerCertificateFunc(identity.ControlPlane(opts.TrustDomain), dnsNames, ips),
+		// The CA service accepts callers without a certificate (first
+		// contact); ADS requires one and checks its identity.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  certPool(authority.Roots()),
+	}
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsConf)),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	cp.xds.Register(gs)
+	caServer := ca.NewServer(authority, cp.authenticator(), log)
+	caServer.OnIssue(cp.issued)
+	caServer.Register(gs)
+
+	hs := &http.Server{Handler: cp.handler(), ReadHeaderTimeout: 10 * time.Second}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && runCtx.Err() == nil {
+				errs <- fmt.Errorf("control: %s: %w", name, err)
+			}
+		}()
+	}
+	run("xDS server", func() error { return gs.Serve(xl) })
+	run("API server", func() error {
+		if err := hs.Serve(dl); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	run("store watch", func() error { return cp.watch(runCtx) })
+	run("push loop", func() error { cp.pushLoop(runCtx); return nil })
+
+	log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),
+		"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir)
+	cp.setReady()
+	if opts.Ready != nil {
+		opts.Ready(xl.Addr(), dl.Addr())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	log.Info("control plane stopping")
+	cp.stopping()
+	cancel()
+	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdown.Done():
+		gs.Stop()
+	}
+	_ = hs.Shutdown(shutdown)
+	wg.Wait()
+	cp.wait()
+	return runErr
+}
+
+// serverNames are the DNS names and IPs the control plane's certificate
+// carries besides its SPIFFE ID, for clients that verify by name.
+func serverNames(addr net.Addr) ([]string, []net.IP) {
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() {
+		ips = append(ips, ta.IP)
+	}
+	dns := []string{"localhost"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		dns = append(dns, h)
+	}
+	return dns, ips
+}
+
+func certPool(roots []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range roots {
+		p.AddCert(c)
+	}
+	return p
+}
+
+var _ xds.Hooks = (*controlPlane)(nil)

@@ -1,0 +1,376 @@
+package control
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"trellis.dev/trellis/internal/ca"
+	"trellis.dev/trellis/internal/model"
+	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/resource"
+	"trellis.dev/trellis/internal/store"
+	"trellis.dev/trellis/internal/translate"
+	"trellis.dev/trellis/internal/xds"
+)
+
+// Store key prefixes.
+const (
+	resourcesPrefix = "resources/"
+	proxiesPrefix   = "proxies/"
+)
+
+func resourceKey(kind, namespace, name string) string {
+	if namespace == "" {
+		return resourcesPrefix + kind + "/" + name
+	}
+	return resourcesPrefix + kind + "/" + namespace + "/" + name
+}
+
+// controlPlane holds the mesh state and keeps every connected proxy's
+// config current.
+type controlPlane struct {
+	opts  Options
+	log   *slog.Logger
+	store *store.Store
+	ca    *ca.CA
+	xds   *xds.Server
+	ready atomic.Bool
+	stop  atomic.Bool
+
+	// kick asks the push loop for a rebuild.
+	kick chan struct{}
+
+	mu sync.Mutex
+	// objects are the stored resources by store key.
+	objects map[string]*resource.Object
+	// registrations are the proxies' registrations by node ID, as stored.
+	registrations map[string]*nodemeta.Metadata
+	// connected maps node IDs with a live ADS stream to it.
+	connected map[string]*connection
+	// chains are the PEM certificate chains last issued to each node.
+	chains map[string][]byte
+	// problems are what could not be translated, per node.
+	problems map[string][]string
+
+	// pushMu serializes translation and pushes.
+	pushMu sync.Mutex
+	// wg tracks the goroutines keeping registrations alive.
+	wg sync.WaitGroup
+}
+
+type connection struct {
+	streamID int64
+	cancel   context.CancelFunc
+	lease    *store.Lease
+}
+
+func newControlPlane(ctx context.Context, opts Options, st *store.Store, authority *ca.CA) *controlPlane {
+	cp := &controlPlane{
+		opts:          opts,
+		log:           opts.Logger,
+		store:         st,
+		ca:            authority,
+		kick:          make(chan struct{}, 1),
+		objects:       map[string]*resource.Object{},
+		registrations: map[string]*nodemeta.Metadata{},
+		connected:     map[string]*connection{},
+		chains:        map[string][]byte{},
+		problems:      map[string][]string{},
+	}
+	cp.xds = xds.New(ctx, cp, opts.Logger)
+	return cp
+}
+
+func (cp *controlPlane) setReady() { cp.ready.Store(true) }
+func (cp *controlPlane) stopping() { cp.stop.Store(true) }
+func (cp *controlPlane) wait()     { cp.wg.Wait() }
+func (cp *controlPlane) trigger() {
+	select {
+	case cp.kick <- struct{}{}:
+	default:
+	}
+}
+
+// load reads the whole store into memory.
+func (cp *controlPlane) load(ctx context.Context) error {
+	items, _, err := cp.store.List(ctx, "")
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, it := range items {
+		cp.applyItemLocked(store.Event{Item: it})
+	}
+	return nil
+}
+
+// watch follows the store and keeps the in-memory state current,
+// relisting when the watch breaks.
+func (cp *controlPlane) watch(ctx context.Context) error {
+	for ctx.Err() == nil {
+		items, rev, err := cp.store.List(ctx, "")
+		if err != nil {
+			cp.log.Warn("listing the store", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		cp.mu.Lock()
+		cp.objects = map[string]*resource.Object{}
+		cp.registrations = map[string]*nodemeta.Metadata{}
+		for _, it := range items {
+			cp.applyItemLocked(store.Event{Item: it})
+		}
+		cp.mu.Unlock()
+		cp.trigger()
+		err = cp.store.Watch(ctx, "", rev, func(events []store.Event) {
+			cp.mu.Lock()
+			for _, ev := range events {
+				cp.applyItemLocked(ev)
+			}
+			cp.mu.Unlock()
+			cp.trigger()
+		})
+		if ctx.Err() == nil {
+			cp.log.Warn("store watch ended; relisting", "err", err)
+			sleep(ctx, 100*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (cp *controlPlane) applyItemLocked(ev store.Event) {
+	switch {
+	case strings.HasPrefix(ev.Key, resourcesPrefix):
+		if ev.Deleted {
+			delete(cp.objects, ev.Key)
+			return
+		}
+		kind, _, _ := strings.Cut(strings.TrimPrefix(ev.Key, resourcesPrefix), "/")
+		obj, err := resource.DecodeOne(kind, ev.Value)
+		if err != nil {
+			// Everything stored was validated on the way in; a value that no
+			// longer decodes (written by another version?) is skipped.
+			cp.log.Error("stored resource does not decode; ignoring it", "key", ev.Key, "err", err)
+			delete(cp.objects, ev.Key)
+			return
+		}
+		cp.objects[ev.Key] = obj
+	case strings.HasPrefix(ev.Key, proxiesPrefix):
+		id := strings.TrimPrefix(ev.Key, proxiesPrefix)
+		if ev.Deleted {
+			delete(cp.registrations, id)
+			return
+		}
+		meta, err := decodeRegistration(ev.Value)
+		if err != nil {
+			cp.log.Error("stored registration does not decode; ignoring it", "node", id, "err", err)
+			return
+		}
+		cp.registrations[id] = meta
+	}
+}
+
+// pushLoop rebuilds and pushes every proxy's config after changes, once
+// they have been quiet for the debounce period.
+func (cp *controlPlane) pushLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cp.kick:
+		}
+		quiet := time.NewTimer(cp.opts.Debounce)
+		deadline := time.NewTimer(10 * cp.opts.Debounce)
+	debounce:
+		for {
+			select {
+			case <-ctx.Done():
+				quiet.Stop()
+				deadline.Stop()
+				return
+			case <-cp.kick:
+				quiet.Reset(cp.opts.Debounce)
+			case <-quiet.C:
+				break debounce
+			case <-deadline.C:
+				break debounce
+			}
+		}
+		quiet.Stop()
+		deadline.Stop()
+		cp.pushAll(ctx)
+	}
+}
+
+// snapshot is the input of one round of translation.
+type snapshot struct {
+	config *model.Config
+	index  *model.Index
+	// proxies are the connected proxies.
+	proxies map[string]*model.Proxy
+	chains  map[string][]byte
+}
+
+// build turns the in-memory state into the model.
+func (cp *controlPlane) build() *snapshot {
+	cp.mu.Lock()
+	objs := slices.Collect(maps.Values(cp.objects))
+	regs := maps.Clone(cp.registrations)
+	connected := slices.Collect(maps.Keys(cp.connected))
+	chains := maps.Clone(cp.chains)
+	cp.mu.Unlock()
+
+	slices.SortFunc(objs, func(a, b *resource.Object) int { return strings.Compare(a.Ref(), b.Ref()) })
+	cfg, err := resource.Model(objs)
+	if err != nil {
+		cp.log.Warn("some stored resources are not in effect", "err", err)
+	}
+	if cfg == nil {
+		cfg = &model.Config{}
+	}
+	ids := slices.Sorted(maps.Keys(regs))
+	for _, id := range ids {
+		if m := regs[id]; m.Kind == nodemeta.KindSidecar {
+			w := workloadOf(m)
+			cfg.Workloads = append(cfg.Workloads, &w)
+		}
+	}
+	cfg.Sort()
+	snap := &snapshot{config: cfg, index: model.NewIndex(cfg), proxies: map[string]*model.Proxy{}, chains: chains}
+	for _, id := range connected {
+		if m := regs[id]; m != nil {
+			snap.proxies[id] = proxyOf(id, m)
+		}
+	}
+	return snap
+}
+
+func (cp *controlPlane) pushAll(ctx context.Context) {
+	cp.pushMu.Lock()
+	defer cp.pushMu.Unlock()
+	snap := cp.build()
+	for _, id := range slices.Sorted(maps.Keys(snap.proxies)) {
+		cp.pushLocked(ctx, snap, id)
+	}
+}
+
+// pushOne builds and pushes the config of one proxy now.
+func (cp *controlPlane) pushOne(ctx context.Context, id string) {
+	cp.pushMu.Lock()
+	defer cp.pushMu.Unlock()
+	snap := cp.build()
+	if snap.proxies[id] != nil {
+		cp.pushLocked(ctx, snap, id)
+	}
+}
+
+func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id string) {
+	res, problems := translate.Translate(translate.Input{
+		Config:           snap.config,
+		Index:            snap.index,
+		Proxy:            snap.proxies[id],
+		CertificateChain: snap.chains[id],
+		TrustBundle:      cp.ca.BundlePEM(),
+	}, translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain})
+	msgs := make([]string, len(problems))
+	for i, p := range problems {
+		msgs[i] = p.String()
+	}
+	cp.mu.Lock()
+	changedProblems := !slices.Equal(cp.problems[id], msgs)
+	cp.problems[id] = msgs
+	cp.mu.Unlock()
+	if changedProblems && len(msgs) > 0 {
+		cp.log.Warn("parts of a proxy's config are not in effect", "node", id, "problems", strings.Join(msgs, "; "))
+	}
+	changed, err := cp.xds.Push(ctx, id, res)
+	if err != nil {
+		cp.log.Error("push refused", "node", id, "err", err)
+		return
+	}
+	if changed {
+		cp.log.Debug("pushed", "node", id)
+	}
+}
+
+// workloadOf is the workload a sidecar registered.
+func workloadOf(m *nodemeta.Metadata) model.Workload {
+	w := model.Workload{
+		Key:            model.Key{Namespace: m.Namespace, Name: m.Name},
+		Source:         model.Source{Kind: "Registration", Key: model.Key{Namespace: m.Namespace, Name: m.Name}},
+		Address:        m.Address,
+		Labels:         m.Labels,
+		ServiceAccount: m.ServiceAccount,
+		Services:       m.Services,
+		MeshPort:       m.MeshPort,
+		Locality:       m.Locality,
+	}
+	for _, p := range m.Ports {
+		proto := model.Protocol(strings.ToUpper(p.Protocol))
+		if proto == "" {
+			proto = model.ProtocolTCP
+		}
+		w.Ports = append(w.Ports, model.WorkloadPort{Name: p.Name, Port: p.Port, Protocol: proto})
+	}
+	return w
+}
+
+// proxyOf is the proxy a registration describes.
+func proxyOf(id string, m *nodemeta.Metadata) *model.Proxy {
+	p := &model.Proxy{
+		ID:              id,
+		Kind:            model.ProxyKind(m.Kind),
+		Workload:        workloadOf(m),
+		OutboundAddress: m.OutboundAddress,
+		AppAddress:      m.AppAddress,
+	}
+	if ns, name, ok := strings.Cut(m.Gateway, "/"); ok {
+		p.Gateway = model.Key{Namespace: ns, Name: name}
+	}
+	for _, u := range m.Upstreams {
+		ns := u.Namespace
+		if ns == "" {
+			ns = m.Namespace
+		}
+		p.Upstreams = append(p.Upstreams, model.Upstream{Service: model.Key{Namespace: ns, Name: u.Service}, Port: u.Port, LocalPort: u.LocalPort})
+	}
+	return p
+}
+
+// issued records a chain the CA issued to a node, to serve it over SDS.
+func (cp *controlPlane) issued(node string, chain []*x509.Certificate) {
+	if node == "" {
+		return
+	}
+	var pemChain []byte
+	for _, c := range chain {
+		pemChain = append(pemChain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	cp.mu.Lock()
+	cp.chains[node] = pemChain
+	_, live := cp.connected[node]
+	cp.mu.Unlock()
+	if live {
+		cp.pushOne(context.Background(), node)
+	}
+}
+
+var errShuttingDown = errors.New("control: shutting down")

@@ -1,0 +1,139 @@
+package control
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"trellis.dev/trellis/internal/ca"
+	"trellis.dev/trellis/internal/ca/capb"
+	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/nodemeta"
+)
+
+// registrationTTL is how long a registration outlives its proxy's last
+// sign of life: long enough to ride out a control plane restart.
+const registrationTTL = 30 * time.Second
+
+func decodeRegistration(b []byte) (*nodemeta.Metadata, error) {
+	var m nodemeta.Metadata
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, m.Validate()
+}
+
+// Connected registers the workload of a proxy whose ADS stream opened, after
+// checking that the certificate it presents is the identity it claims.
+func (cp *controlPlane) Connected(streamID int64, node *corev3.Node, peer []*x509.Certificate) error {
+	if cp.stop.Load() {
+		return status.Error(codes.Unavailable, errShuttingDown.Error())
+	}
+	meta, err := nodemeta.Decode(node.GetMetadata())
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if len(peer) == 0 {
+		return status.Error(codes.Unauthenticated, "xDS needs a client certificate: request one from the certificate service first")
+	}
+	got, err := identity.FromCertificate(peer[0])
+	if err != nil {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	want := identity.ID{TrustDomain: cp.opts.TrustDomain, Namespace: meta.Namespace, ServiceAccount: meta.ServiceAccount}
+	if got != want {
+		cp.log.Warn("proxy claims an identity its certificate does not hold", "node", node.GetId(), "certificate", got.String(), "claimed", want.String())
+		return status.Errorf(codes.PermissionDenied, "certificate identity %s does not match the registration's %s", got, want)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	lease, err := cp.store.Grant(ctx, registrationTTL)
+	if err == nil {
+		var value []byte
+		value, err = json.Marshal(meta)
+		if err == nil {
+			err = lease.Put(ctx, proxiesPrefix+node.GetId(), value)
+		}
+	}
+	if err != nil {
+		cancel()
+		return status.Errorf(codes.Unavailable, "registering %s: %v", node.GetId(), err)
+	}
+	cp.wg.Add(1)
+	go func() {
+		defer cp.wg.Done()
+		_ = lease.KeepAlive(ctx)
+	}()
+
+	var chain []byte
+	for _, c := range peer {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	cp.mu.Lock()
+	if old := cp.connected[node.GetId()]; old != nil {
+		old.cancel()
+	}
+	cp.connected[node.GetId()] = &connection{streamID: streamID, cancel: cancel, lease: lease}
+	cp.registrations[node.GetId()] = meta
+	if _, ok := cp.chains[node.GetId()]; !ok {
+		cp.chains[node.GetId()] = chain
+	}
+	cp.mu.Unlock()
+
+	cp.log.Info("proxy registered", "node", node.GetId(), "kind", meta.Kind, "workload", meta.Namespace+"/"+meta.Name,
+		"identity", got.String(), "address", meta.Address)
+	// The new proxy gets its config before its first response; everyone
+	// else learns of the new endpoint with the next debounced push.
+	cp.pushOne(context.Background(), node.GetId())
+	cp.trigger()
+	return nil
+}
+
+// Disconnected deregisters the workload of a proxy whose stream ended,
+// unless the control plane itself is stopping: then the registration stays
+// for the next control plane to find.
+func (cp *controlPlane) Disconnected(streamID int64, node *corev3.Node) {
+	cp.mu.Lock()
+	c := cp.connected[node.GetId()]
+	if c == nil || c.streamID != streamID {
+		cp.mu.Unlock()
+		return
+	}
+	delete(cp.connected, node.GetId())
+	cp.mu.Unlock()
+	c.cancel()
+	if cp.stop.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.lease.Revoke(ctx); err != nil {
+		cp.log.Warn("deregistering", "node", node.GetId(), "err", err)
+	}
+	cp.mu.Lock()
+	delete(cp.chains, node.GetId())
+	cp.mu.Unlock()
+	cp.xds.Forget(node.GetId())
+	cp.log.Info("proxy disconnected", "node", node.GetId())
+	cp.trigger()
+}
+
+// authenticator approves certificate requests. Join tokens and Kubernetes
+// service account tokens come with the identity work; until then every
+// request for an identity in the trust domain is approved and logged.
+func (cp *controlPlane) authenticator() ca.Authenticator {
+	return ca.AuthenticatorFunc(func(ctx context.Context, req *capb.CreateCertificateRequest, id identity.ID) error {
+		if id.TrustDomain != cp.opts.TrustDomain {
+			return fmt.Errorf("trust domain %q is not %q", id.TrustDomain, cp.opts.TrustDomain)
+		}
+		cp.log.Info("certificate request approved without authentication", "identity", id.String(), "node", req.GetNodeId())
+		return nil
+	})
+}
