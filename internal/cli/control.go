@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"trellis.dev/trellis/internal/control"
+	"trellis.dev/trellis/internal/identity"
+)
+
+// defaultDataDir is where `trellis control` keeps its store and CA keys
+// when --data-dir is not given.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "trellis")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "trellis")
+	}
+	return "trellis-data"
+}
+
+func controlCommand(g *globals) *cobra.Command {
+	opts := control.Options{}
+	c := &cobra.Command{
+		Use:   "control",
+		Short: "Run the control plane: config store, registry, xDS server and CA",
+		Long: `Run the control plane. It keeps the config in an embedded etcd in --data-dir
+(or in an external etcd with --etcd-endpoints), issues SPIFFE certificates to
+proxies, and serves them their config over ADS on --xds-address (TLS). The CLI
+talks to its API on --debug-address.`,
+		Args: argsBetween(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			opts.Logger = g.logger()
+			return control.Run(c.Context(), opts)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the embedded store and the CA keys")
+	f.StringVar(&opts.XDSAddress, "xds-address", control.DefaultXDSAddress, "address of the xDS and CA port (TLS)")
+	f.StringVar(&opts.DebugAddress, "debug-address", control.DefaultDebugAddress, "address of the API, debug and metrics port")
+	f.StringVar(&opts.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
+	f.StringVar(&opts.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of service names (name.namespace.svc.<domain>)")
+	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints; empty embeds a single-node etcd")
+	return c
+}

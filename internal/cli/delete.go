@@ -1,0 +1,33 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func deleteCommand(g *globals) *cobra.Command {
+	var namespace string
+	c := &cobra.Command{
+		Use:   "delete KIND NAME",
+		Short: "Delete a stored resource",
+		Args:  argsBetween(2, 2, "a kind and a name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			client, err := g.client()
+			if err != nil {
+				return err
+			}
+			ns := namespace
+			if ns == "" {
+				ns = "default"
+			}
+			if err := client.Delete(c.Context(), args[0], ns, args[1]); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "%s %s/%s deleted\n", args[0], ns, args[1])
+			return err
+		},
+	}
+	c.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
+	return c
+}

@@ -1,0 +1,105 @@
+// Package cli implements the trellis command: one file per subcommand, each
+// a cobra command whose RunE returns an error. Only main turns errors into
+// exit codes: a *UsageError exits 2, any other error 1.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"trellis.dev/trellis/internal/controlapi"
+)
+
+// UsageError is a mistake in how the command was called.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// ErrReported is returned when the command already printed why it failed.
+var ErrReported = errors.New("failed")
+
+// globals are the flags every subcommand shares.
+type globals struct {
+	controlPlane string
+	logLevel     string
+	stdout       io.Writer
+	stderr       io.Writer
+}
+
+func (g *globals) client() (*controlapi.Client, error) {
+	return controlapi.NewClient(controlapi.Address(g.controlPlane))
+}
+
+func (g *globals) logger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// Run executes the trellis command line args.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "trellis",
+		Short:         "Trellis service mesh: control plane and operator tools",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.PersistentFlags().StringVar(&g.controlPlane, "control-plane", "",
+		"control plane API address host:port (default $"+controlapi.EnvAddress+", else "+controlapi.DefaultAddress+")")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &UsageError{Err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
+	})
+	root.AddCommand(
+		controlCommand(g),
+		demoCommand(g),
+		applyCommand(g),
+		getCommand(g),
+		deleteCommand(g),
+		proxyStatusCommand(g),
+		versionCommand(g),
+	)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	c, err := root.ExecuteContextC(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
+		return &UsageError{Err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
+	}
+	return err
+}
+
+// argsBetween accepts lo to hi positional arguments, else a usage error.
+func argsBetween(lo, hi int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return usagef("%s: expects %s\nusage: %s", c.CommandPath(), what, c.UseLine())
+		}
+		return nil
+	}
+}
+
+// output validates an -o value.
+func checkOutput(o string, allowed ...string) error {
+	for _, a := range allowed {
+		if o == a {
+			return nil
+		}
+	}
+	return usagef("-o %s: must be one of %s", o, strings.Join(allowed, ", "))
+}
