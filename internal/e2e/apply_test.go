@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"trellis.dev/trellis/internal/cli"
+)
+
+// trellis runs the CLI against cp and returns stdout, stderr and the error.
+func trellis(t *testing.T, cp *controlPlane, args ...string) (string, string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := cli.Run(context.Background(), append([]string{"--control-plane", cp.api}, args...), &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+// TestApplyMalformedChangesNothing applies a good file, then a file with
+// one good and several bad resources: the bad apply fails with errors that
+// name the file, the line, the resource and the field, and nothing stored
+// changes.
+func TestApplyMalformedChangesNothing(t *testing.T) {
+	s := newSubnet(t)
+	cp := startControlPlane(t, s, t.TempDir())
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte(twoServices), 0o644)
+	out, _, err := trellis(t, cp, "apply", "-f", good)
+	if err != nil {
+		t.Fatalf("apply good.yaml: %v", err)
+	}
+	if !strings.Contains(out, "Service demo/web created") || !strings.Contains(out, "Service demo/catalog created") {
+		t.Errorf("apply output:\n%s", out)
+	}
+	before, _, err := trellis(t, cp, "get", "services", "-A", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(`apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec:
+  selector: {app: web-v2}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: shop
+  namespace: demo
+spec:
+  parentRefs: [{name: ingress}]
+  rules:
+  - backendRef:
+    - name: web
+      port: 80
+---
+apiVersion: v1
+kind: Service
+metadata: {name: catalog, namespace: demo}
+spec:
+  ports: [{name: http, port: 70000}]
+`), 0o644)
+	_, _, err = trellis(t, cp, "apply", "-f", bad)
+	if err == nil {
+		t.Fatal("apply of bad.yaml succeeded")
+	}
+	var usage *cli.UsageError
+	if errors.As(err, &usage) {
+		t.Errorf("a validation failure is not a usage error: %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"bad.yaml:16",         // the line of the unknown field
+		"HTTPRoute demo/shop", // the resource
+		`spec.rules[0].backendRef`,
+		`unknown field "backendRef"`,
+		`"backendRefs"`, // the fix
+		"bad.yaml:24",
+		"Service demo/catalog",
+		"spec.ports[0].port",
+		"nothing was applied",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not contain %q:\n%s", want, msg)
+		}
+	}
+	after, _, err := trellis(t, cp, "get", "services", "-A", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != after {
+		t.Errorf("stored services changed although the apply failed:\nbefore %s\nafter  %s", before, after)
+	}
+	if _, _, err := trellis(t, cp, "get", "httproute", "shop", "-n", "demo"); err == nil {
+		t.Error("HTTPRoute demo/shop was stored although the apply failed")
+	}
+
+	// Usage errors are told apart from failures.
+	if _, _, err := trellis(t, cp, "apply"); !errors.As(err, &usage) {
+		t.Errorf("apply without -f: %v, want a usage error", err)
+	}
+}

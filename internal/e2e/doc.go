@@ -1,0 +1,6 @@
+// Package e2e holds end-to-end tests that run the control plane, proxies
+// and the demo application in one process over real sockets and real TLS:
+// the embedded etcd, the CA, ADS, mesh mTLS between sidecars. Each test
+// takes a loopback /24 of its own (127.x.y.0) so that tests and packages
+// can run in parallel on the standard ports.
+package e2e

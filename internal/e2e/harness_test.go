@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"trellis.dev/trellis/internal/control"
+	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/internal/demo/app"
+	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/proxy"
+	"trellis.dev/trellis/internal/proxy/secrets"
+)
+
+// subnet is a loopback /24 owned by one test.
+type subnet [3]byte
+
+// newSubnet picks a loopback /24 whose control plane ports are free.
+func newSubnet(t *testing.T) subnet {
+	t.Helper()
+	for range 50 {
+		s := subnet{127, byte(64 + rand.IntN(180)), byte(rand.IntN(256))}
+		ln, err := net.Listen("tcp", net.JoinHostPort(s.ip(1), "15012"))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return s
+	}
+	t.Fatal("no free loopback subnet")
+	return subnet{}
+}
+
+func (s subnet) ip(host byte) string {
+	return netip.AddrFrom4([4]byte{s[0], s[1], s[2], host}).String()
+}
+
+func testLogger(t *testing.T, name string) *slog.Logger {
+	if os.Getenv("TRELLIS_TEST_LOGS") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", name)
+}
+
+// controlPlane is an in-process `trellis control`.
+type controlPlane struct {
+	t       *testing.T
+	dataDir string
+	xds     string
+	api     string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func startControlPlane(t *testing.T, s subnet, dataDir string) *controlPlane {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cp := &controlPlane{
+		t: t, dataDir: dataDir, cancel: cancel, done: make(chan error, 1),
+		xds: net.JoinHostPort(s.ip(1), "15012"), api: net.JoinHostPort(s.ip(1), "15014"),
+	}
+	ready := make(chan struct{})
+	go func() {
+		cp.done <- control.Run(ctx, control.Options{
+			DataDir: dataDir, XDSAddress: cp.xds, DebugAddress: cp.api,
+			Logger: testLogger(t, "control"),
+			Ready:  func(_, _ net.Addr) { close(ready) },
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-cp.done:
+		t.Fatalf("control plane: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("control plane did not start in 60s")
+	}
+	t.Cleanup(cp.stop)
+	return cp
+}
+
+// stop stops the control plane and waits for it.
+func (cp *controlPlane) stop() {
+	if cp.cancel == nil {
+		return
+	}
+	cp.cancel()
+	cp.cancel = nil
+	select {
+	case err := <-cp.done:
+		if err != nil {
+			cp.t.Errorf("control plane: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cp.t.Error("control plane did not stop in 30s")
+	}
+}
+
+func (cp *controlPlane) client(t *testing.T) *controlapi.Client {
+	c, err := controlapi.NewClient(cp.api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (cp *controlPlane) apply(t *testing.T, yaml string) {
+	t.Helper()
+	if _, err := cp.client(t).Apply(context.Background(), controlapi.ApplyRequest{Files: []controlapi.File{{Name: "test.yaml", Content: yaml}}}); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+}
+
+func (cp *controlPlane) bundle(t *testing.T) string {
+	return filepath.Join(cp.dataDir, "ca", "root-cert.pem")
+}
+
+// sidecar describes a workload: its app and its proxy.
+type sidecar struct {
+	name, service, account, version string
+	host                            byte
+	next                            string // upstream service, called on port 9000
+}
+
+// startWorkload runs the demo app and its sidecar in-process until the
+// test ends (or stop is called).
+func startWorkload(t *testing.T, s subnet, cp *controlPlane, w sidecar) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ip := s.ip(w.host)
+	opts := app.Options{
+		Service: w.service, Version: w.version, Namespace: "demo", Workload: w.name,
+		Listen: net.JoinHostPort(ip, "8080"), Logger: testLogger(t, w.name+"-app"),
+	}
+	meta := nodemeta.Metadata{
+		Kind: nodemeta.KindSidecar, Name: w.name, Namespace: "demo", ServiceAccount: w.account,
+		Address: ip, AppAddress: ip, OutboundAddress: ip, MeshPort: 15008,
+		Labels: map[string]string{"app": w.service, "version": w.version},
+		Ports:  []nodemeta.Port{{Name: "http", Port: 8080, Protocol: "HTTP"}},
+	}
+	if w.next != "" {
+		opts.Next = "http://" + net.JoinHostPort(ip, "9000")
+		meta.Upstreams = []nodemeta.Upstream{{Service: w.next, Port: 80, LocalPort: 9000}}
+	}
+	pemBytes, err := os.ReadFile(cp.bundle(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := secrets.ParseBundle(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(proxy.Options{
+		ControlPlane: cp.xds, TrustBundle: bundle, NodeID: w.name + ".demo", Registration: meta,
+		AdminAddress: net.JoinHostPort(ip, "15000"), Logger: testLogger(t, w.name),
+		DrainTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appDone := make(chan error, 1)
+	proxyDone := make(chan error, 1)
+	go func() { appDone <- app.Run(ctx, opts) }()
+	go func() { proxyDone <- p.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		for _, ch := range []chan error{appDone, proxyDone} {
+			select {
+			case err := <-ch:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("%s: %v", w.name, err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("%s did not stop in 20s", w.name)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// eventually retries f until it succeeds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
+}
+
+// getChain fetches url with Accept: application/json and returns the chain.
+func getChain(url string) (app.Chain, error) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return app.Chain{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return app.Chain{}, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var c app.Chain
+	if err := json.Unmarshal(body, &c); err != nil {
+		return c, err
+	}
+	return c, nil
+}

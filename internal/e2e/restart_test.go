@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"trellis.dev/trellis/internal/store"
+)
+
+const twoServices = `
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: catalog, namespace: demo}
+spec:
+  selector: {app: catalog}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+`
+
+// TestProxyServesLastConfigWithoutControlPlane stops the control plane
+// under running traffic: the proxies keep serving what they have. When it
+// returns on the same data directory, they reconnect, re-register, and
+// follow new config again.
+func TestProxyServesLastConfigWithoutControlPlane(t *testing.T) {
+	s := newSubnet(t)
+	dataDir := t.TempDir()
+	cp := startControlPlane(t, s, dataDir)
+	cp.apply(t, twoServices)
+	startWorkload(t, s, cp, sidecar{name: "web-1", service: "web", account: "web", version: "v1", host: 11, next: "catalog"})
+	startWorkload(t, s, cp, sidecar{name: "catalog-1", service: "catalog", account: "catalog", version: "v1", host: 12})
+
+	web := "http://" + net.JoinHostPort(s.ip(11), "8080") + "/"
+	checkChain := func(wantCatalog ...string) error {
+		c, err := getChain(web)
+		if err != nil {
+			return err
+		}
+		if len(c.Hops) != 2 {
+			return fmt.Errorf("chain %+v: want 2 hops", c)
+		}
+		if got, want := c.Hops[1].Caller, "spiffe://cluster.local/ns/demo/sa/web"; got != want {
+			return fmt.Errorf("catalog's sidecar verified %q, want %q", got, want)
+		}
+		for _, w := range wantCatalog {
+			if c.Hops[1].Workload == w {
+				return nil
+			}
+		}
+		return fmt.Errorf("answered by %s, want one of %v", c.Hops[1].Workload, wantCatalog)
+	}
+	eventually(t, 30*time.Second, "web → catalog over mTLS", func() error { return checkChain("catalog-1") })
+
+	cp.stop()
+	// A control plane that stops keeps the registrations of the proxies
+	// still running, for the next one to serve from the start.
+	st, err := store.Open(context.Background(), store.Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs, _, err := st.List(context.Background(), "proxies/")
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) != 2 {
+		var keys []string
+		for _, r := range regs {
+			keys = append(keys, r.Key)
+		}
+		t.Errorf("after the control plane stopped, the stored registrations are %v, want web-1 and catalog-1", keys)
+	}
+	for i := range 20 {
+		if err := checkChain("catalog-1"); err != nil {
+			t.Fatalf("request %d with the control plane stopped: %v", i, err)
+		}
+	}
+
+	cp = startControlPlane(t, s, dataDir)
+	// A workload that registers with the new control plane must become
+	// reachable from the proxy that kept running: it resynced.
+	startWorkload(t, s, cp, sidecar{name: "catalog-2", service: "catalog", account: "catalog", version: "v2", host: 13})
+	seen := map[string]bool{}
+	eventually(t, 45*time.Second, "traffic reaches the workload registered after the restart", func() error {
+		c, err := getChain(web)
+		if err != nil {
+			return err
+		}
+		seen[c.Hops[1].Workload] = true
+		if !seen["catalog-1"] || !seen["catalog-2"] {
+			return fmt.Errorf("answered so far by %v", seen)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "every proxy SYNCED", func() error {
+		list, err := cp.client(t).Proxies(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(list) != 3 {
+			return fmt.Errorf("%d proxies known, want 3", len(list))
+		}
+		for _, p := range list {
+			if !p.Connected {
+				return fmt.Errorf("%s not connected", p.ID)
+			}
+			for _, ty := range p.Types {
+				if ty.State != "SYNCED" && ty.State != "NOT SENT" {
+					return fmt.Errorf("%s %s is %s", p.ID, ty.Type, ty.State)
+				}
+			}
+		}
+		return nil
+	})
+}
