@@ -21,10 +21,11 @@ func deleteCommand(g *globals) *cobra.Command {
 			if ns == "" {
 				ns = "default"
 			}
-			if err := client.Delete(c.Context(), args[0], ns, args[1]); err != nil {
+			ref, err := client.Delete(c.Context(), args[0], ns, args[1])
+			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(g.stdout, "%s %s/%s deleted\n", args[0], ns, args[1])
+			_, err = fmt.Fprintln(g.stdout, ref, "deleted")
 			return err
 		},
 	}

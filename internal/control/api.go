@@ -229,15 +229,15 @@ func (cp *controlPlane) handleDelete(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	ref := k.Kind + " " + name
+	if ns != "" {
+		ref = k.Kind + " " + ns + "/" + name
+	}
 	if !deleted {
-		ref := k.Kind + " " + name
-		if ns != "" {
-			ref = k.Kind + " " + ns + "/" + name
-		}
 		writeErrors(w, http.StatusNotFound, ref+" not found")
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, controlapi.DeleteResponse{Ref: ref})
 }
 
 // typeNames are the short names of the xDS types.

@@ -119,6 +119,7 @@ func (cp *controlPlane) Disconnected(streamID int64, node *corev3.Node) {
 	}
 	cp.mu.Lock()
 	delete(cp.chains, node.GetId())
+	delete(cp.problems, node.GetId())
 	cp.mu.Unlock()
 	cp.xds.Forget(node.GetId())
 	cp.log.Info("proxy disconnected", "node", node.GetId())

@@ -224,10 +224,20 @@ func (c *Client) List(ctx context.Context, kind, namespace, name string) ([]Reso
 	return out, nil
 }
 
-// Delete removes one resource.
-func (c *Client) Delete(ctx context.Context, kind, namespace, name string) error {
+// DeleteResponse names what was deleted.
+type DeleteResponse struct {
+	// Ref is "Kind namespace/name", or "Kind name" for cluster-scoped kinds.
+	Ref string `json:"ref"`
+}
+
+// Delete removes one resource and returns its reference.
+func (c *Client) Delete(ctx context.Context, kind, namespace, name string) (string, error) {
 	q := url.Values{"kind": {kind}, "namespace": {namespace}, "name": {name}}
-	return c.do(ctx, http.MethodDelete, PathResources, q, nil, nil)
+	var out DeleteResponse
+	if err := c.do(ctx, http.MethodDelete, PathResources, q, nil, &out); err != nil {
+		return "", err
+	}
+	return out.Ref, nil
 }
 
 // Proxies returns the status of every proxy the control plane knows.

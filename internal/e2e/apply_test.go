@@ -108,3 +108,50 @@ spec:
 		t.Errorf("apply without -f: %v, want a usage error", err)
 	}
 }
+
+// TestGetAndDelete covers the read and delete commands: table and JSON
+// output, short kind names, cluster-scoped kinds, and clear errors.
+func TestGetAndDelete(t *testing.T) {
+	s := newSubnet(t)
+	cp := startControlPlane(t, s, t.TempDir())
+	f := filepath.Join(t.TempDir(), "mesh.yaml")
+	os.WriteFile(f, []byte(twoServices+`---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: trellis}
+spec: {controllerName: trellis.dev/gateway}
+`), 0o644)
+	if _, _, err := trellis(t, cp, "apply", "-f", f); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := trellis(t, cp, "get", "svc", "-n", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "Service   demo        catalog") || !strings.Contains(out, "web") {
+		t.Errorf("get svc -n demo:\n%s", out)
+	}
+	out, _, err = trellis(t, cp, "get", "service", "web", "-n", "demo", "-o", "json")
+	if err != nil || !strings.Contains(out, `"creationTimestamp"`) || !strings.Contains(out, `"generation": 1`) {
+		t.Errorf("get service web -o json: %v\n%s", err, out)
+	}
+	// Applying the same file again changes nothing.
+	out, _, err = trellis(t, cp, "apply", "-f", f)
+	if err != nil || strings.Count(out, "unchanged") != 3 {
+		t.Errorf("second apply: %v\n%s", err, out)
+	}
+	out, _, err = trellis(t, cp, "delete", "gatewayclass", "trellis")
+	if err != nil || strings.TrimSpace(out) != "GatewayClass trellis deleted" {
+		t.Errorf("delete gatewayclass: %q, %v", out, err)
+	}
+	out, _, err = trellis(t, cp, "delete", "svc", "web", "-n", "demo")
+	if err != nil || strings.TrimSpace(out) != "Service demo/web deleted" {
+		t.Errorf("delete svc: %q, %v", out, err)
+	}
+	if _, _, err := trellis(t, cp, "delete", "svc", "web", "-n", "demo"); err == nil || !strings.Contains(err.Error(), "Service demo/web not found") {
+		t.Errorf("deleting a missing service: %v", err)
+	}
+	if _, _, err := trellis(t, cp, "get", "widgets"); err == nil || !strings.Contains(err.Error(), `unknown kind "widgets"`) {
+		t.Errorf("get of an unknown kind: %v", err)
+	}
+}

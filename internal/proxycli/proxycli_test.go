@@ -1,0 +1,66 @@
+package proxycli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"trellis.dev/trellis/internal/nodemeta"
+)
+
+func TestParsePort(t *testing.T) {
+	for in, want := range map[string]nodemeta.Port{
+		"8080":           {Port: 8080, Protocol: "TCP"},
+		"http:8080":      {Name: "http", Port: 8080, Protocol: "HTTP"},
+		"http-api:9000":  {Name: "http-api", Port: 9000, Protocol: "HTTP"},
+		"db:5432/tcp":    {Name: "db", Port: 5432, Protocol: "TCP"},
+		"grpc:9090/GRPC": {Name: "grpc", Port: 9090, Protocol: "GRPC"},
+	} {
+		got, err := parsePort(in)
+		if err != nil || got != want {
+			t.Errorf("parsePort(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "http:0", "http:70000", "8080/SCTP", "a:b:c"} {
+		if _, err := parsePort(in); err == nil {
+			t.Errorf("parsePort(%q) succeeded", in)
+		}
+	}
+}
+
+func TestParseUpstream(t *testing.T) {
+	got, err := parseUpstream("catalog.shop:80=9001")
+	if want := (nodemeta.Upstream{Service: "catalog", Namespace: "shop", Port: 80, LocalPort: 9001}); err != nil || got != want {
+		t.Errorf("parseUpstream = %+v, %v; want %+v", got, err, want)
+	}
+	for _, in := range []string{"catalog", "catalog:80", "catalog=9001", "catalog:x=9001", "catalog:80=0"} {
+		if _, err := parseUpstream(in); err == nil {
+			t.Errorf("parseUpstream(%q) succeeded", in)
+		}
+	}
+}
+
+// TestUsageErrors checks that mistakes in the command line are usage
+// errors (exit code 2) that say what is wrong.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--name", "a", "--port", "http:0"}, `--port "http:0"`},
+		{[]string{"--name", "a", "--label", "novalue"}, "want KEY=VALUE"},
+		{[]string{"--gateway", "nonamespace"}, "want NAMESPACE/NAME"},
+		{[]string{"--name", "a"}, "--ca-bundle is required"},
+		{[]string{"--name", "a", "--address", "example.com", "--ca-bundle", "x"}, `address: "example.com" is not an IP address`},
+	} {
+		var out bytes.Buffer
+		err := Run(context.Background(), tc.args, &out, &out)
+		var usage *UsageError
+		if !errors.As(err, &usage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want a usage error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
