@@ -2,7 +2,7 @@
 //
 //	go run ./hack/dev build   # bin/trellis and bin/trellis-proxy
 //	go run ./hack/dev demo    # build, then run `bin/trellis demo`
-//	go run ./hack/dev test    # gofmt, go vet, the whole test suite, brief fuzzing
+//	go run ./hack/dev test    # gofmt, go vet, the whole test suite with the race detector, brief fuzzing
 //	go run ./hack/dev fuzz    # every fuzz target, longer
 //	go run ./hack/dev generate  # regenerate protobuf code (needs protoc)
 //
@@ -110,7 +110,7 @@ func test(fuzzTime time.Duration) error {
 	if err := run("go", "vet", "./..."); err != nil {
 		return err
 	}
-	if err := run("go", "test", "-timeout", "20m", "./..."); err != nil {
+	if err := run("go", "test", "-race", "-timeout", "20m", "./..."); err != nil {
 		return err
 	}
 	return fuzz(fuzzTime)

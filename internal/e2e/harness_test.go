@@ -154,6 +154,34 @@ func startWorkload(t *testing.T, s subnet, cp *controlPlane, w sidecar) (stop fu
 		opts.Next = "http://" + net.JoinHostPort(ip, "9000")
 		meta.Upstreams = []nodemeta.Upstream{{Service: w.next, Port: 80, LocalPort: 9000}}
 	}
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.Run(ctx, opts) }()
+	stopProxy := startProxy(t, cp, meta)
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		stopProxy()
+		select {
+		case err := <-appDone:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: %v", w.name, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s did not stop in 20s", w.name)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// startProxy runs a trellis-proxy in-process for the workload meta
+// describes, with its admin endpoint on the workload's address.
+func startProxy(t *testing.T, cp *controlPlane, meta nodemeta.Metadata) (stop func()) {
+	t.Helper()
 	pemBytes, err := os.ReadFile(cp.bundle(t))
 	if err != nil {
 		t.Fatal(err)
@@ -163,17 +191,16 @@ func startWorkload(t *testing.T, s subnet, cp *controlPlane, w sidecar) (stop fu
 		t.Fatal(err)
 	}
 	p, err := proxy.New(proxy.Options{
-		ControlPlane: cp.xds, TrustBundle: bundle, NodeID: w.name + ".demo", Registration: meta,
-		AdminAddress: net.JoinHostPort(ip, "15000"), Logger: testLogger(t, w.name),
+		ControlPlane: cp.xds, TrustBundle: bundle, NodeID: meta.Name + "." + meta.Namespace, Registration: meta,
+		AdminAddress: net.JoinHostPort(meta.Address, "15000"), Logger: testLogger(t, meta.Name),
 		DrainTimeout: time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	appDone := make(chan error, 1)
-	proxyDone := make(chan error, 1)
-	go func() { appDone <- app.Run(ctx, opts) }()
-	go func() { proxyDone <- p.Run(ctx) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
 	stopped := false
 	stop = func() {
 		if stopped {
@@ -181,15 +208,13 @@ func startWorkload(t *testing.T, s subnet, cp *controlPlane, w sidecar) (stop fu
 		}
 		stopped = true
 		cancel()
-		for _, ch := range []chan error{appDone, proxyDone} {
-			select {
-			case err := <-ch:
-				if err != nil && !errors.Is(err, context.Canceled) {
-					t.Errorf("%s: %v", w.name, err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("%s did not stop in 20s", w.name)
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("proxy %s: %v", meta.Name, err)
 			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("proxy %s did not stop in 20s", meta.Name)
 		}
 	}
 	t.Cleanup(stop)
