@@ -5,24 +5,23 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"trellis.dev/trellis/internal/proxycli"
+	"trellis.dev/trellis/internal/usage"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := proxycli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	var usage *proxycli.UsageError
 	switch {
 	case err == nil:
 		os.Exit(0)
-	case errors.As(err, &usage):
+	case usage.Is(err):
 		fmt.Fprintln(os.Stderr, "trellis-proxy:", err)
 		os.Exit(2)
 	default:

@@ -3,26 +3,23 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"trellis.dev/trellis/internal/cli"
+	"trellis.dev/trellis/internal/usage"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	var usage *cli.UsageError
 	switch {
 	case err == nil:
 		os.Exit(0)
-	case errors.Is(err, cli.ErrReported):
-		os.Exit(1)
-	case errors.As(err, &usage):
+	case usage.Is(err):
 		fmt.Fprintln(os.Stderr, "trellis:", err)
 		os.Exit(2)
 	default:

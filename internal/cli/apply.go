@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"trellis.dev/trellis/internal/usage"
+
 	"trellis.dev/trellis/internal/controlapi"
 )
 
@@ -30,7 +32,7 @@ nothing is stored.`,
 		Args: argsBetween(0, 0, "no arguments; name files with -f"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(files) == 0 {
-				return usagef("apply: no input; name files with -f FILE, a directory, or - for standard input")
+				return usage.Errorf("apply: no input; name files with -f FILE, a directory, or - for standard input")
 			}
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err

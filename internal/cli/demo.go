@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"trellis.dev/trellis/internal/usage"
+
 	"trellis.dev/trellis/internal/demo"
 	"trellis.dev/trellis/internal/demo/app"
 )
@@ -32,7 +34,7 @@ until interrupted, then stops every process and removes its data.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			addr, err := netip.ParseAddr(ip)
 			if err != nil {
-				return usagef("--ip %q: %v", ip, err)
+				return usage.Errorf("--ip %q: %v", ip, err)
 			}
 			self, err := os.Executable()
 			if err != nil {

@@ -1,12 +1,10 @@
 // Package cli implements the trellis command: one file per subcommand, each
 // a cobra command whose RunE returns an error. Only main turns errors into
-// exit codes: a *UsageError exits 2, any other error 1.
+// exit codes: a usage error exits 2, any other error 1.
 package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 
@@ -15,20 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/internal/usage"
 )
-
-// UsageError is a mistake in how the command was called.
-type UsageError struct{ Err error }
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-func usagef(format string, args ...any) error {
-	return &UsageError{Err: fmt.Errorf(format, args...)}
-}
-
-// ErrReported is returned when the command already printed why it failed.
-var ErrReported = errors.New("failed")
 
 // globals are the flags every subcommand shares.
 type globals struct {
@@ -63,7 +49,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"control plane API address host:port (default $"+controlapi.EnvAddress+", else "+controlapi.DefaultAddress+")")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &UsageError{Err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
+		return usage.Errorf("%w\nsee '%s --help'", err, c.CommandPath())
 	})
 	root.AddCommand(
 		controlCommand(g),
@@ -79,7 +65,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetErr(stderr)
 	c, err := root.ExecuteContextC(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
-		return &UsageError{Err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
+		return usage.Errorf("%w\nsee '%s --help'", err, c.CommandPath())
 	}
 	return err
 }
@@ -88,7 +74,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func argsBetween(lo, hi int, what string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) < lo || len(args) > hi {
-			return usagef("%s: expects %s\nusage: %s", c.CommandPath(), what, c.UseLine())
+			return usage.Errorf("%s: expects %s\nusage: %s", c.CommandPath(), what, c.UseLine())
 		}
 		return nil
 	}
@@ -101,5 +87,5 @@ func checkOutput(o string, allowed ...string) error {
 			return nil
 		}
 	}
-	return usagef("-o %s: must be one of %s", o, strings.Join(allowed, ", "))
+	return usage.Errorf("-o %s: must be one of %s", o, strings.Join(allowed, ", "))
 }

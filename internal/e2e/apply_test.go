@@ -3,13 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"trellis.dev/trellis/internal/cli"
+	"trellis.dev/trellis/internal/usage"
 )
 
 // trellis runs the CLI against cp and returns stdout, stderr and the error.
@@ -72,8 +72,7 @@ spec:
 	if err == nil {
 		t.Fatal("apply of bad.yaml succeeded")
 	}
-	var usage *cli.UsageError
-	if errors.As(err, &usage) {
+	if usage.Is(err) {
 		t.Errorf("a validation failure is not a usage error: %v", err)
 	}
 	msg := err.Error()
@@ -104,7 +103,7 @@ spec:
 	}
 
 	// Usage errors are told apart from failures.
-	if _, _, err := trellis(t, cp, "apply"); !errors.As(err, &usage) {
+	if _, _, err := trellis(t, cp, "apply"); !usage.Is(err) {
 		t.Errorf("apply without -f: %v, want a usage error", err)
 	}
 }

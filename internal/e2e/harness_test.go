@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,25 +158,11 @@ func startWorkload(t *testing.T, s subnet, cp *controlPlane, w sidecar) (stop fu
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.Run(ctx, opts) }()
 	stopProxy := startProxy(t, cp, meta)
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
+	stopApp := stopper(t, "app "+w.name, cancel, appDone)
+	return func() {
 		stopProxy()
-		select {
-		case err := <-appDone:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("%s: %v", w.name, err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("%s did not stop in 20s", w.name)
-		}
+		stopApp()
 	}
-	t.Cleanup(stop)
-	return stop
 }
 
 // startProxy runs a trellis-proxy in-process for the workload meta
@@ -201,21 +188,25 @@ func startProxy(t *testing.T, cp *controlPlane, meta nodemeta.Metadata) (stop fu
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("proxy %s: %v", meta.Name, err)
+	return stopper(t, "proxy "+meta.Name, cancel, done)
+}
+
+// stopper returns a function, also registered as a test cleanup, that
+// cancels a component and waits for its result on done, once.
+func stopper(t *testing.T, name string, cancel context.CancelFunc, done <-chan error) func() {
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("%s: %v", name, err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("%s did not stop in 20s", name)
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("proxy %s did not stop in 20s", meta.Name)
-		}
+		})
 	}
 	t.Cleanup(stop)
 	return stop

@@ -18,18 +18,9 @@ import (
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
 	"trellis.dev/trellis/internal/proxy/secrets"
+	"trellis.dev/trellis/internal/usage"
 	"trellis.dev/trellis/internal/version"
 )
-
-// UsageError is a mistake in how the command was called (exit code 2).
-type UsageError struct{ Err error }
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-func usagef(format string, args ...any) error {
-	return &UsageError{Err: fmt.Errorf(format, args...)}
-}
 
 type flags struct {
 	controlPlane, caBundle, trustDomain string
@@ -74,7 +65,7 @@ mTLS.`,
 		},
 	}
 	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &UsageError{Err: fmt.Errorf("%w\nsee 'trellis-proxy --help'", err)}
+		return usage.Errorf("%w\nsee 'trellis-proxy --help'", err)
 	})
 	fl := c.Flags()
 	fl.StringVar(&f.controlPlane, "control-plane", "127.0.0.1:15012", "control plane xDS and CA address host:port")
@@ -106,7 +97,7 @@ mTLS.`,
 func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return proxy.Options{}, usagef("--log-level %q: %v", f.logLevel, err)
+		return proxy.Options{}, usage.Errorf("--log-level %q: %v", f.logLevel, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	m := f.meta
@@ -115,7 +106,7 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	if f.gateway != "" {
 		ns, name, ok := strings.Cut(f.gateway, "/")
 		if !ok || ns == "" || name == "" {
-			return proxy.Options{}, usagef("--gateway %q: want NAMESPACE/NAME", f.gateway)
+			return proxy.Options{}, usage.Errorf("--gateway %q: want NAMESPACE/NAME", f.gateway)
 		}
 		m.Kind = nodemeta.KindGateway
 		m.Gateway = f.gateway
@@ -127,14 +118,14 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	if m.Name == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return proxy.Options{}, usagef("--name is required: %v", err)
+			return proxy.Options{}, usage.Errorf("--name is required: %v", err)
 		}
 		m.Name = h
 	}
 	for _, l := range f.labels {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			return proxy.Options{}, usagef("--label %q: want KEY=VALUE", l)
+			return proxy.Options{}, usage.Errorf("--label %q: want KEY=VALUE", l)
 		}
 		if m.Labels == nil {
 			m.Labels = map[string]string{}
@@ -144,22 +135,22 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	for _, s := range f.ports {
 		p, err := parsePort(s)
 		if err != nil {
-			return proxy.Options{}, usagef("--port %q: %v", s, err)
+			return proxy.Options{}, usage.Errorf("--port %q: %v", s, err)
 		}
 		m.Ports = append(m.Ports, p)
 	}
 	for _, s := range f.upstreams {
 		u, err := parseUpstream(s)
 		if err != nil {
-			return proxy.Options{}, usagef("--upstream %q: %v", s, err)
+			return proxy.Options{}, usage.Errorf("--upstream %q: %v", s, err)
 		}
 		m.Upstreams = append(m.Upstreams, u)
 	}
 	if err := m.Validate(); err != nil {
-		return proxy.Options{}, &UsageError{Err: err}
+		return proxy.Options{}, usage.Wrap(err)
 	}
 	if f.caBundle == "" {
-		return proxy.Options{}, usagef("--ca-bundle is required: the PEM root certificate(s) of the mesh (the control plane writes ca/root-cert.pem in its data directory)")
+		return proxy.Options{}, usage.Errorf("--ca-bundle is required: the PEM root certificate(s) of the mesh (the control plane writes ca/root-cert.pem in its data directory)")
 	}
 	pemBytes, err := os.ReadFile(f.caBundle)
 	if err != nil {

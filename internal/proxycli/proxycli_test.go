@@ -3,11 +3,11 @@ package proxycli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"strings"
 	"testing"
 
 	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/usage"
 )
 
 func TestParsePort(t *testing.T) {
@@ -58,8 +58,7 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		err := Run(context.Background(), tc.args, &out, &out)
-		var usage *UsageError
-		if !errors.As(err, &usage) || !strings.Contains(err.Error(), tc.want) {
+		if !usage.Is(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want a usage error containing %q", tc.args, err, tc.want)
 		}
 	}
