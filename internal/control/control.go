@@ -128,7 +128,8 @@ func Run(ctx context.Context, opts Options) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	cp := newControlPlane(runCtx, opts, st, authority)
-	if err := cp.load(runCtx); err != nil {
+	rev, err := cp.load(runCtx)
+	if err != nil {
 		return err
 	}
 
@@ -171,7 +172,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		return nil
 	})
-	run("store watch", func() error { return cp.watch(runCtx) })
+	run("store watch", func() error { return cp.watch(runCtx, rev) })
 	run("push loop", func() error { cp.pushLoop(runCtx); return nil })
 
 	log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),

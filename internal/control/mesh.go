@@ -101,39 +101,29 @@ func (cp *controlPlane) trigger() {
 	}
 }
 
-// load reads the whole store into memory.
-func (cp *controlPlane) load(ctx context.Context) error {
-	items, _, err := cp.store.List(ctx, "")
+// load replaces the in-memory state with the whole store and returns the
+// revision it was read at.
+func (cp *controlPlane) load(ctx context.Context) (int64, error) {
+	items, rev, err := cp.store.List(ctx, "")
 	if err != nil {
-		return fmt.Errorf("control: %w", err)
+		return 0, fmt.Errorf("control: %w", err)
 	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
+	cp.objects = map[string]*resource.Object{}
+	cp.registrations = map[string]*nodemeta.Metadata{}
 	for _, it := range items {
 		cp.applyItemLocked(store.Event{Item: it})
 	}
-	return nil
+	return rev, nil
 }
 
-// watch follows the store and keeps the in-memory state current,
-// relisting when the watch breaks.
-func (cp *controlPlane) watch(ctx context.Context) error {
+// watch follows the store from revision rev and keeps the in-memory state
+// current, reloading when the watch breaks (a compaction, a lost
+// connection to an external etcd).
+func (cp *controlPlane) watch(ctx context.Context, rev int64) error {
 	for ctx.Err() == nil {
-		items, rev, err := cp.store.List(ctx, "")
-		if err != nil {
-			cp.log.Warn("listing the store", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		cp.mu.Lock()
-		cp.objects = map[string]*resource.Object{}
-		cp.registrations = map[string]*nodemeta.Metadata{}
-		for _, it := range items {
-			cp.applyItemLocked(store.Event{Item: it})
-		}
-		cp.mu.Unlock()
-		cp.trigger()
-		err = cp.store.Watch(ctx, "", rev, func(events []store.Event) {
+		err := cp.store.Watch(ctx, "", rev, func(events []store.Event) {
 			cp.mu.Lock()
 			for _, ev := range events {
 				cp.applyItemLocked(ev)
@@ -141,9 +131,17 @@ func (cp *controlPlane) watch(ctx context.Context) error {
 			cp.mu.Unlock()
 			cp.trigger()
 		})
-		if ctx.Err() == nil {
-			cp.log.Warn("store watch ended; relisting", "err", err)
+		if ctx.Err() != nil {
+			break
+		}
+		cp.log.Warn("store watch ended; reloading", "err", err)
+		for ctx.Err() == nil {
 			sleep(ctx, 100*time.Millisecond)
+			if rev, err = cp.load(ctx); err == nil {
+				cp.trigger()
+				break
+			}
+			cp.log.Warn("reloading the store", "err", err)
 		}
 	}
 	return nil
