@@ -130,13 +130,22 @@ type BackendPolicy struct {
 
 // BackendPolicySpec configures how proxies call the targets.
 type BackendPolicySpec struct {
-	TargetRefs       []gwv1.LocalPolicyTargetReference `json:"targetRefs"`
-	LoadBalancer     *LoadBalancer                     `json:"loadBalancer,omitempty"`
-	ConnectionLimits *ConnectionLimits                 `json:"connectionLimits,omitempty"`
-	OutlierDetection *OutlierDetection                 `json:"outlierDetection,omitempty"`
-	RetryBudget      *RetryBudget                      `json:"retryBudget,omitempty"`
-	IdleTimeout      *gwv1.Duration                    `json:"idleTimeout,omitempty"`
-	RateLimit        *LocalRateLimit                   `json:"rateLimit,omitempty"`
+	TargetRefs []gwv1.LocalPolicyTargetReference `json:"targetRefs"`
+	// TLS says how clients reach the targets: Mesh (mesh mTLS to endpoints
+	// with a sidecar, plaintext to others; the default), RequireMesh (refuse
+	// endpoints without mesh mTLS) or Disable (plaintext).
+	TLS              *BackendTLS       `json:"tls,omitempty"`
+	LoadBalancer     *LoadBalancer     `json:"loadBalancer,omitempty"`
+	ConnectionLimits *ConnectionLimits `json:"connectionLimits,omitempty"`
+	OutlierDetection *OutlierDetection `json:"outlierDetection,omitempty"`
+	RetryBudget      *RetryBudget      `json:"retryBudget,omitempty"`
+	IdleTimeout      *gwv1.Duration    `json:"idleTimeout,omitempty"`
+	RateLimit        *LocalRateLimit   `json:"rateLimit,omitempty"`
+}
+
+// BackendTLS is how clients reach a backend.
+type BackendTLS struct {
+	Mode string `json:"mode"`
 }
 
 // LoadBalancer picks the algorithm.

@@ -5,6 +5,7 @@
 //	go run ./hack/dev test    # gofmt, go vet, the whole test suite with the race detector, brief fuzzing
 //	go run ./hack/dev fuzz    # every fuzz target, longer
 //	go run ./hack/dev generate  # regenerate protobuf code (needs protoc)
+//	go run ./hack/dev crds      # copy the Gateway API CRDs of the go.mod version into internal/schema
 //
 // TRELLIS_FUZZTIME sets the time per fuzz target (default 10s for test,
 // 60s for fuzz).
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +43,8 @@ func main() {
 		err = fuzz(envDuration("TRELLIS_FUZZTIME", time.Minute))
 	case "generate":
 		err = generate()
+	case "crds":
+		err = crds()
 	default:
 		usage()
 	}
@@ -51,7 +55,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./hack/dev build|demo|test|fuzz|generate")
+	fmt.Fprintln(os.Stderr, "usage: go run ./hack/dev build|demo|test|fuzz|generate|crds")
 	os.Exit(2)
 }
 
@@ -173,3 +177,82 @@ func mustOutput(name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// gatewayCRDs are the standard-channel CRDs of the kinds Trellis reads,
+// as named in sigs.k8s.io/gateway-api's config/crd/standard.
+var gatewayCRDs = []string{
+	"gateway.networking.k8s.io_backendtlspolicies.yaml",
+	"gateway.networking.k8s.io_gatewayclasses.yaml",
+	"gateway.networking.k8s.io_gateways.yaml",
+	"gateway.networking.k8s.io_grpcroutes.yaml",
+	"gateway.networking.k8s.io_httproutes.yaml",
+	"gateway.networking.k8s.io_listenersets.yaml",
+	"gateway.networking.k8s.io_referencegrants.yaml",
+	"gateway.networking.k8s.io_tcproutes.yaml",
+	"gateway.networking.k8s.io_tlsroutes.yaml",
+}
+
+const crdDir = "internal/schema/crds/gateway-api"
+
+// crds copies the Gateway API CRDs of the version in go.mod from the
+// module cache into crdDir, removes any other YAML there and writes its
+// README.md.
+func crds() error {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", "sigs.k8s.io/gateway-api").Output()
+	if err != nil {
+		return fmt.Errorf("go list -m sigs.k8s.io/gateway-api: %w", err)
+	}
+	dir, ver, ok := strings.Cut(strings.TrimSpace(string(out)), " ")
+	if !ok || dir == "" {
+		return fmt.Errorf("sigs.k8s.io/gateway-api is not in the module cache (run go mod download): %q", out)
+	}
+	if err := os.MkdirAll(crdDir, 0o755); err != nil {
+		return err
+	}
+	old, _ := filepath.Glob(filepath.Join(crdDir, "*.yaml"))
+	for _, f := range old {
+		if !slices.Contains(gatewayCRDs, filepath.Base(f)) {
+			if err := os.Remove(f); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range gatewayCRDs {
+		b, err := os.ReadFile(filepath.Join(dir, "config", "crd", "standard", name))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(crdDir, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	readme := strings.ReplaceAll(crdReadme, "VERSION", ver)
+	if err := os.WriteFile(filepath.Join(crdDir, "README.md"), []byte(readme), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "copied %d CRDs of sigs.k8s.io/gateway-api %s into %s\n", len(gatewayCRDs), ver, crdDir)
+	return nil
+}
+
+const crdReadme = `# Gateway API CRDs
+
+The CustomResourceDefinitions of the Gateway API kinds Trellis reads
+(GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute,
+ReferenceGrant, BackendTLSPolicy), standard channel, exactly as shipped in
+` + "`config/crd/standard/`" + ` of sigs.k8s.io/gateway-api VERSION, the version in go.mod.
+
+Package ` + "`internal/schema`" + ` embeds them and runs their OpenAPI schemas, defaults
+and CEL rules with the kube-apiserver's own CRD code, so that Trellis accepts
+exactly what a Kubernetes cluster with these CRDs accepts.
+
+They are copyright The Kubernetes Authors and licensed under the Apache
+License, Version 2.0 (https://www.apache.org/licenses/LICENSE-2.0), as is
+the rest of sigs.k8s.io/gateway-api.
+
+Do not edit them. After changing the gateway-api version in go.mod,
+regenerate them with
+
+    go run ./hack/dev crds
+
+A test in internal/schema fails while they differ from the module's.
+`

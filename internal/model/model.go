@@ -71,19 +71,53 @@ func (p Protocol) IsHTTP() bool {
 // Config is the whole normalized mesh configuration at one moment.
 // Slices are sorted by key; use Index for lookups.
 type Config struct {
-	Services   []*Service
-	Workloads  []*Workload
-	Gateways   []*Gateway
+	// Namespaces holds the labels of the namespaces that are known (on
+	// Kubernetes, all of them; off it, none). Selectors over namespace
+	// labels cannot be evaluated for a namespace missing here.
+	Namespaces map[string]map[string]string
+
+	GatewayClasses []*GatewayClass
+	Gateways       []*Gateway
+	ListenerSets   []*ListenerSet
+	Services       []*Service
+	Workloads      []*Workload
+
 	HTTPRoutes []*HTTPRoute
+	GRPCRoutes []*GRPCRoute
+	TLSRoutes  []*TLSRoute
+	TCPRoutes  []*TCPRoute
+
+	ReferenceGrants []*ReferenceGrant
+	MTLSPolicies    []*MTLSPolicy
+	AccessPolicies  []*AccessPolicy
+	BackendPolicies []*BackendPolicy
+}
+
+// keyed is what every namespaced object of the model has.
+type keyed interface{ key() Key }
+
+func (k Key) key() Key { return k }
+
+func sortByKey[T keyed](s []T) {
+	slices.SortFunc(s, func(a, b T) int { return a.key().Compare(b.key()) })
 }
 
 // Sort puts every slice in its canonical order, so that output built from
 // a Config is deterministic.
 func (c *Config) Sort() {
-	slices.SortFunc(c.Services, func(a, b *Service) int { return a.Key.Compare(b.Key) })
-	slices.SortFunc(c.Workloads, func(a, b *Workload) int { return a.Key.Compare(b.Key) })
-	slices.SortFunc(c.Gateways, func(a, b *Gateway) int { return a.Key.Compare(b.Key) })
-	slices.SortFunc(c.HTTPRoutes, func(a, b *HTTPRoute) int { return a.Key.Compare(b.Key) })
+	slices.SortFunc(c.GatewayClasses, func(a, b *GatewayClass) int { return cmp.Compare(a.Name, b.Name) })
+	sortByKey(c.Gateways)
+	sortByKey(c.ListenerSets)
+	sortByKey(c.Services)
+	sortByKey(c.Workloads)
+	sortByKey(c.HTTPRoutes)
+	sortByKey(c.GRPCRoutes)
+	sortByKey(c.TLSRoutes)
+	sortByKey(c.TCPRoutes)
+	sortByKey(c.ReferenceGrants)
+	sortByKey(c.MTLSPolicies)
+	sortByKey(c.AccessPolicies)
+	sortByKey(c.BackendPolicies)
 }
 
 // Service is a named set of workloads reachable on ports: a core v1
@@ -99,6 +133,9 @@ type Service struct {
 	Ports    []ServicePort
 	// Headless services (clusterIP: None) are addressed per endpoint.
 	Headless bool
+	// ExternalName is set for a Service of type ExternalName: a DNS name
+	// outside the mesh.
+	ExternalName string
 }
 
 // ServicePort is one port of a Service.
@@ -110,6 +147,10 @@ type ServicePort struct {
 	TargetPort     uint32
 	TargetPortName string
 	Protocol       Protocol
+	// ProtocolDeclared tells whether Protocol came from the port's
+	// appProtocol or a known name prefix; when false the port is treated
+	// as opaque TCP because nothing said otherwise.
+	ProtocolDeclared bool
 }
 
 // Selects reports whether the service's members include w.
@@ -183,106 +224,6 @@ func (w *Workload) TargetPort(sp ServicePort) (uint32, bool) {
 	default:
 		return sp.Port, true
 	}
-}
-
-// Gateway is a Gateway API Gateway: one gateway instance with its own
-// listeners.
-type Gateway struct {
-	Key
-	Source    Source
-	ClassName string
-	Listeners []Listener
-}
-
-// Listener is one listener of a Gateway.
-type Listener struct {
-	Name     string
-	Port     uint32
-	Protocol Protocol
-	// Hostname restricts the listener to matching Host headers or SNI
-	// names; empty matches all.
-	Hostname string
-}
-
-// HTTPRoute is a Gateway API HTTPRoute, attached to Gateways (ingress) or
-// to Services (mesh routing, GAMMA).
-type HTTPRoute struct {
-	Key
-	Source    Source
-	Parents   []ParentRef
-	Hostnames []string
-	Rules     []HTTPRouteRule
-}
-
-// ParentKind is what a route attaches to.
-type ParentKind string
-
-// Parent kinds.
-const (
-	ParentGateway ParentKind = "Gateway"
-	ParentService ParentKind = "Service"
-)
-
-// ParentRef names the Gateway or Service a route attaches to.
-type ParentRef struct {
-	Kind ParentKind
-	Key
-	// SectionName names a Gateway listener or a Service port; empty means
-	// all.
-	SectionName string
-	// Port restricts attachment to one listener or service port; zero means
-	// all.
-	Port uint32
-}
-
-// HTTPRouteRule is one rule of an HTTPRoute: requests that match any of
-// Matches go to Backends.
-type HTTPRouteRule struct {
-	Name     string
-	Matches  []HTTPMatch
-	Backends []Backend
-}
-
-// PathMatchType is how an HTTP path is matched.
-type PathMatchType string
-
-// Path match types, as in the Gateway API.
-const (
-	PathExact             PathMatchType = "Exact"
-	PathPrefix            PathMatchType = "PathPrefix"
-	PathRegularExpression PathMatchType = "RegularExpression"
-)
-
-// StringMatchType is how a header or query value is matched.
-type StringMatchType string
-
-// String match types, as in the Gateway API.
-const (
-	MatchExact             StringMatchType = "Exact"
-	MatchRegularExpression StringMatchType = "RegularExpression"
-)
-
-// HTTPMatch selects requests; every present condition must hold.
-type HTTPMatch struct {
-	PathType  PathMatchType
-	PathValue string
-	Method    string
-	Headers   []ValueMatch
-	Query     []ValueMatch
-}
-
-// ValueMatch matches a named header or query parameter.
-type ValueMatch struct {
-	Type  StringMatchType
-	Name  string
-	Value string
-}
-
-// Backend is a weighted destination of a route rule.
-type Backend struct {
-	Service Key
-	Port    uint32
-	Weight  uint32
 }
 
 // ServiceHost returns the fully qualified name of a service:

@@ -243,7 +243,7 @@ items:
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Decode("t.yaml", []byte(tt.in))
 			checkErrors(t, err, tt.want)
-			for _, e := range flatten(err) {
+			for _, e := range unjoin(err) {
 				var re *Error
 				if !errors.As(e, &re) {
 					t.Errorf("%v is not an *Error", e)
@@ -253,8 +253,8 @@ items:
 	}
 }
 
-// flatten undoes errors.Join.
-func flatten(err error) []error {
+// unjoin undoes errors.Join.
+func unjoin(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		return j.Unwrap()
 	}
@@ -457,7 +457,7 @@ func TestDecodeOne(t *testing.T) {
 	checkErrors(t, err, []string{`line 2: Service a: metadata.nam: unknown field "nam"; did you mean "name"?`})
 }
 
-func mustRead(t *testing.T, file string) []byte {
+func mustRead(t testing.TB, file string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {

@@ -3,6 +3,10 @@ package resource
 import (
 	"reflect"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // decodeDefault decodes one object from YAML and defaults it.
@@ -71,8 +75,8 @@ spec:
       filters:
       - type: RequestMirror
         requestMirror: {backendRef: {name: shadow, port: 80}}
-    sessionPersistence:
-      cookieConfig: {}
+      - type: CORS
+        cors: {allowOrigins: ["https://example.com"]}
 `,
 		namespace: "demo",
 		want: `apiVersion: gateway.networking.k8s.io/v1
@@ -105,9 +109,8 @@ spec:
       filters:
       - type: RequestMirror
         requestMirror: {backendRef: {group: "", kind: Service, name: shadow, port: 80}}
-    sessionPersistence:
-      type: Cookie
-      cookieConfig: {lifetimeType: Session}
+      - type: CORS
+        cors: {allowOrigins: ["https://example.com"], maxAge: 5}
 `,
 	}, {
 		name: "Gateway",
@@ -127,6 +130,10 @@ spec:
     tls: {certificateRefs: [{name: cert}]}
     allowedRoutes: {kinds: [{kind: HTTPRoute}]}
   allowedListeners: {}
+  tls:
+    backend: {clientCertificateRef: {name: client}}
+    frontend:
+      default: {validation: {caCertificateRefs: [{name: ca, kind: ConfigMap}]}}
 `,
 		want: `apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -147,6 +154,10 @@ spec:
       namespaces: {from: Same}
       kinds: [{group: gateway.networking.k8s.io, kind: HTTPRoute}]
   allowedListeners: {namespaces: {from: None}}
+  tls:
+    backend: {clientCertificateRef: {group: "", kind: Secret, name: client}}
+    frontend:
+      default: {validation: {mode: AllowValidOnly, caCertificateRefs: [{name: ca, kind: ConfigMap}]}}
 `,
 	}, {
 		name: "ListenerSet",
@@ -280,3 +291,65 @@ spec:
 		})
 	}
 }
+
+// TestDefaultIsCRDs checks that Default gives a Gateway API object exactly
+// the defaults its CRD gives the same object as unstructured JSON.
+func TestDefaultIsCRDs(t *testing.T) {
+	objs, err := Decode("testdata/gateway-api.yaml", mustRead(t, "testdata/gateway-api.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		Default(o, "") // the namespace only: the objects name theirs
+		v, ok, err := crdValidator(o)
+		if !ok || err != nil {
+			t.Fatalf("%s: no CRD validator: %v", o.Ref(), err)
+		}
+		o.Obj = o.Obj.(interface{ DeepCopyObject() runtime.Object }).DeepCopyObject()
+		want, err := unstructured(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Default(want)
+		delete(want, "status") // the CRD defaults its conditions; Trellis ignores status
+		Default(o, "")
+		got, err := unstructured(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Default gives\n%v\nthe CRD\n%v", o.Ref(), got, want)
+		}
+	}
+}
+
+// TestDefaultBuiltInCode defaults an object built in Go, without
+// TypeMeta or lines.
+func TestDefaultBuiltInCode(t *testing.T) {
+	route := &gwv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "r"},
+		Spec: gwv1.HTTPRouteSpec{
+			Rules: []gwv1.HTTPRouteRule{{BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{
+				BackendObjectReference: gwv1.BackendObjectReference{Name: "api", Port: ptrTo[gwv1.PortNumber](80)},
+			}}}}},
+		},
+	}
+	o := &Object{Kind: "HTTPRoute", Name: "r", Obj: route}
+	Default(o, "demo")
+	got := o.Obj.(*gwv1.HTTPRoute)
+	if o.Namespace != "demo" || got.Namespace != "demo" {
+		t.Errorf("namespace %q, %q; want demo", o.Namespace, got.Namespace)
+	}
+	b := got.Spec.Rules[0].BackendRefs[0]
+	if b.Weight == nil || *b.Weight != 1 || b.Kind == nil || *b.Kind != "Service" {
+		t.Errorf("backendRef not defaulted: %+v", b)
+	}
+	if m := got.Spec.Rules[0].Matches; len(m) != 1 || *m[0].Path.Value != "/" {
+		t.Errorf("matches not defaulted: %+v", m)
+	}
+	if err := Validate(o); err != nil {
+		t.Error(err)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

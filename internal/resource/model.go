@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,76 +20,81 @@ import (
 	"trellis.dev/trellis/internal/model"
 )
 
-// Model converts objects into the normalized model, sorted. It expects
-// defaulted, validated objects, but reads unset Gateway API fields with
-// their default meaning (a rule without matches matches every request) and
-// an empty namespace as "default".
+// Model converts objects into the normalized model, sorted. Every kind the
+// model has is converted: GatewayClass, Gateway, ListenerSet, HTTPRoute,
+// GRPCRoute, TLSRoute, TCPRoute, ReferenceGrant, Service, Workload,
+// MTLSPolicy, AccessPolicy and BackendPolicy; the others (BackendTLSPolicy)
+// are skipped. Config.Namespaces stays nil: no source of namespace labels
+// is read here.
 //
-// Services, Workloads, Gateways and HTTPRoutes are converted; the other
-// kinds are not in the model yet and are skipped. An object that cannot be
-// converted (a listener protocol or backend kind Trellis does not support,
-// a second object with the same kind and name, ...) is left out and its
-// problems are returned, joined, as *Error; the others are still converted.
+// The conversion is faithful, so that the analyzer can judge what was
+// written and point at it:
+//
+//   - Every model slice that mirrors a list of the resource has its length
+//     and order, so a model index is the index of the field path
+//     (spec.rules[2].backendRefs[1]). Nothing is dropped: a parent or
+//     backend of a kind Trellis does not serve keeps its place with Kind
+//     "Kind.group", a Service backend without port has Port 0, a rule
+//     without matches keeps no matches and a route without rules none.
+//   - Objects may or may not have been through Default: an unset field
+//     reads as the Gateway API (or Trellis) default, and an empty
+//     namespace as "default".
+//   - Whether references resolve, kinds and protocols are supported or
+//     weights make sense is the analyzer's business, not an error here.
+//
+// An object that cannot be represented at all (a second object with the
+// same kind and name, a duration or number that does not parse, a
+// ListenerSet whose parent is not a Gateway) is left out and its problems
+// are returned, joined, as *Error; the others are still converted.
 func Model(objs []*Object) (*model.Config, error) {
-	c := &model.Config{}
+	cfg := &model.Config{}
 	var errs []error
 	first := make(map[string]*Object)
 	for _, o := range objs {
-		if o == nil || o.Obj == nil {
+		if o == nil || o.Obj == nil || !inModel(o.Obj) {
 			continue
 		}
 		meta, ok := o.Obj.(metav1.Object)
 		if !ok {
 			continue
 		}
-		switch o.Obj.(type) {
-		case *corev1.Service, *v1alpha1.Workload, *gwv1.Gateway, *gwv1.HTTPRoute:
-		default:
-			continue
-		}
-		conv := converter{o: o, meta: meta, key: objectKey(o, meta)}
-		id := o.Kind + " " + conv.key.String()
-		if prev, dup := first[id]; dup {
+		c := &converter{o: o, meta: meta, key: objectKey(o, meta)}
+		name := ref(o.Kind, c.key.Namespace, c.key.Name)
+		if prev, dup := first[name]; dup {
 			where := ""
 			if prev.File != "" {
 				where = fmt.Sprintf(" (first in %s:%d)", prev.File, prev.Line)
 			}
-			errs = append(errs, o.errorf("metadata.name", fmt.Sprintf("duplicate %s %s%s", o.Kind, conv.key, where)))
+			errs = append(errs, o.errorf("metadata.name", fmt.Sprintf("duplicate %s%s", name, where)))
 			continue
 		}
-		first[id] = o
-		switch obj := o.Obj.(type) {
-		case *corev1.Service:
-			if s := conv.service(obj); conv.ok() {
-				c.Services = append(c.Services, s)
-			}
-		case *v1alpha1.Workload:
-			if w := conv.workload(obj); conv.ok() {
-				c.Workloads = append(c.Workloads, w)
-			}
-		case *gwv1.Gateway:
-			if g := conv.gateway(obj); conv.ok() {
-				c.Gateways = append(c.Gateways, g)
-			}
-		case *gwv1.HTTPRoute:
-			if r := conv.httpRoute(obj); conv.ok() {
-				c.HTTPRoutes = append(c.HTTPRoutes, r)
-			}
-		}
-		errs = append(errs, conv.errs...)
+		first[name] = o
+		c.convert(cfg)
+		errs = append(errs, c.errs...)
 	}
-	c.Sort()
-	return c, errors.Join(errs...)
+	cfg.Sort()
+	return cfg, errors.Join(errs...)
 }
 
+// inModel reports whether obj is of a kind the model has.
+func inModel(obj any) bool {
+	switch obj.(type) {
+	case *gwv1.GatewayClass, *gwv1.Gateway, *gwv1.ListenerSet,
+		*gwv1.HTTPRoute, *gwv1.GRPCRoute, *gwv1.TLSRoute, *gwv1.TCPRoute, *gwv1.ReferenceGrant,
+		*corev1.Service, *v1alpha1.Workload,
+		*v1alpha1.MTLSPolicy, *v1alpha1.AccessPolicy, *v1alpha1.BackendPolicy:
+		return true
+	}
+	return false
+}
+
+// objectKey names the object: no namespace for the cluster-scoped
+// GatewayClass, "default" for a namespaced object without one.
 func objectKey(o *Object, meta metav1.Object) model.Key {
-	ns := o.Namespace
-	if ns == "" {
-		ns = meta.GetNamespace()
+	if _, ok := o.Obj.(*gwv1.GatewayClass); ok {
+		return model.Key{Name: meta.GetName()}
 	}
-	if ns == "" {
-		ns = metav1.NamespaceDefault
-	}
+	ns := cmp.Or(o.Namespace, meta.GetNamespace(), metav1.NamespaceDefault)
 	return model.Key{Namespace: ns, Name: meta.GetName()}
 }
 
@@ -99,7 +106,44 @@ type converter struct {
 	errs []error
 }
 
-func (c *converter) ok() bool { return len(c.errs) == 0 }
+// convert adds the object to cfg unless it could not be converted.
+func (c *converter) convert(cfg *model.Config) {
+	switch obj := c.o.Obj.(type) {
+	case *gwv1.GatewayClass:
+		keep(c, &cfg.GatewayClasses, c.gatewayClass(obj))
+	case *gwv1.Gateway:
+		keep(c, &cfg.Gateways, c.gateway(obj))
+	case *gwv1.ListenerSet:
+		keep(c, &cfg.ListenerSets, c.listenerSet(obj))
+	case *gwv1.HTTPRoute:
+		keep(c, &cfg.HTTPRoutes, c.httpRoute(obj))
+	case *gwv1.GRPCRoute:
+		keep(c, &cfg.GRPCRoutes, c.grpcRoute(obj))
+	case *gwv1.TLSRoute:
+		keep(c, &cfg.TLSRoutes, c.tlsRoute(obj))
+	case *gwv1.TCPRoute:
+		keep(c, &cfg.TCPRoutes, c.tcpRoute(obj))
+	case *gwv1.ReferenceGrant:
+		keep(c, &cfg.ReferenceGrants, c.referenceGrant(obj))
+	case *corev1.Service:
+		keep(c, &cfg.Services, c.service(obj))
+	case *v1alpha1.Workload:
+		keep(c, &cfg.Workloads, c.workload(obj))
+	case *v1alpha1.MTLSPolicy:
+		keep(c, &cfg.MTLSPolicies, c.mtlsPolicy(obj))
+	case *v1alpha1.AccessPolicy:
+		keep(c, &cfg.AccessPolicies, c.accessPolicy(obj))
+	case *v1alpha1.BackendPolicy:
+		keep(c, &cfg.BackendPolicies, c.backendPolicy(obj))
+	}
+}
+
+// keep appends v to s when its object converted without errors.
+func keep[T any](c *converter, s *[]T, v T) {
+	if len(c.errs) == 0 {
+		*s = append(*s, v)
+	}
+}
 
 func (c *converter) errorf(field, format string, args ...any) {
 	c.errs = append(c.errs, c.o.errorf(field, fmt.Sprintf(format, args...)))
@@ -119,6 +163,33 @@ func (c *converter) source() model.Source {
 	return s
 }
 
+// convertAll converts each element of in, keeping length and order; nil
+// for an empty list.
+func convertAll[T, U any](in []T, f func(i int, v T) U) []U {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = f(i, v)
+	}
+	return out
+}
+
+func strs[T ~string](in []T) []string {
+	return convertAll(in, func(_ int, s T) string { return string(s) })
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// Numbers and durations.
+
 // port converts a port number, reporting one out of 1-65535.
 func (c *converter) port(field string, p int32) uint32 {
 	if p < 1 || p > 65535 {
@@ -128,166 +199,48 @@ func (c *converter) port(field string, p int32) uint32 {
 	return uint32(p)
 }
 
-func (c *converter) service(svc *corev1.Service) *model.Service {
-	s := &model.Service{
-		Key:      c.key,
-		Source:   c.source(),
-		Headless: svc.Spec.ClusterIP == corev1.ClusterIPNone,
+// count converts a count that is zero when unset, reporting a negative one.
+func (c *converter) count(field string, n *int32) uint32 {
+	if n == nil {
+		return 0
 	}
-	// Without a selector, Kubernetes endpoints are managed by hand; here
-	// the members are the workloads that name the service.
-	if len(svc.Spec.Selector) > 0 {
-		s.Selector = maps.Clone(svc.Spec.Selector)
-	}
-	for i, p := range svc.Spec.Ports {
-		path := indexPath("spec.ports", i)
-		sp := model.ServicePort{Name: p.Name, Port: c.port(path+".port", p.Port)}
-		switch p.TargetPort.Type {
-		case intstr.Int:
-			if p.TargetPort.IntVal != 0 {
-				sp.TargetPort = c.port(path+".targetPort", p.TargetPort.IntVal)
-			}
-		case intstr.String:
-			sp.TargetPortName = p.TargetPort.StrVal
-		}
-		switch p.Protocol {
-		case "", corev1.ProtocolTCP:
-			sp.Protocol = servicePortProtocol(p.Name, p.AppProtocol)
-		case corev1.ProtocolUDP:
-			sp.Protocol = model.ProtocolUDP
-		default:
-			c.errorf(path+".protocol", "protocol %s is not supported; use TCP or UDP", p.Protocol)
-		}
-		s.Ports = append(s.Ports, sp)
-	}
-	return s
+	return c.unsigned(field, *n)
 }
 
-// servicePortProtocol tells the application protocol of a TCP service
-// port: appProtocol when set, else the port name's prefix, Istio-style
-// ("http", "http-web", "grpc-api": the part before the first "-"), else
-// TCP.
-func servicePortProtocol(name string, appProtocol *string) model.Protocol {
-	if appProtocol != nil && *appProtocol != "" {
-		switch strings.ToLower(*appProtocol) {
-		case "http":
-			return model.ProtocolHTTP
-		case "http2", "h2c", "kubernetes.io/h2c":
-			return model.ProtocolHTTP2
-		case "grpc":
-			return model.ProtocolGRPC
-		case "https":
-			return model.ProtocolHTTPS
-		case "tls":
-			return model.ProtocolTLS
-		}
-		return model.ProtocolTCP
+func (c *converter) unsigned(field string, n int32) uint32 {
+	if n < 0 {
+		c.errorf(field, "must not be negative")
+		return 0
 	}
-	name = strings.ToLower(name)
-	if name == "grpc-web" || strings.HasPrefix(name, "grpc-web-") {
-		return model.ProtocolHTTP // gRPC-Web is HTTP/1.1-compatible
-	}
-	prefix, _, _ := strings.Cut(name, "-")
-	switch prefix {
-	case "http":
-		return model.ProtocolHTTP
-	case "http2":
-		return model.ProtocolHTTP2
-	case "grpc":
-		return model.ProtocolGRPC
-	case "https":
-		return model.ProtocolHTTPS
-	case "tls":
-		return model.ProtocolTLS
-	}
-	return model.ProtocolTCP
+	return uint32(n)
 }
 
-// workloadProtocols are the protocols a Workload port may declare.
-var workloadProtocols = []model.Protocol{
-	model.ProtocolHTTP, model.ProtocolHTTP2, model.ProtocolGRPC, model.ProtocolTLS, model.ProtocolTCP,
+// gatewayDurationRE is the Gateway API duration format (GEP-2257).
+var gatewayDurationRE = regexp.MustCompile(`^([0-9]{1,5}(h|m|s|ms)){1,4}$`)
+
+// duration parses a Gateway API duration; unset or empty is zero.
+func (c *converter) duration(field string, d *gwv1.Duration) time.Duration {
+	if d == nil || *d == "" {
+		return 0
+	}
+	var v time.Duration
+	err := errors.New("bad format")
+	if gatewayDurationRE.MatchString(string(*d)) {
+		v, err = time.ParseDuration(string(*d))
+	}
+	if err != nil {
+		c.errorf(field, "invalid duration %q: use up to four number-unit pairs with units h, m, s, ms, e.g. 1h30m or 500ms", *d)
+		return 0
+	}
+	return v
 }
 
-func (c *converter) workload(wl *v1alpha1.Workload) *model.Workload {
-	spec := &wl.Spec
-	w := &model.Workload{
-		Key:            c.key,
-		Source:         c.source(),
-		Address:        spec.Address,
-		ServiceAccount: cmp.Or(spec.ServiceAccount, "default"),
-		Services:       slices.Clone(spec.Services),
-		Locality:       spec.Locality,
-	}
-	if len(wl.Labels) > 0 {
-		w.Labels = maps.Clone(wl.Labels)
-	}
-	if a, err := netip.ParseAddr(spec.Address); err != nil || a.Zone() != "" {
-		c.errorf("spec.address", "%q is not an IP address", spec.Address)
-	} else {
-		w.Address = a.String()
-	}
-	for i, p := range spec.Ports {
-		path := indexPath("spec.ports", i)
-		proto := model.Protocol(cmp.Or(p.Protocol, string(model.ProtocolTCP)))
-		if !slices.Contains(workloadProtocols, proto) {
-			c.errorf(path+".protocol", "unsupported protocol %q; use one of %s", p.Protocol, protocolList(workloadProtocols))
-		}
-		w.Ports = append(w.Ports, model.WorkloadPort{Name: p.Name, Port: c.port(path+".port", p.Port), Protocol: proto})
-	}
-	if spec.MeshPort != nil {
-		w.MeshPort = c.port("spec.meshPort", *spec.MeshPort)
-	}
-	return w
-}
-
-func protocolList(ps []model.Protocol) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = string(p)
-	}
-	return strings.Join(s, ", ")
-}
-
-// listenerProtocols maps the Gateway listener protocols Trellis serves.
-var listenerProtocols = map[gwv1.ProtocolType]model.Protocol{
-	gwv1.HTTPProtocolType:  model.ProtocolHTTP,
-	gwv1.HTTPSProtocolType: model.ProtocolHTTPS,
-	gwv1.TLSProtocolType:   model.ProtocolTLS,
-	gwv1.TCPProtocolType:   model.ProtocolTCP,
-	gwv1.UDPProtocolType:   model.ProtocolUDP,
-}
-
-func (c *converter) gateway(gw *gwv1.Gateway) *model.Gateway {
-	g := &model.Gateway{Key: c.key, Source: c.source(), ClassName: string(gw.Spec.GatewayClassName)}
-	for i, l := range gw.Spec.Listeners {
-		path := indexPath("spec.listeners", i)
-		proto, ok := listenerProtocols[l.Protocol]
-		if !ok {
-			c.errorf(path+".protocol", "protocol %q is not supported; use HTTP, HTTPS, TLS, TCP or UDP", l.Protocol)
-		}
-		ml := model.Listener{Name: string(l.Name), Port: c.port(path+".port", l.Port), Protocol: proto}
-		if l.Hostname != nil {
-			ml.Hostname = string(*l.Hostname)
-		}
-		g.Listeners = append(g.Listeners, ml)
-	}
-	return g
-}
+// References.
 
 // refIs reports whether a reference names wantGroup/wantKind, reading an
 // unset group or kind as its default and group "core" as "".
 func refIs(group *gwv1.Group, kind *gwv1.Kind, defGroup, defKind, wantGroup, wantKind string) bool {
-	g, k := defGroup, defKind
-	if group != nil {
-		g = string(*group)
-	}
-	if kind != nil {
-		k = string(*kind)
-	}
-	if g == "core" {
-		g = ""
-	}
-	return g == wantGroup && k == wantKind
+	return groupKind(group, kind, defGroup, defKind) == model.GroupKind{Group: wantGroup, Kind: wantKind}
 }
 
 // refName formats a reference's kind as Kind or Kind.group.
@@ -305,129 +258,254 @@ func refName(group *gwv1.Group, kind *gwv1.Kind, defGroup, defKind string) strin
 	return k + "." + g
 }
 
-func (c *converter) httpRoute(hr *gwv1.HTTPRoute) *model.HTTPRoute {
-	spec := &hr.Spec
-	r := &model.HTTPRoute{Key: c.key, Source: c.source()}
-	for i, p := range spec.ParentRefs {
-		path := indexPath("spec.parentRefs", i)
-		ref := model.ParentRef{Key: model.Key{Namespace: c.key.Namespace, Name: string(p.Name)}}
-		switch {
-		case refIs(p.Group, p.Kind, gwv1.GroupName, "Gateway", gwv1.GroupName, "Gateway"):
-			ref.Kind = model.ParentGateway
-		case refIs(p.Group, p.Kind, gwv1.GroupName, "Gateway", "", "Service"):
-			ref.Kind = model.ParentService
-		default:
-			c.errorf(path, "parent %s is not supported; use a Gateway (group gateway.networking.k8s.io) or a Service (group \"\")",
-				refName(p.Group, p.Kind, gwv1.GroupName, "Gateway"))
-		}
-		if p.Namespace != nil && *p.Namespace != "" {
-			ref.Namespace = string(*p.Namespace)
-		}
-		if p.SectionName != nil {
-			ref.SectionName = string(*p.SectionName)
-		}
-		if p.Port != nil {
-			ref.Port = c.port(path+".port", *p.Port)
-		}
-		r.Parents = append(r.Parents, ref)
+// groupKind reads a reference's group and kind, unset ones as their
+// defaults, and the core group "core" as "".
+func groupKind(group *gwv1.Group, kind *gwv1.Kind, defGroup, defKind string) model.GroupKind {
+	gk := model.GroupKind{Group: defGroup, Kind: defKind}
+	if group != nil {
+		gk.Group = string(*group)
 	}
-	for _, h := range spec.Hostnames {
-		r.Hostnames = append(r.Hostnames, string(h))
+	if kind != nil {
+		gk.Kind = string(*kind)
 	}
-	rules := spec.Rules
-	if len(rules) == 0 {
-		rules = []gwv1.HTTPRouteRule{{}}
+	if gk.Group == "core" {
+		gk.Group = ""
 	}
-	for i, rule := range rules {
-		path := indexPath("spec.rules", i)
-		mr := model.HTTPRouteRule{}
-		if rule.Name != nil {
-			mr.Name = string(*rule.Name)
-		}
-		matches := rule.Matches
-		if len(matches) == 0 {
-			matches = []gwv1.HTTPRouteMatch{{}}
-		}
-		for j, m := range matches {
-			mr.Matches = append(mr.Matches, c.httpMatch(indexPath(path+".matches", j), m))
-		}
-		for j, b := range rule.BackendRefs {
-			bpath := indexPath(path+".backendRefs", j)
-			if be, ok := c.backend(bpath, b.BackendRef); ok {
-				mr.Backends = append(mr.Backends, be)
+	return gk
+}
+
+var serviceKind = model.GroupKind{Kind: "Service"}
+
+// namespace returns a reference's namespace, the object's own when unset.
+func (c *converter) namespace(ns *gwv1.Namespace) string {
+	if ns == nil || *ns == "" {
+		return c.key.Namespace
+	}
+	return string(*ns)
+}
+
+// objectRef converts a reference to any kind in any namespace.
+func (c *converter) objectRef(group *gwv1.Group, kind *gwv1.Kind, ns *gwv1.Namespace, name gwv1.ObjectName, defGroup, defKind string) model.Ref {
+	gk := groupKind(group, kind, defGroup, defKind)
+	return model.Ref{Group: gk.Group, Kind: gk.Kind, Key: model.Key{Namespace: c.namespace(ns), Name: string(name)}}
+}
+
+// localRef converts a reference to an object in the same namespace.
+func (c *converter) localRef(r gwv1.LocalObjectReference) model.Ref {
+	return c.objectRef(&r.Group, &r.Kind, nil, r.Name, "", "")
+}
+
+// targetRefs converts policy targetRefs.
+func targetRefs(refs []gwv1.LocalPolicyTargetReference) []model.TargetRef {
+	return convertAll(refs, func(_ int, r gwv1.LocalPolicyTargetReference) model.TargetRef {
+		return model.TargetRef{GroupKind: groupKind(&r.Group, &r.Kind, "", ""), Name: string(r.Name)}
+	})
+}
+
+// selector converts a label selector; nil stays nil.
+func selector(s *metav1.LabelSelector) *model.Selector {
+	if s == nil {
+		return nil
+	}
+	out := &model.Selector{}
+	if len(s.MatchLabels) > 0 {
+		out.MatchLabels = maps.Clone(s.MatchLabels)
+	}
+	out.Expressions = convertAll(s.MatchExpressions, func(_ int, r metav1.LabelSelectorRequirement) model.SelectorRequirement {
+		return model.SelectorRequirement{Key: r.Key, Operator: string(r.Operator), Values: slices.Clone(r.Values)}
+	})
+	return out
+}
+
+// Service and Workload.
+
+func (c *converter) service(svc *corev1.Service) *model.Service {
+	s := &model.Service{
+		Key:      c.key,
+		Source:   c.source(),
+		Headless: svc.Spec.ClusterIP == corev1.ClusterIPNone,
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		s.ExternalName = svc.Spec.ExternalName
+	}
+	// Without a selector, Kubernetes endpoints are managed by hand; here
+	// the members are the workloads that name the service.
+	if len(svc.Spec.Selector) > 0 {
+		s.Selector = maps.Clone(svc.Spec.Selector)
+	}
+	s.Ports = convertAll(svc.Spec.Ports, func(i int, p corev1.ServicePort) model.ServicePort {
+		path := indexPath("spec.ports", i)
+		sp := model.ServicePort{Name: p.Name, Port: c.port(path+".port", p.Port)}
+		switch p.TargetPort.Type {
+		case intstr.Int:
+			if p.TargetPort.IntVal != 0 {
+				sp.TargetPort = c.port(path+".targetPort", p.TargetPort.IntVal)
 			}
+		case intstr.String:
+			sp.TargetPortName = p.TargetPort.StrVal
 		}
-		r.Rules = append(r.Rules, mr)
-	}
-	return r
+		switch p.Protocol {
+		case "", corev1.ProtocolTCP:
+			sp.Protocol, sp.ProtocolDeclared = servicePortProtocol(p.Name, p.AppProtocol)
+		default: // UDP, or SCTP which Trellis does not serve
+			sp.Protocol, sp.ProtocolDeclared = model.Protocol(p.Protocol), true
+		}
+		return sp
+	})
+	return s
 }
 
-func (c *converter) httpMatch(path string, m gwv1.HTTPRouteMatch) model.HTTPMatch {
-	mm := model.HTTPMatch{PathType: model.PathPrefix, PathValue: "/"}
-	if p := m.Path; p != nil {
-		if p.Type != nil {
-			switch *p.Type {
-			case gwv1.PathMatchExact:
-				mm.PathType = model.PathExact
-			case gwv1.PathMatchPathPrefix:
-				mm.PathType = model.PathPrefix
-			case gwv1.PathMatchRegularExpression:
-				mm.PathType = model.PathRegularExpression
-			default:
-				c.errorf(path+".path.type", "unknown path match type %q", *p.Type)
+// servicePortProtocol tells the application protocol of a TCP service
+// port and whether it was declared: appProtocol when set, else the port
+// name's prefix, Istio-style ("http", "http-web", "grpc-api": the part
+// before the first "-"), else TCP, undeclared. An appProtocol Trellis does
+// not know is TCP, undeclared.
+func servicePortProtocol(name string, appProtocol *string) (model.Protocol, bool) {
+	if appProtocol != nil && *appProtocol != "" {
+		switch strings.ToLower(*appProtocol) {
+		case "http":
+			return model.ProtocolHTTP, true
+		case "http2", "h2c", "kubernetes.io/h2c":
+			return model.ProtocolHTTP2, true
+		case "grpc":
+			return model.ProtocolGRPC, true
+		case "https":
+			return model.ProtocolHTTPS, true
+		case "tls":
+			return model.ProtocolTLS, true
+		case "tcp":
+			return model.ProtocolTCP, true
+		}
+		return model.ProtocolTCP, false
+	}
+	name = strings.ToLower(name)
+	if name == "grpc-web" || strings.HasPrefix(name, "grpc-web-") {
+		return model.ProtocolHTTP, true // gRPC-Web is HTTP/1.1-compatible
+	}
+	prefix, _, _ := strings.Cut(name, "-")
+	switch prefix {
+	case "http":
+		return model.ProtocolHTTP, true
+	case "http2":
+		return model.ProtocolHTTP2, true
+	case "grpc":
+		return model.ProtocolGRPC, true
+	case "https":
+		return model.ProtocolHTTPS, true
+	case "tls":
+		return model.ProtocolTLS, true
+	case "tcp":
+		return model.ProtocolTCP, true
+	}
+	return model.ProtocolTCP, false
+}
+
+func (c *converter) workload(wl *v1alpha1.Workload) *model.Workload {
+	spec := &wl.Spec
+	w := &model.Workload{
+		Key:            c.key,
+		Source:         c.source(),
+		Address:        spec.Address,
+		ServiceAccount: cmp.Or(spec.ServiceAccount, "default"),
+		Services:       slices.Clone(spec.Services),
+		Locality:       spec.Locality,
+	}
+	if len(wl.Labels) > 0 {
+		w.Labels = maps.Clone(wl.Labels)
+	}
+	if a, err := netip.ParseAddr(spec.Address); err == nil && a.Zone() == "" {
+		w.Address = a.String()
+	}
+	w.Ports = convertAll(spec.Ports, func(i int, p v1alpha1.WorkloadPort) model.WorkloadPort {
+		return model.WorkloadPort{
+			Name:     p.Name,
+			Port:     c.port(indexPath("spec.ports", i)+".port", p.Port),
+			Protocol: model.Protocol(cmp.Or(p.Protocol, string(model.ProtocolTCP))),
+		}
+	})
+	if spec.MeshPort != nil {
+		w.MeshPort = c.port("spec.meshPort", *spec.MeshPort)
+	}
+	return w
+}
+
+// GatewayClass, Gateway and ListenerSet.
+
+func (c *converter) gatewayClass(gc *gwv1.GatewayClass) *model.GatewayClass {
+	return &model.GatewayClass{Name: c.key.Name, Source: c.source(), ControllerName: string(gc.Spec.ControllerName)}
+}
+
+func (c *converter) gateway(gw *gwv1.Gateway) *model.Gateway {
+	spec := &gw.Spec
+	g := &model.Gateway{
+		Key:       c.key,
+		Source:    c.source(),
+		ClassName: string(spec.GatewayClassName),
+		Addresses: convertAll(spec.Addresses, func(_ int, a gwv1.GatewaySpecAddress) string { return a.Value }),
+	}
+	g.Listeners = convertAll(spec.Listeners, func(i int, l gwv1.Listener) model.Listener {
+		return c.listener(indexPath("spec.listeners", i), l.Name, l.Hostname, l.Port, l.Protocol, l.TLS, l.AllowedRoutes)
+	})
+	// allowedListeners defaults to namespaces from None.
+	if al := spec.AllowedListeners; al != nil && al.Namespaces != nil && al.Namespaces.From != nil && *al.Namespaces.From != gwv1.NamespacesFromNone {
+		g.AllowListenerSets = &model.NamespaceFilter{From: model.From(*al.Namespaces.From), Selector: selector(al.Namespaces.Selector)}
+	}
+	return g
+}
+
+func (c *converter) listenerSet(ls *gwv1.ListenerSet) *model.ListenerSet {
+	spec := &ls.Spec
+	p := spec.ParentRef
+	if !refIs(p.Group, p.Kind, gwv1.GroupName, "Gateway", gwv1.GroupName, "Gateway") {
+		c.errorf("spec.parentRef", "parent %s cannot be represented; a ListenerSet attaches to a Gateway (group gateway.networking.k8s.io)",
+			groupKind(p.Group, p.Kind, gwv1.GroupName, "Gateway"))
+	}
+	s := &model.ListenerSet{
+		Key:     c.key,
+		Source:  c.source(),
+		Gateway: model.Key{Namespace: c.namespace(p.Namespace), Name: string(p.Name)},
+	}
+	s.Listeners = convertAll(spec.Listeners, func(i int, l gwv1.ListenerEntry) model.Listener {
+		return c.listener(indexPath("spec.listeners", i), l.Name, l.Hostname, l.Port, l.Protocol, l.TLS, l.AllowedRoutes)
+	})
+	return s
+}
+
+// listener converts a Gateway listener or a ListenerSet entry. The
+// protocol is kept as written: HTTP, HTTPS, TLS, TCP and UDP are the
+// model's protocols of the same name.
+func (c *converter) listener(path string, name gwv1.SectionName, hostname *gwv1.Hostname, port int32, protocol gwv1.ProtocolType,
+	tls *gwv1.ListenerTLSConfig, allowed *gwv1.AllowedRoutes) model.Listener {
+	l := model.Listener{
+		Name:     string(name),
+		Port:     c.port(path+".port", port),
+		Protocol: model.Protocol(protocol),
+		Hostname: string(deref(hostname)),
+		AllowedRoutes: model.AllowedRoutes{
+			Namespaces: model.NamespaceFilter{From: model.FromSame},
+		},
+	}
+	if tls != nil {
+		l.TLS = &model.ListenerTLS{
+			Mode: model.TLSTerminate,
+			CertificateRefs: convertAll(tls.CertificateRefs, func(_ int, r gwv1.SecretObjectReference) model.Ref {
+				return c.objectRef(r.Group, r.Kind, r.Namespace, r.Name, "", "Secret")
+			}),
+		}
+		if tls.Mode != nil {
+			l.TLS.Mode = model.TLSMode(*tls.Mode)
+		}
+	}
+	if allowed != nil {
+		if ns := allowed.Namespaces; ns != nil {
+			if ns.From != nil {
+				l.AllowedRoutes.Namespaces.From = model.From(*ns.From)
 			}
+			l.AllowedRoutes.Namespaces.Selector = selector(ns.Selector)
 		}
-		if p.Value != nil {
-			mm.PathValue = *p.Value
-		}
+		l.AllowedRoutes.Kinds = convertAll(allowed.Kinds, func(_ int, k gwv1.RouteGroupKind) model.GroupKind {
+			return groupKind(k.Group, &k.Kind, gwv1.GroupName, "")
+		})
 	}
-	if m.Method != nil {
-		mm.Method = string(*m.Method)
-	}
-	for k, h := range m.Headers {
-		mm.Headers = append(mm.Headers, c.valueMatch(indexPath(path+".headers", k), (*string)(h.Type), string(h.Name), h.Value))
-	}
-	for k, q := range m.QueryParams {
-		mm.Query = append(mm.Query, c.valueMatch(indexPath(path+".queryParams", k), (*string)(q.Type), string(q.Name), q.Value))
-	}
-	return mm
-}
-
-func (c *converter) valueMatch(path string, typ *string, name, value string) model.ValueMatch {
-	vm := model.ValueMatch{Type: model.MatchExact, Name: name, Value: value}
-	if typ != nil {
-		switch *typ {
-		case "Exact":
-			vm.Type = model.MatchExact
-		case "RegularExpression":
-			vm.Type = model.MatchRegularExpression
-		default:
-			c.errorf(path+".type", "unknown match type %q", *typ)
-		}
-	}
-	return vm
-}
-
-func (c *converter) backend(path string, b gwv1.BackendRef) (model.Backend, bool) {
-	if !refIs(b.Group, b.Kind, "", "Service", "", "Service") {
-		c.errorf(path, "backend %s is not supported; Trellis routes to Services", refName(b.Group, b.Kind, "", "Service"))
-		return model.Backend{}, false
-	}
-	be := model.Backend{Service: model.Key{Namespace: c.key.Namespace, Name: string(b.Name)}, Weight: 1}
-	if b.Namespace != nil && *b.Namespace != "" {
-		be.Service.Namespace = string(*b.Namespace)
-	}
-	if b.Port == nil {
-		c.errorf(path+".port", "required for a Service backend")
-		return model.Backend{}, false
-	}
-	be.Port = c.port(path+".port", *b.Port)
-	if b.Weight != nil {
-		if *b.Weight < 0 {
-			c.errorf(path+".weight", "must not be negative")
-			return model.Backend{}, false
-		}
-		be.Weight = uint32(*b.Weight)
-	}
-	return be, true
+	return l
 }

@@ -37,8 +37,12 @@ func ref(kind, namespace, name string) string {
 	}
 }
 
-// lineOf returns the line of the field at path, or of its closest written
-// ancestor, or the document's line.
+// LineOf returns the line of the field at path, or of its closest written
+// ancestor, or the document's line; 0 when the object was not read from
+// text.
+func (o *Object) LineOf(path string) int { return o.lineOf(path) }
+
+// lineOf is LineOf.
 func (o *Object) lineOf(path string) int {
 	for path != "" {
 		if l, ok := o.lines[path]; ok {

@@ -24,6 +24,12 @@ import (
 // every problem at once, joined, as *Error with the field path and (for
 // objects read from a file) the line. Whether references resolve and
 // resources conflict is the analyzer's business.
+//
+// The Gateway API kinds are checked by their CRDs (package schema)
+// exactly as the kube-apiserver checks them: OpenAPI schema, list keys and
+// CEL rules. Services are checked as the apiserver checks them, the
+// trellis.dev kinds by their own rules; the metadata of every kind as the
+// apiserver checks it.
 func Validate(o *Object) error {
 	if o == nil || o.Obj == nil {
 		return errors.New("resource: validate: no object")
@@ -32,33 +38,18 @@ func Validate(o *Object) error {
 	if meta, ok := o.Obj.(metav1.Object); ok {
 		v.meta(meta)
 	}
+	if sv, ok, err := crdValidator(o); ok {
+		if err != nil {
+			v.add("", "cannot validate: %v", err)
+		} else {
+			v.crd(sv)
+		}
+		v.regexes()
+		return errors.Join(v.errs...)
+	}
 	switch obj := o.Obj.(type) {
 	case *corev1.Service:
 		v.service(&obj.Spec)
-	case *gwv1.GatewayClass:
-		v.required("spec.controllerName", string(obj.Spec.ControllerName))
-	case *gwv1.Gateway:
-		v.gateway(&obj.Spec)
-	case *gwv1.ListenerSet:
-		v.listenerSet(&obj.Spec)
-	case *gwv1.HTTPRoute:
-		v.httpRoute(&obj.Spec)
-	case *gwv1.GRPCRoute:
-		v.grpcRoute(&obj.Spec)
-	case *gwv1.TLSRoute:
-		v.parentRefs(obj.Spec.ParentRefs)
-		v.hostnames("spec.hostnames", obj.Spec.Hostnames)
-		if len(obj.Spec.Hostnames) == 0 {
-			v.add("spec.hostnames", "must have at least one hostname")
-		}
-		v.l4Rules(len(obj.Spec.Rules), func(i int) []gwv1.BackendRef { return obj.Spec.Rules[i].BackendRefs })
-	case *gwv1.TCPRoute:
-		v.parentRefs(obj.Spec.ParentRefs)
-		v.l4Rules(len(obj.Spec.Rules), func(i int) []gwv1.BackendRef { return obj.Spec.Rules[i].BackendRefs })
-	case *gwv1.ReferenceGrant:
-		v.referenceGrant(&obj.Spec)
-	case *gwv1.BackendTLSPolicy:
-		v.backendTLSPolicy(&obj.Spec)
 	case *v1alpha1.Workload:
 		v.workload(&obj.Spec)
 	case *v1alpha1.MTLSPolicy:
@@ -126,12 +117,6 @@ func (v *validator) port(field string, p int32) {
 	}
 }
 
-func (v *validator) maxItems(field string, n, limit int) {
-	if n > limit {
-		v.add(field, "too many items: %d, at most %d", n, limit)
-	}
-}
-
 func (v *validator) enum(field string, value string, allowed ...string) {
 	if !slices.Contains(allowed, value) {
 		if value == "" {
@@ -180,24 +165,103 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// Service.
+// Service, as the kube-apiserver validates it (ValidateService in
+// k8s.io/kubernetes pkg/apis/core/validation) after its defaults: checks
+// of fields the apiserver defaults (internalTrafficPolicy, ipFamilies, ...)
+// and Default leaves unset apply only when they are set.
 
 func (v *validator) service(spec *corev1.ServiceSpec) {
-	if spec.Type != "" {
-		v.enum("spec.type", string(spec.Type), "ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+	typ := spec.Type
+	if typ != "" {
+		v.enum("spec.type", string(typ), "ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 	}
-	switch ip := spec.ClusterIP; ip {
-	case "", corev1.ClusterIPNone:
+	headless := spec.ClusterIP == corev1.ClusterIPNone
+	switch ip := spec.ClusterIP; {
+	case ip == "":
+	case headless:
+		if typ == corev1.ServiceTypeNodePort || typ == corev1.ServiceTypeLoadBalancer {
+			v.add("spec.clusterIP", "may not be \"None\" for %s services", typ)
+		}
 	default:
 		if _, err := netip.ParseAddr(ip); err != nil {
 			v.add("spec.clusterIP", "%q is neither an IP address nor \"None\"", ip)
 		}
 	}
-	if len(spec.Ports) == 0 && spec.ClusterIP != corev1.ClusterIPNone && spec.Type != corev1.ServiceTypeExternalName {
+	if typ == corev1.ServiceTypeExternalName {
+		if spec.ClusterIP != "" {
+			v.add("spec.clusterIP", "may not be set for ExternalName services")
+		}
+		if len(spec.IPFamilies) > 0 {
+			v.add("spec.ipFamilies", "may not be set for ExternalName services")
+		}
+		if spec.IPFamilyPolicy != nil {
+			v.add("spec.ipFamilyPolicy", "may not be set for ExternalName services")
+		}
+		// A trailing dot marks the name fully qualified.
+		if name := strings.TrimSuffix(spec.ExternalName, "."); name == "" {
+			v.add("spec.externalName", "required for ExternalName services: the DNS name the service is an alias of")
+		} else if len(validation.IsDNS1123Subdomain(name)) > 0 {
+			v.add("spec.externalName", "invalid name %q: %s", spec.ExternalName, dns1123SubdomainMsg)
+		}
+	}
+	if len(spec.Ports) == 0 && !headless && typ != corev1.ServiceTypeExternalName {
 		v.add("spec.ports", "required: at least one port (only headless and ExternalName services may have none)")
 	}
+	v.servicePorts(spec)
+	v.labels("spec.selector", spec.Selector)
+	if spec.SessionAffinity != "" {
+		v.enum("spec.sessionAffinity", string(spec.SessionAffinity), "None", "ClientIP")
+	}
+	if c := spec.SessionAffinityConfig; c != nil {
+		switch {
+		case spec.SessionAffinity != corev1.ServiceAffinityClientIP:
+			v.add("spec.sessionAffinityConfig", "may be set only when sessionAffinity is ClientIP")
+		case c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil && (*c.ClientIP.TimeoutSeconds < 1 || *c.ClientIP.TimeoutSeconds > 86400):
+			v.add("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "%d is out of range 1-86400", *c.ClientIP.TimeoutSeconds)
+		}
+	}
+	for i, ip := range spec.ExternalIPs {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			v.add(indexPath("spec.externalIPs", i), "%q is not an IP address", ip)
+		}
+	}
+	for i, r := range spec.LoadBalancerSourceRanges {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(r)); err != nil {
+			v.add(indexPath("spec.loadBalancerSourceRanges", i), "%q is not a CIDR, e.g. 10.0.0.0/8", r)
+		}
+	}
+	if len(spec.LoadBalancerSourceRanges) > 0 && typ != corev1.ServiceTypeLoadBalancer {
+		v.add("spec.loadBalancerSourceRanges", "may be set only when type is LoadBalancer")
+	}
+	if spec.ExternalTrafficPolicy != "" {
+		if typ != corev1.ServiceTypeNodePort && typ != corev1.ServiceTypeLoadBalancer {
+			v.add("spec.externalTrafficPolicy", "may be set only for NodePort and LoadBalancer services")
+		} else {
+			v.enum("spec.externalTrafficPolicy", string(spec.ExternalTrafficPolicy), "Cluster", "Local")
+		}
+	}
+	if p := spec.InternalTrafficPolicy; p != nil {
+		v.enum("spec.internalTrafficPolicy", string(*p), "Cluster", "Local")
+	}
+	if p := spec.IPFamilyPolicy; p != nil {
+		v.enum("spec.ipFamilyPolicy", string(*p), "SingleStack", "PreferDualStack", "RequireDualStack")
+	}
+	if len(spec.IPFamilies) > 2 {
+		v.add("spec.ipFamilies", "at most two families (IPv4 and IPv6)")
+	}
+	for i, f := range spec.IPFamilies {
+		path := indexPath("spec.ipFamilies", i)
+		v.enum(path, string(f), "IPv4", "IPv6")
+		if slices.Contains(spec.IPFamilies[:i], f) {
+			v.add(path, "duplicate family %s", f)
+		}
+	}
+}
+
+func (v *validator) servicePorts(spec *corev1.ServiceSpec) {
 	names := make(map[string]int)
 	ports := make(map[string]int)
+	nodePorts := make(map[string]int)
 	for i, p := range spec.Ports {
 		path := indexPath("spec.ports", i)
 		switch {
@@ -235,56 +299,32 @@ func (v *validator) service(spec *corev1.ServiceSpec) {
 		case intstr.String:
 			v.portName(path+".targetPort", p.TargetPort.StrVal)
 		}
+		if p.AppProtocol != nil && len(validation.IsQualifiedName(*p.AppProtocol)) > 0 {
+			v.add(path+".appProtocol", "invalid appProtocol %q: a name of letters, digits, '-', '_' and '.' with an optional DNS subdomain prefix and '/', e.g. http or kubernetes.io/h2c", *p.AppProtocol)
+		}
+		if p.NodePort != 0 {
+			switch spec.Type {
+			case corev1.ServiceTypeClusterIP, "":
+				v.add(path+".nodePort", "may not be used when type is ClusterIP")
+				continue
+			}
+			v.port(path+".nodePort", p.NodePort)
+			id := strconv.Itoa(int(p.NodePort)) + "/" + string(proto)
+			if j, dup := nodePorts[id]; dup {
+				v.add(path+".nodePort", "duplicate node port %s (also spec.ports[%d])", id, j)
+			} else {
+				nodePorts[id] = i
+			}
+		}
 	}
-	v.labels("spec.selector", spec.Selector)
 }
 
-// Gateway API.
-
-// Gateway API name formats (shared_types.go in sigs.k8s.io/gateway-api).
+// Formats shared with the Gateway API (shared_types.go in
+// sigs.k8s.io/gateway-api), for the trellis.dev kinds.
 var (
-	hostnameRE   = regexp.MustCompile(`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$")
 	durationRE   = regexp.MustCompile(`^([0-9]{1,5}(h|m|s|ms)){1,4}$`)
-	protocolRE   = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9]+$`)
 )
-
-// hostname checks a Gateway API Hostname: an RFC 1123 subdomain, possibly
-// with a wildcard as its leftmost label, and not an IP address.
-func (v *validator) hostname(field, h string) {
-	switch {
-	case h == "":
-		v.add(field, "must not be empty")
-	case len(h) > 253:
-		v.add(field, "hostname is longer than 253 characters")
-	case isIP(h):
-		v.add(field, "%q is an IP address; use a hostname", h)
-	case strings.Contains(h[min(len(h), 1):], "*") || strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*."):
-		v.add(field, "invalid hostname %q: a wildcard is allowed only as the whole leftmost label (*.example.com)", h)
-	case !hostnameRE.MatchString(h):
-		v.add(field, "invalid hostname %q: must be lowercase letters, digits, '-' and '.' (an RFC 1123 subdomain), optionally starting with \"*.\"", h)
-	}
-}
-
-// preciseHostname is a hostname without wildcard.
-func (v *validator) preciseHostname(field, h string) {
-	if strings.Contains(h, "*") {
-		v.add(field, "invalid hostname %q: wildcards are not allowed here", h)
-		return
-	}
-	v.hostname(field, h)
-}
-
-func isIP(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil
-}
-
-func (v *validator) hostnames(field string, hs []gwv1.Hostname) {
-	for i, h := range hs {
-		v.hostname(indexPath(field, i), string(h))
-	}
-}
 
 func (v *validator) headerName(field, name string) {
 	switch {
@@ -303,80 +343,68 @@ func (v *validator) duration(field string, d *gwv1.Duration) {
 	}
 }
 
-func (v *validator) sectionName(field string, name *gwv1.SectionName) {
-	if name != nil {
-		v.subdomain(field, string(*name))
+func (v *validator) stringMatch(path string, typ *string, value string) {
+	if typ == nil {
+		return
 	}
-}
-
-func (v *validator) parentRefs(refs []gwv1.ParentReference) {
-	if len(refs) == 0 {
-		v.add("spec.parentRefs", "required: at least one Gateway or Service to attach to")
-	}
-	v.maxItems("spec.parentRefs", len(refs), 32)
-	for i, r := range refs {
-		path := indexPath("spec.parentRefs", i)
-		v.required(path+".name", string(r.Name))
-		if r.Kind != nil {
-			v.required(path+".kind", string(*r.Kind))
-		}
-		if r.Namespace != nil && *r.Namespace != "" {
-			v.label(path+".namespace", string(*r.Namespace))
-		}
-		v.sectionName(path+".sectionName", r.SectionName)
-		if r.Port != nil {
-			v.port(path+".port", *r.Port)
+	v.enum(path+".type", *typ, "Exact", "RegularExpression")
+	if *typ == "RegularExpression" {
+		if _, err := regexp.Compile(value); err != nil {
+			v.add(path+".value", "invalid regular expression: %v", err)
 		}
 	}
 }
 
-// isServiceBackend reports whether a backend reference names a core
-// Service (the default when group and kind are unset).
-func isServiceBackend(r gwv1.BackendObjectReference) bool {
-	return refIs(r.Group, r.Kind, "", "Service", "", "Service")
+// regexes checks the regular expressions of route matches, which the
+// CRDs leave to the implementation: Trellis's proxies use RE2, and a
+// regular expression they cannot compile would make them reject their
+// whole route configuration.
+func (v *validator) regexes() {
+	switch obj := v.o.Obj.(type) {
+	case *gwv1.HTTPRoute:
+		for i, rule := range obj.Spec.Rules {
+			for j, m := range rule.Matches {
+				path := fmt.Sprintf("spec.rules[%d].matches[%d]", i, j)
+				if m.Path != nil && m.Path.Type != nil && *m.Path.Type == gwv1.PathMatchRegularExpression && m.Path.Value != nil {
+					v.regex(path+".path.value", *m.Path.Value)
+				}
+				for k, h := range m.Headers {
+					if h.Type != nil && *h.Type == gwv1.HeaderMatchRegularExpression {
+						v.regex(fmt.Sprintf("%s.headers[%d].value", path, k), h.Value)
+					}
+				}
+				for k, q := range m.QueryParams {
+					if q.Type != nil && *q.Type == gwv1.QueryParamMatchRegularExpression {
+						v.regex(fmt.Sprintf("%s.queryParams[%d].value", path, k), q.Value)
+					}
+				}
+			}
+		}
+	case *gwv1.GRPCRoute:
+		for i, rule := range obj.Spec.Rules {
+			for j, m := range rule.Matches {
+				path := fmt.Sprintf("spec.rules[%d].matches[%d]", i, j)
+				if mm := m.Method; mm != nil && mm.Type != nil && *mm.Type == gwv1.GRPCMethodMatchRegularExpression {
+					if mm.Service != nil {
+						v.regex(path+".method.service", *mm.Service)
+					}
+					if mm.Method != nil {
+						v.regex(path+".method.method", *mm.Method)
+					}
+				}
+				for k, h := range m.Headers {
+					if h.Type != nil && *h.Type == gwv1.GRPCHeaderMatchRegularExpression {
+						v.regex(fmt.Sprintf("%s.headers[%d].value", path, k), h.Value)
+					}
+				}
+			}
+		}
+	}
 }
 
-func (v *validator) backendObjectRef(path string, r gwv1.BackendObjectReference) {
-	v.required(path+".name", string(r.Name))
-	if r.Kind != nil {
-		v.required(path+".kind", string(*r.Kind))
-	}
-	if r.Namespace != nil && *r.Namespace != "" {
-		v.label(path+".namespace", string(*r.Namespace))
-	}
-	switch {
-	case r.Port != nil:
-		v.port(path+".port", *r.Port)
-	case isServiceBackend(r):
-		v.add(path+".port", "required for a Service backend")
-	}
-}
-
-func (v *validator) backendRefs(field string, refs []gwv1.BackendRef) {
-	v.maxItems(field, len(refs), 16)
-	for i, r := range refs {
-		v.backendRef(indexPath(field, i), r)
-	}
-}
-
-func (v *validator) backendRef(path string, r gwv1.BackendRef) {
-	v.backendObjectRef(path, r.BackendObjectReference)
-	if r.Weight != nil && (*r.Weight < 0 || *r.Weight > 1000000) {
-		v.add(path+".weight", "weight %d is out of range 0-1000000", *r.Weight)
-	}
-}
-
-func (v *validator) listener(path string, name gwv1.SectionName, hostname *gwv1.Hostname, port int32, protocol gwv1.ProtocolType) {
-	v.subdomain(path+".name", string(name))
-	if hostname != nil {
-		v.hostname(path+".hostname", string(*hostname))
-	}
-	v.port(path+".port", port)
-	switch {
-	case protocol == "":
-		v.add(path+".protocol", "required: HTTP, HTTPS, TLS, TCP, UDP or a domain-prefixed protocol (example.com/proto)")
-	case !protocolRE.MatchString(string(protocol)):
-		v.add(path+".protocol", "invalid protocol %q: use HTTP, HTTPS, TLS, TCP, UDP or a domain-prefixed protocol (example.com/proto)", protocol)
+func (v *validator) regex(field, expr string) {
+	if _, err := regexp.Compile(expr); err != nil {
+		v.add(field, "invalid regular expression (RE2 syntax): %v", err)
 	}
 }
 
@@ -391,217 +419,16 @@ func (v *validator) uniqueName(seen map[string]int, field, list, name string, i 
 	seen[name] = i
 }
 
-func (v *validator) gateway(spec *gwv1.GatewaySpec) {
-	v.required("spec.gatewayClassName", string(spec.GatewayClassName))
-	if len(spec.Listeners) == 0 {
-		v.add("spec.listeners", "required: at least one listener")
-	}
-	v.maxItems("spec.listeners", len(spec.Listeners), 64)
-	seen := make(map[string]int)
-	for i, l := range spec.Listeners {
-		path := indexPath("spec.listeners", i)
-		v.listener(path, l.Name, l.Hostname, l.Port, l.Protocol)
-		v.uniqueName(seen, path+".name", "spec.listeners", string(l.Name), i)
-	}
-	v.maxItems("spec.addresses", len(spec.Addresses), 16)
-}
-
-func (v *validator) listenerSet(spec *gwv1.ListenerSetSpec) {
-	v.required("spec.parentRef.name", string(spec.ParentRef.Name))
-	if len(spec.Listeners) == 0 {
-		v.add("spec.listeners", "required: at least one listener")
-	}
-	v.maxItems("spec.listeners", len(spec.Listeners), 64)
-	seen := make(map[string]int)
-	for i, l := range spec.Listeners {
-		path := indexPath("spec.listeners", i)
-		v.listener(path, l.Name, l.Hostname, l.Port, l.Protocol)
-		v.uniqueName(seen, path+".name", "spec.listeners", string(l.Name), i)
-	}
-}
-
-func (v *validator) httpRoute(spec *gwv1.HTTPRouteSpec) {
-	v.parentRefs(spec.ParentRefs)
-	v.maxItems("spec.hostnames", len(spec.Hostnames), 16)
-	v.hostnames("spec.hostnames", spec.Hostnames)
-	v.maxItems("spec.rules", len(spec.Rules), 16)
-	for i, rule := range spec.Rules {
-		path := indexPath("spec.rules", i)
-		v.sectionName(path+".name", rule.Name)
-		v.maxItems(path+".matches", len(rule.Matches), 64)
-		for j, m := range rule.Matches {
-			v.httpMatch(indexPath(path+".matches", j), m)
-		}
-		v.maxItems(path+".backendRefs", len(rule.BackendRefs), 16)
-		for j, b := range rule.BackendRefs {
-			v.backendRef(indexPath(path+".backendRefs", j), b.BackendRef)
-		}
-		if t := rule.Timeouts; t != nil {
-			v.duration(path+".timeouts.request", t.Request)
-			v.duration(path+".timeouts.backendRequest", t.BackendRequest)
-		}
-		if r := rule.Retry; r != nil {
-			v.duration(path+".retry.backoff", r.Backoff)
-		}
-	}
-}
-
-func (v *validator) httpMatch(path string, m gwv1.HTTPRouteMatch) {
-	if p := m.Path; p != nil {
-		typ := gwv1.PathMatchPathPrefix
-		if p.Type != nil {
-			typ = *p.Type
-			v.enum(path+".path.type", string(typ), "Exact", "PathPrefix", "RegularExpression")
-		}
-		if p.Value != nil {
-			val := *p.Value
-			switch {
-			case len(val) > 1024:
-				v.add(path+".path.value", "path is longer than 1024 characters")
-			case typ == gwv1.PathMatchRegularExpression:
-				if _, err := regexp.Compile(val); err != nil {
-					v.add(path+".path.value", "invalid regular expression: %v", err)
-				}
-			case !strings.HasPrefix(val, "/"):
-				v.add(path+".path.value", "path %q must start with \"/\"", val)
-			}
-		}
-	}
-	if m.Method != nil {
-		v.enum(path+".method", string(*m.Method), "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
-	}
-	v.maxItems(path+".headers", len(m.Headers), 16)
-	for k, h := range m.Headers {
-		hp := indexPath(path+".headers", k)
-		v.headerName(hp+".name", string(h.Name))
-		v.stringMatch(hp, (*string)(h.Type), h.Value)
-	}
-	v.maxItems(path+".queryParams", len(m.QueryParams), 16)
-	for k, q := range m.QueryParams {
-		qp := indexPath(path+".queryParams", k)
-		v.headerName(qp+".name", string(q.Name))
-		v.stringMatch(qp, (*string)(q.Type), q.Value)
-	}
-}
-
-func (v *validator) stringMatch(path string, typ *string, value string) {
-	if typ == nil {
-		return
-	}
-	v.enum(path+".type", *typ, "Exact", "RegularExpression")
-	if *typ == "RegularExpression" {
-		if _, err := regexp.Compile(value); err != nil {
-			v.add(path+".value", "invalid regular expression: %v", err)
-		}
-	}
-}
-
-var (
-	grpcServiceRE = regexp.MustCompile(`^(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$`)
-	grpcMethodRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z_0-9]*$`)
-)
-
-func (v *validator) grpcRoute(spec *gwv1.GRPCRouteSpec) {
-	v.parentRefs(spec.ParentRefs)
-	v.maxItems("spec.hostnames", len(spec.Hostnames), 16)
-	v.hostnames("spec.hostnames", spec.Hostnames)
-	v.maxItems("spec.rules", len(spec.Rules), 16)
-	for i, rule := range spec.Rules {
-		path := indexPath("spec.rules", i)
-		v.sectionName(path+".name", rule.Name)
-		v.maxItems(path+".matches", len(rule.Matches), 64)
-		for j, m := range rule.Matches {
-			mp := indexPath(path+".matches", j)
-			if mm := m.Method; mm != nil {
-				exact := true
-				if mm.Type != nil {
-					v.enum(mp+".method.type", string(*mm.Type), "Exact", "RegularExpression")
-					exact = *mm.Type == gwv1.GRPCMethodMatchExact
-				}
-				if mm.Service == nil && mm.Method == nil {
-					v.add(mp+".method", "set service, method or both")
-				}
-				if exact && mm.Service != nil && !grpcServiceRE.MatchString(*mm.Service) {
-					v.add(mp+".method.service", "invalid gRPC service %q: dotted identifiers, e.g. helloworld.Greeter", *mm.Service)
-				}
-				if exact && mm.Method != nil && !grpcMethodRE.MatchString(*mm.Method) {
-					v.add(mp+".method.method", "invalid gRPC method %q: an identifier, e.g. SayHello", *mm.Method)
-				}
-			}
-			v.maxItems(mp+".headers", len(m.Headers), 16)
-			for k, h := range m.Headers {
-				hp := indexPath(mp+".headers", k)
-				v.headerName(hp+".name", string(h.Name))
-				v.stringMatch(hp, (*string)(h.Type), h.Value)
-			}
-		}
-		v.maxItems(path+".backendRefs", len(rule.BackendRefs), 16)
-		for j, b := range rule.BackendRefs {
-			v.backendRef(indexPath(path+".backendRefs", j), b.BackendRef)
-		}
-	}
-}
-
-// l4Rules checks the single rule of a TLSRoute or TCPRoute.
-func (v *validator) l4Rules(n int, backends func(i int) []gwv1.BackendRef) {
-	if n != 1 {
-		v.add("spec.rules", "must have exactly one rule, got %d", n)
-	}
-	for i := range n {
-		path := indexPath("spec.rules", i)
-		refs := backends(i)
-		if len(refs) == 0 {
-			v.add(path+".backendRefs", "required: at least one backend")
-		}
-		v.backendRefs(path+".backendRefs", refs)
-	}
-}
-
-func (v *validator) referenceGrant(spec *gwv1.ReferenceGrantSpec) {
-	if len(spec.From) == 0 {
-		v.add("spec.from", "required: at least one entry")
-	}
-	if len(spec.To) == 0 {
-		v.add("spec.to", "required: at least one entry")
-	}
-	v.maxItems("spec.from", len(spec.From), 16)
-	v.maxItems("spec.to", len(spec.To), 16)
-	for i, f := range spec.From {
-		path := indexPath("spec.from", i)
-		v.required(path+".kind", string(f.Kind))
-		v.label(path+".namespace", string(f.Namespace))
-	}
-	for i, t := range spec.To {
-		path := indexPath("spec.to", i)
-		v.required(path+".kind", string(t.Kind))
-	}
-}
-
-func (v *validator) backendTLSPolicy(spec *gwv1.BackendTLSPolicySpec) {
-	if len(spec.TargetRefs) == 0 {
-		v.add("spec.targetRefs", "required: at least one target")
-	}
-	v.maxItems("spec.targetRefs", len(spec.TargetRefs), 16)
-	for i, r := range spec.TargetRefs {
-		v.policyTarget(indexPath("spec.targetRefs", i), r.LocalPolicyTargetReference, "")
-	}
-	val := &spec.Validation
-	v.preciseHostname("spec.validation.hostname", string(val.Hostname))
-	hasRefs, hasWellKnown := len(val.CACertificateRefs) > 0, val.WellKnownCACertificates != nil && *val.WellKnownCACertificates != ""
-	switch {
-	case hasRefs && hasWellKnown:
-		v.add("spec.validation", "set caCertificateRefs or wellKnownCACertificates, not both")
-	case !hasRefs && !hasWellKnown:
-		v.add("spec.validation", "required: caCertificateRefs or wellKnownCACertificates")
-	}
-}
-
 // policyTarget checks a targetRef; kind, when set, is the only kind the
 // policy may target.
 func (v *validator) policyTarget(path string, r gwv1.LocalPolicyTargetReference, kind string) {
 	v.required(path+".name", string(r.Name))
 	if v.required(path+".kind", string(r.Kind)) && kind != "" && (r.Kind != gwv1.Kind(kind) || r.Group != "" && r.Group != "core") {
-		v.add(path, "cannot target %s; set group \"\" and kind %s", refName(&r.Group, &r.Kind, "", ""), kind)
+		target := string(r.Kind)
+		if r.Group != "" {
+			target += "." + string(r.Group)
+		}
+		v.add(path, "cannot target %s; set group \"\" and kind %s", target, kind)
 	}
 }
 
@@ -713,6 +540,9 @@ func (v *validator) backendPolicy(spec *v1alpha1.BackendPolicySpec) {
 	}
 	for i, r := range spec.TargetRefs {
 		v.policyTarget(indexPath("spec.targetRefs", i), r, "Service")
+	}
+	if tls := spec.TLS; tls != nil {
+		v.enum("spec.tls.mode", tls.Mode, "Mesh", "RequireMesh", "Disable")
 	}
 	if lb := spec.LoadBalancer; lb != nil {
 		v.enum("spec.loadBalancer.type", lb.Type, "RoundRobin", "LeastRequest", "ConsistentHash")

@@ -169,6 +169,10 @@ func (b *builder) setAction(out *routev3.Route, r *model.HTTPRoute, ruleIndex in
 	var backends []weighted
 	for i, be := range rule.Backends {
 		field := fmt.Sprintf("spec.rules[%d].backendRefs[%d]", ruleIndex, i)
+		if !be.IsService() {
+			b.problem(ref, field, fmt.Sprintf("backend %s %s is not a Service", be.Kind, be.Service))
+			continue
+		}
 		s := b.in.Index.Service(be.Service)
 		if s == nil {
 			b.problem(ref, field, fmt.Sprintf("service %s does not exist", be.Service))

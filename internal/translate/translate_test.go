@@ -56,32 +56,36 @@ func demoMesh() *model.Config {
 		}},
 		HTTPRoutes: []*model.HTTPRoute{
 			{
-				Key:     model.Key{Namespace: ns, Name: "web"},
-				Parents: []model.ParentRef{{Kind: model.ParentGateway, Key: model.Key{Namespace: ns, Name: "ingress"}}},
+				Route: model.Route{
+					Key:     model.Key{Namespace: ns, Name: "web"},
+					Parents: []model.ParentRef{{Kind: model.ParentGateway, Key: model.Key{Namespace: ns, Name: "ingress"}}},
+				},
 				Rules: []model.HTTPRouteRule{
-					{Backends: []model.Backend{{Service: model.Key{Namespace: ns, Name: "web"}, Port: 80, Weight: 1}}},
+					{Backends: []model.Backend{{Kind: "Service", Service: model.Key{Namespace: ns, Name: "web"}, Port: 80, Weight: 1}}},
 					{
 						Matches:  []model.HTTPMatch{{PathType: model.PathPrefix, PathValue: "/catalog/", Method: "GET"}},
-						Backends: []model.Backend{{Service: model.Key{Namespace: ns, Name: "catalog"}, Port: 80, Weight: 1}},
+						Backends: []model.Backend{{Kind: "Service", Service: model.Key{Namespace: ns, Name: "catalog"}, Port: 80, Weight: 1}},
 					},
 					{
 						Matches:  []model.HTTPMatch{{PathType: model.PathExact, PathValue: "/gone"}},
-						Backends: []model.Backend{{Service: model.Key{Namespace: ns, Name: "missing"}, Port: 80, Weight: 1}},
+						Backends: []model.Backend{{Kind: "Service", Service: model.Key{Namespace: ns, Name: "missing"}, Port: 80, Weight: 1}},
 					},
 				},
 			},
 			{
-				Key:     model.Key{Namespace: ns, Name: "reviews-split"},
-				Parents: []model.ParentRef{{Kind: model.ParentService, Key: model.Key{Namespace: ns, Name: "reviews"}, Port: 80}},
+				Route: model.Route{
+					Key:     model.Key{Namespace: ns, Name: "reviews-split"},
+					Parents: []model.ParentRef{{Kind: model.ParentService, Key: model.Key{Namespace: ns, Name: "reviews"}, Port: 80}},
+				},
 				Rules: []model.HTTPRouteRule{
 					{
 						Matches: []model.HTTPMatch{{PathType: model.PathPrefix, PathValue: "/",
 							Headers: []model.ValueMatch{{Type: model.MatchExact, Name: "x-canary", Value: "1"}}}},
-						Backends: []model.Backend{{Service: model.Key{Namespace: ns, Name: "reviews-v2"}, Port: 80, Weight: 1}},
+						Backends: []model.Backend{{Kind: "Service", Service: model.Key{Namespace: ns, Name: "reviews-v2"}, Port: 80, Weight: 1}},
 					},
 					{Backends: []model.Backend{
-						{Service: model.Key{Namespace: ns, Name: "reviews-v1"}, Port: 80, Weight: 50},
-						{Service: model.Key{Namespace: ns, Name: "reviews-v2"}, Port: 80, Weight: 50},
+						{Kind: "Service", Service: model.Key{Namespace: ns, Name: "reviews-v1"}, Port: 80, Weight: 50},
+						{Kind: "Service", Service: model.Key{Namespace: ns, Name: "reviews-v2"}, Port: 80, Weight: 50},
 					}},
 				},
 			},
