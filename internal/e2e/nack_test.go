@@ -157,6 +157,12 @@ func TestNackKeepsLastGoodConfig(t *testing.T) {
 			t.Fatalf("request %d after the NACK: %q, %v", i, body, err)
 		}
 	}
+	// The rejected config is not sent again and again.
+	responses := status().Responses
+	time.Sleep(300 * time.Millisecond)
+	if st := status(); st.Responses != responses || st.State != xds.StateNacked {
+		t.Errorf("after the NACK the server kept sending: %d responses, then %d (%s)", responses, st.Responses, st.State)
+	}
 
 	// Fixed config is accepted: a direct response this time.
 	push(httpListener(listenPort, func(l *listenerv3.Listener) {

@@ -168,7 +168,29 @@ func (s *Server) onRequest(id int64, req *discoverygrpc.DiscoveryRequest) error 
 		s.log.Info("proxy connected", "node", node.GetId(), "stream", id)
 	}
 	s.recordRequest(id, node.GetId(), req)
+	s.holdNacked(id, node.GetId(), req)
 	return nil
+}
+
+// holdNacked keeps the cache from answering a NACK with the config the
+// proxy just rejected. A NACK carries the last version the proxy accepted;
+// the cache, seeing that version differ from the snapshot's, would resend
+// the rejected config at once, and the proxy would reject it again, in a
+// loop. Presenting the NACK as being at the rejected version makes the
+// cache wait for the next version instead.
+func (s *Server) holdNacked(id int64, node string, req *discoverygrpc.DiscoveryRequest) {
+	if req.GetErrorDetail() == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.nodes[node]
+	if ns == nil || ns.streamID != id {
+		return
+	}
+	if ts := ns.types[req.GetTypeUrl()]; ts != nil && ts.sentNonce == req.GetResponseNonce() {
+		req.VersionInfo = ts.sentVersion
+	}
 }
 
 // Push makes res the config of node. It reports whether anything changed.

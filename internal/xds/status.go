@@ -43,6 +43,7 @@ func (ns *nodeState) currentSnapshot() *cache.Snapshot {
 }
 
 type typeStatus struct {
+	responses    int
 	sentVersion  string
 	sentNonce    string
 	sentAt       time.Time
@@ -89,6 +90,7 @@ func (s *Server) onResponse(_ context.Context, id int64, req *discoverygrpc.Disc
 		ts = &typeStatus{}
 		ns.types[resp.GetTypeUrl()] = ts
 	}
+	ts.responses++
 	ts.sentVersion = resp.GetVersionInfo()
 	ts.sentNonce = resp.GetNonce()
 	ts.sentAt = time.Now()
@@ -105,6 +107,8 @@ type TypeStatus struct {
 	// Nack is the proxy's error message when State is NACKED.
 	Nack   string    `json:"nack,omitempty"`
 	SentAt time.Time `json:"sentAt,omitzero"`
+	// Responses counts the responses of this type sent on the stream.
+	Responses int `json:"responses"`
 }
 
 // ProxyStatus is what proxy-status shows for one proxy.
@@ -150,7 +154,7 @@ func (ns *nodeState) typeStatus(typ string) TypeStatus {
 	default:
 		t.State = StateStale
 	}
-	t.Sent, t.Acked, t.SentAt = ts.sentVersion, ts.ackedVersion, ts.sentAt
+	t.Sent, t.Acked, t.SentAt, t.Responses = ts.sentVersion, ts.ackedVersion, ts.sentAt, ts.responses
 	return t
 }
 
