@@ -65,6 +65,9 @@ nothing is stored.`,
 			for _, r := range resp.Results {
 				fmt.Fprintf(g.stdout, "%s %s%s\n", r.Ref, r.Action, suffix)
 			}
+			for _, w := range resp.Warnings {
+				fmt.Fprintln(g.stderr, w)
+			}
 			return nil
 		},
 	}

@@ -55,6 +55,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		controlCommand(g),
 		demoCommand(g),
 		applyCommand(g),
+		analyzeCommand(g),
 		getCommand(g),
 		deleteCommand(g),
 		proxyStatusCommand(g),

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,8 +17,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"trellis.dev/trellis/internal/analyze"
 	"trellis.dev/trellis/internal/controlapi"
 	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/model"
 	trellisresource "trellis.dev/trellis/internal/resource"
 	"trellis.dev/trellis/internal/store"
 	"trellis.dev/trellis/internal/xds"
@@ -56,18 +59,6 @@ func writeErrors(w http.ResponseWriter, code int, msgs ...string) {
 	_ = json.NewEncoder(w).Encode(controlapi.ErrorResponse{Errors: msgs})
 }
 
-// messages splits a joined error into its messages.
-func messages(err error) []string {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []string
-		for _, e := range j.Unwrap() {
-			out = append(out, messages(e)...)
-		}
-		return out
-	}
-	return []string{err.Error()}
-}
-
 func (cp *controlPlane) handleApply(w http.ResponseWriter, r *http.Request) {
 	var req controlapi.ApplyRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxApplyBytes))
@@ -86,26 +77,27 @@ func (cp *controlPlane) handleApply(w http.ResponseWriter, r *http.Request) {
 
 // apply validates every resource of the request and, only if all are
 // valid, stores them in one transaction.
+//
+// Applies are serialized: each is judged against everything stored before
+// it.
 func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) (*controlapi.ApplyResponse, []string) {
+	cp.applyMu.Lock()
+	defer cp.applyMu.Unlock()
 	ns := req.Namespace
 	if ns == "" {
 		ns = "default"
 	}
 	var errs []string
-	var objs []*trellisresource.Object
-	for _, f := range req.Files {
-		decoded, err := trellisresource.Decode(f.Name, []byte(f.Content))
-		if err != nil {
-			errs = append(errs, messages(err)...)
-		}
-		objs = append(objs, decoded...)
+	files := make([]trellisresource.File, len(req.Files))
+	for i, f := range req.Files {
+		files[i] = trellisresource.File{Name: f.Name, Data: []byte(f.Content)}
+	}
+	objs, findings := trellisresource.Load(files, ns)
+	for _, f := range findings {
+		errs = append(errs, f.String())
 	}
 	seen := map[string]*trellisresource.Object{}
 	for _, o := range objs {
-		trellisresource.Default(o, ns)
-		if err := trellisresource.Validate(o); err != nil {
-			errs = append(errs, messages(err)...)
-		}
 		key := resourceKey(o.Kind, o.Namespace, o.Name)
 		if prev, ok := seen[key]; ok {
 			errs = append(errs, fmt.Sprintf("%s:%d: %s: also defined at %s:%d; each resource may appear once", o.File, o.Line, o.Ref(), prev.File, prev.Line))
@@ -155,13 +147,71 @@ func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) 
 		writes = append(writes, store.Write{Key: key, Value: value})
 		resp.Results = append(resp.Results, controlapi.ApplyResult{Ref: o.Ref(), Action: action})
 	}
+	// The change is judged with everything stored: it is refused if it
+	// adds an error; the warnings it adds are returned.
+	added := cp.analyzeChange(objs)
+	for _, f := range added {
+		if f.Severity == analyze.Error {
+			errs = append(errs, f.String())
+		} else {
+			resp.Warnings = append(resp.Warnings, f.String())
+		}
+	}
+	if len(errs) > 0 {
+		return nil, append(errs, "nothing was applied")
+	}
 	if req.DryRun || len(writes) == 0 {
 		return resp, nil
 	}
 	if _, err := cp.store.Apply(ctx, writes); err != nil {
 		return nil, []string{"apply: " + err.Error(), "nothing was applied"}
 	}
+	// Read your writes: the next apply is judged with this one, even before
+	// the store's watch delivers it.
+	cp.mu.Lock()
+	for _, w := range writes {
+		cp.applyItemLocked(store.Event{Item: store.Item{Key: w.Key, Value: w.Value}})
+	}
+	cp.mu.Unlock()
+	cp.trigger()
 	return resp, nil
+}
+
+// analyzeChange returns the findings that storing objs would add to those
+// of the current config (stored resources and registered workloads).
+func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) []analyze.Finding {
+	cp.mu.Lock()
+	current := maps.Clone(cp.objects)
+	regs := maps.Clone(cp.registrations)
+	cp.mu.Unlock()
+	amend := func(c *model.Config) { addRegistered(c, regs) }
+	sorted := func(m map[string]*trellisresource.Object) []*trellisresource.Object {
+		out := make([]*trellisresource.Object, 0, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			out = append(out, m[k])
+		}
+		return out
+	}
+	before := map[string]bool{}
+	for _, f := range trellisresource.Analyze(sorted(current), amend) {
+		before[findingKey(f)] = true
+	}
+	next := maps.Clone(current)
+	for _, o := range objs {
+		next[resourceKey(o.Kind, o.Namespace, o.Name)] = o
+	}
+	var added []analyze.Finding
+	for _, f := range trellisresource.Analyze(sorted(next), amend) {
+		if !before[findingKey(f)] {
+			added = append(added, f)
+		}
+	}
+	return added
+}
+
+// findingKey identifies a finding independently of where it was read.
+func findingKey(f analyze.Finding) string {
+	return f.Code + "\x00" + f.Resource.String() + "\x00" + f.Field + "\x00" + f.Message
 }
 
 // lookupKind resolves the kind query parameter.
@@ -224,7 +274,16 @@ func (cp *controlPlane) handleDelete(w http.ResponseWriter, r *http.Request) {
 	} else if ns == "" {
 		ns = "default"
 	}
-	deleted, err := cp.store.Delete(r.Context(), resourceKey(k.Kind, ns, name))
+	key := resourceKey(k.Kind, ns, name)
+	cp.applyMu.Lock()
+	deleted, err := cp.store.Delete(r.Context(), key)
+	if err == nil && deleted {
+		cp.mu.Lock()
+		cp.applyItemLocked(store.Event{Item: store.Item{Key: key}, Deleted: true})
+		cp.mu.Unlock()
+		cp.trigger()
+	}
+	cp.applyMu.Unlock()
 	if err != nil {
 		writeErrors(w, http.StatusServiceUnavailable, err.Error())
 		return

@@ -64,6 +64,8 @@ type controlPlane struct {
 
 	// pushMu serializes translation and pushes.
 	pushMu sync.Mutex
+	// applyMu serializes applies.
+	applyMu sync.Mutex
 	// wg tracks the goroutines keeping registrations alive.
 	wg sync.WaitGroup
 }
@@ -244,13 +246,7 @@ func (cp *controlPlane) build() *snapshot {
 	if cfg == nil {
 		cfg = &model.Config{}
 	}
-	ids := slices.Sorted(maps.Keys(regs))
-	for _, id := range ids {
-		if m := regs[id]; m.Kind == nodemeta.KindSidecar {
-			w := workloadOf(m)
-			cfg.Workloads = append(cfg.Workloads, &w)
-		}
-	}
+	addRegistered(cfg, regs)
 	cfg.Sort()
 	snap := &snapshot{config: cfg, index: model.NewIndex(cfg), proxies: map[string]*model.Proxy{}, chains: chains}
 	for _, id := range connected {
@@ -306,6 +302,16 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	}
 	if changed {
 		cp.log.Debug("pushed", "node", id)
+	}
+}
+
+// addRegistered adds the workloads that sidecars registered to cfg.
+func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata) {
+	for _, id := range slices.Sorted(maps.Keys(regs)) {
+		if m := regs[id]; m.Kind == nodemeta.KindSidecar {
+			w := workloadOf(m)
+			cfg.Workloads = append(cfg.Workloads, &w)
+		}
 	}
 }
 

@@ -61,9 +61,11 @@ type ApplyResult struct {
 	Action string `json:"action"`
 }
 
-// ApplyResponse lists the results in input order.
+// ApplyResponse lists the results in input order, and the warnings the
+// change adds (errors refuse the apply).
 type ApplyResponse struct {
-	Results []ApplyResult `json:"results"`
+	Results  []ApplyResult `json:"results"`
+	Warnings []string      `json:"warnings,omitempty"`
 }
 
 // ErrorResponse is the body of every failed request.

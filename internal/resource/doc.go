@@ -18,14 +18,21 @@
 //     out-of-range numbers are errors that name the file, line, resource and
 //     field path. Types with their own UnmarshalJSON (metav1.Time,
 //     intstr.IntOrString) decode themselves. status is ignored.
-//   - Default fills the namespace and the defaults the API server would
-//     (the Gateway API CRDs' +kubebuilder:default markers, Service and
-//     Workload defaults).
-//   - Validate checks each object on its own (names, required fields,
-//     ranges, enums, formats) and reports every problem at once. Checks
-//     across resources belong to the analyzer.
-//   - Model converts the kinds the model knows (Service, Workload, Gateway,
-//     HTTPRoute) and skips the others.
+//   - Default fills the namespace and the defaults the API server would:
+//     for the Gateway API kinds, the defaults of their CRDs, applied by the
+//     apiserver's own code (package schema); Service and Workload defaults
+//     by hand.
+//   - Validate checks each object on its own and reports every problem at
+//     once: the Gateway API kinds against their CRDs (OpenAPI schema, list
+//     keys, CEL rules) exactly as a kube-apiserver would, plus the RE2
+//     syntax of regular expressions; Services as the apiserver does; the
+//     trellis.dev kinds by their own rules. Checks across resources belong
+//     to the analyzer.
+//   - Model converts every kind into the model, keeping lists index-aligned
+//     with the resources so that findings can name fields.
+//   - Load and Analyze (check.go) run the whole pipeline for `trellis
+//     analyze` and the control plane's apply, turning errors into analyzer
+//     findings located by file and line.
 //
 // Every error is an *Error (joined with errors.Join when there are
 // several), formatted as

@@ -1,0 +1,114 @@
+package analyze
+
+import (
+	"fmt"
+
+	"trellis.dev/trellis/internal/model"
+)
+
+// Analyze returns every finding about c, sorted (see Sort).
+func Analyze(c *model.Config) []Finding {
+	a := newAnalyzer(c)
+	a.gateways()
+	a.routes()
+	a.precedence()
+	a.policies()
+	a.servicePorts()
+	Sort(a.findings)
+	return a.findings
+}
+
+// analyzer holds the indexes the checks share.
+type analyzer struct {
+	c  *model.Config
+	ix *model.Index
+
+	classes      map[string]*model.GatewayClass
+	gws          map[model.Key]*model.Gateway
+	listenerSets map[model.Key]*model.ListenerSet
+	// grants are the ReferenceGrants by namespace.
+	grants map[string][]*model.ReferenceGrant
+	// attached are the listener sets attached to each Gateway.
+	attached map[model.Key][]*model.ListenerSet
+	// attachments are the places each HTTPRoute rule match serves, for the
+	// precedence checks.
+	attachments []attachment
+
+	findings []Finding
+}
+
+func newAnalyzer(c *model.Config) *analyzer {
+	a := &analyzer{
+		c:            c,
+		ix:           model.NewIndex(c),
+		classes:      map[string]*model.GatewayClass{},
+		gws:          map[model.Key]*model.Gateway{},
+		listenerSets: map[model.Key]*model.ListenerSet{},
+		grants:       map[string][]*model.ReferenceGrant{},
+		attached:     map[model.Key][]*model.ListenerSet{},
+	}
+	for _, gc := range c.GatewayClasses {
+		a.classes[gc.Name] = gc
+	}
+	for _, g := range c.Gateways {
+		a.gws[g.Key] = g
+	}
+	for _, ls := range c.ListenerSets {
+		a.listenerSets[ls.Key] = ls
+	}
+	for _, g := range c.ReferenceGrants {
+		a.grants[g.Namespace] = append(a.grants[g.Namespace], g)
+	}
+	return a
+}
+
+// resource names the resource a model object came from.
+func resource(s model.Source) Resource {
+	return Resource{Kind: s.Kind, Namespace: s.Namespace, Name: s.Name}
+}
+
+// add records a finding of code about res at field.
+func (a *analyzer) add(code string, res Resource, field, format string, args ...any) {
+	c, ok := Lookup(code)
+	if !ok {
+		panic("analyze: unknown code " + code)
+	}
+	a.findings = append(a.findings, Finding{
+		Code: code, Severity: c.Severity, Resource: res, Field: field,
+		Message: fmt.Sprintf(format, args...), Hint: c.Hint,
+	})
+}
+
+// granted reports whether an object of kind from in namespace fromNS may
+// reference to; references within a namespace need no grant.
+func (a *analyzer) granted(from model.GroupKind, fromNS string, to model.Ref) bool {
+	if to.Namespace == fromNS {
+		return true
+	}
+	for _, g := range a.grants[to.Namespace] {
+		if g.Permits(from, fromNS, to) {
+			return true
+		}
+	}
+	return false
+}
+
+// namespaceAdmitted evaluates a namespace filter owned by an object in
+// owner for namespace ns. known is false when the filter is a selector
+// and the namespace's labels are unknown.
+func (a *analyzer) namespaceAdmitted(f model.NamespaceFilter, owner, ns string) (admitted, known bool) {
+	switch f.From {
+	case model.FromAll:
+		return true, true
+	case model.FromSelector:
+		labels, ok := a.c.Namespaces[ns]
+		if !ok || f.Selector == nil {
+			return false, false
+		}
+		return f.Selector.Matches(labels), true
+	default:
+		return ns == owner, true
+	}
+}
+
+func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }

@@ -1,0 +1,147 @@
+package analyze
+
+// Code describes one kind of finding. Codes are stable: a code keeps its
+// meaning for ever, and a retired code is never reused.
+type Code struct {
+	ID       string
+	Severity Severity
+	// Title says in a few words what is wrong.
+	Title string
+	// Hint is the usual fix.
+	Hint string
+}
+
+// Finding codes. TRL0xxx: the resource itself cannot be read or used;
+// TRL1xxx: listeners and Gateways; TRL2xxx: route attachment and
+// precedence; TRL3xxx: references; TRL4xxx: security; TRL5xxx: protocols.
+const (
+	CodeDecode    = "TRL0001"
+	CodeInvalid   = "TRL0002"
+	CodeUnusable  = "TRL0003"
+	CodeProtocols = "TRL1001"
+	CodeDuplicate = "TRL1002"
+	CodeL4Shared  = "TRL1003"
+	CodeAddress   = "TRL1004"
+	CodeNoClass   = "TRL1005"
+	CodeListenSet = "TRL1006"
+
+	CodeNoParent      = "TRL2001"
+	CodeNoListener    = "TRL2002"
+	CodeNoParentSvc   = "TRL2003"
+	CodeParentKind    = "TRL2004"
+	CodeNotAllowedNS  = "TRL2005"
+	CodeNotAllowedKin = "TRL2006"
+	CodeNoHostname    = "TRL2007"
+	CodeSelectorUnkn  = "TRL2008"
+	CodeShadowedTeam  = "TRL2010"
+	CodeShadowedSame  = "TRL2011"
+	CodeShadowedSelf  = "TRL2012"
+	CodeOverlapTeam   = "TRL2013"
+
+	CodeNoBackend     = "TRL3001"
+	CodeNoBackendPort = "TRL3002"
+	CodeNoGrant       = "TRL3003"
+	CodeBackendKind   = "TRL3004"
+	CodeZeroWeights   = "TRL3005"
+	CodeNoTarget      = "TRL3006"
+
+	CodeStrictClients = "TRL4001"
+	CodeDisableMesh   = "TRL4002"
+	CodeAccessNoWL    = "TRL4003"
+	CodeDenyAll       = "TRL4004"
+	CodeMTLSConflict  = "TRL4005"
+
+	CodeNoProtocol   = "TRL5001"
+	CodePortProtocol = "TRL5002"
+)
+
+// Codes lists every finding code, in code order.
+var Codes = []Code{
+	{CodeDecode, Error, "The resource cannot be decoded",
+		"Fix the YAML or JSON at the line shown: a syntax error, an unknown or misspelt field, or a value of the wrong type."},
+	{CodeInvalid, Error, "A field's value is invalid",
+		"Change the value as the message says; the rule is the one the Gateway API CRD (or the Trellis kind) enforces."},
+	{CodeUnusable, Error, "The resource cannot be used",
+		"Each resource may be defined once per kind, namespace and name; remove or rename the duplicate."},
+
+	{CodeProtocols, Error, "Listeners on one port speak incompatible protocols",
+		"Move one listener to another port: HTTP, HTTPS/TLS, TCP and UDP listeners cannot share a port."},
+	{CodeDuplicate, Error, "Two listeners have the same port, protocol and hostname",
+		"Give each listener on the port a distinct hostname, or merge them."},
+	{CodeL4Shared, Error, "TCP or UDP listeners share a port",
+		"Nothing in a TCP or UDP connection tells the listeners apart: give each its own port, or use TLS listeners split by SNI."},
+	{CodeAddress, Error, "Two Gateways claim the same address and port",
+		"Give the Gateways different addresses, or different ports, or merge their listeners into one Gateway (or a ListenerSet)."},
+	{CodeNoClass, Warning, "The Gateway's GatewayClass does not exist",
+		"Create the GatewayClass (controllerName trellis.dev/gateway) or fix gatewayClassName."},
+	{CodeListenSet, Error, "The ListenerSet cannot attach to its Gateway",
+		"Point parentRef at an existing Gateway whose spec.allowedListeners admits the ListenerSet's namespace."},
+
+	{CodeNoParent, Error, "The route's parent does not exist",
+		"Fix the parentRef's name and namespace, or create the Gateway or ListenerSet."},
+	{CodeNoListener, Error, "The parentRef names no listener of the Gateway",
+		"Fix sectionName or port so that they name a listener of the Gateway."},
+	{CodeNoParentSvc, Error, "The route's parent Service or port does not exist",
+		"Fix the parentRef's name or port, or create the Service."},
+	{CodeParentKind, Error, "The route's parent is of a kind Trellis cannot attach to",
+		"Attach routes to a Gateway or ListenerSet (group gateway.networking.k8s.io) or to a Service (group \"\")."},
+	{CodeNotAllowedNS, Error, "The listener does not admit routes from this namespace",
+		"Change the listener's allowedRoutes.namespaces (Same, All or a Selector), or move the route to an admitted namespace."},
+	{CodeNotAllowedKin, Error, "The listener does not admit routes of this kind",
+		"Attach the route to a listener of a matching protocol (HTTP/HTTPS for HTTPRoute and GRPCRoute, TLS for TLSRoute, TCP for TCPRoute), or add the kind to allowedRoutes.kinds."},
+	{CodeNoHostname, Error, "The route's hostnames do not intersect the listener's",
+		"Give the route a hostname the listener accepts, or attach it to another listener."},
+	{CodeSelectorUnkn, Info, "Namespace labels are unknown, so a namespace selector cannot be checked",
+		"Off Kubernetes namespaces have no labels: prefer allowedRoutes.namespaces.from Same or All."},
+	{CodeShadowedTeam, Error, "Another namespace's route takes these requests",
+		"Two teams matched the same requests on the same hostname; the older route wins. Use distinct paths or hostnames, or remove one rule."},
+	{CodeShadowedSame, Warning, "Another route in the namespace takes these requests",
+		"Two routes matched the same requests on the same hostname; the older one wins. Remove or change one rule."},
+	{CodeShadowedSelf, Warning, "An earlier rule of the same route takes these requests",
+		"Remove the repeated match: requests go to the first rule that has it."},
+	{CodeOverlapTeam, Warning, "The route takes part of another namespace's requests",
+		"A more specific match takes requests from another team's route on the same hostname; make sure that is intended, or use distinct hostnames."},
+
+	{CodeNoBackend, Error, "The backend Service does not exist",
+		"Create the Service or fix the backendRef's name and namespace; requests to this backend get 500."},
+	{CodeNoBackendPort, Error, "The backend port is missing or not a port of the Service",
+		"Set backendRef.port to one of the Service's ports."},
+	{CodeNoGrant, Error, "A reference to another namespace has no ReferenceGrant",
+		"Create a ReferenceGrant in the target namespace allowing this kind from this namespace, or reference an object in the same namespace."},
+	{CodeBackendKind, Error, "The backend is of a kind Trellis cannot send to",
+		"Use a Service as the backend (group \"\", kind Service)."},
+	{CodeZeroWeights, Error, "Every backend of the rule has weight 0",
+		"Give at least one backend a weight above 0; as it is, every request matching the rule gets 500."},
+	{CodeNoTarget, Error, "The policy's target does not exist",
+		"Fix targetRefs to name an existing Service in the policy's namespace."},
+
+	{CodeStrictClients, Error, "STRICT mTLS locks out clients that cannot do mesh mTLS",
+		"Use PERMISSIVE on the port until every client has a sidecar (or drop the BackendPolicy that disables TLS)."},
+	{CodeDisableMesh, Error, "mTLS is disabled on a port whose clients require it",
+		"Either allow mTLS on the port (PERMISSIVE or STRICT) or change the BackendPolicy's tls.mode to Mesh."},
+	{CodeAccessNoWL, Warning, "The AccessPolicy selects no workload",
+		"Fix targetRefs, or check the Service's selector: as it is, the policy protects nothing."},
+	{CodeDenyAll, Warning, "A DENY rule makes an ALLOW rule unreachable",
+		"The DENY matches every request the ALLOW matches, and DENY is evaluated first: narrow the DENY or remove the ALLOW."},
+	{CodeMTLSConflict, Warning, "Several MTLSPolicies set different modes for the same workloads",
+		"Keep one MTLSPolicy per target (a port-level override belongs in spec.ports)."},
+
+	{CodeNoProtocol, Warning, "The Service port's protocol is not declared: it is treated as opaque TCP",
+		"Set appProtocol, or name the port with a protocol prefix (http-, http2-, grpc-, tcp-, tls-), so that routing, retries and metrics work at the right layer."},
+	{CodePortProtocol, Error, "The route is attached to a Service port of another protocol",
+		"Attach HTTPRoutes and GRPCRoutes to HTTP, HTTP2 or GRPC ports, TCPRoutes and TLSRoutes to TCP or TLS ports."},
+}
+
+var byID = func() map[string]Code {
+	m := make(map[string]Code, len(Codes))
+	for _, c := range Codes {
+		m[c.ID] = c
+	}
+	return m
+}()
+
+// Lookup returns the code with id.
+func Lookup(id string) (Code, bool) {
+	c, ok := byID[id]
+	return c, ok
+}
