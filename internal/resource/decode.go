@@ -27,9 +27,16 @@ import (
 // a document is reported (up to 20), joined; the objects of the documents
 // that decoded cleanly are returned along with the error. A YAML syntax
 // error stops decoding at that document.
+//
+// A document larger than MaxDocumentBytes is an error and is not parsed,
+// which bounds the memory decoding takes whatever the input.
 func Decode(file string, data []byte) ([]*Object, error) {
 	var objs []*Object
 	var errs []error
+	data, tooLarge := dropLargeDocuments(file, data)
+	for _, e := range tooLarge {
+		errs = append(errs, e)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yaml.Node
@@ -56,6 +63,52 @@ func Decode(file string, data []byte) ([]*Object, error) {
 		}
 	}
 	return objs, errors.Join(errs...)
+}
+
+// MaxDocumentBytes is the largest document Decode parses: the Kubernetes
+// API server's limit on a request, far above any real resource. Parsing
+// takes about 40 bytes of memory per byte of YAML.
+const MaxDocumentBytes = 3 << 20
+
+// dropLargeDocuments returns data with every document larger than
+// MaxDocumentBytes replaced by as many empty lines as it had, so that the
+// lines of the other documents do not move, and an error for each.
+// Documents are separated by "---" at the start of a line, which YAML
+// forbids inside content.
+func dropLargeDocuments(file string, data []byte) ([]byte, []*Error) {
+	if len(data) <= MaxDocumentBytes {
+		return data, nil
+	}
+	var out bytes.Buffer
+	var errs []*Error
+	start, line, startLine := 0, 1, 1
+	flush := func(end int) {
+		doc := data[start:end]
+		if len(doc) <= MaxDocumentBytes {
+			out.Write(doc)
+		} else {
+			errs = append(errs, &Error{File: file, Line: startLine, Message: fmt.Sprintf(
+				"document of %.1f MiB is larger than the %d MiB limit (the Kubernetes API server's); split it into several documents",
+				float64(len(doc))/(1<<20), MaxDocumentBytes>>20)})
+			out.Write(bytes.Repeat([]byte{'\n'}, bytes.Count(doc, []byte{'\n'})))
+		}
+		start, startLine = end, line
+	}
+	for i := 0; i < len(data); {
+		j := bytes.IndexByte(data[i:], '\n')
+		next := len(data)
+		if j >= 0 {
+			next = i + j + 1
+		}
+		if rest := data[i:next]; i > start && bytes.HasPrefix(rest, []byte("---")) &&
+			(len(rest) == 3 || rest[3] == ' ' || rest[3] == '\t' || rest[3] == '\n' || rest[3] == '\r') {
+			flush(i)
+		}
+		i = next
+		line++
+	}
+	flush(len(data))
+	return out.Bytes(), errs
 }
 
 // parse reads the next document, turning a panic of the YAML parser into

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -564,5 +565,40 @@ func TestErrorFormat(t *testing.T) {
 	o := &Object{Kind: "HTTPRoute", Namespace: "demo", Name: "web"}
 	if got := o.Ref(); got != "HTTPRoute demo/web" {
 		t.Errorf("Ref() = %q", got)
+	}
+}
+
+// TestDecodeHugeDocument checks that decoding memory is bounded whatever
+// the input: a document over MaxDocumentBytes is refused without being
+// parsed, and the documents around it still decode, at their lines.
+func TestDecodeHugeDocument(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Service\nmetadata: {name: before, namespace: demo}\nspec:\n  ports: [{name: http, port: 80}]\n---\n")
+	b.WriteString("apiVersion: v1\nkind: Service\nmetadata: {name: huge, namespace: demo}\nspec:\n  ports:\n")
+	for b.Len() < 4*MaxDocumentBytes {
+		b.WriteString("  - {name: http, port: 80}\n")
+	}
+	b.WriteString("---\napiVersion: v1\nkind: Service\nmetadata: {name: after, namespace: demo}\nspec:\n  ports: [{name: http, port: 80}]\n")
+	data := []byte(b.String())
+	afterLine := strings.Count(b.String()[:strings.LastIndex(b.String(), "---")], "\n") + 2
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	objs, err := Decode("big.yaml", data)
+	runtime.ReadMemStats(&after)
+
+	if err == nil || !strings.Contains(err.Error(), "big.yaml:6: document of 12.0 MiB is larger than the 3 MiB limit") {
+		t.Errorf("error = %v", err)
+	}
+	if len(objs) != 2 || objs[0].Name != "before" || objs[1].Name != "after" || objs[1].Line != afterLine {
+		t.Errorf("decoded %d objects; want before and after (line %d)", len(objs), afterLine)
+		for _, o := range objs {
+			t.Logf("%s at line %d", o.Ref(), o.Line)
+		}
+	}
+	// Parsing the huge document would take about 40 times its size.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 3*uint64(len(data)) {
+		t.Errorf("decoding %d MiB allocated %d MiB", len(data)>>20, alloc>>20)
 	}
 }
