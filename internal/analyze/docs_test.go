@@ -23,9 +23,10 @@ The analyzer judges the whole configuration, not one resource at a time. It
 runs in three places, with the same code and the same findings:
 
 - ` + "`trellis analyze -f PATH... [-o text|json] [--fail-on error|warning|info]`" + `,
-  on files, with no control plane: exit 0 when nothing at or above the
-  threshold (default ` + "`error`" + `) is found, 1 when something is, 2 on a usage
-  error;
+  on files, with no control plane (without ` + "`-f`" + `, the control plane analyzes
+  its stored configuration with the registered workloads): exit 0 when
+  nothing at or above the threshold (default ` + "`error`" + `) is found, 1 when
+  something is, 2 on a usage error;
 - ` + "`trellis apply`" + `: the control plane analyzes what is stored plus the change,
   and refuses the whole apply if it adds an error (warnings are printed);
 - the control plane's translation, which leaves out what cannot work and

@@ -15,22 +15,20 @@ func analyzeCommand(g *globals) *cobra.Command {
 	var files []string
 	var output, failOn, namespace string
 	c := &cobra.Command{
-		Use:   "analyze -f FILE|DIR|- [-f ...]",
-		Short: "Find what would break in a configuration, offline",
+		Use:   "analyze [-f FILE|DIR|- ...]",
+		Short: "Find what would break in a configuration: files offline, or the stored one",
 		Long: `Analyze resources from files, directories (recursively) or standard input as
 a whole: decode errors, invalid fields, listeners that cannot share a port,
 routes that shadow another team's, references to nothing, policies that lock
 clients out, ports whose protocol nobody declared. Every finding has a stable
 code (docs/analyzer.md), a severity, the resource, the field, a message and a
-fix hint. Needs no control plane.
+fix hint. With -f it needs no control plane; without -f it asks the control
+plane to analyze the stored configuration with the registered workloads.
 
 Exit code 0 when nothing at or above --fail-on is found, 1 when something
 is, 2 on a usage error.`,
 		Args: argsBetween(0, 0, "no arguments; name files with -f"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if len(files) == 0 {
-				return usage.Errorf("analyze: no input; name files with -f FILE, a directory, or - for standard input")
-			}
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err
 			}
@@ -38,19 +36,30 @@ is, 2 on a usage error.`,
 			if err != nil {
 				return usage.Errorf("--fail-on: %v", err)
 			}
-			var inputs []resource.File
-			for _, f := range files {
-				read, err := readInputs(f, c.InOrStdin())
+			var findings []analyze.Finding
+			if len(files) == 0 {
+				client, err := g.client()
 				if err != nil {
 					return err
 				}
-				for _, r := range read {
-					inputs = append(inputs, resource.File{Name: r.Name, Data: []byte(r.Content)})
+				if findings, err = client.Findings(c.Context()); err != nil {
+					return err
 				}
+			} else {
+				var inputs []resource.File
+				for _, f := range files {
+					read, err := readInputs(f, c.InOrStdin())
+					if err != nil {
+						return err
+					}
+					for _, r := range read {
+						inputs = append(inputs, resource.File{Name: r.Name, Data: []byte(r.Content)})
+					}
+				}
+				objs, loaded := resource.Load(inputs, namespace)
+				findings = append(loaded, resource.Analyze(objs, nil)...)
+				analyze.Sort(findings)
 			}
-			objs, findings := resource.Load(inputs, namespace)
-			findings = append(findings, resource.Analyze(objs, nil)...)
-			analyze.Sort(findings)
 			if output == "json" {
 				enc := json.NewEncoder(g.stdout)
 				enc.SetIndent("", "  ")

@@ -35,6 +35,7 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("GET "+controlapi.PathResources, cp.handleList)
 	mux.HandleFunc("DELETE "+controlapi.PathResources, cp.handleDelete)
 	mux.HandleFunc("GET "+controlapi.PathProxies, cp.handleProxies)
+	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
 	mux.HandleFunc("GET "+controlapi.PathConfig, cp.handleConfigDump)
 	mux.HandleFunc("GET "+controlapi.PathReady, func(w http.ResponseWriter, r *http.Request) {
 		if !cp.ready.Load() {
@@ -177,23 +178,46 @@ func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) 
 	return resp, nil
 }
 
-// analyzeChange returns the findings that storing objs would add to those
-// of the current config (stored resources and registered workloads).
-func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) []analyze.Finding {
+// handleFindings analyzes the whole stored configuration with the
+// registered workloads.
+func (cp *controlPlane) handleFindings(w http.ResponseWriter, r *http.Request) {
+	findings := cp.analyzeCurrent()
+	if findings == nil {
+		findings = []analyze.Finding{}
+	}
+	writeJSON(w, controlapi.FindingsResponse{Findings: findings})
+}
+
+// analyzeCurrent returns the findings of the stored configuration.
+func (cp *controlPlane) analyzeCurrent() []analyze.Finding {
+	current, amend := cp.analysisInput()
+	return trellisresource.Analyze(sortedObjects(current), amend)
+}
+
+// analysisInput snapshots the stored resources and a function that adds
+// the registered workloads to a model.
+func (cp *controlPlane) analysisInput() (map[string]*trellisresource.Object, func(*model.Config)) {
 	cp.mu.Lock()
 	current := maps.Clone(cp.objects)
 	regs := maps.Clone(cp.registrations)
 	cp.mu.Unlock()
-	amend := func(c *model.Config) { addRegistered(c, regs) }
-	sorted := func(m map[string]*trellisresource.Object) []*trellisresource.Object {
-		out := make([]*trellisresource.Object, 0, len(m))
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			out = append(out, m[k])
-		}
-		return out
+	return current, func(c *model.Config) { addRegistered(c, regs) }
+}
+
+func sortedObjects(m map[string]*trellisresource.Object) []*trellisresource.Object {
+	out := make([]*trellisresource.Object, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[k])
 	}
+	return out
+}
+
+// analyzeChange returns the findings that storing objs would add to those
+// of the current config (stored resources and registered workloads).
+func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) []analyze.Finding {
+	current, amend := cp.analysisInput()
 	before := map[string]bool{}
-	for _, f := range trellisresource.Analyze(sorted(current), amend) {
+	for _, f := range trellisresource.Analyze(sortedObjects(current), amend) {
 		before[findingKey(f)] = true
 	}
 	next := maps.Clone(current)
@@ -201,7 +225,7 @@ func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) []analyze.
 		next[resourceKey(o.Kind, o.Namespace, o.Name)] = o
 	}
 	var added []analyze.Finding
-	for _, f := range trellisresource.Analyze(sorted(next), amend) {
+	for _, f := range trellisresource.Analyze(sortedObjects(next), amend) {
 		if !before[findingKey(f)] {
 			added = append(added, f)
 		}

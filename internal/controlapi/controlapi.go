@@ -20,6 +20,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"trellis.dev/trellis/internal/analyze"
 )
 
 // DefaultAddress is where the CLI looks for the control plane when neither
@@ -34,6 +36,7 @@ const (
 	PathApply     = "/api/v1/apply"
 	PathResources = "/api/v1/resources"
 	PathProxies   = "/debug/proxies"
+	PathFindings  = "/api/v1/findings"
 	PathConfig    = "/debug/config_dump"
 	PathReady     = "/ready"
 )
@@ -73,6 +76,11 @@ type ErrorResponse struct {
 	// Errors are complete messages, each naming file, line, resource and
 	// field where they apply.
 	Errors []string `json:"errors"`
+}
+
+// FindingsResponse is the analysis of the stored configuration.
+type FindingsResponse struct {
+	Findings []analyze.Finding `json:"findings"`
 }
 
 // Resource is a stored resource as the API returns it.
@@ -240,6 +248,15 @@ func (c *Client) Delete(ctx context.Context, kind, namespace, name string) (stri
 		return "", err
 	}
 	return out.Ref, nil
+}
+
+// Findings analyzes the stored configuration.
+func (c *Client) Findings(ctx context.Context) ([]analyze.Finding, error) {
+	var out FindingsResponse
+	if err := c.do(ctx, http.MethodGet, PathFindings, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Findings, nil
 }
 
 // Proxies returns the status of every proxy the control plane knows.

@@ -105,6 +105,14 @@ func TestApplyRunsTheAnalyzer(t *testing.T) {
 	if !strings.Contains(out, "HTTPRoute team-b/api created") || !strings.Contains(stderr, "warning TRL2013") {
 		t.Errorf("overlapping route: stdout %q, stderr %q; want created with a TRL2013 warning", out, stderr)
 	}
+	// The stored configuration, analyzed by the control plane.
+	out, _, err = trellis(t, cp, "analyze")
+	if err != nil || !strings.Contains(out, "warning TRL2013: HTTPRoute team-b/api") {
+		t.Errorf("analyze of the stored config: %v\n%s", err, out)
+	}
+	if _, _, err := trellis(t, cp, "analyze", "--fail-on", "warning"); err == nil || usage.Is(err) {
+		t.Errorf("analyze --fail-on warning: %v, want a failure", err)
+	}
 	// Re-applying the unchanged base adds nothing new: no warning again.
 	if _, stderr, err := trellis(t, cp, "apply", "-f", filepath.Join(dir, "base.yaml")); err != nil || stderr != "" {
 		t.Errorf("re-apply: %v, stderr %q", err, stderr)
