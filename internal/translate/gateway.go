@@ -3,7 +3,6 @@ package translate
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -66,7 +65,7 @@ func (b *builder) gatewayRoutes(g *model.Gateway, port uint32, listeners []int) 
 			if !attaches(r, g, l) {
 				continue
 			}
-			for _, h := range effectiveHostnames(l.Hostname, r.Hostnames) {
+			for _, h := range model.IntersectHostnames(l.Hostname, r.Hostnames) {
 				byHost[h] = append(byHost[h], rulesOf(r)...)
 			}
 		}
@@ -126,37 +125,4 @@ func dedupeRules(rules []attachedRule) []attachedRule {
 		seen[k] = true
 		return false
 	})
-}
-
-// effectiveHostnames intersects a listener's hostname with a route's
-// hostnames as the Gateway API defines it; "*" stands for any host.
-func effectiveHostnames(listener string, route []string) []string {
-	if len(route) == 0 {
-		if listener == "" {
-			return []string{"*"}
-		}
-		return []string{listener}
-	}
-	if listener == "" {
-		return route
-	}
-	var out []string
-	for _, h := range route {
-		switch {
-		case h == listener:
-			out = append(out, h)
-		case strings.HasPrefix(listener, "*.") && hostMatchesWildcard(h, listener):
-			out = append(out, h)
-		case strings.HasPrefix(h, "*.") && hostMatchesWildcard(listener, h):
-			out = append(out, listener)
-		}
-	}
-	return out
-}
-
-// hostMatchesWildcard reports whether host (possibly itself a wildcard)
-// falls under the wildcard *.suffix, which needs at least one more label.
-func hostMatchesWildcard(host, wildcard string) bool {
-	suffix := wildcard[1:] // ".example.com"
-	return strings.HasSuffix(host, suffix) && len(host) > len(suffix)
 }
