@@ -58,6 +58,11 @@ type Options struct {
 	EtcdEndpoints []string
 	TrustDomain   string
 	ClusterDomain string
+	// RegistrationGrace is how long a proxy's registration, and so its
+	// endpoints, outlive its stream (default 10 s): long enough to
+	// reconnect, to this control plane or another, without its endpoints
+	// flapping.
+	RegistrationGrace time.Duration
 	// Debounce is how long config must be quiet before a push (default
 	// 100 ms); pushes still happen at least every 10 debounce periods
 	// during a stream of changes.
@@ -80,6 +85,9 @@ func (o *Options) defaults() {
 	}
 	if o.ClusterDomain == "" {
 		o.ClusterDomain = "cluster.local"
+	}
+	if o.RegistrationGrace == 0 {
+		o.RegistrationGrace = 10 * time.Second
 	}
 	if o.Debounce == 0 {
 		o.Debounce = 100 * time.Millisecond

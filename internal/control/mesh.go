@@ -61,6 +61,9 @@ type controlPlane struct {
 	chains map[string][]byte
 	// problems are what could not be translated, per node.
 	problems map[string][]string
+	// pending are the deregistrations of disconnected proxies, waiting out
+	// the grace period.
+	pending map[string]*time.Timer
 
 	// pushMu serializes translation and pushes.
 	pushMu sync.Mutex
@@ -88,6 +91,7 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		connected:     map[string]*connection{},
 		chains:        map[string][]byte{},
 		problems:      map[string][]string{},
+		pending:       map[string]*time.Timer{},
 	}
 	cp.xds = xds.New(ctx, cp, opts.Logger)
 	return cp

@@ -16,10 +16,12 @@ import (
 	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/store"
 )
 
-// registrationTTL is how long a registration outlives its proxy's last
-// sign of life: long enough to ride out a control plane restart.
+// registrationTTL, plus the grace period, is how long a registration
+// outlives the last renewal of its lease by the control plane holding the
+// proxy's stream: long enough to ride out a control plane restart.
 const registrationTTL = 30 * time.Second
 
 func decodeRegistration(b []byte) (*nodemeta.Metadata, error) {
@@ -54,7 +56,7 @@ func (cp *controlPlane) Connected(streamID int64, node *corev3.Node, peer []*x50
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	lease, err := cp.store.Grant(ctx, registrationTTL)
+	lease, err := cp.store.Grant(ctx, registrationTTL+cp.opts.RegistrationGrace)
 	if err == nil {
 		var value []byte
 		value, err = json.Marshal(meta)
@@ -80,6 +82,10 @@ func (cp *controlPlane) Connected(streamID int64, node *corev3.Node, peer []*x50
 	if old := cp.connected[node.GetId()]; old != nil {
 		old.cancel()
 	}
+	if t := cp.pending[node.GetId()]; t != nil {
+		t.Stop()
+		delete(cp.pending, node.GetId())
+	}
 	cp.connected[node.GetId()] = &connection{streamID: streamID, cancel: cancel, lease: lease}
 	cp.registrations[node.GetId()] = meta
 	if _, ok := cp.chains[node.GetId()]; !ok {
@@ -97,32 +103,55 @@ func (cp *controlPlane) Connected(streamID int64, node *corev3.Node, peer []*x50
 }
 
 // Disconnected deregisters the workload of a proxy whose stream ended,
-// unless the control plane itself is stopping: then the registration stays
-// for the next control plane to find.
+// after a grace period in which the proxy may come back (to this control
+// plane or another); unless the control plane itself is stopping: then
+// the registration stays for the next control plane to find.
 func (cp *controlPlane) Disconnected(streamID int64, node *corev3.Node) {
+	id := node.GetId()
 	cp.mu.Lock()
-	c := cp.connected[node.GetId()]
+	c := cp.connected[id]
 	if c == nil || c.streamID != streamID {
 		cp.mu.Unlock()
 		return
 	}
-	delete(cp.connected, node.GetId())
+	delete(cp.connected, id)
 	cp.mu.Unlock()
 	c.cancel()
 	if cp.stop.Load() {
 		return
 	}
+	cp.log.Info("proxy disconnected", "node", id, "deregisterIn", cp.opts.RegistrationGrace)
+	cp.mu.Lock()
+	if t := cp.pending[id]; t != nil {
+		t.Stop()
+	}
+	cp.pending[id] = time.AfterFunc(cp.opts.RegistrationGrace, func() { cp.deregister(id, c.lease) })
+	cp.mu.Unlock()
+}
+
+// deregister removes the registration of a proxy that did not come back
+// within the grace period.
+func (cp *controlPlane) deregister(id string, lease *store.Lease) {
+	cp.mu.Lock()
+	delete(cp.pending, id)
+	_, back := cp.connected[id]
+	cp.mu.Unlock()
+	if back || cp.stop.Load() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.lease.Revoke(ctx); err != nil {
-		cp.log.Warn("deregistering", "node", node.GetId(), "err", err)
+	// Revoking the lease deletes the registration, unless the proxy
+	// registered again elsewhere: its key is then under another lease.
+	if err := lease.Revoke(ctx); err != nil {
+		cp.log.Warn("deregistering", "node", id, "err", err)
 	}
 	cp.mu.Lock()
-	delete(cp.chains, node.GetId())
-	delete(cp.problems, node.GetId())
+	delete(cp.chains, id)
+	delete(cp.problems, id)
 	cp.mu.Unlock()
-	cp.xds.Forget(node.GetId())
-	cp.log.Info("proxy disconnected", "node", node.GetId())
+	cp.xds.Forget(id)
+	cp.log.Info("proxy deregistered", "node", id)
 	cp.trigger()
 }
 

@@ -66,7 +66,7 @@ type controlPlane struct {
 	done    chan error
 }
 
-func startControlPlane(t *testing.T, s subnet, dataDir string) *controlPlane {
+func startControlPlane(t *testing.T, s subnet, dataDir string, edit ...func(*control.Options)) *controlPlane {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &controlPlane{
@@ -74,13 +74,15 @@ func startControlPlane(t *testing.T, s subnet, dataDir string) *controlPlane {
 		xds: net.JoinHostPort(s.ip(1), "15012"), api: net.JoinHostPort(s.ip(1), "15014"),
 	}
 	ready := make(chan struct{})
-	go func() {
-		cp.done <- control.Run(ctx, control.Options{
-			DataDir: dataDir, XDSAddress: cp.xds, DebugAddress: cp.api,
-			Logger: testLogger(t, "control"),
-			Ready:  func(_, _ net.Addr) { close(ready) },
-		})
-	}()
+	opts := control.Options{
+		DataDir: dataDir, XDSAddress: cp.xds, DebugAddress: cp.api,
+		Logger: testLogger(t, "control"),
+		Ready:  func(_, _ net.Addr) { close(ready) },
+	}
+	for _, e := range edit {
+		e(&opts)
+	}
+	go func() { cp.done <- control.Run(ctx, opts) }()
 	select {
 	case <-ready:
 	case err := <-cp.done:

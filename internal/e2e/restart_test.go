@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"trellis.dev/trellis/internal/control"
+	"trellis.dev/trellis/internal/controlapi"
 	"trellis.dev/trellis/internal/store"
 )
 
@@ -117,6 +119,47 @@ func TestProxyServesLastConfigWithoutControlPlane(t *testing.T) {
 					return fmt.Errorf("%s %s is %s", p.ID, ty.Type, ty.State)
 				}
 			}
+		}
+		return nil
+	})
+}
+
+// TestRegistrationGrace stops a proxy: its workload stays registered for
+// the grace period (long enough to reconnect without its endpoints
+// flapping), then goes.
+func TestRegistrationGrace(t *testing.T) {
+	s := newSubnet(t)
+	cp := startControlPlane(t, s, t.TempDir(), func(o *control.Options) { o.RegistrationGrace = 2 * time.Second })
+	cp.apply(t, twoServices)
+	stop := startWorkload(t, s, cp, sidecar{name: "catalog-1", service: "catalog", account: "catalog", version: "v1", host: 12})
+	proxy := func() (*controlapi.ProxyStatus, error) {
+		list, err := cp.client(t).Proxies(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range list {
+			if p.ID == "catalog-1.demo" {
+				return &p, nil
+			}
+		}
+		return nil, nil
+	}
+	eventually(t, 30*time.Second, "catalog-1 connected", func() error {
+		if p, err := proxy(); err != nil || p == nil || !p.Connected {
+			return fmt.Errorf("%+v, %v", p, err)
+		}
+		return nil
+	})
+	stop()
+	eventually(t, 10*time.Second, "catalog-1 disconnected but still registered", func() error {
+		if p, err := proxy(); err != nil || p == nil || p.Connected {
+			return fmt.Errorf("%+v, %v", p, err)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "catalog-1 deregistered after the grace period", func() error {
+		if p, err := proxy(); err != nil || p != nil {
+			return fmt.Errorf("still there: %+v, %v", p, err)
 		}
 		return nil
 	})
