@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -44,5 +45,6 @@ talks to its API on --debug-address.`,
 	f.StringVar(&opts.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
 	f.StringVar(&opts.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of service names (name.namespace.svc.<domain>)")
 	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints; empty embeds a single-node etcd")
+	f.DurationVar(&opts.RegistrationGrace, "registration-grace", 10*time.Second, "how long a disconnected proxy's workload stays registered, so that it can reconnect without its endpoints flapping")
 	return c
 }
