@@ -59,6 +59,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		getCommand(g),
 		deleteCommand(g),
 		proxyStatusCommand(g),
+		proxyConfigCommand(g),
 		versionCommand(g),
 	)
 	root.SetArgs(args)

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"trellis.dev/trellis/internal/analyze"
@@ -363,39 +363,80 @@ func (cp *controlPlane) handleProxies(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
-// handleConfigDump returns the config last pushed to a proxy, by xDS type.
-// Secrets carry certificates only: private keys never reach the control
-// plane.
+// handleConfigDump returns, for one proxy and each xDS type asked for
+// (all by default), the resources last sent and those the proxy
+// acknowledged. Secrets carry certificates only: private keys never reach
+// the control plane.
 func (cp *controlPlane) handleConfigDump(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("proxy")
-	snap := cp.xds.Snapshot(id)
-	if snap == nil {
-		writeErrors(w, http.StatusNotFound, fmt.Sprintf("no config was built for proxy %q; see `trellis proxy-status`", id))
+	types := xds.Types
+	if t := r.URL.Query().Get("type"); t != "" {
+		url, ok := typeURLs[strings.ToUpper(t)]
+		if !ok {
+			writeErrors(w, http.StatusBadRequest, fmt.Sprintf("unknown type %q: use CDS, EDS, LDS, RDS or SDS", t))
+			return
+		}
+		types = []string{url}
+	}
+	status := map[string]xds.TypeStatus{}
+	known := false
+	for _, ps := range cp.xds.Status() {
+		if ps.ID == id {
+			known = true
+			for _, ts := range ps.Types {
+				status[ts.TypeURL] = ts
+			}
+		}
+	}
+	if !known {
+		writeErrors(w, http.StatusNotFound, fmt.Sprintf("proxy %q is not known to the control plane; `trellis proxy-status` lists them", id))
 		return
 	}
-	out := map[string][]json.RawMessage{}
-	for _, typ := range xds.Types {
-		items := snap.GetResources(typ)
-		names := make([]string, 0, len(items))
-		for n := range items {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		list := []json.RawMessage{}
-		for _, n := range names {
-			b, err := marshalResource(items[n])
+	var out []controlapi.ProxyConfig
+	for _, typ := range types {
+		pc := controlapi.ProxyConfig{Proxy: id, Type: typeNames[typ], TypeURL: typ, State: status[typ].State}
+		sent, acked, ok := cp.xds.SentConfig(id, typ)
+		if ok {
+			var err error
+			if pc.Sent, err = versionedJSON(sent); err == nil {
+				pc.Acked, err = versionedJSON(acked)
+			}
 			if err != nil {
 				writeErrors(w, http.StatusInternalServerError, err.Error())
 				return
 			}
-			list = append(list, b)
 		}
-		out[typeNames[typ]] = list
+		out = append(out, pc)
 	}
 	writeJSON(w, out)
 }
 
-func marshalResource(r types.Resource) (json.RawMessage, error) {
+// typeURLs maps the short names of xDS types to their URLs.
+var typeURLs = func() map[string]string {
+	m := map[string]string{}
+	for url, name := range typeNames {
+		m[name] = url
+	}
+	return m
+}()
+
+func versionedJSON(c xds.Config) (controlapi.VersionedConfig, error) {
+	out := controlapi.VersionedConfig{Version: c.Version, Resources: []json.RawMessage{}}
+	for _, a := range c.Resources {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			return out, err
+		}
+		b, err := marshalResource(m)
+		if err != nil {
+			return out, err
+		}
+		out.Resources = append(out.Resources, b)
+	}
+	return out, nil
+}
+
+func marshalResource(r proto.Message) (json.RawMessage, error) {
 	b, err := protojson.Marshal(r)
 	if err != nil {
 		return nil, err

@@ -119,6 +119,23 @@ type TypeStatus struct {
 	Nack    string `json:"nack,omitempty"`
 }
 
+// ProxyConfig is the config of one xDS type of one proxy: what the control
+// plane last sent and what the proxy acknowledged.
+type ProxyConfig struct {
+	Proxy   string          `json:"proxy"`
+	Type    string          `json:"type"`
+	TypeURL string          `json:"typeUrl"`
+	State   string          `json:"state"`
+	Sent    VersionedConfig `json:"sent"`
+	Acked   VersionedConfig `json:"acked"`
+}
+
+// VersionedConfig is a version and its resources, each in protojson.
+type VersionedConfig struct {
+	Version   string            `json:"version,omitempty"`
+	Resources []json.RawMessage `json:"resources"`
+}
+
 // Client talks to the control plane's API.
 type Client struct {
 	base *url.URL
@@ -263,6 +280,20 @@ func (c *Client) Findings(ctx context.Context) ([]analyze.Finding, error) {
 func (c *Client) Proxies(ctx context.Context) ([]ProxyStatus, error) {
 	var out []ProxyStatus
 	if err := c.do(ctx, http.MethodGet, PathProxies, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ProxyConfig returns a proxy's config for typ (CDS, EDS, LDS, RDS or
+// SDS; "" for all).
+func (c *Client) ProxyConfig(ctx context.Context, proxy, typ string) ([]ProxyConfig, error) {
+	q := url.Values{"proxy": {proxy}}
+	if typ != "" {
+		q.Set("type", typ)
+	}
+	var out []ProxyConfig
+	if err := c.do(ctx, http.MethodGet, PathConfig, q, nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil

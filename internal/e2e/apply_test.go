@@ -3,10 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"trellis.dev/trellis/internal/cli"
 	"trellis.dev/trellis/internal/usage"
@@ -152,5 +155,60 @@ spec: {controllerName: trellis.dev/gateway}
 	}
 	if _, _, err := trellis(t, cp, "get", "widgets"); err == nil || !strings.Contains(err.Error(), `unknown kind "widgets"`) {
 		t.Errorf("get of an unknown kind: %v", err)
+	}
+}
+
+// TestProxyConfig reads a running proxy's config back: what was sent,
+// what was acknowledged, and never a private key.
+func TestProxyConfig(t *testing.T) {
+	s := newSubnet(t)
+	cp := startControlPlane(t, s, t.TempDir())
+	cp.apply(t, twoServices)
+	startWorkload(t, s, cp, sidecar{name: "web-1", service: "web", account: "web", version: "v1", host: 11, next: "catalog"})
+	startWorkload(t, s, cp, sidecar{name: "catalog-1", service: "catalog", account: "catalog", version: "v1", host: 12})
+	eventually(t, 30*time.Second, "web-1 has catalog's endpoint", func() error {
+		out, _, err := trellis(t, cp, "proxy-config", "web-1.demo", "endpoints", "--acked")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "outbound|80||catalog.demo.svc.cluster.local  "+s.ip(12)+":15008  HEALTHY") {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
+	out, _, err := trellis(t, cp, "proxy-config", "web-1.demo", "all", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var configs []struct {
+		Type, State string
+		Sent, Acked struct {
+			Version   string
+			Resources []json.RawMessage
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &configs); err != nil {
+		t.Fatal(err)
+	}
+	if len(configs) != 5 {
+		t.Fatalf("%d types, want 5", len(configs))
+	}
+	for _, c := range configs {
+		if c.State != "SYNCED" || c.Sent.Version != c.Acked.Version || len(c.Sent.Resources) == 0 {
+			t.Errorf("%s: state %s, sent %s, acked %s, %d resources", c.Type, c.State, c.Sent.Version, c.Acked.Version, len(c.Sent.Resources))
+		}
+	}
+	if strings.Contains(out, "PRIVATE KEY") || strings.Contains(out, "privateKey") {
+		t.Error("proxy-config shows a private key")
+	}
+	secrets, _, err := trellis(t, cp, "proxy-config", "web-1.demo", "secrets")
+	if err != nil || !strings.Contains(secrets, "spiffe://cluster.local/ns/demo/sa/web") {
+		t.Errorf("secrets: %v\n%s", err, secrets)
+	}
+	if _, _, err := trellis(t, cp, "proxy-config", "nobody.demo", "clusters"); err == nil || !strings.Contains(err.Error(), "not known") {
+		t.Errorf("unknown proxy: %v", err)
+	}
+	if _, _, err := trellis(t, cp, "proxy-config", "web-1.demo", "widgets"); !usage.Is(err) {
+		t.Errorf("unknown type: %v, want a usage error", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Sync states of one xDS type of one proxy, as proxy-status shows them.
@@ -43,7 +44,10 @@ func (ns *nodeState) currentSnapshot() *cache.Snapshot {
 }
 
 type typeStatus struct {
-	responses    int
+	responses int
+	// sent are the resources of the last response; acked those of the
+	// last response the proxy acknowledged.
+	sent, acked  []*anypb.Any
 	sentVersion  string
 	sentNonce    string
 	sentAt       time.Time
@@ -70,6 +74,7 @@ func (s *Server) recordRequest(id int64, node string, req *discoverygrpc.Discove
 		return
 	}
 	ts.ackedVersion = req.GetVersionInfo()
+	ts.acked = ts.sent
 	ts.ackedAt = time.Now()
 	ts.nackNonce, ts.nackMessage = "", ""
 }
@@ -91,6 +96,7 @@ func (s *Server) onResponse(_ context.Context, id int64, req *discoverygrpc.Disc
 		ns.types[resp.GetTypeUrl()] = ts
 	}
 	ts.responses++
+	ts.sent = resp.GetResources()
 	ts.sentVersion = resp.GetVersionInfo()
 	ts.sentNonce = resp.GetNonce()
 	ts.sentAt = time.Now()
@@ -158,9 +164,24 @@ func (ns *nodeState) typeStatus(typ string) TypeStatus {
 	return t
 }
 
-// Snapshot returns the config last pushed for node, or nil.
-func (s *Server) Snapshot(node string) *cache.Snapshot {
+// Config is what was sent to, or acknowledged by, one proxy for one type.
+type Config struct {
+	Version   string
+	Resources []*anypb.Any
+}
+
+// SentConfig returns the resources of typeURL last sent to node, and
+// those it acknowledged; ok is false when nothing was sent on its stream.
+func (s *Server) SentConfig(node, typeURL string) (sent, acked Config, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.nodes[node].currentSnapshot()
+	ns := s.nodes[node]
+	if ns == nil {
+		return Config{}, Config{}, false
+	}
+	ts := ns.types[typeURL]
+	if ts == nil {
+		return Config{}, Config{}, false
+	}
+	return Config{ts.sentVersion, ts.sent}, Config{ts.ackedVersion, ts.acked}, true
 }
