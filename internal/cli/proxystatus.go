@@ -67,7 +67,7 @@ proxy's message follows the table).`,
 
 func printProxyStatus(g *globals, list []controlapi.ProxyStatus) error {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "PROXY\tKIND\tWORKLOAD\tCONNECTED\t"+strings.Join(statusColumns, "\t"))
+	fmt.Fprintln(tw, "PROXY\tKIND\tWORKLOAD\tCONNECTED\tXDS\t"+strings.Join(statusColumns, "\t"))
 	var notes []string
 	for _, p := range list {
 		byType := map[string]controlapi.TypeStatus{}
@@ -81,7 +81,11 @@ func printProxyStatus(g *globals, list []controlapi.ProxyStatus) error {
 		if !p.Connected {
 			connected = "no"
 		}
-		cols := []string{p.ID, orDash(p.Kind), orDash(p.Workload), connected}
+		mode := "sotw"
+		if p.Delta {
+			mode = "delta"
+		}
+		cols := []string{p.ID, orDash(p.Kind), orDash(p.Workload), connected, mode}
 		for _, typ := range statusColumns {
 			cols = append(cols, orDash(byType[typ].State))
 		}

@@ -338,7 +338,7 @@ func (cp *controlPlane) handleProxies(w http.ResponseWriter, r *http.Request) {
 	out := make([]controlapi.ProxyStatus, 0, len(statuses))
 	for _, s := range statuses {
 		ps := controlapi.ProxyStatus{
-			ID: s.ID, Connected: s.Connected, ConnectedAt: s.ConnectedAt, DisconnectedAt: s.DisconnectedAt,
+			ID: s.ID, Connected: s.Connected, Delta: s.Delta, ConnectedAt: s.ConnectedAt, DisconnectedAt: s.DisconnectedAt,
 			Problems: cp.problems[s.ID],
 		}
 		if m := cp.registrations[s.ID]; m != nil {
@@ -354,7 +354,7 @@ func (cp *controlPlane) handleProxies(w http.ResponseWriter, r *http.Request) {
 		for _, t := range s.Types {
 			ps.Types = append(ps.Types, controlapi.TypeStatus{
 				Type: typeNames[t.TypeURL], TypeURL: t.TypeURL, State: t.State,
-				Current: t.Current, Sent: t.Sent, Acked: t.Acked, Nack: t.Nack,
+				Current: t.Current, Sent: t.Sent, Acked: t.Acked, Nack: t.Nack, Responses: t.Responses, Bytes: t.Bytes,
 			})
 		}
 		out = append(out, ps)

@@ -93,13 +93,15 @@ type Resource struct {
 
 // ProxyStatus is one proxy in proxy-status.
 type ProxyStatus struct {
-	ID             string       `json:"id"`
-	Kind           string       `json:"kind,omitempty"`
-	Workload       string       `json:"workload,omitempty"`
-	Identity       string       `json:"identity,omitempty"`
-	Address        string       `json:"address,omitempty"`
-	Version        string       `json:"version,omitempty"`
-	Connected      bool         `json:"connected"`
+	ID        string `json:"id"`
+	Kind      string `json:"kind,omitempty"`
+	Workload  string `json:"workload,omitempty"`
+	Identity  string `json:"identity,omitempty"`
+	Address   string `json:"address,omitempty"`
+	Version   string `json:"version,omitempty"`
+	Connected bool   `json:"connected"`
+	// Delta tells whether the proxy follows incremental (delta) xDS.
+	Delta          bool         `json:"delta"`
 	ConnectedAt    time.Time    `json:"connectedAt,omitzero"`
 	DisconnectedAt time.Time    `json:"disconnectedAt,omitzero"`
 	Types          []TypeStatus `json:"types"`
@@ -117,6 +119,10 @@ type TypeStatus struct {
 	Sent    string `json:"sent,omitempty"`
 	Acked   string `json:"acked,omitempty"`
 	Nack    string `json:"nack,omitempty"`
+	// Responses and Bytes count what was sent of this type on the
+	// proxy's current stream.
+	Responses int   `json:"responses"`
+	Bytes     int64 `json:"bytes"`
 }
 
 // ProxyConfig is the config of one xDS type of one proxy: what the control

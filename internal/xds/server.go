@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"trellis.dev/trellis/internal/translate"
 )
@@ -68,6 +69,7 @@ type stream struct {
 	ctx      context.Context
 	node     *corev3.Node
 	peer     []*x509.Certificate
+	delta    bool
 	accepted bool
 }
 
@@ -103,72 +105,118 @@ func peerCertificates(ctx context.Context) []*x509.Certificate {
 	return nil
 }
 
+// deltaID maps the IDs of delta streams, which go-control-plane counts
+// apart from state-of-the-world streams, to a range of their own.
+func deltaID(id int64) int64 { return -id }
+
 func (s *Server) callbacks() server.CallbackFuncs {
 	return server.CallbackFuncs{
-		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			s.mu.Lock()
-			s.streams[id] = &stream{ctx: ctx, peer: peerCertificates(ctx)}
-			s.mu.Unlock()
+		StreamOpenFunc:      func(ctx context.Context, id int64, _ string) error { return s.opened(ctx, id, false) },
+		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error { return s.opened(ctx, deltaID(id), true) },
+		StreamClosedFunc:    func(id int64, _ *corev3.Node) { s.closed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) {
+			s.closed(deltaID(id))
+		},
+		StreamRequestFunc: func(id int64, req *discoverygrpc.DiscoveryRequest) error {
+			if err := s.accept(id, req.GetNode()); err != nil {
+				return err
+			}
+			s.recordRequest(id, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+			s.holdNacked(id, req)
 			return nil
 		},
-		StreamClosedFunc: func(id int64, node *corev3.Node) {
-			s.mu.Lock()
-			st := s.streams[id]
-			delete(s.streams, id)
-			if st != nil && st.node != nil {
-				if ns := s.nodes[st.node.GetId()]; ns != nil && ns.streamID == id {
-					ns.connected = false
-					ns.disconnectedAt = time.Now()
-				}
+		StreamDeltaRequestFunc: func(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+			if err := s.accept(deltaID(id), req.GetNode()); err != nil {
+				return err
 			}
-			s.mu.Unlock()
-			if st != nil && st.accepted {
-				s.hooks.Disconnected(id, st.node)
-			}
+			s.recordRequest(deltaID(id), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+			return nil
 		},
-		StreamRequestFunc:  s.onRequest,
-		StreamResponseFunc: s.onResponse,
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+			s.recordResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), proto.Size(resp), func(ts *typeStatus) {
+				ts.sent = resp.GetResources()
+			})
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
+			s.recordResponse(deltaID(id), resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), proto.Size(resp), func(ts *typeStatus) {
+				next := make(map[string]*anypb.Any, len(ts.sentDelta)+len(resp.GetResources()))
+				for k, v := range ts.sentDelta {
+					next[k] = v
+				}
+				for _, r := range resp.GetResources() {
+					next[r.GetName()] = r.GetResource()
+				}
+				for _, name := range resp.GetRemovedResources() {
+					delete(next, name)
+				}
+				ts.sentDelta = next
+				ts.sent = sortedResources(next)
+			})
+		},
 	}
 }
 
-func (s *Server) onRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
+func (s *Server) opened(ctx context.Context, id int64, delta bool) error {
+	s.mu.Lock()
+	s.streams[id] = &stream{ctx: ctx, peer: peerCertificates(ctx), delta: delta}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Server) closed(id int64) {
+	s.mu.Lock()
+	st := s.streams[id]
+	delete(s.streams, id)
+	if st != nil && st.node != nil {
+		if ns := s.nodes[st.node.GetId()]; ns != nil && ns.streamID == id {
+			ns.connected = false
+			ns.disconnectedAt = time.Now()
+		}
+	}
+	s.mu.Unlock()
+	if st != nil && st.accepted {
+		s.hooks.Disconnected(id, st.node)
+	}
+}
+
+// accept handles the first request of a stream: it must carry a node,
+// which the hooks accept or reject.
+func (s *Server) accept(id int64, reqNode *corev3.Node) error {
 	s.mu.Lock()
 	st := s.streams[id]
 	if st == nil {
 		s.mu.Unlock()
 		return fmt.Errorf("xds: unknown stream %d", id)
 	}
-	first := st.node == nil
-	if first {
-		if req.GetNode().GetId() == "" {
-			s.mu.Unlock()
-			return errors.New("xds: the first request of a stream must carry a node with an id")
-		}
-		st.node = req.GetNode()
+	if st.node != nil {
+		s.mu.Unlock()
+		return nil
 	}
+	if reqNode.GetId() == "" {
+		s.mu.Unlock()
+		return errors.New("xds: the first request of a stream must carry a node with an id")
+	}
+	st.node = reqNode
 	node, peerCerts := st.node, st.peer
 	s.mu.Unlock()
 
-	if first {
-		if err := s.hooks.Connected(id, node, peerCerts); err != nil {
-			s.log.Warn("proxy rejected", "node", node.GetId(), "err", err)
-			return err
-		}
-		s.mu.Lock()
-		st.accepted = true
-		s.nodes[node.GetId()] = &nodeState{
-			streamID:    id,
-			node:        node,
-			connected:   true,
-			connectedAt: time.Now(),
-			types:       map[string]*typeStatus{},
-			current:     s.nodes[node.GetId()].currentSnapshot(),
-		}
-		s.mu.Unlock()
-		s.log.Info("proxy connected", "node", node.GetId(), "stream", id)
+	if err := s.hooks.Connected(id, node, peerCerts); err != nil {
+		s.log.Warn("proxy rejected", "node", node.GetId(), "err", err)
+		return err
 	}
-	s.recordRequest(id, node.GetId(), req)
-	s.holdNacked(id, node.GetId(), req)
+	s.mu.Lock()
+	st.accepted = true
+	s.nodes[node.GetId()] = &nodeState{
+		streamID:    id,
+		delta:       st.delta,
+		node:        node,
+		connected:   true,
+		connectedAt: time.Now(),
+		types:       map[string]*typeStatus{},
+		current:     s.nodes[node.GetId()].currentSnapshot(),
+	}
+	s.mu.Unlock()
+	s.log.Info("proxy connected", "node", node.GetId(), "stream", id, "delta", st.delta)
 	return nil
 }
 
@@ -178,17 +226,14 @@ func (s *Server) onRequest(id int64, req *discoverygrpc.DiscoveryRequest) error 
 // the rejected config at once, and the proxy would reject it again, in a
 // loop. Presenting the NACK as being at the rejected version makes the
 // cache wait for the next version instead.
-func (s *Server) holdNacked(id int64, node string, req *discoverygrpc.DiscoveryRequest) {
+func (s *Server) holdNacked(id int64, req *discoverygrpc.DiscoveryRequest) {
 	if req.GetErrorDetail() == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ns := s.nodes[node]
-	if ns == nil || ns.streamID != id {
-		return
-	}
-	if ts := ns.types[req.GetTypeUrl()]; ts != nil && ts.sentNonce == req.GetResponseNonce() {
+	ts := s.typeStatusLocked(id, req.GetTypeUrl())
+	if ts != nil && ts.sentNonce == req.GetResponseNonce() {
 		req.VersionInfo = ts.sentVersion
 	}
 }

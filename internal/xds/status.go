@@ -2,12 +2,11 @@ package xds
 
 import (
 	"cmp"
-	"context"
+	"maps"
 	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -28,6 +27,7 @@ const (
 
 type nodeState struct {
 	streamID       int64
+	delta          bool
 	node           *corev3.Node
 	connected      bool
 	connectedAt    time.Time
@@ -45,9 +45,12 @@ func (ns *nodeState) currentSnapshot() *cache.Snapshot {
 
 type typeStatus struct {
 	responses int
-	// sent are the resources of the last response; acked those of the
-	// last response the proxy acknowledged.
+	bytes     int64
+	// sent are the resources the proxy has if it applied the last
+	// response; acked those it has as of its last ACK. Over delta xDS,
+	// sentDelta accumulates the responses.
 	sent, acked  []*anypb.Any
+	sentDelta    map[string]*anypb.Any
 	sentVersion  string
 	sentNonce    string
 	sentAt       time.Time
@@ -57,49 +60,67 @@ type typeStatus struct {
 	nackMessage  string
 }
 
-func (s *Server) recordRequest(id int64, node string, req *discoverygrpc.DiscoveryRequest) {
+// typeStatusLocked returns the status of one type on stream id, or nil
+// when the stream is not the node's current one.
+func (s *Server) typeStatusLocked(id int64, typeURL string) *typeStatus {
+	st := s.streams[id]
+	if st == nil || st.node == nil {
+		return nil
+	}
+	ns := s.nodes[st.node.GetId()]
+	if ns == nil || ns.streamID != id {
+		return nil
+	}
+	ts := ns.types[typeURL]
+	if ts == nil {
+		ts = &typeStatus{}
+		ns.types[typeURL] = ts
+	}
+	return ts
+}
+
+// recordRequest records an ACK or NACK of the response with nonce.
+func (s *Server) recordRequest(id int64, typeURL, nonce, nackMessage string, nack bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ns := s.nodes[node]
-	if ns == nil || ns.streamID != id {
+	ts := s.typeStatusLocked(id, typeURL)
+	if ts == nil || nonce == "" || nonce != ts.sentNonce {
 		return
 	}
-	ts := ns.types[req.GetTypeUrl()]
-	if ts == nil || req.GetResponseNonce() == "" || req.GetResponseNonce() != ts.sentNonce {
+	if nack {
+		ts.nackNonce = nonce
+		ts.nackMessage = nackMessage
 		return
 	}
-	if d := req.GetErrorDetail(); d != nil {
-		ts.nackNonce = req.GetResponseNonce()
-		ts.nackMessage = d.GetMessage()
-		return
-	}
-	ts.ackedVersion = req.GetVersionInfo()
+	ts.ackedVersion = ts.sentVersion
 	ts.acked = ts.sent
 	ts.ackedAt = time.Now()
 	ts.nackNonce, ts.nackMessage = "", ""
 }
 
-func (s *Server) onResponse(_ context.Context, id int64, req *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+// recordResponse records a response sent on stream id; update records its
+// resources.
+func (s *Server) recordResponse(id int64, typeURL, nonce, version string, size int, update func(*typeStatus)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.streams[id]
-	if st == nil || st.node == nil {
-		return
-	}
-	ns := s.nodes[st.node.GetId()]
-	if ns == nil || ns.streamID != id {
-		return
-	}
-	ts := ns.types[resp.GetTypeUrl()]
+	ts := s.typeStatusLocked(id, typeURL)
 	if ts == nil {
-		ts = &typeStatus{}
-		ns.types[resp.GetTypeUrl()] = ts
+		return
 	}
 	ts.responses++
-	ts.sent = resp.GetResources()
-	ts.sentVersion = resp.GetVersionInfo()
-	ts.sentNonce = resp.GetNonce()
+	ts.bytes += int64(size)
+	ts.sentVersion = version
+	ts.sentNonce = nonce
 	ts.sentAt = time.Now()
+	update(ts)
+}
+
+func sortedResources(m map[string]*anypb.Any) []*anypb.Any {
+	out := make([]*anypb.Any, 0, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[name])
+	}
+	return out
 }
 
 // TypeStatus is the sync state of one xDS type of one proxy.
@@ -113,14 +134,18 @@ type TypeStatus struct {
 	// Nack is the proxy's error message when State is NACKED.
 	Nack   string    `json:"nack,omitempty"`
 	SentAt time.Time `json:"sentAt,omitzero"`
-	// Responses counts the responses of this type sent on the stream.
-	Responses int `json:"responses"`
+	// Responses counts the responses of this type sent on the stream, and
+	// Bytes their size.
+	Responses int   `json:"responses"`
+	Bytes     int64 `json:"bytes"`
 }
 
 // ProxyStatus is what proxy-status shows for one proxy.
 type ProxyStatus struct {
-	ID             string       `json:"id"`
-	Connected      bool         `json:"connected"`
+	ID        string `json:"id"`
+	Connected bool   `json:"connected"`
+	// Delta tells whether the proxy uses incremental (delta) xDS.
+	Delta          bool         `json:"delta"`
 	ConnectedAt    time.Time    `json:"connectedAt,omitzero"`
 	DisconnectedAt time.Time    `json:"disconnectedAt,omitzero"`
 	Types          []TypeStatus `json:"types"`
@@ -132,7 +157,7 @@ func (s *Server) Status() []ProxyStatus {
 	defer s.mu.Unlock()
 	out := make([]ProxyStatus, 0, len(s.nodes))
 	for id, ns := range s.nodes {
-		ps := ProxyStatus{ID: id, Connected: ns.connected, ConnectedAt: ns.connectedAt, DisconnectedAt: ns.disconnectedAt}
+		ps := ProxyStatus{ID: id, Connected: ns.connected, Delta: ns.delta, ConnectedAt: ns.connectedAt, DisconnectedAt: ns.disconnectedAt}
 		for _, typ := range Types {
 			ps.Types = append(ps.Types, ns.typeStatus(typ))
 		}
@@ -160,7 +185,7 @@ func (ns *nodeState) typeStatus(typ string) TypeStatus {
 	default:
 		t.State = StateStale
 	}
-	t.Sent, t.Acked, t.SentAt, t.Responses = ts.sentVersion, ts.ackedVersion, ts.sentAt, ts.responses
+	t.Sent, t.Acked, t.SentAt, t.Responses, t.Bytes = ts.sentVersion, ts.ackedVersion, ts.sentAt, ts.responses, ts.bytes
 	return t
 }
 

@@ -56,6 +56,9 @@ type Options struct {
 	Log  *slog.Logger
 	// Connected, when set, is called each time a stream opens.
 	Connected func()
+	// Delta selects incremental (delta) xDS: the control plane sends only
+	// what changed. State of the world otherwise.
+	Delta bool
 }
 
 // Client follows the control plane.
@@ -63,6 +66,13 @@ type Client struct {
 	opts    Options
 	handler Handler
 	log     *slog.Logger
+	// versions are the versions of the resources applied, by type and
+	// name, kept across delta streams so that a new stream starts from
+	// what the proxy has.
+	versions map[string]map[string]string
+	// applied are the resources applied, by type and name, for delta
+	// updates to build on.
+	applied map[string]map[string]proto.Message
 }
 
 // New returns a client; Run starts it.
@@ -71,7 +81,8 @@ func New(opts Options, h Handler) *Client {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{opts: opts, handler: h, log: log}
+	return &Client{opts: opts, handler: h, log: log,
+		versions: map[string]map[string]string{}, applied: map[string]map[string]proto.Message{}}
 }
 
 // Run keeps an ADS stream open until ctx is done, reconnecting with
@@ -80,7 +91,12 @@ func (c *Client) Run(ctx context.Context) error {
 	backoff := 250 * time.Millisecond
 	for {
 		start := time.Now()
-		err := c.stream(ctx)
+		var err error
+		if c.opts.Delta {
+			err = c.deltaStream(ctx)
+		} else {
+			err = c.stream(ctx)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -199,16 +215,9 @@ func (c *Client) stream(ctx context.Context) error {
 func (c *Client) apply(resp *discoveryv3.DiscoveryResponse) error {
 	resources := make(map[string]proto.Message, len(resp.GetResources()))
 	for i, a := range resp.GetResources() {
-		if a.GetTypeUrl() != resp.GetTypeUrl() {
-			return fmt.Errorf("resource %d has type %s in a %s response", i, a.GetTypeUrl(), resp.GetTypeUrl())
-		}
-		m, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
+		name, m, err := unpack(resp.GetTypeUrl(), i, a)
 		if err != nil {
-			return fmt.Errorf("resource %d: %w", i, err)
-		}
-		name := resourceName(m)
-		if name == "" {
-			return fmt.Errorf("resource %d has no name", i)
+			return err
 		}
 		if _, dup := resources[name]; dup {
 			return fmt.Errorf("resource %q appears twice", name)
@@ -216,6 +225,22 @@ func (c *Client) apply(resp *discoveryv3.DiscoveryResponse) error {
 		resources[name] = m
 	}
 	return c.handler.Apply(resp.GetTypeUrl(), resources)
+}
+
+// unpack decodes the i-th resource of a response of type typeURL.
+func unpack(typeURL string, i int, a *anypb.Any) (string, proto.Message, error) {
+	if a.GetTypeUrl() != typeURL {
+		return "", nil, fmt.Errorf("resource %d has type %s in a %s response", i, a.GetTypeUrl(), typeURL)
+	}
+	m, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
+	if err != nil {
+		return "", nil, fmt.Errorf("resource %d: %w", i, err)
+	}
+	name := resourceName(m)
+	if name == "" {
+		return "", nil, fmt.Errorf("resource %d has no name", i)
+	}
+	return name, m, nil
 }
 
 // resourceName is the name xDS keys a resource by.
