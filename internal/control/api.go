@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,6 +37,7 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("DELETE "+controlapi.PathResources, cp.handleDelete)
 	mux.HandleFunc("GET "+controlapi.PathProxies, cp.handleProxies)
 	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET "+controlapi.PathConfig, cp.handleConfigDump)
 	mux.HandleFunc("GET "+controlapi.PathReady, func(w http.ResponseWriter, r *http.Request) {
 		if !cp.ready.Load() {
@@ -70,9 +72,11 @@ func (cp *controlPlane) handleApply(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, errs := cp.apply(r.Context(), req)
 	if len(errs) > 0 {
+		cp.metrics.applies.WithLabelValues("refused").Inc()
 		writeErrors(w, http.StatusUnprocessableEntity, errs...)
 		return
 	}
+	cp.metrics.applies.WithLabelValues("applied").Inc()
 	writeJSON(w, resp)
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -69,6 +70,7 @@ type controlPlane struct {
 	pushMu sync.Mutex
 	// applyMu serializes applies.
 	applyMu sync.Mutex
+	metrics *metrics
 	// wg tracks the goroutines keeping registrations alive.
 	wg sync.WaitGroup
 }
@@ -94,6 +96,11 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		pending:       map[string]*time.Timer{},
 	}
 	cp.xds = xds.New(ctx, cp, opts.Logger)
+	cp.metrics = newMetrics(func() float64 {
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		return float64(len(cp.connected))
+	})
 	return cp
 }
 
@@ -261,13 +268,30 @@ func (cp *controlPlane) build() *snapshot {
 	return snap
 }
 
+// pushAll rebuilds every connected proxy's config, translating in
+// parallel (translation is pure), and pushes what changed.
 func (cp *controlPlane) pushAll(ctx context.Context) {
 	cp.pushMu.Lock()
 	defer cp.pushMu.Unlock()
+	start := time.Now()
 	snap := cp.build()
-	for _, id := range slices.Sorted(maps.Keys(snap.proxies)) {
-		cp.pushLocked(ctx, snap, id)
+	ids := slices.Sorted(maps.Keys(snap.proxies))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(ids)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ids) {
+					return
+				}
+				cp.pushLocked(ctx, snap, ids[i])
+			}
+		})
 	}
+	wg.Wait()
+	cp.metrics.rounds.Inc()
+	cp.metrics.roundSeconds.Observe(time.Since(start).Seconds())
 }
 
 // pushOne builds and pushes the config of one proxy now.
@@ -281,6 +305,7 @@ func (cp *controlPlane) pushOne(ctx context.Context, id string) {
 }
 
 func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id string) {
+	start := time.Now()
 	res, problems := translate.Translate(translate.Input{
 		Config:           snap.config,
 		Index:            snap.index,
@@ -288,6 +313,7 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 		CertificateChain: snap.chains[id],
 		TrustBundle:      cp.ca.BundlePEM(),
 	}, translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain})
+	cp.metrics.translateSecs.Observe(time.Since(start).Seconds())
 	msgs := make([]string, len(problems))
 	for i, p := range problems {
 		msgs[i] = p.String()
@@ -300,12 +326,15 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 		cp.log.Warn("parts of a proxy's config are not in effect", "node", id, "problems", strings.Join(msgs, "; "))
 	}
 	changed, err := cp.xds.Push(ctx, id, res)
-	if err != nil {
+	switch {
+	case err != nil:
+		cp.metrics.pushes.WithLabelValues("refused").Inc()
 		cp.log.Error("push refused", "node", id, "err", err)
-		return
-	}
-	if changed {
+	case changed:
+		cp.metrics.pushes.WithLabelValues("changed").Inc()
 		cp.log.Debug("pushed", "node", id)
+	default:
+		cp.metrics.pushes.WithLabelValues("unchanged").Inc()
 	}
 }
 

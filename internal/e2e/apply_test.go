@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,6 +206,17 @@ func TestProxyConfig(t *testing.T) {
 	secrets, _, err := trellis(t, cp, "proxy-config", "web-1.demo", "secrets")
 	if err != nil || !strings.Contains(secrets, "spiffe://cluster.local/ns/demo/sa/web") {
 		t.Errorf("secrets: %v\n%s", err, secrets)
+	}
+	resp, err := http.Get("http://" + cp.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"trellis_control_proxies_connected 2", `trellis_control_proxy_pushes_total{result="changed"}`, "trellis_control_push_round_seconds_bucket"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics has no %s", want)
+		}
 	}
 	if _, _, err := trellis(t, cp, "proxy-config", "nobody.demo", "clusters"); err == nil || !strings.Contains(err.Error(), "not known") {
 		t.Errorf("unknown proxy: %v", err)
