@@ -18,6 +18,7 @@ import (
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/model"
 	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/proxy"
 	"trellis.dev/trellis/internal/resource"
 	"trellis.dev/trellis/internal/store"
 	"trellis.dev/trellis/internal/translate"
@@ -318,12 +319,27 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	for i, p := range problems {
 		msgs[i] = p.String()
 	}
+	// Nothing a proxy would reject is pushed: the config is compiled with
+	// the proxy's own code first, and on failure the proxy keeps what it
+	// has.
+	var rejected error
+	if k := snap.proxies[id].Kind; k == model.KindSidecar || k == model.KindGateway {
+		rejected = proxy.Check(proxy.Config{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints})
+		if rejected != nil {
+			msgs = append(msgs, "config not pushed, the proxy would reject it: "+rejected.Error())
+		}
+	}
 	cp.mu.Lock()
 	changedProblems := !slices.Equal(cp.problems[id], msgs)
 	cp.problems[id] = msgs
 	cp.mu.Unlock()
 	if changedProblems && len(msgs) > 0 {
 		cp.log.Warn("parts of a proxy's config are not in effect", "node", id, "problems", strings.Join(msgs, "; "))
+	}
+	if rejected != nil {
+		cp.metrics.pushes.WithLabelValues("refused").Inc()
+		cp.log.Error("push refused: the proxy would reject its config; it keeps the config it has", "node", id, "err", rejected)
+		return
 	}
 	changed, err := cp.xds.Push(ctx, id, res)
 	switch {

@@ -14,6 +14,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -118,4 +119,22 @@ func FuzzCompile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCheck runs the proxy's compilers without a proxy: what a proxy would
+// NACK is reported, what it accepts is not.
+func TestCheck(t *testing.T) {
+	good := &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}
+	if err := Check(Config{Clusters: []*clusterv3.Cluster{good}}); err != nil {
+		t.Fatalf("a good cluster: %v", err)
+	}
+	bad := proto.Clone(good).(*clusterv3.Cluster)
+	bad.Name = "bad"
+	bad.LbPolicy = clusterv3.Cluster_MAGLEV
+	badRoute := &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"}, RequireTls: routev3.VirtualHost_ALL}}}
+	err := Check(Config{Clusters: []*clusterv3.Cluster{good, bad}, Routes: []*routev3.RouteConfiguration{badRoute}})
+	if err == nil || !strings.Contains(err.Error(), `cluster "bad": lb_policy MAGLEV`) || !strings.Contains(err.Error(), "require_tls") {
+		t.Fatalf("Check = %v, want the cluster's and the route's problems", err)
+	}
 }
