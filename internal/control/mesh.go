@@ -354,17 +354,20 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	}
 }
 
-// addRegistered adds the workloads that sidecars registered to cfg.
+// addRegistered adds the workloads that sidecars and proxyless gRPC
+// applications registered to cfg.
 func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata) {
 	for _, id := range slices.Sorted(maps.Keys(regs)) {
-		if m := regs[id]; m.Kind == nodemeta.KindSidecar {
+		if m := regs[id]; m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
 			w := workloadOf(m)
 			cfg.Workloads = append(cfg.Workloads, &w)
 		}
 	}
 }
 
-// workloadOf is the workload a sidecar registered.
+// workloadOf is the workload a sidecar or a gRPC application registered.
+// A port without protocol is TCP behind a sidecar, and GRPC for a gRPC
+// application.
 func workloadOf(m *nodemeta.Metadata) model.Workload {
 	w := model.Workload{
 		Key:            model.Key{Namespace: m.Namespace, Name: m.Name},
@@ -378,7 +381,11 @@ func workloadOf(m *nodemeta.Metadata) model.Workload {
 	}
 	for _, p := range m.Ports {
 		proto := model.Protocol(strings.ToUpper(p.Protocol))
-		if proto == "" {
+		switch {
+		case proto != "":
+		case m.Kind == nodemeta.KindGRPC:
+			proto = model.ProtocolGRPC
+		default:
 			proto = model.ProtocolTCP
 		}
 		w.Ports = append(w.Ports, model.WorkloadPort{Name: p.Name, Port: p.Port, Protocol: proto})

@@ -34,6 +34,9 @@ func decodeRegistration(b []byte) (*nodemeta.Metadata, error) {
 
 // Connected registers the workload of a proxy whose ADS stream opened, after
 // checking that the certificate it presents is the identity it claims.
+// Proxyless gRPC applications (kind grpc) register the same way, with the
+// registration in their bootstrap's node metadata and the certificate in
+// its tls channel credentials.
 func (cp *controlPlane) Connected(streamID int64, node *corev3.Node, peer []*x509.Certificate) error {
 	if cp.stop.Load() {
 		return status.Error(codes.Unavailable, errShuttingDown.Error())
@@ -43,6 +46,10 @@ func (cp *controlPlane) Connected(streamID int64, node *corev3.Node, peer []*x50
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if len(peer) == 0 {
+		if meta.Kind == nodemeta.KindGRPC {
+			return status.Error(codes.Unauthenticated, "xDS needs a client certificate: get one from the certificate service and "+
+				"name it in the xDS bootstrap's channel_creds of type tls (certificate_file, private_key_file)")
+		}
 		return status.Error(codes.Unauthenticated, "xDS needs a client certificate: request one from the certificate service first")
 	}
 	got, err := identity.FromCertificate(peer[0])

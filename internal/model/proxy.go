@@ -10,6 +10,10 @@ const (
 	KindSidecar ProxyKind = "sidecar"
 	// KindGateway serves the listeners of one Gateway resource.
 	KindGateway ProxyKind = "gateway"
+	// KindGRPC is a proxyless gRPC application, its own xDS client: it
+	// resolves xds:/// targets itself and its xDS-enabled servers listen on
+	// the workload's ports, with no proxy in between.
+	KindGRPC ProxyKind = "grpc"
 )
 
 // Proxy is a data plane instance connected to the control plane: what it
@@ -18,13 +22,16 @@ type Proxy struct {
 	// ID is the xDS node ID, unique per proxy instance.
 	ID   string
 	Kind ProxyKind
-	// Workload is the workload a sidecar fronts; for a gateway it is the
-	// gateway instance itself (its address and service account).
+	// Workload is the workload a sidecar fronts or a gRPC application is;
+	// for a gateway it is the gateway instance itself (its address and
+	// service account).
 	Workload Workload
 	// Gateway names the Gateway a gateway proxy serves.
 	Gateway Key
 	// Upstreams are the services a sidecar's app calls through explicit
-	// outbound listeners on OutboundAddress.
+	// outbound listeners on OutboundAddress. For a gRPC application they
+	// are services it calls besides the gRPC services of its namespace;
+	// LocalPort is zero.
 	Upstreams       []Upstream
 	OutboundAddress string
 	// AppAddress is where the sidecar reaches its app's ports.

@@ -4,6 +4,10 @@
 // it when the proxy's ADS stream opens, and builds that proxy's config from
 // it.
 //
+// Three kinds of xDS client register this way: the sidecar and the gateway
+// (trellis-proxy), and proxyless gRPC applications, which put the same
+// metadata in the node of their xDS bootstrap file.
+//
 // Both binaries import this package; it depends only on protobuf.
 package nodemeta
 
@@ -24,11 +28,14 @@ const Field = "trellis"
 const (
 	KindSidecar = "sidecar"
 	KindGateway = "gateway"
+	// KindGRPC is a gRPC application that is its own xDS client
+	// (proxyless): it has no mesh port and no outbound listeners.
+	KindGRPC = "grpc"
 )
 
 // Metadata is a proxy's registration.
 type Metadata struct {
-	// Kind is "sidecar" or "gateway".
+	// Kind is "sidecar", "gateway" or "grpc".
 	Kind string `json:"kind"`
 	// Name and Namespace name the workload (for a gateway: the gateway
 	// instance).
@@ -43,17 +50,21 @@ type Metadata struct {
 	// Services names services (in Namespace) the workload declares itself a
 	// member of; services with a selector pick members by Labels instead.
 	Services []string `json:"services,omitempty"`
-	// Ports are the application's ports.
+	// Ports are the application's ports; for a gRPC application, the
+	// ports its xDS-enabled servers listen on (protocol GRPC when unset).
 	Ports []Port `json:"ports,omitempty"`
 	// MeshPort is the port on Address where the sidecar accepts mesh mTLS.
+	// Not set for a gRPC application.
 	MeshPort uint32 `json:"meshPort,omitempty"`
 	// AppAddress is where the sidecar reaches the application (default
-	// 127.0.0.1).
+	// 127.0.0.1). Sidecars only.
 	AppAddress string `json:"appAddress,omitempty"`
 	// OutboundAddress is where explicit outbound listeners bind (default
-	// 127.0.0.1).
+	// 127.0.0.1). Sidecars only.
 	OutboundAddress string `json:"outboundAddress,omitempty"`
-	// Upstreams are the explicit outbound listeners the app calls.
+	// Upstreams are the explicit outbound listeners the app calls. For a
+	// gRPC application they name services it calls besides the gRPC
+	// services of its own namespace, and have no LocalPort.
 	Upstreams []Upstream `json:"upstreams,omitempty"`
 	// Gateway is NAMESPACE/NAME of the Gateway a gateway proxy serves.
 	Gateway string `json:"gateway,omitempty"`
@@ -71,12 +82,13 @@ type Port struct {
 }
 
 // Upstream binds LocalPort on the sidecar's OutboundAddress to port Port of
-// Service in Namespace (empty: the workload's own namespace).
+// Service in Namespace (empty: the workload's own namespace). A gRPC
+// application has no local ports: its upstreams only name service ports.
 type Upstream struct {
 	Service   string `json:"service"`
 	Namespace string `json:"namespace,omitempty"`
 	Port      uint32 `json:"port"`
-	LocalPort uint32 `json:"localPort"`
+	LocalPort uint32 `json:"localPort,omitempty"`
 }
 
 // Encode returns the Node.metadata struct carrying m.
@@ -141,8 +153,22 @@ func (m *Metadata) Validate() error {
 		if !ok || ns == "" || name == "" {
 			bad("gateway", "%q is not NAMESPACE/NAME", m.Gateway)
 		}
+	case KindGRPC:
+		// A gRPC application is its own data plane: nothing of a sidecar's
+		// or a gateway's applies to it.
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"meshPort", m.MeshPort != 0}, {"appAddress", m.AppAddress != ""},
+			{"outboundAddress", m.OutboundAddress != ""}, {"gateway", m.Gateway != ""},
+		} {
+			if f.set {
+				bad(f.name, "a gRPC application (kind %q) has no sidecar; leave it out", KindGRPC)
+			}
+		}
 	default:
-		bad("kind", "%q is not %q or %q", m.Kind, KindSidecar, KindGateway)
+		bad("kind", "%q is not %q, %q or %q", m.Kind, KindSidecar, KindGateway, KindGRPC)
 	}
 	for field, v := range map[string]string{"name": m.Name, "namespace": m.Namespace, "serviceAccount": m.ServiceAccount} {
 		if v == "" {
@@ -177,6 +203,12 @@ func (m *Metadata) Validate() error {
 		}
 		if u.Port == 0 || u.Port > 65535 {
 			bad(fmt.Sprintf("upstreams[%d].port", i), "%d is not a port number", u.Port)
+		}
+		if m.Kind == KindGRPC {
+			if u.LocalPort != 0 {
+				bad(fmt.Sprintf("upstreams[%d].localPort", i), "a gRPC application dials xds:/// targets, not local ports; leave it out")
+			}
+			continue
 		}
 		if u.LocalPort == 0 || u.LocalPort > 65535 {
 			bad(fmt.Sprintf("upstreams[%d].localPort", i), "%d is not a port number", u.LocalPort)

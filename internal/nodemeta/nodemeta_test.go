@@ -9,23 +9,32 @@ import (
 )
 
 func TestRoundTrip(t *testing.T) {
-	m := &Metadata{
-		Kind: KindSidecar, Name: "web-1", Namespace: "demo", ServiceAccount: "web",
-		Address: "10.0.0.7", Labels: map[string]string{"app": "web"},
-		Ports:     []Port{{Name: "http", Port: 8080, Protocol: "HTTP"}},
-		MeshPort:  15008,
-		Upstreams: []Upstream{{Service: "catalog", Port: 80, LocalPort: 9001}},
-	}
-	s, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := Decode(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, m) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
+	for _, m := range []*Metadata{
+		{
+			Kind: KindSidecar, Name: "web-1", Namespace: "demo", ServiceAccount: "web",
+			Address: "10.0.0.7", Labels: map[string]string{"app": "web"},
+			Ports:     []Port{{Name: "http", Port: 8080, Protocol: "HTTP"}},
+			MeshPort:  15008,
+			Upstreams: []Upstream{{Service: "catalog", Port: 80, LocalPort: 9001}},
+		},
+		{
+			Kind: KindGRPC, Name: "ratings-1", Namespace: "demo", ServiceAccount: "ratings",
+			Address: "10.0.0.8", Labels: map[string]string{"app": "ratings"},
+			Ports:     []Port{{Name: "grpc", Port: 9090}},
+			Upstreams: []Upstream{{Service: "reviews", Namespace: "shop", Port: 80}},
+		},
+	} {
+		s, err := m.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
+		}
 	}
 }
 
@@ -40,6 +49,12 @@ func TestDecodeRejects(t *testing.T) {
 		"bad kind":         {map[string]any{Field: map[string]any{"kind": "router", "name": "a", "namespace": "b", "serviceAccount": "c", "address": "10.0.0.1"}}, `kind: "router"`},
 		"bad gateway":      {map[string]any{Field: map[string]any{"kind": "gateway", "gateway": "nope", "name": "a", "namespace": "b", "serviceAccount": "c", "address": "10.0.0.1"}}, `gateway: "nope"`},
 		"bad address":      {map[string]any{Field: map[string]any{"kind": "sidecar", "name": "a", "namespace": "b", "serviceAccount": "c", "address": "host"}}, `address: "host"`},
+		"grpc with mesh port": {map[string]any{Field: map[string]any{"kind": "grpc", "name": "a", "namespace": "b", "serviceAccount": "c", "address": "10.0.0.1", "meshPort": 15008}},
+			`meshPort: a gRPC application (kind "grpc") has no sidecar`},
+		"grpc with local port": {map[string]any{Field: map[string]any{"kind": "grpc", "name": "a", "namespace": "b", "serviceAccount": "c", "address": "10.0.0.1",
+			"upstreams": []any{map[string]any{"service": "x", "port": 80, "localPort": 9000}}}}, "upstreams[0].localPort: a gRPC application dials xds:/// targets"},
+		"sidecar without local port": {map[string]any{Field: map[string]any{"kind": "sidecar", "name": "a", "namespace": "b", "serviceAccount": "c", "address": "10.0.0.1",
+			"upstreams": []any{map[string]any{"service": "x", "port": 80}}}}, "upstreams[0].localPort: 0 is not a port number"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, err := structpb.NewStruct(tc.fields)
@@ -61,6 +76,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"trellis":{"kind":"sidecar","name":"a","namespace":"b","serviceAccount":"c","address":"10.0.0.1","ports":[{"port":80}]}}`))
 	f.Add([]byte(`{"trellis":{"kind":"gateway","gateway":"ns/gw","name":"gw","namespace":"ns","serviceAccount":"gw","address":"::1"}}`))
 	f.Add([]byte(`{"trellis":{"upstreams":[{"service":"x","port":1,"localPort":1},{"service":"y","port":2,"localPort":1}]}}`))
+	f.Add([]byte(`{"trellis":{"kind":"grpc","name":"a","namespace":"b","serviceAccount":"c","address":"10.0.0.1","ports":[{"port":9090}],"upstreams":[{"service":"x","port":80}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s structpb.Struct
 		if err := s.UnmarshalJSON(data); err != nil {

@@ -23,4 +23,18 @@
 //
 // A gateway gets one listener per Gateway listener port, with the
 // HTTPRoutes attached to it as virtual hosts.
+//
+// A proxyless gRPC application (grpc.go) gets only what gRPC's own xDS
+// client accepts:
+//   - an API listener per xds:/// target it may dial, for every GRPC and
+//     HTTP2 service port of its namespace and every upstream it registered,
+//     named by GRPCTargets and taking its routes over RDS;
+//   - the same route configurations a sidecar gets (GAMMA GRPCRoutes and
+//     HTTPRoutes, or everything to the service), with only prefix, path and
+//     safe_regex path matches;
+//   - EDS clusters without transport sockets, whose endpoints are the
+//     members without a sidecar, in plaintext, in weighted localities;
+//   - for each port it serves, the Listener its xDS-enabled server asks for
+//     (GRPCServerListener), allowing every call;
+//   - no secrets.
 package translate

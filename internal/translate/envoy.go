@@ -126,14 +126,19 @@ func tlsInspector() *listenerv3.ListenerFilter {
 
 // httpFilter returns the HTTP connection manager network filter.
 func httpFilter(m *hcmv3.HttpConnectionManager) *listenerv3.Filter {
+	return &listenerv3.Filter{
+		Name:       wellknown.HTTPConnectionManager,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: typed(withRouter(m))},
+	}
+}
+
+// withRouter ends m's HTTP filters with the router, the terminal filter.
+func withRouter(m *hcmv3.HttpConnectionManager) *hcmv3.HttpConnectionManager {
 	m.HttpFilters = append(m.HttpFilters, &hcmv3.HttpFilter{
 		Name:       wellknown.Router,
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: typed(&routerv3.Router{})},
 	})
-	return &listenerv3.Filter{
-		Name:       wellknown.HTTPConnectionManager,
-		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: typed(m)},
-	}
+	return m
 }
 
 // rds makes the connection manager fetch its routes by name over ADS.

@@ -3,6 +3,7 @@ package translate
 import (
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -104,15 +105,15 @@ func (b *builder) routes(rules []attachedRule) []*routev3.Route {
 		rule := a.route.Rules[a.rule]
 		r := &routev3.Route{
 			Name:  fmt.Sprintf("%s/%s.rules[%d]", a.route.Namespace, a.route.Name, a.rule),
-			Match: routeMatch(a.m()),
+			Match: b.routeMatch(a.m()),
 		}
-		b.setAction(r, a.route, a.rule, rule)
+		b.setAction(r, "HTTPRoute "+a.route.Key.String(), a.rule, rule.Backends)
 		out = append(out, r)
 	}
 	return out
 }
 
-func routeMatch(m model.HTTPMatch) *routev3.RouteMatch {
+func (b *builder) routeMatch(m model.HTTPMatch) *routev3.RouteMatch {
 	rm := &routev3.RouteMatch{}
 	switch m.PathType {
 	case model.PathExact:
@@ -121,11 +122,17 @@ func routeMatch(m model.HTTPMatch) *routev3.RouteMatch {
 		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: m.PathValue}}
 	default:
 		// Gateway API prefixes match whole path segments: /foo matches /foo
-		// and /foo/bar, not /foobar.
-		if v := strings.TrimSuffix(m.PathValue, "/"); v != "" {
-			rm.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: v}
-		} else {
+		// and /foo/bar, not /foobar. gRPC's xDS client knows no
+		// path_separated_prefix (it rejects the whole route configuration),
+		// so it gets the same as a regular expression.
+		v := strings.TrimSuffix(m.PathValue, "/")
+		switch {
+		case v == "":
 			rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+		case b.proxyless:
+			rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: regexp.QuoteMeta(v) + "(?:/.*)?"}}
+		default:
+			rm.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: v}
 		}
 	}
 	if m.Method != "" {
@@ -157,17 +164,18 @@ func stringMatch(t model.StringMatchType, value string) *matcherv3.StringMatcher
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}}
 }
 
-// routeAction forwards to the rule's backends. Backends that cannot be
-// resolved are reported and left out; when none remain the route answers
-// 500, as the Gateway API requires for invalid backends.
-func (b *builder) setAction(out *routev3.Route, r *model.HTTPRoute, ruleIndex int, rule model.HTTPRouteRule) {
-	ref := "HTTPRoute " + r.Key.String()
+// setAction forwards to the backends of rule ruleIndex of the route ref
+// names ("HTTPRoute ns/name"). Backends that cannot be resolved are
+// reported and left out; when none remain the route answers 500, as the
+// Gateway API requires for invalid backends (gRPC clients fail such calls
+// with UNAVAILABLE).
+func (b *builder) setAction(out *routev3.Route, ref string, ruleIndex int, ruleBackends []model.Backend) {
 	type weighted struct {
 		cluster string
 		weight  uint32
 	}
 	var backends []weighted
-	for i, be := range rule.Backends {
+	for i, be := range ruleBackends {
 		field := fmt.Sprintf("spec.rules[%d].backendRefs[%d]", ruleIndex, i)
 		if !be.IsService() {
 			b.problem(ref, field, fmt.Sprintf("backend %s %s is not a Service", be.Kind, be.Service))

@@ -13,6 +13,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"trellis.dev/trellis/internal/model"
 )
@@ -147,42 +148,57 @@ func (b *builder) upstream(i int, u model.Upstream) {
 	b.out.Listeners = append(b.out.Listeners, ln)
 }
 
-// meshRoutes builds the routes toward service port sp: the HTTPRoutes
-// attached to the service (GAMMA) when there are any, else everything to
-// the service itself. Routes are not duplicated when two upstreams name the
-// same service port.
+// meshRoutes builds the routes toward service port sp: the GRPCRoutes and
+// HTTPRoutes attached to the service (GAMMA) when there are any, else
+// everything to the service itself. GRPCRoute rules, ordered by their own
+// precedence, come before HTTPRoute rules. Routes are not duplicated when
+// two upstreams name the same service port.
 func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort) {
 	for _, rc := range b.out.Routes {
 		if rc.Name == name {
 			return
 		}
 	}
+	var grpcAttached []grpcRule
+	for _, r := range b.in.Config.GRPCRoutes {
+		if attachesToService(r.Parents, s, sp) {
+			grpcAttached = append(grpcAttached, grpcRulesOf(r)...)
+		}
+	}
 	var attached []attachedRule
 	for _, r := range b.in.Config.HTTPRoutes {
-		for _, parent := range r.Parents {
-			if parent.Kind != model.ParentService || parent.Key != s.Key {
-				continue
-			}
-			if parent.Port != 0 && parent.Port != sp.Port {
-				continue
-			}
-			if parent.SectionName != "" && parent.SectionName != sp.Name {
-				continue
-			}
+		if attachesToService(r.Parents, s, sp) {
 			attached = append(attached, rulesOf(r)...)
-			break
 		}
 	}
 	vh := &routev3.VirtualHost{
 		Name:    fmt.Sprintf("%s:%d", b.host(s.Key), sp.Port),
 		Domains: []string{"*"},
 	}
-	if len(attached) == 0 {
+	if len(attached) == 0 && len(grpcAttached) == 0 {
 		vh.Routes = []*routev3.Route{prefixRoute("/", b.useCluster(s, sp))}
 	} else {
-		vh.Routes = b.routes(attached)
+		vh.Routes = append(b.grpcRoutes(grpcAttached), b.routes(attached)...)
 	}
 	b.out.Routes = append(b.out.Routes, &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}})
+}
+
+// attachesToService reports whether a route with parents attaches to port
+// sp of service s (GAMMA).
+func attachesToService(parents []model.ParentRef, s *model.Service, sp model.ServicePort) bool {
+	for _, parent := range parents {
+		if parent.Kind != model.ParentService || parent.Key != s.Key {
+			continue
+		}
+		if parent.Port != 0 && parent.Port != sp.Port {
+			continue
+		}
+		if parent.SectionName != "" && parent.SectionName != sp.Name {
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 // outboundClusters builds every outbound cluster that a listener or route
@@ -199,18 +215,35 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 	meshed := false
 	byLocality := map[string][]*endpointv3.LbEndpoint{}
 	var localities []string
+	// gRPC's xDS client refuses a whole assignment that lists an address
+	// twice; two registrations can claim one address while the older one
+	// waits out its grace period.
+	owner := map[string]model.Key{}
 	for _, w := range members {
 		target, ok := w.TargetPort(sp)
 		if !ok {
 			continue
 		}
 		var ep *endpointv3.LbEndpoint
-		if w.MeshPort != 0 {
+		switch {
+		case w.MeshPort != 0 && b.proxyless:
+			b.problem("proxy "+b.in.Proxy.ID, "", fmt.Sprintf("workload %s is reached through its sidecar over mesh mTLS, "+
+				"which proxyless gRPC does not speak yet; it is left out of %s", w.Key, name))
+			continue
+		case w.MeshPort != 0:
 			meshed = true
 			ids = append(ids, b.workloadID(w))
 			ep = lbEndpoint(w.Address, w.MeshPort, mtlsEndpointMetadata())
-		} else {
+		default:
 			ep = lbEndpoint(w.Address, target, nil)
+		}
+		if b.proxyless {
+			addr := model.HostPort(w.Address, target)
+			if first, ok := owner[addr]; ok {
+				b.problem("proxy "+b.in.Proxy.ID, "", fmt.Sprintf("workloads %s and %s both claim %s; %s is left out of %s", first, w.Key, addr, w.Key, name))
+				continue
+			}
+			owner[addr] = w.Key
 		}
 		if _, ok := byLocality[w.Locality]; !ok {
 			localities = append(localities, w.Locality)
@@ -236,10 +269,20 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	slices.Sort(localities)
 	for _, loc := range localities {
-		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
+		lle := &endpointv3.LocalityLbEndpoints{
 			Locality:    parseLocality(loc),
 			LbEndpoints: byLocality[loc],
-		})
+		}
+		if b.proxyless {
+			// gRPC refuses an assignment with a locality left unset and
+			// drops localities without weight; weighting each by its
+			// endpoint count spreads calls evenly over endpoints.
+			if lle.Locality == nil {
+				lle.Locality = &corev3.Locality{}
+			}
+			lle.LoadBalancingWeight = wrapperspb.UInt32(uint32(len(lle.LbEndpoints)))
+		}
+		cla.Endpoints = append(cla.Endpoints, lle)
 	}
 	b.out.Endpoints = append(b.out.Endpoints, cla)
 }

@@ -85,11 +85,18 @@ func Translate(in Input, opts Options) (*Resources, []Problem) {
 		b.sidecar()
 	case model.KindGateway:
 		b.gateway()
+	case model.KindGRPC:
+		b.proxyless = true
+		b.grpc()
 	default:
 		b.problem("proxy "+in.Proxy.ID, "kind", fmt.Sprintf("unknown proxy kind %q", in.Proxy.Kind))
 	}
 	b.outboundClusters()
-	b.secrets()
+	if !b.proxyless {
+		// gRPC applications read their certificates from files; they
+		// never ask for secrets.
+		b.secrets()
+	}
 	return b.finish()
 }
 
@@ -100,11 +107,14 @@ type clusterRef struct {
 }
 
 type builder struct {
-	in       Input
-	opts     Options
-	out      Resources
-	clusters map[string]clusterRef
-	problems []Problem
+	in   Input
+	opts Options
+	// proxyless is set for a gRPC application's config: only what gRPC's
+	// own xDS client accepts may be emitted.
+	proxyless bool
+	out       Resources
+	clusters  map[string]clusterRef
+	problems  []Problem
 }
 
 func (b *builder) problem(resource, field, msg string) {

@@ -24,6 +24,17 @@ func demoMesh() *model.Config {
 	http := func(name string, port, target uint32) model.ServicePort {
 		return model.ServicePort{Name: name, Port: port, TargetPort: target, Protocol: model.ProtocolHTTP}
 	}
+	grpc := func(name string, port, target uint32) model.ServicePort {
+		return model.ServicePort{Name: name, Port: port, TargetPort: target, Protocol: model.ProtocolGRPC, ProtocolDeclared: true}
+	}
+	// A proxyless gRPC workload: no mesh port, reached in plaintext.
+	grpcWL := func(name, addr, version, locality string) *model.Workload {
+		return &model.Workload{
+			Key: model.Key{Namespace: ns, Name: name}, Address: addr, ServiceAccount: "ratings",
+			Labels: map[string]string{"app": "ratings", "version": version}, Locality: locality,
+			Ports: []model.WorkloadPort{{Name: "grpc", Port: 9090, Protocol: model.ProtocolGRPC}},
+		}
+	}
 	svc := func(name string, sel map[string]string, ports ...model.ServicePort) *model.Service {
 		return &model.Service{Key: model.Key{Namespace: ns, Name: name}, Selector: sel, Ports: ports}
 	}
@@ -40,7 +51,10 @@ func demoMesh() *model.Config {
 			svc("reviews", map[string]string{"app": "reviews"}, http("http", 80, 8080)),
 			svc("reviews-v1", map[string]string{"app": "reviews", "version": "v1"}, http("http", 80, 8080)),
 			svc("reviews-v2", map[string]string{"app": "reviews", "version": "v2"}, http("http", 80, 8080)),
-			svc("db", nil, model.ServicePort{Name: "tcp", Port: 5432, Protocol: model.ProtocolTCP}),
+			svc("db", nil, model.ServicePort{Name: "tcp", Port: 5432, Protocol: model.ProtocolTCP, ProtocolDeclared: true}),
+			svc("ratings", map[string]string{"app": "ratings"}, grpc("grpc", 9090, 9090)),
+			svc("ratings-v1", map[string]string{"app": "ratings", "version": "v1"}, grpc("grpc", 9090, 9090)),
+			svc("ratings-v2", map[string]string{"app": "ratings", "version": "v2"}, grpc("grpc", 9090, 9090)),
 		},
 		Workloads: []*model.Workload{
 			wl("web-1", "10.0.0.11", "web", map[string]string{"app": "web"}),
@@ -49,6 +63,13 @@ func demoMesh() *model.Config {
 			wl("reviews-v2", "10.0.0.14", "reviews", map[string]string{"app": "reviews", "version": "v2"}),
 			{Key: model.Key{Namespace: ns, Name: "db-1"}, Address: "10.0.0.20", ServiceAccount: "db", Services: []string{"db"},
 				Ports: []model.WorkloadPort{{Name: "tcp", Port: 5432, Protocol: model.ProtocolTCP}}, Locality: "eu/eu-1"},
+			grpcWL("ratings-v1", "10.0.0.15", "v1", ""),
+			grpcWL("ratings-v2", "10.0.0.16", "v2", "eu/eu-1"),
+			// A ratings instance behind a sidecar, which gRPC clients
+			// cannot reach yet.
+			{Key: model.Key{Namespace: ns, Name: "ratings-v2-meshed"}, Address: "10.0.0.17", ServiceAccount: "ratings",
+				Labels: map[string]string{"app": "ratings", "version": "v2"}, MeshPort: 15008,
+				Ports: []model.WorkloadPort{{Name: "grpc", Port: 9090, Protocol: model.ProtocolGRPC}}},
 		},
 		Gateways: []*model.Gateway{{
 			Key:       model.Key{Namespace: ns, Name: "ingress"},
@@ -89,7 +110,45 @@ func demoMesh() *model.Config {
 					}},
 				},
 			},
+			{
+				// An HTTPRoute on a gRPC service: its path prefix must reach
+				// gRPC clients in a form they accept.
+				Route: model.Route{
+					Key:     model.Key{Namespace: ns, Name: "ratings-admin"},
+					Parents: []model.ParentRef{{Kind: model.ParentService, Key: model.Key{Namespace: ns, Name: "ratings"}, Port: 9090}},
+				},
+				Rules: []model.HTTPRouteRule{{
+					Matches:  []model.HTTPMatch{{PathType: model.PathPrefix, PathValue: "/trellis.RatingsAdmin"}},
+					Backends: []model.Backend{{Kind: "Service", Service: model.Key{Namespace: ns, Name: "ratings-v1"}, Port: 9090, Weight: 1}},
+				}},
+			},
 		},
+		GRPCRoutes: []*model.GRPCRoute{{
+			Route: model.Route{
+				Key:     model.Key{Namespace: ns, Name: "ratings-split"},
+				Parents: []model.ParentRef{{Kind: model.ParentService, Key: model.Key{Namespace: ns, Name: "ratings"}}},
+			},
+			Rules: []model.GRPCRouteRule{
+				{
+					Matches: []model.GRPCMatch{
+						{Type: model.MatchExact, Service: "trellis.Ratings", Method: "Rate"},
+						{Type: model.MatchExact, Method: "Debug", Headers: []model.ValueMatch{{Type: model.MatchExact, Name: "x-debug", Value: "1"}}},
+					},
+					Backends: []model.Backend{{Kind: "Service", Service: model.Key{Namespace: ns, Name: "ratings-v2"}, Port: 9090, Weight: 1}},
+				},
+				{
+					Matches: []model.GRPCMatch{{Type: model.MatchExact, Service: "trellis.Ratings"}},
+					Backends: []model.Backend{
+						{Kind: "Service", Service: model.Key{Namespace: ns, Name: "ratings-v1"}, Port: 9090, Weight: 80},
+						{Kind: "Service", Service: model.Key{Namespace: ns, Name: "ratings-v2"}, Port: 9090, Weight: 20},
+					},
+				},
+				{
+					Matches:  []model.GRPCMatch{{Type: model.MatchRegularExpression, Service: "grpc\\.health\\..*"}},
+					Backends: []model.Backend{{Kind: "Service", Service: model.Key{Namespace: ns, Name: "ratings-v1"}, Port: 9090, Weight: 0}},
+				},
+			},
+		}},
 	}
 	c.Sort()
 	return c
@@ -111,6 +170,14 @@ func demoProxies(c *model.Config) map[string]*model.Proxy {
 			model.Upstream{Service: model.Key{Namespace: "demo", Name: "db"}, Port: 5432, LocalPort: 5432},
 			model.Upstream{Service: model.Key{Namespace: "demo", Name: "nope"}, Port: 80, LocalPort: 9003}),
 		"reviews": side("reviews-v1"),
+		"grpc": {
+			ID: "ratings-v1.demo", Kind: model.KindGRPC, Workload: *ix.Workload(model.Key{Namespace: "demo", Name: "ratings-v1"}),
+			Upstreams: []model.Upstream{
+				{Service: model.Key{Namespace: "demo", Name: "reviews"}, Port: 80},
+				{Service: model.Key{Namespace: "demo", Name: "db"}, Port: 5432},
+				{Service: model.Key{Namespace: "demo", Name: "nope"}, Port: 80},
+			},
+		},
 	}
 }
 

@@ -55,7 +55,10 @@ var Types = []string{resource.ClusterType, resource.EndpointType, resource.Liste
 
 // Server is the ADS server.
 type Server struct {
-	cache  cache.SnapshotCache
+	cache cache.SnapshotCache
+	// byName holds the same snapshots as cache for clients that subscribe
+	// by name (grpc.go).
+	byName cache.SnapshotCache
 	server server.Server
 	hooks  Hooks
 	log    *slog.Logger
@@ -80,12 +83,13 @@ func New(ctx context.Context, hooks Hooks, log *slog.Logger) *Server {
 	}
 	s := &Server{
 		cache:   cache.NewSnapshotCache(true, cache.IDHash{}, nil),
+		byName:  cache.NewSnapshotCache(false, cache.IDHash{}, nil),
 		hooks:   hooks,
 		log:     log,
 		streams: map[int64]*stream{},
 		nodes:   map[string]*nodeState{},
 	}
-	s.server = server.NewServer(ctx, s.cache, s.callbacks())
+	s.server = server.NewServer(ctx, newMuxCache(s.cache, s.byName), s.callbacks())
 	return s
 }
 
@@ -251,13 +255,16 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 	set(resource.ClusterType, asResources(res.Clusters))
 	set(resource.EndpointType, asResources(res.Endpoints))
 	set(resource.SecretType, asResources(res.Secrets))
-	if err := snap.Consistent(); err != nil {
+	if err := consistent(snap); err != nil {
 		return false, fmt.Errorf("xds: config of %s is inconsistent and was not pushed: %w", node, err)
 	}
 	if old, err := s.cache.GetSnapshot(node); err == nil && sameVersions(old, snap) {
 		return false, nil
 	}
 	if err := s.cache.SetSnapshot(ctx, node, snap); err != nil {
+		return false, fmt.Errorf("xds: %w", err)
+	}
+	if err := s.byName.SetSnapshot(ctx, node, snap); err != nil {
 		return false, fmt.Errorf("xds: %w", err)
 	}
 	s.mu.Lock()
@@ -274,6 +281,7 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 // Forget drops everything known about node: its snapshot and status.
 func (s *Server) Forget(node string) {
 	s.cache.ClearSnapshot(node)
+	s.byName.ClearSnapshot(node)
 	s.mu.Lock()
 	if ns := s.nodes[node]; ns != nil && !ns.connected {
 		delete(s.nodes, node)
