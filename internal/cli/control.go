@@ -31,7 +31,10 @@ func controlCommand(g *globals) *cobra.Command {
 		Long: `Run the control plane. It keeps the config in an embedded etcd in --data-dir
 (or in an external etcd with --etcd-endpoints), issues SPIFFE certificates to
 proxies, and serves them their config over ADS on --xds-address (TLS). The CLI
-talks to its API on --debug-address.`,
+talks to its API on --debug-address.
+
+For high availability, run several control planes with the same
+--etcd-endpoints and --ca-dir, and give proxies all their addresses.`,
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Logger = g.logger()
@@ -40,11 +43,12 @@ talks to its API on --debug-address.`,
 	}
 	f := c.Flags()
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the embedded store and the CA keys")
+	f.StringVar(&opts.CADir, "ca-dir", "", "directory of the CA's root and intermediate (default DATA_DIR/ca); control planes of one mesh share it")
 	f.StringVar(&opts.XDSAddress, "xds-address", control.DefaultXDSAddress, "address of the xDS and CA port (TLS)")
 	f.StringVar(&opts.DebugAddress, "debug-address", control.DefaultDebugAddress, "address of the API, debug and metrics port")
 	f.StringVar(&opts.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
 	f.StringVar(&opts.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of service names (name.namespace.svc.<domain>)")
-	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints; empty embeds a single-node etcd")
+	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd cluster, comma-separated client URLs; control planes sharing it (and --ca-dir) serve one mesh; empty embeds a single-node etcd")
 	f.DurationVar(&opts.RegistrationGrace, "registration-grace", 10*time.Second, "how long a disconnected proxy's workload stays registered, so that it can reconnect without its endpoints flapping")
 	return c
 }

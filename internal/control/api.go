@@ -39,9 +39,16 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET "+controlapi.PathConfig, cp.handleConfigDump)
+	// Not ready while starting, or while etcd does not answer: the control
+	// plane then still serves its proxies the last config it has, but
+	// cannot take changes or new registrations.
 	mux.HandleFunc("GET "+controlapi.PathReady, func(w http.ResponseWriter, r *http.Request) {
 		if !cp.ready.Load() {
 			writeErrors(w, http.StatusServiceUnavailable, "starting")
+			return
+		}
+		if err := cp.store.Health(); err != nil {
+			writeErrors(w, http.StatusServiceUnavailable, err.Error()+"; serving the last config")
 			return
 		}
 		w.Write([]byte("ok\n"))

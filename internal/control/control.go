@@ -13,12 +13,19 @@
 // certificate they present. Registrations are stored under an etcd lease
 // kept alive while the proxy's stream is up, so a control plane restart
 // does not forget running workloads.
+//
+// Several control planes serve one mesh when they share an external etcd
+// cluster and a CA directory: each watches the whole store and serves the
+// proxies connected to it. While etcd is unavailable a control plane keeps
+// serving the config it holds, and /ready says why it is not ready.
 package control
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,14 +54,21 @@ const (
 
 // Options configure the control plane.
 type Options struct {
-	// DataDir holds the embedded etcd and the CA's keys.
+	// DataDir holds the embedded etcd and, unless CADir is set, the CA's
+	// keys.
 	DataDir string
+	// CADir holds the CA's root and intermediate (default DataDir/ca). Every
+	// control plane of one mesh must use the same CA: point them at one
+	// directory, or at copies of it.
+	CADir string
 	// XDSAddress serves ADS and the CA over TLS (default :15012).
 	XDSAddress string
 	// DebugAddress serves the HTTP API, debug endpoints and metrics
 	// (default 127.0.0.1:15014).
 	DebugAddress string
-	// EtcdEndpoints of an external etcd cluster; empty embeds one.
+	// EtcdEndpoints of an external etcd cluster; empty embeds one. Control
+	// planes that share an etcd cluster (and a CA) serve one mesh: a proxy
+	// may use any of them.
 	EtcdEndpoints []string
 	TrustDomain   string
 	ClusterDomain string
@@ -120,9 +134,16 @@ func Run(ctx context.Context, opts Options) error {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
-	authority, err := ca.Open(ca.Options{Dir: filepath.Join(opts.DataDir, "ca"), TrustDomain: opts.TrustDomain, Logger: log})
+	caDir := opts.CADir
+	if caDir == "" {
+		caDir = filepath.Join(opts.DataDir, "ca")
+	}
+	authority, err := ca.Open(ca.Options{Dir: caDir, TrustDomain: opts.TrustDomain, Logger: log})
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
+	}
+	if err := checkSharedRoot(caDir, authority); err != nil {
+		return err
 	}
 	st, err := store.Open(ctx, store.Options{DataDir: opts.DataDir, Endpoints: opts.EtcdEndpoints, Logger: log})
 	if err != nil {
@@ -184,7 +205,7 @@ func Run(ctx context.Context, opts Options) error {
 	run("push loop", func() error { cp.pushLoop(runCtx); return nil })
 
 	log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),
-		"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir)
+		"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir, "caDir", caDir)
 	cp.setReady()
 	if opts.Ready != nil {
 		opts.Ready(xl.Addr(), dl.Addr())
@@ -211,6 +232,22 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Wait()
 	cp.wait()
 	return runErr
+}
+
+// checkSharedRoot makes sure that the root the CA loaded or created is the
+// one in its directory: two control planes that created a CA in one
+// shared directory at the same moment would otherwise each run a root
+// the other does not trust.
+func checkSharedRoot(dir string, authority *ca.CA) error {
+	b, err := os.ReadFile(filepath.Join(dir, ca.RootCertFile))
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if roots := authority.Roots(); block == nil || len(roots) == 0 || !bytes.Equal(block.Bytes, roots[0].Raw) {
+		return fmt.Errorf("control: %s changed while this control plane opened it (another control plane created a CA there at the same time?); start again to use the CA it holds", filepath.Join(dir, ca.RootCertFile))
+	}
+	return nil
 }
 
 // serverNames are the DNS names and IPs the control plane's certificate

@@ -60,27 +60,33 @@ func testLogger(t *testing.T, name string) *slog.Logger {
 type controlPlane struct {
 	t       *testing.T
 	dataDir string
+	caDir   string
 	xds     string
 	api     string
 	cancel  context.CancelFunc
 	done    chan error
 }
 
+// startControlPlane runs a control plane on the subnet's .1 (edit may
+// change its addresses and anything else).
 func startControlPlane(t *testing.T, s subnet, dataDir string, edit ...func(*control.Options)) *controlPlane {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cp := &controlPlane{
-		t: t, dataDir: dataDir, cancel: cancel, done: make(chan error, 1),
-		xds: net.JoinHostPort(s.ip(1), "15012"), api: net.JoinHostPort(s.ip(1), "15014"),
-	}
 	ready := make(chan struct{})
 	opts := control.Options{
-		DataDir: dataDir, XDSAddress: cp.xds, DebugAddress: cp.api,
+		DataDir: dataDir, XDSAddress: net.JoinHostPort(s.ip(1), "15012"), DebugAddress: net.JoinHostPort(s.ip(1), "15014"),
 		Logger: testLogger(t, "control"),
 		Ready:  func(_, _ net.Addr) { close(ready) },
 	}
 	for _, e := range edit {
 		e(&opts)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cp := &controlPlane{
+		t: t, dataDir: dataDir, caDir: opts.CADir, cancel: cancel, done: make(chan error, 1),
+		xds: opts.XDSAddress, api: opts.DebugAddress,
+	}
+	if cp.caDir == "" {
+		cp.caDir = filepath.Join(dataDir, "ca")
 	}
 	go func() { cp.done <- control.Run(ctx, opts) }()
 	select {
@@ -127,7 +133,7 @@ func (cp *controlPlane) apply(t *testing.T, yaml string) {
 }
 
 func (cp *controlPlane) bundle(t *testing.T) string {
-	return filepath.Join(cp.dataDir, "ca", "root-cert.pem")
+	return filepath.Join(cp.caDir, "root-cert.pem")
 }
 
 // sidecar describes a workload: its app and its proxy.
@@ -135,6 +141,9 @@ type sidecar struct {
 	name, service, account, version string
 	host                            byte
 	next                            string // upstream service, called on port 9000
+	// also are control planes the proxy moves to, in order, when the one
+	// it was started with goes away.
+	also []*controlPlane
 }
 
 // startWorkload runs the demo app and its sidecar in-process until the
@@ -159,7 +168,7 @@ func startWorkload(t *testing.T, s subnet, cp *controlPlane, w sidecar) (stop fu
 	}
 	appDone := make(chan error, 1)
 	go func() { appDone <- app.Run(ctx, opts) }()
-	stopProxy := startProxy(t, cp, meta)
+	stopProxy := startProxy(t, cp, meta, w.also...)
 	stopApp := stopper(t, "app "+w.name, cancel, appDone)
 	return func() {
 		stopProxy()
@@ -168,8 +177,9 @@ func startWorkload(t *testing.T, s subnet, cp *controlPlane, w sidecar) (stop fu
 }
 
 // startProxy runs a trellis-proxy in-process for the workload meta
-// describes, with its admin endpoint on the workload's address.
-func startProxy(t *testing.T, cp *controlPlane, meta nodemeta.Metadata) (stop func()) {
+// describes, with its admin endpoint on the workload's address, following
+// cp and, if it goes away, the control planes also.
+func startProxy(t *testing.T, cp *controlPlane, meta nodemeta.Metadata, also ...*controlPlane) (stop func()) {
 	t.Helper()
 	pemBytes, err := os.ReadFile(cp.bundle(t))
 	if err != nil {
@@ -179,8 +189,12 @@ func startProxy(t *testing.T, cp *controlPlane, meta nodemeta.Metadata) (stop fu
 	if err != nil {
 		t.Fatal(err)
 	}
+	addrs := []string{cp.xds}
+	for _, c := range also {
+		addrs = append(addrs, c.xds)
+	}
 	p, err := proxy.New(proxy.Options{
-		ControlPlane: cp.xds, TrustBundle: bundle, NodeID: meta.Name + "." + meta.Namespace, Registration: meta,
+		ControlPlane: strings.Join(addrs, ","), TrustBundle: bundle, NodeID: meta.Name + "." + meta.Namespace, Registration: meta,
 		AdminAddress: net.JoinHostPort(meta.Address, "15000"), Logger: testLogger(t, meta.Name),
 		DrainTimeout: time.Second,
 	})

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/ca/capb"
@@ -29,7 +31,10 @@ import (
 
 // Options configure a proxy.
 type Options struct {
-	// ControlPlane is the host:port of the control plane's xDS and CA port.
+	// ControlPlane is the host:port of the control plane's xDS and CA port,
+	// or several separated by commas: control planes sharing one store and
+	// one CA. The proxy uses the first that answers, in order, and moves to
+	// the next when the one it uses goes away.
 	ControlPlane string
 	// TrustBundle holds the roots the control plane's certificate is
 	// verified against before the first SDS update.
@@ -53,6 +58,8 @@ type Proxy struct {
 	opts    Options
 	log     *slog.Logger
 	secrets *secrets.Manager
+	// controlPlanes are the addresses of Options.ControlPlane.
+	controlPlanes []string
 
 	// mu serializes config application.
 	mu        sync.Mutex
@@ -86,16 +93,21 @@ func New(opts Options) (*Proxy, error) {
 	if len(opts.TrustBundle) == 0 {
 		return nil, errors.New("proxy: no trust bundle to verify the control plane with (--ca-bundle)")
 	}
+	controlPlanes, err := ParseControlPlanes(opts.ControlPlane)
+	if err != nil {
+		return nil, err
+	}
 	id := identity.ID{TrustDomain: opts.TrustDomain, Namespace: opts.Registration.Namespace, ServiceAccount: opts.Registration.ServiceAccount}
 	if err := id.Validate(); err != nil {
 		return nil, fmt.Errorf("proxy: identity: %w", err)
 	}
 	p := &Proxy{
-		opts:      opts,
-		log:       opts.Logger,
-		secrets:   secrets.New(id, opts.TrustBundle, opts.Logger),
-		listeners: map[string]*listener{},
-		raw:       map[string]map[string]proto.Message{},
+		opts:          opts,
+		log:           opts.Logger,
+		secrets:       secrets.New(id, opts.TrustBundle, opts.Logger),
+		controlPlanes: controlPlanes,
+		listeners:     map[string]*listener{},
+		raw:           map[string]map[string]proto.Message{},
 	}
 	p.clusters.Store(&map[string]*cluster{})
 	p.routes.Store(&map[string]*route.Table{})
@@ -117,6 +129,74 @@ func (p *Proxy) controlPlaneCreds() credentials.TransportCredentials {
 	return credentials.NewTLS(conf)
 }
 
+// ParseControlPlanes splits a comma-separated list of control plane
+// addresses, each host:port.
+func ParseControlPlanes(list string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("proxy: control plane address %q: want HOST:PORT, several separated by commas", a)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// controlPlaneScheme names the resolver of a list of control planes.
+const controlPlaneScheme = "trellis-control-planes"
+
+// dial returns a channel to the control planes. One address goes through
+// gRPC's default resolver (DNS: a name with several addresses is a list
+// too). Several are handed to the channel together with the pick_first
+// policy: the channel connects to the first that answers, in order, and
+// when that connection breaks it tries them all again, so streams retried
+// on it (ADS, certificate requests) resume on another control plane.
+func (p *Proxy) dial() (*grpc.ClientConn, error) {
+	target := p.controlPlanes[0]
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(p.controlPlaneCreds()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {}}]}`),
+	}
+	if len(p.controlPlanes) > 1 {
+		target = controlPlaneScheme + ":///control-planes"
+		opts = append(opts, grpc.WithResolvers(staticResolver(p.controlPlanes)))
+	}
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: control plane %s: %w", p.opts.ControlPlane, err)
+	}
+	return conn, nil
+}
+
+// staticResolver resolves to a fixed list of addresses, in order.
+type staticResolver []string
+
+var _ resolver.Builder = staticResolver(nil)
+
+func (r staticResolver) Scheme() string { return controlPlaneScheme }
+
+func (r staticResolver) Build(_ resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	var state resolver.State
+	for _, a := range r {
+		// The TLS server name of each is its own host, not the list.
+		host, _, _ := net.SplitHostPort(a)
+		state.Endpoints = append(state.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: a, ServerName: host}}})
+	}
+	if err := cc.UpdateState(state); err != nil {
+		return nil, err
+	}
+	return nopResolver{}, nil
+}
+
+// nopResolver has nothing to look up again.
+type nopResolver struct{}
+
+func (nopResolver) ResolveNow(resolver.ResolveNowOptions) {}
+func (nopResolver) Close()                                {}
+
 // Run bootstraps the proxy's identity, follows the control plane and serves
 // until ctx is done; then it drains its listeners.
 func (p *Proxy) Run(ctx context.Context) error {
@@ -124,12 +204,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 	p.ctx = ctx
 
-	conn, err := grpc.NewClient(p.opts.ControlPlane,
-		grpc.WithTransportCredentials(p.controlPlaneCreds()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	conn, err := p.dial()
 	if err != nil {
-		return fmt.Errorf("proxy: control plane %s: %w", p.opts.ControlPlane, err)
+		return err
 	}
 	defer conn.Close()
 	issuer := p.issuer(capb.NewCertificateServiceClient(conn))
@@ -163,12 +240,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	// Connections made before the certificate existed carry none; ADS needs
 	// one, so start from a fresh connection.
 	conn.Close()
-	conn, err = grpc.NewClient(p.opts.ControlPlane,
-		grpc.WithTransportCredentials(p.controlPlaneCreds()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	conn, err = p.dial()
 	if err != nil {
-		return fmt.Errorf("proxy: control plane %s: %w", p.opts.ControlPlane, err)
+		return err
 	}
 	defer conn.Close()
 	issuer = p.issuer(capb.NewCertificateServiceClient(conn))

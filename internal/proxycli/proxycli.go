@@ -68,7 +68,7 @@ mTLS.`,
 		return usage.Errorf("%w\nsee 'trellis-proxy --help'", err)
 	})
 	fl := c.Flags()
-	fl.StringVar(&f.controlPlane, "control-plane", "127.0.0.1:15012", "control plane xDS and CA address host:port")
+	fl.StringVar(&f.controlPlane, "control-plane", "127.0.0.1:15012", "control plane xDS and CA address HOST:PORT; several, comma-separated, are tried in order and the proxy moves to the next when one goes away")
 	fl.StringVar(&f.caBundle, "ca-bundle", "", "PEM file with the mesh's root certificate(s), to verify the control plane")
 	fl.StringVar(&f.trustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain")
 	fl.StringVar(&f.nodeID, "id", "", "proxy ID, unique per instance (default NAME.NAMESPACE)")
@@ -148,6 +148,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	}
 	if err := m.Validate(); err != nil {
 		return proxy.Options{}, usage.Wrap(err)
+	}
+	if _, err := proxy.ParseControlPlanes(f.controlPlane); err != nil {
+		return proxy.Options{}, usage.Errorf("--control-plane: %v", err)
 	}
 	if f.caBundle == "" {
 		return proxy.Options{}, usage.Errorf("--ca-bundle is required: the PEM root certificate(s) of the mesh (the control plane writes ca/root-cert.pem in its data directory)")

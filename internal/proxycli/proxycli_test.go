@@ -3,10 +3,12 @@ package proxycli
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/proxy"
 	"trellis.dev/trellis/internal/usage"
 )
 
@@ -55,11 +57,31 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--gateway", "nonamespace"}, "want NAMESPACE/NAME"},
 		{[]string{"--name", "a"}, "--ca-bundle is required"},
 		{[]string{"--name", "a", "--address", "example.com", "--ca-bundle", "x"}, `address: "example.com" is not an IP address`},
+		{[]string{"--name", "a", "--control-plane", "cp-a:15012,"}, `--control-plane: proxy: control plane address "": want HOST:PORT`},
+		{[]string{"--name", "a", "--control-plane", "cp-a:15012,cp-b"}, `control plane address "cp-b"`},
 	} {
 		var out bytes.Buffer
 		err := Run(context.Background(), tc.args, &out, &out)
 		if !usage.Is(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want a usage error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestControlPlanes(t *testing.T) {
+	for in, want := range map[string][]string{
+		"127.0.0.1:15012":                 {"127.0.0.1:15012"},
+		"cp-a:15012, 10.0.0.2:15012":      {"cp-a:15012", "10.0.0.2:15012"},
+		"[fd00::1]:15012,[fd00::2]:15012": {"[fd00::1]:15012", "[fd00::2]:15012"},
+	} {
+		got, err := proxy.ParseControlPlanes(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("ParseControlPlanes(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "cp-a", "cp-a:15012,", ":15012", "cp-a:"} {
+		if got, err := proxy.ParseControlPlanes(in); err == nil {
+			t.Errorf("ParseControlPlanes(%q) = %q, want an error", in, got)
 		}
 	}
 }

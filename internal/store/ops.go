@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -40,9 +39,11 @@ func item(kv *mvccpb.KeyValue) Item {
 
 // Get returns the item at key, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, key string) (Item, error) {
-	resp, err := s.client.Get(ctx, Prefix+key)
+	rctx, cancel := s.request(ctx)
+	defer cancel()
+	resp, err := s.client.Get(rctx, Prefix+key)
 	if err != nil {
-		return Item{}, fmt.Errorf("store: get %s: %w", key, err)
+		return Item{}, s.fail(ctx, "get "+key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return Item{}, fmt.Errorf("%w: %s", ErrNotFound, key)
@@ -53,9 +54,11 @@ func (s *Store) Get(ctx context.Context, key string) (Item, error) {
 // List returns every item under prefix, in key order, and the revision the
 // listing was read at.
 func (s *Store) List(ctx context.Context, prefix string) ([]Item, int64, error) {
-	resp, err := s.client.Get(ctx, Prefix+prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	rctx, cancel := s.request(ctx)
+	defer cancel()
+	resp, err := s.client.Get(rctx, Prefix+prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: list %s: %w", prefix, err)
+		return nil, 0, s.fail(ctx, "list "+prefix, err)
 	}
 	items := make([]Item, len(resp.Kvs))
 	for i, kv := range resp.Kvs {
@@ -75,18 +78,22 @@ func (s *Store) Apply(ctx context.Context, writes []Write) (int64, error) {
 			ops[i] = clientv3.OpPut(Prefix+w.Key, string(w.Value))
 		}
 	}
-	resp, err := s.client.Txn(ctx).Then(ops...).Commit()
+	rctx, cancel := s.request(ctx)
+	defer cancel()
+	resp, err := s.client.Txn(rctx).Then(ops...).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("store: writing %d changes: %w", len(writes), err)
+		return 0, s.fail(ctx, fmt.Sprintf("writing %d changes", len(writes)), err)
 	}
 	return resp.Header.Revision, nil
 }
 
 // Delete removes key; it reports whether the key existed.
 func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
-	resp, err := s.client.Delete(ctx, Prefix+key)
+	rctx, cancel := s.request(ctx)
+	defer cancel()
+	resp, err := s.client.Delete(rctx, Prefix+key)
 	if err != nil {
-		return false, fmt.Errorf("store: delete %s: %w", key, err)
+		return false, s.fail(ctx, "delete "+key, err)
 	}
 	return resp.Deleted > 0, nil
 }
@@ -98,8 +105,10 @@ type Event struct {
 }
 
 // Watch calls fn with the changes under prefix after revision rev, in
-// order, until ctx is done. A compacted revision or a lost connection
-// makes it return an error; the caller lists again and rewatches.
+// order, until ctx is done. While etcd is unreachable the watch waits and
+// then resumes where it was; a compacted revision or a member without a
+// leader makes it return an error, and the caller lists again and
+// rewatches.
 func (s *Store) Watch(ctx context.Context, prefix string, rev int64, fn func([]Event)) error {
 	ctx = clientv3.WithRequireLeader(ctx)
 	wch := s.client.Watch(ctx, Prefix+prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
@@ -117,46 +126,4 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64, fn func([]E
 		return err
 	}
 	return fmt.Errorf("store: watch %s closed", prefix)
-}
-
-// Lease keeps a set of keys alive while its owner is.
-type Lease struct {
-	s  *Store
-	id clientv3.LeaseID
-}
-
-// Grant creates a lease that expires ttl after its last renewal.
-func (s *Store) Grant(ctx context.Context, ttl time.Duration) (*Lease, error) {
-	resp, err := s.client.Grant(ctx, int64(ttl.Seconds()))
-	if err != nil {
-		return nil, fmt.Errorf("store: lease: %w", err)
-	}
-	return &Lease{s: s, id: resp.ID}, nil
-}
-
-// Put writes key under the lease.
-func (l *Lease) Put(ctx context.Context, key string, value []byte) error {
-	if _, err := l.s.client.Put(ctx, Prefix+key, string(value), clientv3.WithLease(l.id)); err != nil {
-		return fmt.Errorf("store: put %s: %w", key, err)
-	}
-	return nil
-}
-
-// KeepAlive renews the lease until ctx is done.
-func (l *Lease) KeepAlive(ctx context.Context) error {
-	ch, err := l.s.client.KeepAlive(ctx, l.id)
-	if err != nil {
-		return fmt.Errorf("store: keepalive: %w", err)
-	}
-	for range ch {
-	}
-	return ctx.Err()
-}
-
-// Revoke ends the lease now, deleting its keys.
-func (l *Lease) Revoke(ctx context.Context) error {
-	if _, err := l.s.client.Revoke(ctx, l.id); err != nil {
-		return fmt.Errorf("store: revoke: %w", err)
-	}
-	return nil
 }

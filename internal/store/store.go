@@ -1,11 +1,18 @@
 // Package store keeps Trellis's configuration in etcd: an embedded
 // single-node etcd in the control plane's data directory by default, or an
-// external etcd cluster.
+// external etcd cluster, which several control planes share for high
+// availability.
 //
 // Keys live under /trellis/. The store knows nothing about resource kinds:
 // it stores bytes under keys, applies many writes in one transaction (all or
 // nothing), and watches prefixes. Registrations of proxies are kept under
 // leases, so they outlive a control plane restart but not the proxy.
+//
+// etcd can become unavailable (quorum lost, every member down). The store
+// then fails requests after Options.RequestTimeout instead of waiting, Health
+// reports the outage (a probe reads from etcd every second), watches resume
+// when etcd answers again, and leases are renewed again, or granted again
+// with their keys if etcd let them expire.
 package store
 
 import (
@@ -30,21 +37,35 @@ const Prefix = "/trellis/"
 // ErrNotFound is returned for a missing key.
 var ErrNotFound = errors.New("store: not found")
 
+// DefaultRequestTimeout bounds each request to etcd when
+// Options.RequestTimeout is zero.
+const DefaultRequestTimeout = 5 * time.Second
+
 // Options configure Open.
 type Options struct {
 	// DataDir holds the embedded etcd's data (DataDir/etcd) and sockets.
 	DataDir string
 	// Endpoints of an external etcd cluster; when set, nothing is embedded.
 	Endpoints []string
-	Logger    *slog.Logger
+	// RequestTimeout bounds every request to etcd whose context does not
+	// end sooner (default DefaultRequestTimeout): while etcd is
+	// unavailable, callers get an error rather than waiting for it.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // Store is a handle on the etcd that holds the config.
 type Store struct {
-	client  *clientv3.Client
-	etcd    *embed.Etcd
-	log     *slog.Logger
-	closing atomic.Bool
+	client    *clientv3.Client
+	etcd      *embed.Etcd
+	endpoints []string
+	timeout   time.Duration
+	log       *slog.Logger
+	closing   atomic.Bool
+	health    health
+	// stop ends the health probe; done is closed when it has.
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // Open starts the embedded etcd (or connects to Endpoints) and returns a
@@ -54,7 +75,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log}
+	s := &Store{log: log, timeout: opts.RequestTimeout}
+	if s.timeout <= 0 {
+		s.timeout = DefaultRequestTimeout
+	}
 	endpoints := opts.Endpoints
 	if len(endpoints) == 0 {
 		e, endpoint, err := startEmbedded(ctx, opts.DataDir, newEtcdLogger(log, &s.closing))
@@ -74,6 +98,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: connecting to etcd %v: %w", endpoints, err)
 	}
 	s.client = client
+	s.endpoints = endpoints
 	// Fail fast if etcd does not answer.
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -81,6 +106,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("store: etcd %v does not answer: %w", endpoints, err)
 	}
+	pctx, stop := context.WithCancel(context.Background())
+	s.stop, s.done = stop, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.probe(pctx)
+	}()
 	return s, nil
 }
 
@@ -137,9 +168,14 @@ func startEmbedded(ctx context.Context, dataDir string, logger *zap.Logger) (*em
 	return e, "unix://" + clientSock, nil
 }
 
-// Close releases the client and stops the embedded etcd.
+// Close stops the health probe, releases the client and stops the embedded
+// etcd.
 func (s *Store) Close() error {
 	s.closing.Store(true)
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
 	if s.client != nil {
 		s.client.Close()
 	}

@@ -82,3 +82,128 @@ func TestLeaseRevokeDeletesKeys(t *testing.T) {
 		t.Fatalf("after revoke: %v", err)
 	}
 }
+
+// TestLeaseGrantedAgainAfterExpiry loses a lease as if etcd had been
+// unreachable for longer than its TTL: KeepAlive grants a new lease and
+// writes the key again.
+func TestLeaseGrantedAgainAfterExpiry(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	l, err := s.Grant(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Put(ctx, "reg/x", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.KeepAlive(ctx) }()
+	old := l.current()
+	// etcd lets the lease expire: its key goes.
+	if _, err := s.client.Revoke(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		it, err := s.Get(ctx, "reg/x")
+		if err == nil && l.current() != old {
+			if string(it.Value) != "v" {
+				t.Fatalf("value %q after the new lease", it.Value)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key was not written again under a new lease: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := s.client.Get(ctx, Prefix+"reg/x")
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease != int64(l.current()) {
+		t.Fatalf("key is not under the new lease: %+v, %v", resp, err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("KeepAlive = %v", err)
+	}
+	// Revoking the new lease deletes the key for good.
+	if err := l.Revoke(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(context.Background(), "reg/x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after revoke: %v", err)
+	}
+}
+
+// TestLeaseRestoreLeavesOthersKeys: a key that another lease took over
+// while this one was lost (its proxy moved to another control plane) is
+// not taken back.
+func TestLeaseRestoreLeavesOthersKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	mine, err := s.Grant(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"reg/a", "reg/b"} {
+		if err := mine.Put(ctx, key, []byte("mine")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.client.Revoke(ctx, mine.current()); err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.Grant(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Put(ctx, "reg/b", []byte("other")); err != nil {
+		t.Fatal(err)
+	}
+	if err := mine.restoreOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"reg/a": "mine", "reg/b": "other"} {
+		if it, err := s.Get(ctx, key); err != nil || string(it.Value) != want {
+			t.Errorf("%s = %q, %v; want %q", key, it.Value, err, want)
+		}
+	}
+}
+
+// TestUnavailable stops etcd under the store: requests fail after the
+// request timeout, saying etcd did not answer, and Health reports it.
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	s, err := Open(context.Background(), Options{DataDir: t.TempDir(), RequestTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Health(); err != nil {
+		t.Fatalf("Health of a running etcd: %v", err)
+	}
+	s.etcd.Close()
+	s.etcd = nil
+	start := time.Now()
+	_, err = s.Get(context.Background(), "x")
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Get with etcd stopped: %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Get with etcd stopped took %s", d)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Health() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Health still reports etcd available")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := s.Health(); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Health = %v, want ErrUnavailable", err)
+	}
+}
