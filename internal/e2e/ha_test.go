@@ -107,9 +107,8 @@ func TestHighAvailability(t *testing.T) {
 	onlyCatalog(t, webA, "catalog-1")
 
 	// Background calls run through each failure below, and all of them
-	// must succeed. They pause for route changes, which are not what this
-	// test is about: a proxy may briefly lack a cluster while a route
-	// change reaches it type by type.
+	// must succeed. They pause for route changes, which
+	// TestRouteChangesUnderTraffic covers.
 
 	// Killing one etcd member, the leader, changes nothing once the others
 	// have elected a new one (writes are refused during the election).

@@ -164,3 +164,30 @@ func TestRegistrationGrace(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRouteChangesUnderTraffic moves all of catalog's traffic from one
+// version to the other and back, ten times, under continuous calls: the
+// clusters and the routes reach the proxy in separate xDS responses, and
+// no call may fail in between (make before break).
+func TestRouteChangesUnderTraffic(t *testing.T) {
+	s := newSubnet(t)
+	cp := startControlPlane(t, s, t.TempDir())
+	cp.apply(t, haMesh)
+	startWorkload(t, s, cp, sidecar{name: "web-1", service: "web", account: "web", version: "v1", host: 11, next: "catalog"})
+	startWorkload(t, s, cp, sidecar{name: "catalog-1", service: "catalog", account: "catalog", version: "v1", host: 12})
+	startWorkload(t, s, cp, sidecar{name: "catalog-2", service: "catalog", account: "catalog", version: "v2", host: 13})
+	web := "http://" + net.JoinHostPort(s.ip(11), "8080") + "/"
+	cp.apply(t, catalogRoute("v1"))
+	onlyCatalog(t, web, "catalog-1")
+
+	tr := startTraffic(t, web)
+	for i := range 10 {
+		version, workload := "v2", "catalog-2"
+		if i%2 == 1 {
+			version, workload = "v1", "catalog-1"
+		}
+		cp.apply(t, catalogRoute(version))
+		onlyCatalog(t, web, workload)
+	}
+	tr.stop(t, "while the route moved between versions")
+}

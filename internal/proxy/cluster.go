@@ -47,6 +47,10 @@ type cluster struct {
 
 	eps  atomic.Pointer[[]*endpoint]
 	next atomic.Uint64
+	// warm is closed once the cluster has its endpoints: at once for a
+	// static cluster, at the first ClusterLoadAssignment for an EDS one.
+	warm     chan struct{}
+	warmOnce sync.Once
 
 	mu         sync.Mutex
 	transports map[*upstreamTLS]*http.Transport
@@ -75,7 +79,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		"load_assignment", "transport_socket", "transport_socket_matches"); err != nil {
 		return nil, err
 	}
-	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]*http.Transport{}}
+	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]*http.Transport{}, warm: make(chan struct{})}
 	if d := c.GetConnectTimeout(); d != nil {
 		out.connectTimeout = d.AsDuration()
 	}
@@ -105,7 +109,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load_assignment: %w", err)
 		}
-		out.eps.Store(&eps)
+		out.setEndpointList(eps)
 	case clusterv3.Cluster_EDS:
 		if c.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
 			return nil, errors.New("eds_cluster_config must take endpoints from ADS")
@@ -262,8 +266,44 @@ func (c *cluster) setEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
 	if err != nil {
 		return err
 	}
-	c.eps.Store(&eps)
+	c.setEndpointList(eps)
 	return nil
+}
+
+// setEndpointList installs endpoints; the cluster is warm from then on.
+func (c *cluster) setEndpointList(eps []*endpoint) {
+	c.eps.Store(&eps)
+	c.warmOnce.Do(func() { close(c.warm) })
+}
+
+// isWarm reports whether the cluster has received its endpoints.
+func (c *cluster) isWarm() bool {
+	select {
+	case <-c.warm:
+		return true
+	default:
+		return false
+	}
+}
+
+// warmWait bounds how long a request waits for a new cluster's first
+// endpoints: the endpoints of a cluster follow it in a separate xDS
+// response, and a route to a cluster just added may arrive first.
+const warmWait = 2 * time.Second
+
+// waitWarm waits, within warmWait and ctx, for a cluster still waiting
+// for its first endpoints.
+func (c *cluster) waitWarm(ctx context.Context) {
+	if c.isWarm() {
+		return
+	}
+	t := time.NewTimer(warmWait)
+	defer t.Stop()
+	select {
+	case <-c.warm:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // errNoHealthyUpstream is returned when a cluster has no endpoint.
@@ -329,6 +369,7 @@ func (c *cluster) transport(t *upstreamTLS) *http.Transport {
 // RoundTrip sends a request to an endpoint of the cluster. A connection
 // refused is retried on other endpoints when the request can be replayed.
 func (c *cluster) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.waitWarm(req.Context())
 	eps := c.pick(3)
 	if len(eps) == 0 {
 		return nil, errNoHealthyUpstream

@@ -53,6 +53,9 @@ func (p *Proxy) Apply(typeURL string, resources map[string]proto.Message) error 
 	}
 	p.raw[typeURL] = resources
 	p.applied.Store(typeURL, true)
+	if typeURL == xdsclient.RouteType || typeURL == xdsclient.ListenerType {
+		p.dropUnusedClusters()
+	}
 	return nil
 }
 
@@ -110,9 +113,23 @@ func (p *Proxy) applyClusters(resources map[string]proto.Message) error {
 				if err := c.setEndpoints(m.(*endpointv3.ClusterLoadAssignment)); err != nil {
 					return fmt.Errorf("cluster %q: %w", name, err)
 				}
-			} else if prev, ok := old[name]; ok {
-				c.eps.Store(prev.eps.Load())
+			} else if prev, ok := old[name]; ok && prev.isWarm() {
+				c.setEndpointList(*prev.eps.Load())
 			}
+		}
+	}
+	// Make before break: a cluster the new set drops is kept while a route
+	// or listener still sends to it, until the routes that replace it
+	// arrive (in a separate xDS response).
+	p.desired = map[string]bool{}
+	for name := range next {
+		p.desired[name] = true
+	}
+	refs := p.referencedClusters()
+	for name, c := range old {
+		if _, kept := next[name]; !kept && refs[name] {
+			next[name] = c
+			p.log.Debug("cluster kept until no route uses it", "cluster", name)
 		}
 	}
 	p.clusters.Store(&next)
@@ -122,6 +139,57 @@ func (p *Proxy) applyClusters(resources map[string]proto.Message) error {
 		}
 	}
 	return nil
+}
+
+// referencedClusters returns the clusters the routes and listeners in
+// force send to.
+func (p *Proxy) referencedClusters() map[string]bool {
+	refs := map[string]bool{}
+	for _, t := range *p.routes.Load() {
+		for _, c := range t.Clusters() {
+			refs[c] = true
+		}
+	}
+	for _, l := range p.listeners {
+		for _, ch := range l.cfg.Load().chains {
+			switch {
+			case ch.tcp != nil:
+				refs[ch.tcp.cluster] = true
+			case ch.hcm != nil && ch.hcm.inline != nil:
+				for _, c := range ch.hcm.inline.Clusters() {
+					refs[c] = true
+				}
+			}
+		}
+	}
+	return refs
+}
+
+// dropUnusedClusters removes the clusters kept after the cluster set
+// dropped them, once no route or listener sends to them anymore.
+func (p *Proxy) dropUnusedClusters() {
+	if p.desired == nil {
+		return
+	}
+	refs := p.referencedClusters()
+	cur := *p.clusters.Load()
+	var drop []string
+	for name := range cur {
+		if !p.desired[name] && !refs[name] {
+			drop = append(drop, name)
+		}
+	}
+	if len(drop) == 0 {
+		return
+	}
+	next := maps.Clone(cur)
+	for _, name := range drop {
+		delete(next, name)
+	}
+	p.clusters.Store(&next)
+	for _, name := range drop {
+		cur[name].close()
+	}
 }
 
 func (p *Proxy) applyEndpoints(resources map[string]proto.Message) error {
@@ -146,7 +214,7 @@ func (p *Proxy) applyEndpoints(resources map[string]proto.Message) error {
 		compiled[c] = eps
 	}
 	for c, eps := range compiled {
-		c.eps.Store(&eps)
+		c.setEndpointList(eps)
 	}
 	return nil
 }

@@ -68,7 +68,10 @@ type Proxy struct {
 	raw map[string]map[string]proto.Message
 
 	clusters atomic.Pointer[map[string]*cluster]
-	routes   atomic.Pointer[map[string]*route.Table]
+	// desired are the clusters of the last cluster set; clusters holds
+	// more while routes still send to dropped ones (make before break).
+	desired map[string]bool
+	routes  atomic.Pointer[map[string]*route.Table]
 
 	applied   sync.Map // typeURL -> true once a first update was accepted
 	connected atomic.Bool

@@ -6,13 +6,19 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"io"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -136,5 +142,83 @@ func TestCheck(t *testing.T) {
 	err := Check(Config{Clusters: []*clusterv3.Cluster{good, bad}, Routes: []*routev3.RouteConfiguration{badRoute}})
 	if err == nil || !strings.Contains(err.Error(), `cluster "bad": lb_policy MAGLEV`) || !strings.Contains(err.Error(), "require_tls") {
 		t.Fatalf("Check = %v, want the cluster's and the route's problems", err)
+	}
+}
+
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{Name: name, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}
+}
+
+func routeTo(cluster string) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{{
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}},
+	}}}}}
+}
+
+// TestMakeBeforeBreak replaces a route's cluster the way the control plane
+// sends it, clusters first and routes after: the old cluster stays until
+// the new route is in force, so no request finds its cluster missing.
+func TestMakeBeforeBreak(t *testing.T) {
+	p := testProxy(t)
+	apply := func(typ string, ms ...proto.Message) {
+		t.Helper()
+		res := map[string]proto.Message{}
+		for _, m := range ms {
+			switch m := m.(type) {
+			case *clusterv3.Cluster:
+				res[m.Name] = m
+			case *routev3.RouteConfiguration:
+				res[m.Name] = m
+			}
+		}
+		if err := p.Apply(typ, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	has := func(name string) bool { _, ok := (*p.clusters.Load())[name]; return ok }
+	apply(xdsclient.ClusterType, edsCluster("old"))
+	apply(xdsclient.RouteType, routeTo("old"))
+	apply(xdsclient.ClusterType, edsCluster("new"))
+	if !has("old") || !has("new") {
+		t.Fatalf("after the cluster set changed: old %v, new %v; want both while the route still uses old", has("old"), has("new"))
+	}
+	apply(xdsclient.RouteType, routeTo("new"))
+	if has("old") || !has("new") {
+		t.Fatalf("after the route moved: old %v, new %v; want only new", has("old"), has("new"))
+	}
+}
+
+// TestNewClusterWaitsForEndpoints sends a request to a cluster whose
+// endpoints have not arrived yet: it waits for them instead of failing.
+func TestNewClusterWaitsForEndpoints(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer backend.Close()
+	host, port, _ := net.SplitHostPort(backend.Listener.Addr().String())
+	portNum, _ := strconv.Atoi(port)
+	p := testProxy(t)
+	if err := p.Apply(xdsclient.ClusterType, map[string]proto.Message{"c": edsCluster("c")}); err != nil {
+		t.Fatal(err)
+	}
+	c := (*p.clusters.Load())["c"]
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		cla := &endpointv3.ClusterLoadAssignment{ClusterName: "c", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(portNum)}}}}}}}},
+		}}}
+		p.Apply(xdsclient.EndpointType, map[string]proto.Message{"c": cla})
+	}()
+	req := httptest.NewRequest(http.MethodGet, "http://c/", nil)
+	resp, err := c.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("request to a warming cluster: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" {
+		t.Fatalf("body %q", body)
 	}
 }

@@ -22,6 +22,7 @@ func (p *Proxy) proxyTCP(down net.Conn, t *tcpProxy) {
 		p.log.Warn("tcp proxy: cluster not found", "cluster", t.cluster)
 		return
 	}
+	c.waitWarm(context.Background())
 	var up net.Conn
 	for _, ep := range c.pick(3) {
 		conn, err := c.dial(context.Background(), ep)

@@ -152,6 +152,9 @@ func (c *compiler) table(rc *routev3.RouteConfiguration) *Table {
 			continue
 		}
 		vh := c.virtualHost(pvh, &cfg)
+		for _, r := range vh.routes {
+			t.clusters = append(t.clusters, r.clusters()...)
+		}
 		if j, dup := names[vh.name]; dup && vh.name != "" {
 			c.failf("name", "virtual_hosts[%d] has the same name (virtual host names must be unique)", j)
 		} else {
@@ -193,6 +196,8 @@ func (c *compiler) table(rc *routev3.RouteConfiguration) *Table {
 		}
 	}
 	c.vhIdx, c.vhName = -1, ""
+	slices.Sort(t.clusters)
+	t.clusters = slices.Compact(t.clusters)
 	t.suffixes = sortWildcards(suffixes)
 	t.prefixes = sortWildcards(prefixes)
 	return t

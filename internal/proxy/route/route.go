@@ -27,6 +27,27 @@ type Table struct {
 	vhostHeader      string // canonical header name; "" for the Host
 	ignorePort       bool
 	ignorePathParams bool
+
+	clusters []string // every cluster a route sends or mirrors to, sorted
+}
+
+// Clusters returns every cluster the table's routes send or mirror
+// requests to, sorted.
+func (t *Table) Clusters() []string { return t.clusters }
+
+// clusters lists the clusters a route sends or mirrors to.
+func (r *Route) clusters() []string {
+	var out []string
+	if r.Cluster != "" {
+		out = append(out, r.Cluster)
+	}
+	for _, wc := range r.WeightedClusters {
+		out = append(out, wc.Name)
+	}
+	for _, m := range r.MirrorPolicies {
+		out = append(out, m.Cluster)
+	}
+	return out
 }
 
 // wildcards holds the wildcard domains of one length, without the '*'.
