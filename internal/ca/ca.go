@@ -146,6 +146,12 @@ func Open(opts Options) (*CA, error) {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
+	// Control planes sharing the directory create and renew one at a time.
+	unlock, err := lockDir(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := c.loadOrCreateRoot(); err != nil {
 		return nil, err
 	}
@@ -346,12 +352,33 @@ func (c *CA) issueIntermediate(now time.Time) error {
 	return nil
 }
 
+// renewShared renews the intermediate under the directory lock. Another
+// control plane sharing the directory may have renewed it already: then
+// its intermediate is loaded instead of issuing a second one. Callers hold
+// c.mu.
+func (c *CA) renewShared(now time.Time) error {
+	unlock, err := lockDir(c.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cert, key, err := c.loadPair(IntermediateCertFile, IntermediateKeyFile); err == nil &&
+		cert.CheckSignatureFrom(c.root) == nil && cert.NotAfter.After(c.inter.NotAfter) {
+		c.inter, c.interKey = cert, key
+		if !c.intermediateDue(now) {
+			c.log.Info("loaded the intermediate another control plane renewed", logKeySerial, serialHex(cert), logKeyExpiry, cert.NotAfter)
+			return nil
+		}
+	}
+	return c.issueIntermediate(now)
+}
+
 // issuer returns the intermediate to sign with, renewing it when due.
 func (c *CA) issuer(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.intermediateDue(now) && now.Sub(c.renewFailure) >= time.Minute {
-		if err := c.issueIntermediate(now); err != nil {
+		if err := c.renewShared(now); err != nil {
 			c.renewFailure = now
 			c.log.Error("could not renew the intermediate; keeping the current one",
 				logKeyExpiry, c.inter.NotAfter, logKeyError, err)

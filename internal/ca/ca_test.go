@@ -198,8 +198,14 @@ func TestOpenCreatesThenReloads(t *testing.T) {
 		}
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 4 {
-		t.Errorf("dir holds %d entries, want 4 (no leftover temporary files)", len(entries))
+	var names []string
+	for _, e := range entries {
+		if e.Name() != lockFile {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) != 4 {
+		t.Errorf("dir holds %v besides the lock file, want the 4 CA files (no leftover temporary files)", names)
 	}
 
 	roots := c.Roots()
@@ -441,4 +447,32 @@ func certPool(certs []*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
+}
+
+// TestOpenConcurrently opens one empty directory from several goroutines
+// at once, as control planes sharing a CA directory may: all end up with
+// the same root and intermediate.
+func TestOpenConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	cas := make([]*CA, 8)
+	var wg sync.WaitGroup
+	for i := range cas {
+		wg.Go(func() {
+			c, err := Open(Options{Dir: dir, TrustDomain: "cluster.local"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			cas[i] = c
+		})
+	}
+	wg.Wait()
+	for i, c := range cas[1:] {
+		if c == nil || cas[0] == nil {
+			t.Fatal("an Open failed")
+		}
+		if !c.root.Equal(cas[0].root) || !c.inter.Equal(cas[0].inter) {
+			t.Errorf("Open %d got another root or intermediate", i+1)
+		}
+	}
 }
