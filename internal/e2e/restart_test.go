@@ -116,7 +116,7 @@ func TestProxyServesLastConfigWithoutControlPlane(t *testing.T) {
 			}
 			for _, ty := range p.Types {
 				if ty.State != "SYNCED" && ty.State != "NOT SENT" {
-					return fmt.Errorf("%s %s is %s", p.ID, ty.Type, ty.State)
+					return fmt.Errorf("%s %s is %s: %+v", p.ID, ty.Type, ty.State, ty)
 				}
 			}
 		}

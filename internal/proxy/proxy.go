@@ -51,6 +51,10 @@ type Options struct {
 	// DrainTimeout bounds how long listeners wait for requests in flight
 	// on shutdown (default 5 s).
 	DrainTimeout time.Duration
+	// StateOfTheWorld selects state-of-the-world xDS instead of the default,
+	// incremental (delta) xDS, in which the control plane sends only what
+	// changed.
+	StateOfTheWorld bool
 }
 
 // Proxy is a running data plane.
@@ -260,6 +264,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		Node:      &corev3.Node{Id: p.opts.NodeID, Cluster: p.opts.Registration.Namespace, Metadata: meta, UserAgentName: "trellis-proxy"},
 		Log:       p.log,
 		Connected: func() { p.connected.Store(true) },
+		Delta:     !p.opts.StateOfTheWorld,
 	}, p)
 	p.log.Info("proxy starting", "node", p.opts.NodeID, "identity", p.secrets.ID().String(), "controlPlane", p.opts.ControlPlane)
 	_ = client.Run(ctx)

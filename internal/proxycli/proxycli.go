@@ -29,6 +29,7 @@ type flags struct {
 	meta                                nodemeta.Metadata
 	labels, ports, upstreams            []string
 	showVersion                         bool
+	xdsProtocol                         string
 }
 
 // Run executes the trellis-proxy command line args.
@@ -87,6 +88,7 @@ mTLS.`,
 	fl.StringArrayVar(&f.ports, "port", nil, "application port [NAME:]PORT[/PROTOCOL] (PROTOCOL: HTTP, HTTP2, GRPC, TCP); repeatable")
 	fl.StringArrayVar(&f.upstreams, "upstream", nil, "outbound listener SERVICE[.NAMESPACE]:PORT=LOCALPORT; repeatable")
 	fl.StringVar(&f.meta.Locality, "locality", "", "region/zone/subzone")
+	fl.StringVar(&f.xdsProtocol, "xds-protocol", "delta", "xDS protocol: delta (incremental: only what changed is sent) or sotw (state of the world)")
 	fl.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	c.SetArgs(args)
 	c.SetOut(stdout)
@@ -167,14 +169,18 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	if id == "" {
 		id = m.Name + "." + m.Namespace
 	}
+	if f.xdsProtocol != "delta" && f.xdsProtocol != "sotw" {
+		return proxy.Options{}, usage.Errorf("--xds-protocol %q: want delta or sotw", f.xdsProtocol)
+	}
 	return proxy.Options{
-		ControlPlane: f.controlPlane,
-		TrustBundle:  bundle,
-		TrustDomain:  f.trustDomain,
-		NodeID:       id,
-		Registration: m,
-		AdminAddress: f.adminAddress,
-		Logger:       log,
+		StateOfTheWorld: f.xdsProtocol == "sotw",
+		ControlPlane:    f.controlPlane,
+		TrustBundle:     bundle,
+		TrustDomain:     f.trustDomain,
+		NodeID:          id,
+		Registration:    m,
+		AdminAddress:    f.adminAddress,
+		Logger:          log,
 	}, nil
 }
 

@@ -133,6 +133,7 @@ func (s *Server) callbacks() server.CallbackFuncs {
 			if err := s.accept(deltaID(id), req.GetNode()); err != nil {
 				return err
 			}
+			s.recordInitial(deltaID(id), req)
 			s.recordRequest(deltaID(id), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 			return nil
 		},
@@ -246,9 +247,14 @@ func (s *Server) holdNacked(id int64, req *discoverygrpc.DiscoveryRequest) {
 // A snapshot whose references do not resolve is refused, and the proxy
 // keeps its previous config.
 func (s *Server) Push(ctx context.Context, node string, res *translate.Resources) (bool, error) {
-	snap := &cache.Snapshot{}
+	// One marshal of each resource gives both its own version, which delta
+	// xDS compares (the snapshot's VersionMap, as go-control-plane would
+	// build it), and the version of its type.
+	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
 	set := func(typ string, items []types.Resource) {
-		snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(version(items), items)
+		versions := make(map[string]string, len(items))
+		snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(version(items, versions), items)
+		snap.VersionMap[typ] = versions
 	}
 	set(resource.ListenerType, asResources(res.Listeners))
 	set(resource.RouteType, asResources(res.Routes))
@@ -307,18 +313,19 @@ func asResources[T types.Resource](in []T) []types.Resource {
 }
 
 // version hashes resources (already sorted by name) into a short version
-// string: equal content, equal version.
-func version(items []types.Resource) string {
+// string: equal content, equal version. It records each resource's own
+// version in versions, by name.
+func version(items []types.Resource, versions map[string]string) string {
 	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
 	for _, r := range items {
-		b, err := opts.Marshal(r)
+		b, err := cache.MarshalResource(r)
 		if err != nil {
 			// Resources come from translate and always marshal.
 			panic("xds: marshal: " + err.Error())
 		}
-		fmt.Fprintf(h, "%d:", len(b))
-		h.Write(b)
+		v := cache.HashResource(b)
+		versions[cache.GetResourceName(r)] = v
+		fmt.Fprintf(h, "%s:", v)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }

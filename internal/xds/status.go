@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -49,8 +50,11 @@ type typeStatus struct {
 	// sent are the resources the proxy has if it applied the last
 	// response; acked those it has as of its last ACK. Over delta xDS,
 	// sentDelta accumulates the responses.
-	sent, acked  []*anypb.Any
-	sentDelta    map[string]*anypb.Any
+	sent, acked []*anypb.Any
+	sentDelta   map[string]*anypb.Any
+	// initial are the versions a delta client said it had when it
+	// subscribed; nil for state-of-the-world clients.
+	initial      map[string]string
 	sentVersion  string
 	sentNonce    string
 	sentAt       time.Time
@@ -98,6 +102,21 @@ func (s *Server) recordRequest(id int64, typeURL, nonce, nackMessage string, nac
 	ts.nackNonce, ts.nackMessage = "", ""
 }
 
+// recordInitial records the versions a delta client has when it first
+// subscribes to a type on a stream.
+func (s *Server) recordInitial(id int64, req *discoverygrpc.DeltaDiscoveryRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := s.typeStatusLocked(id, req.GetTypeUrl())
+	if ts == nil || ts.initial != nil || ts.responses > 0 {
+		return
+	}
+	ts.initial = maps.Clone(req.GetInitialResourceVersions())
+	if ts.initial == nil {
+		ts.initial = map[string]string{}
+	}
+}
+
 // recordResponse records a response sent on stream id; update records its
 // resources.
 func (s *Server) recordResponse(id int64, typeURL, nonce, version string, size int, update func(*typeStatus)) {
@@ -121,6 +140,15 @@ func sortedResources(m map[string]*anypb.Any) []*anypb.Any {
 		out = append(out, m[name])
 	}
 	return out
+}
+
+// hasCurrent reports whether versions, those a delta client said it had,
+// are the current config's resources of typ.
+func (ns *nodeState) hasCurrent(typ string, versions map[string]string) bool {
+	if versions == nil || ns.current == nil || ns.current.VersionMap == nil {
+		return false
+	}
+	return maps.Equal(versions, ns.current.VersionMap[typ])
 }
 
 // TypeStatus is the sync state of one xDS type of one proxy.
@@ -176,6 +204,11 @@ func (ns *nodeState) typeStatus(typ string) TypeStatus {
 	switch {
 	case ts == nil:
 		t.State = StateNotSent
+		return t
+	case ts.responses == 0 && ns.hasCurrent(typ, ts.initial):
+		// A delta client that resubscribed with the versions of the current
+		// config gets nothing: it has it.
+		t.State, t.Sent, t.Acked = StateSynced, t.Current, t.Current
 		return t
 	case ts.nackNonce != "" && ts.nackNonce == ts.sentNonce:
 		t.State = StateNacked
