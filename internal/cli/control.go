@@ -45,6 +45,7 @@ For high availability, run several control planes with the same
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the embedded store and the CA keys")
 	f.StringVar(&opts.CADir, "ca-dir", "", "directory of the CA's root and intermediate (default DATA_DIR/ca); control planes of one mesh share it")
 	f.StringVar(&opts.XDSAddress, "xds-address", control.DefaultXDSAddress, "address of the xDS and CA port (TLS)")
+	f.StringSliceVar(&opts.ServerNames, "server-names", nil, "extra DNS names and IPs for the xDS port's certificate, for clients that verify the control plane by the name they dial (proxyless gRPC)")
 	f.StringVar(&opts.DebugAddress, "debug-address", control.DefaultDebugAddress, "address of the API, debug and metrics port")
 	f.StringVar(&opts.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
 	f.StringVar(&opts.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of service names (name.namespace.svc.<domain>)")

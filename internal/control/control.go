@@ -63,6 +63,11 @@ type Options struct {
 	CADir string
 	// XDSAddress serves ADS and the CA over TLS (default :15012).
 	XDSAddress string
+	// ServerNames are DNS names and IPs, besides the listen address,
+	// loopback and the host name, that the xDS port's certificate carries,
+	// for clients that verify the control plane by the name they dial
+	// (proxyless gRPC); trellis-proxy verifies its SPIFFE ID instead.
+	ServerNames []string
 	// DebugAddress serves the HTTP API, debug endpoints and metrics
 	// (default 127.0.0.1:15014).
 	DebugAddress string
@@ -162,7 +167,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	dnsNames, ips := serverNames(xl.Addr())
+	dnsNames, ips := serverNames(xl.Addr(), opts.ServerNames)
 	tlsConf := &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		GetCertificate: authority.ServerCertificateFunc(identity.ControlPlane(opts.TrustDomain), dnsNames, ips),
@@ -252,14 +257,24 @@ func checkSharedRoot(dir string, authority *ca.CA) error {
 
 // serverNames are the DNS names and IPs the control plane's certificate
 // carries besides its SPIFFE ID, for clients that verify by name.
-func serverNames(addr net.Addr) ([]string, []net.IP) {
+// Clients that verify by name (proxyless gRPC checks the host of its
+// bootstrap's server_uri) need the address they dial: the listen IP when
+// it is specific, loopback, the host name, and the extra names given.
+func serverNames(addr net.Addr, extra []string) ([]string, []net.IP) {
 	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() {
+	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() && !ta.IP.Equal(ips[0]) && !ta.IP.Equal(ips[1]) {
 		ips = append(ips, ta.IP)
 	}
 	dns := []string{"localhost"}
 	if h, err := os.Hostname(); err == nil && h != "" {
 		dns = append(dns, h)
+	}
+	for _, name := range extra {
+		if ip := net.ParseIP(name); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, name)
+		}
 	}
 	return dns, ips
 }

@@ -1,8 +1,10 @@
 package control
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,5 +35,23 @@ func TestCheckSharedRoot(t *testing.T) {
 	}
 	if err := checkSharedRoot(dir, authority); err == nil || !strings.Contains(err.Error(), "start again") {
 		t.Errorf("another root in the directory: %v", err)
+	}
+}
+
+func TestServerNames(t *testing.T) {
+	dns, ips := serverNames(&net.TCPAddr{IP: net.ParseIP("127.5.5.1"), Port: 15012}, []string{"trellis.example.com", "10.0.0.7"})
+	has := func(ip string) bool {
+		for _, i := range ips {
+			if i.Equal(net.ParseIP(ip)) {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("127.5.5.1") || !has("10.0.0.7") || !has("127.0.0.1") {
+		t.Errorf("IPs %v: want the listen address, the extra IP and loopback", ips)
+	}
+	if !slices.Contains(dns, "trellis.example.com") || !slices.Contains(dns, "localhost") {
+		t.Errorf("DNS names %v", dns)
 	}
 }
