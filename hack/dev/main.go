@@ -4,6 +4,7 @@
 //	go run ./hack/dev demo    # build, then run `bin/trellis demo`
 //	go run ./hack/dev test    # gofmt, go vet, the whole test suite with the race detector, brief fuzzing
 //	go run ./hack/dev fuzz    # every fuzz target, longer
+//	go run ./hack/dev bench [flags]  # the control plane scale benchmark (bench/scale; -quick, -h)
 //	go run ./hack/dev generate  # regenerate protobuf code (needs protoc)
 //	go run ./hack/dev crds      # copy the Gateway API CRDs of the go.mod version into internal/schema
 //
@@ -41,6 +42,8 @@ func main() {
 		err = test(envDuration("TRELLIS_FUZZTIME", 10*time.Second))
 	case "fuzz":
 		err = fuzz(envDuration("TRELLIS_FUZZTIME", time.Minute))
+	case "bench":
+		err = run("go", append([]string{"run", "./bench/scale"}, os.Args[2:]...)...)
 	case "generate":
 		err = generate()
 	case "crds":
@@ -55,7 +58,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./hack/dev build|demo|test|fuzz|generate|crds")
+	fmt.Fprintln(os.Stderr, "usage: go run ./hack/dev build|demo|test|fuzz|bench|generate|crds")
 	os.Exit(2)
 }
 
