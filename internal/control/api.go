@@ -225,12 +225,23 @@ func sortedObjects(m map[string]*trellisresource.Object) []*trellisresource.Obje
 
 // analyzeChange returns the findings that storing objs would add to those
 // of the current config (stored resources and registered workloads).
+//
+// The findings of the current config are kept until it changes: applies
+// follow one another far more often than the config they are judged
+// against changes otherwise. Callers hold applyMu.
 func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) []analyze.Finding {
+	cp.mu.Lock()
+	gen := [2]uint64{cp.objectsGen, cp.regsGen}
+	cp.mu.Unlock()
 	current, amend := cp.analysisInput()
-	before := map[string]bool{}
-	for _, f := range trellisresource.Analyze(sortedObjects(current), amend) {
-		before[findingKey(f)] = true
+	if cp.before == nil || cp.beforeGen != gen {
+		cp.before = map[string]bool{}
+		for _, f := range trellisresource.Analyze(sortedObjects(current), amend) {
+			cp.before[findingKey(f)] = true
+		}
+		cp.beforeGen = gen
 	}
+	before := cp.before
 	next := maps.Clone(current)
 	for _, o := range objs {
 		next[resourceKey(o.Kind, o.Namespace, o.Name)] = o

@@ -71,7 +71,24 @@ type controlPlane struct {
 	pushMu sync.Mutex
 	// applyMu serializes applies.
 	applyMu sync.Mutex
-	metrics *metrics
+	// objectsGen counts changes to objects; model is the model built from
+	// them at modelGen (guarded by pushMu).
+	objectsGen uint64
+	model      *model.Config
+	modelGen   uint64
+	// dirty are the dependency keys (translate.ServiceKey, ...) changes
+	// touched since the last push round; dirtyAll asks for every proxy.
+	// deps are the keys each proxy's last config was built from.
+	dirty    map[string]bool
+	dirtyAll bool
+	deps     map[string]map[string]bool
+	lastFull time.Time
+	// regsGen counts changes to registrations; before are the findings of
+	// the config at beforeGen (objectsGen, regsGen), guarded by applyMu.
+	regsGen   uint64
+	before    map[string]bool
+	beforeGen [2]uint64
+	metrics   *metrics
 	// wg tracks the goroutines keeping registrations alive.
 	wg sync.WaitGroup
 }
@@ -95,6 +112,8 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		chains:        map[string][]byte{},
 		problems:      map[string][]string{},
 		pending:       map[string]*time.Timer{},
+		dirty:         map[string]bool{},
+		deps:          map[string]map[string]bool{},
 	}
 	cp.xds = xds.New(ctx, cp, opts.Logger)
 	cp.metrics = newMetrics(func() float64 {
@@ -126,6 +145,9 @@ func (cp *controlPlane) load(ctx context.Context) (int64, error) {
 	defer cp.mu.Unlock()
 	cp.objects = map[string]*resource.Object{}
 	cp.registrations = map[string]*nodemeta.Metadata{}
+	cp.objectsGen++
+	cp.regsGen++
+	cp.dirtyAll = true
 	for _, it := range items {
 		cp.applyItemLocked(store.Event{Item: it})
 	}
@@ -171,6 +193,10 @@ func sleep(ctx context.Context, d time.Duration) {
 func (cp *controlPlane) applyItemLocked(ev store.Event) {
 	switch {
 	case strings.HasPrefix(ev.Key, resourcesPrefix):
+		cp.objectsGen++
+		if old := cp.objects[ev.Key]; old != nil {
+			cp.markDirtyLocked(changeKeys(old)...)
+		}
 		if ev.Deleted {
 			delete(cp.objects, ev.Key)
 			return
@@ -185,8 +211,13 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 			return
 		}
 		cp.objects[ev.Key] = obj
+		cp.markDirtyLocked(changeKeys(obj)...)
 	case strings.HasPrefix(ev.Key, proxiesPrefix):
+		cp.regsGen++
 		id := strings.TrimPrefix(ev.Key, proxiesPrefix)
+		if old := cp.registrations[id]; old != nil {
+			cp.markDirtyLocked(registrationKeys(id, old)...)
+		}
 		if ev.Deleted {
 			delete(cp.registrations, id)
 			return
@@ -197,7 +228,72 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 			return
 		}
 		cp.registrations[id] = meta
+		cp.markDirtyLocked(registrationKeys(id, meta)...)
 	}
+}
+
+// markDirtyLocked records dependency keys a change touched; "*" asks for
+// every proxy. Callers hold cp.mu.
+func (cp *controlPlane) markDirtyLocked(keys ...string) {
+	for _, k := range keys {
+		if k == allProxies {
+			cp.dirtyAll = true
+			continue
+		}
+		cp.dirty[k] = true
+	}
+}
+
+// allProxies is the change key that concerns every proxy.
+const allProxies = "*"
+
+// proxyKey is the dependency key of a proxy's own registration.
+func proxyKey(id string) string { return "proxy/" + id }
+
+// registrationKeys are the keys a proxy's registration touches: the proxy
+// itself and, through its workload, its namespace's endpoints.
+func registrationKeys(id string, m *nodemeta.Metadata) []string {
+	return []string{proxyKey(id), translate.NamespaceKey(m.Namespace)}
+}
+
+// changeKeys are the dependency keys a stored resource touches. Kinds the
+// translator does not read depend on nothing yet; their change concerns
+// every proxy, to be safe when the translator learns them.
+func changeKeys(o *resource.Object) []string {
+	key := model.Key{Namespace: o.Namespace, Name: o.Name}
+	switch o.Kind {
+	case "Service":
+		return []string{translate.ServiceKey(key), translate.NamespaceKey(o.Namespace)}
+	case "Workload":
+		return []string{translate.NamespaceKey(o.Namespace)}
+	case "Gateway":
+		return []string{translate.GatewayKey(key)}
+	case "HTTPRoute", "GRPCRoute":
+		cfg, err := resource.Model([]*resource.Object{o})
+		if err != nil || cfg == nil {
+			return []string{allProxies}
+		}
+		var parents []model.ParentRef
+		for _, r := range cfg.HTTPRoutes {
+			parents = append(parents, r.Parents...)
+		}
+		for _, r := range cfg.GRPCRoutes {
+			parents = append(parents, r.Parents...)
+		}
+		var keys []string
+		for _, p := range parents {
+			switch p.Kind {
+			case model.ParentService:
+				keys = append(keys, translate.ServiceKey(p.Key))
+			case model.ParentGateway:
+				keys = append(keys, translate.GatewayKey(p.Key))
+			default:
+				return []string{allProxies}
+			}
+		}
+		return keys
+	}
+	return []string{allProxies}
 }
 
 // pushLoop rebuilds and pushes every proxy's config after changes, once
@@ -228,9 +324,21 @@ func (cp *controlPlane) pushLoop(ctx context.Context) {
 		}
 		quiet.Stop()
 		deadline.Stop()
-		cp.pushAll(ctx)
+		cp.mu.Lock()
+		all, keys := cp.dirtyAll || time.Since(cp.lastFull) >= fullPushInterval, cp.dirty
+		cp.dirtyAll, cp.dirty = false, map[string]bool{}
+		cp.mu.Unlock()
+		if all {
+			cp.pushAll(ctx)
+		} else {
+			cp.pushAffected(ctx, keys)
+		}
 	}
 }
+
+// fullPushInterval bounds how long a round may pass without rebuilding
+// every proxy, as a safety net under the dependency tracking.
+const fullPushInterval = 5 * time.Minute
 
 // snapshot is the input of one round of translation.
 type snapshot struct {
@@ -241,26 +349,39 @@ type snapshot struct {
 	chains  map[string][]byte
 }
 
-// build turns the in-memory state into the model.
+// build turns the in-memory state into the model. The part built from
+// stored resources is kept until they change: registrations come and go
+// far more often. Callers hold pushMu.
 func (cp *controlPlane) build() *snapshot {
 	cp.mu.Lock()
-	objs := slices.Collect(maps.Values(cp.objects))
+	var objs []*resource.Object
+	gen := cp.objectsGen
+	if cp.model == nil || cp.modelGen != gen {
+		for _, k := range slices.Sorted(maps.Keys(cp.objects)) {
+			objs = append(objs, cp.objects[k])
+		}
+	}
 	regs := maps.Clone(cp.registrations)
 	connected := slices.Collect(maps.Keys(cp.connected))
 	chains := maps.Clone(cp.chains)
 	cp.mu.Unlock()
 
-	slices.SortFunc(objs, func(a, b *resource.Object) int { return strings.Compare(a.Ref(), b.Ref()) })
-	cfg, err := resource.Model(objs)
-	if err != nil {
-		cp.log.Warn("some stored resources are not in effect", "err", err)
+	if cp.model == nil || cp.modelGen != gen {
+		cfg, err := resource.Model(objs)
+		if err != nil {
+			cp.log.Warn("some stored resources are not in effect", "err", err)
+		}
+		if cfg == nil {
+			cfg = &model.Config{}
+		}
+		cp.model, cp.modelGen = cfg, gen
 	}
-	if cfg == nil {
-		cfg = &model.Config{}
-	}
-	addRegistered(cfg, regs)
-	cfg.Sort()
-	snap := &snapshot{config: cfg, index: model.NewIndex(cfg), proxies: map[string]*model.Proxy{}, chains: chains}
+	// A shallow copy: only the workloads differ.
+	cfg := *cp.model
+	cfg.Workloads = slices.Clone(cfg.Workloads)
+	addRegistered(&cfg, regs)
+	slices.SortFunc(cfg.Workloads, func(a, b *model.Workload) int { return a.Key.Compare(b.Key) })
+	snap := &snapshot{config: &cfg, index: model.NewIndex(&cfg), proxies: map[string]*model.Proxy{}, chains: chains}
 	for _, id := range connected {
 		if m := regs[id]; m != nil {
 			snap.proxies[id] = proxyOf(id, m)
@@ -272,11 +393,44 @@ func (cp *controlPlane) build() *snapshot {
 // pushAll rebuilds every connected proxy's config, translating in
 // parallel (translation is pure), and pushes what changed.
 func (cp *controlPlane) pushAll(ctx context.Context) {
+	cp.mu.Lock()
+	cp.lastFull = time.Now()
+	cp.mu.Unlock()
+	cp.pushRound(ctx, nil)
+}
+
+// pushAffected rebuilds the configs that depend on one of keys, and those
+// of proxies never built.
+func (cp *controlPlane) pushAffected(ctx context.Context, keys map[string]bool) {
+	cp.pushRound(ctx, func(id string, deps map[string]bool) bool {
+		if deps == nil {
+			return true
+		}
+		for k := range keys {
+			if deps[k] {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// pushRound rebuilds, in parallel, the configs of the connected proxies
+// that affected selects (all when nil), and pushes what changed.
+func (cp *controlPlane) pushRound(ctx context.Context, affected func(id string, deps map[string]bool) bool) {
 	cp.pushMu.Lock()
 	defer cp.pushMu.Unlock()
 	start := time.Now()
 	snap := cp.build()
 	ids := slices.Sorted(maps.Keys(snap.proxies))
+	if affected != nil {
+		cp.mu.Lock()
+		ids = slices.DeleteFunc(ids, func(id string) bool { return !affected(id, cp.deps[id]) })
+		cp.mu.Unlock()
+		if len(ids) == 0 {
+			return
+		}
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(ids)) {
@@ -319,33 +473,38 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	for i, p := range problems {
 		msgs[i] = p.String()
 	}
-	// Nothing a proxy would reject is pushed: the config is compiled with
-	// the proxy's own code first, and on failure the proxy keeps what it
-	// has.
-	var rejected error
+	// Nothing a proxy would reject is pushed: a config that differs from
+	// the one pushed is compiled with the proxy's own code first, and on
+	// failure the proxy keeps what it has.
+	var check func(*translate.Resources) error
 	if k := snap.proxies[id].Kind; k == model.KindSidecar || k == model.KindGateway {
-		rejected = proxy.Check(proxy.Config{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints})
-		if rejected != nil {
-			msgs = append(msgs, "config not pushed, the proxy would reject it: "+rejected.Error())
+		check = func(res *translate.Resources) error {
+			if err := proxy.Check(proxy.Config{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints}); err != nil {
+				return fmt.Errorf("%w: %w", errProxyWouldReject, err)
+			}
+			return nil
 		}
+	}
+	changed, err := cp.xds.Push(ctx, id, res, check)
+	if errors.Is(err, errProxyWouldReject) {
+		msgs = append(msgs, "config not pushed: "+err.Error())
+	}
+	deps := map[string]bool{proxyKey(id): true}
+	for _, k := range res.Deps {
+		deps[k] = true
 	}
 	cp.mu.Lock()
 	changedProblems := !slices.Equal(cp.problems[id], msgs)
 	cp.problems[id] = msgs
+	cp.deps[id] = deps
 	cp.mu.Unlock()
 	if changedProblems && len(msgs) > 0 {
 		cp.log.Warn("parts of a proxy's config are not in effect", "node", id, "problems", strings.Join(msgs, "; "))
 	}
-	if rejected != nil {
-		cp.metrics.pushes.WithLabelValues("refused").Inc()
-		cp.log.Error("push refused: the proxy would reject its config; it keeps the config it has", "node", id, "err", rejected)
-		return
-	}
-	changed, err := cp.xds.Push(ctx, id, res)
 	switch {
 	case err != nil:
 		cp.metrics.pushes.WithLabelValues("refused").Inc()
-		cp.log.Error("push refused", "node", id, "err", err)
+		cp.log.Error("push refused; the proxy keeps the config it has", "node", id, "err", err)
 	case changed:
 		cp.metrics.pushes.WithLabelValues("changed").Inc()
 		cp.log.Debug("pushed", "node", id)
@@ -434,3 +593,6 @@ func (cp *controlPlane) issued(node string, chain []*x509.Certificate) {
 }
 
 var errShuttingDown = errors.New("control: shutting down")
+
+// errProxyWouldReject marks a config the proxy's own code refuses.
+var errProxyWouldReject = errors.New("the proxy would reject it")

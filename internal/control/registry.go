@@ -95,6 +95,8 @@ func (cp *controlPlane) Connected(streamID int64, node *corev3.Node, peer []*x50
 	}
 	cp.connected[node.GetId()] = &connection{streamID: streamID, cancel: cancel, lease: lease}
 	cp.registrations[node.GetId()] = meta
+	cp.regsGen++
+	cp.markDirtyLocked(registrationKeys(node.GetId(), meta)...)
 	if _, ok := cp.chains[node.GetId()]; !ok {
 		cp.chains[node.GetId()] = chain
 	}
@@ -156,6 +158,7 @@ func (cp *controlPlane) deregister(id string, lease *store.Lease) {
 	cp.mu.Lock()
 	delete(cp.chains, id)
 	delete(cp.problems, id)
+	delete(cp.deps, id)
 	cp.mu.Unlock()
 	cp.xds.Forget(id)
 	cp.log.Info("proxy deregistered", "node", id)

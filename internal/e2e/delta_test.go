@@ -124,7 +124,7 @@ func TestDeltaXDS(t *testing.T) {
 	}
 	push := func(port uint32) {
 		for node := range clients {
-			if _, err := srv.Push(ctx, node, clusters(port)); err != nil {
+			if _, err := srv.Push(ctx, node, clusters(port), nil); err != nil {
 				t.Fatal(err)
 			}
 		}

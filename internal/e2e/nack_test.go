@@ -96,7 +96,7 @@ func TestNackKeepsLastGoodConfig(t *testing.T) {
 				}}},
 			}},
 		}
-		if _, err := srv.Push(ctx, "node-1", res); err != nil {
+		if _, err := srv.Push(ctx, "node-1", res, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,4 +193,44 @@ func TestRouteChangesUnderTraffic(t *testing.T) {
 		onlyCatalog(t, web, workload)
 	}
 	tr.stop(t, "while the route moved between versions")
+}
+
+// TestPushesOnlyAffectedProxies changes the route of one service: only
+// the proxy that calls it gets its config rebuilt, not every proxy.
+func TestPushesOnlyAffectedProxies(t *testing.T) {
+	s := newSubnet(t)
+	cp := startControlPlane(t, s, t.TempDir())
+	cp.apply(t, haMesh)
+	startWorkload(t, s, cp, sidecar{name: "web-1", service: "web", account: "web", version: "v1", host: 11, next: "catalog"})
+	startWorkload(t, s, cp, sidecar{name: "catalog-1", service: "catalog", account: "catalog", version: "v1", host: 12})
+	startWorkload(t, s, cp, sidecar{name: "catalog-2", service: "catalog", account: "catalog", version: "v2", host: 13})
+	web := "http://" + net.JoinHostPort(s.ip(11), "8080") + "/"
+	cp.apply(t, catalogRoute("v1"))
+	onlyCatalog(t, web, "catalog-1")
+	time.Sleep(500 * time.Millisecond) // let pending rounds finish
+
+	pushes := func() float64 {
+		resp, err := http.Get("http://" + cp.api + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		total := 0.0
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "trellis_control_proxy_pushes_total{") {
+				var v float64
+				fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+				total += v
+			}
+		}
+		return total
+	}
+	before := pushes()
+	cp.apply(t, catalogRoute("v2"))
+	onlyCatalog(t, web, "catalog-2")
+	time.Sleep(500 * time.Millisecond)
+	if got := pushes() - before; got != 1 {
+		t.Errorf("a route change of catalog rebuilt %v proxy configs, want 1 (web-1, its only caller)", got)
+	}
 }

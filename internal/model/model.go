@@ -235,11 +235,14 @@ func ServiceHost(k Key, clusterDomain string) string {
 // Index looks objects up by key. Build it with NewIndex after the Config is
 // complete; it does not follow later changes.
 type Index struct {
-	services  map[Key]*Service
-	gateways  map[Key]*Gateway
-	members   map[Key][]*Workload
-	memberOf  map[Key][]*Service
-	workloads map[Key]*Workload
+	services map[Key]*Service
+	// httpRoutes and grpcRoutes are the routes by parent, in key order.
+	httpRoutes map[parentKey][]*HTTPRoute
+	grpcRoutes map[parentKey][]*GRPCRoute
+	gateways   map[Key]*Gateway
+	members    map[Key][]*Workload
+	memberOf   map[Key][]*Service
+	workloads  map[Key]*Workload
 }
 
 // NewIndex indexes c.
@@ -253,6 +256,18 @@ func NewIndex(c *Config) *Index {
 	}
 	for _, s := range c.Services {
 		ix.services[s.Key] = s
+	}
+	ix.httpRoutes = map[parentKey][]*HTTPRoute{}
+	for _, r := range c.HTTPRoutes {
+		for _, pk := range parentKeys(r.Parents) {
+			ix.httpRoutes[pk] = append(ix.httpRoutes[pk], r)
+		}
+	}
+	ix.grpcRoutes = map[parentKey][]*GRPCRoute{}
+	for _, r := range c.GRPCRoutes {
+		for _, pk := range parentKeys(r.Parents) {
+			ix.grpcRoutes[pk] = append(ix.grpcRoutes[pk], r)
+		}
 	}
 	for _, g := range c.Gateways {
 		ix.gateways[g.Key] = g
@@ -271,6 +286,36 @@ func NewIndex(c *Config) *Index {
 		}
 	}
 	return ix
+}
+
+// parentKey names a parent routes attach to.
+type parentKey struct {
+	kind ParentKind
+	key  Key
+}
+
+// parentKeys lists the distinct parents of a route.
+func parentKeys(parents []ParentRef) []parentKey {
+	var out []parentKey
+	for _, p := range parents {
+		pk := parentKey{p.Kind, p.Key}
+		if !slices.Contains(out, pk) {
+			out = append(out, pk)
+		}
+	}
+	return out
+}
+
+// HTTPRoutesOf returns the HTTPRoutes with a parentRef to the parent of
+// kind and key (whatever its sectionName or port), in key order.
+func (ix *Index) HTTPRoutesOf(kind ParentKind, k Key) []*HTTPRoute {
+	return ix.httpRoutes[parentKey{kind, k}]
+}
+
+// GRPCRoutesOf returns the GRPCRoutes with a parentRef to the parent of
+// kind and key, in key order.
+func (ix *Index) GRPCRoutesOf(kind ParentKind, k Key) []*GRPCRoute {
+	return ix.grpcRoutes[parentKey{kind, k}]
 }
 
 // Service returns the service named k, or nil.

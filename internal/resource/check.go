@@ -106,15 +106,18 @@ func dedupe(objs []*Object) ([]*Object, []analyze.Finding) {
 	var order []analyze.Resource
 	for _, o := range objs {
 		r := analyze.Resource{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name}
-		value, _ := Encode(o)
 		g, ok := groups[r]
 		if !ok {
-			groups[r] = &group{keep: o, value: value, all: []*Object{o}}
+			groups[r] = &group{keep: o, all: []*Object{o}}
 			order = append(order, r)
 			continue
 		}
+		// Encoding is what costs; only duplicates need it.
+		if g.value == nil {
+			g.value, _ = Encode(g.keep)
+		}
 		g.all = append(g.all, o)
-		if bytes.Compare(value, g.value) < 0 {
+		if value, _ := Encode(o); bytes.Compare(value, g.value) < 0 {
 			g.keep, g.value = o, value
 		}
 	}

@@ -160,14 +160,15 @@ func tcpFilter(statPrefix, cluster string) *listenerv3.Filter {
 	}
 }
 
-// mtlsEndpointMetadata marks an endpoint as reached over mesh mTLS.
-func mtlsEndpointMetadata() *corev3.Metadata {
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-		TransportSocketMatchFilter: {Fields: map[string]*structpb.Value{
-			TransportSocketMatchKey: structpb.NewStringValue(TLSModeMTLS),
-		}},
-	}}
-}
+// mtlsEndpointMetadata marks an endpoint as reached over mesh mTLS. One
+// message serves every endpoint of every proxy: resources are never
+// modified after translation, and reading a message concurrently is
+// safe.
+var mtlsEndpointMetadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+	TransportSocketMatchFilter: {Fields: map[string]*structpb.Value{
+		TransportSocketMatchKey: structpb.NewStringValue(TLSModeMTLS),
+	}},
+}}
 
 func sortedUnique(s []string) []string {
 	slices.Sort(s)

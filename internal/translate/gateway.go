@@ -17,7 +17,7 @@ import (
 // HTTPRoutes attached to the Gateway's listeners on that port.
 func (b *builder) gateway() {
 	p := b.in.Proxy
-	g := b.in.Index.Gateway(p.Gateway)
+	g := b.gatewayOf(p.Gateway)
 	if g == nil {
 		b.problem("proxy "+p.ID, "gateway", fmt.Sprintf("Gateway %s does not exist; the gateway serves nothing until it is applied", p.Gateway))
 		return
@@ -59,7 +59,7 @@ func (b *builder) gateway() {
 // virtual host per effective hostname.
 func (b *builder) gatewayRoutes(g *model.Gateway, port uint32, listeners []int) *routev3.RouteConfiguration {
 	byHost := map[string][]attachedRule{}
-	for _, r := range b.in.Config.HTTPRoutes {
+	for _, r := range b.in.Index.HTTPRoutesOf(model.ParentGateway, g.Key) {
 		for _, li := range listeners {
 			l := g.Listeners[li]
 			if !attaches(r, g, l) {

@@ -78,10 +78,7 @@ func (b *builder) grpcClients() {
 			targets = append(targets, target{s, sp})
 		}
 	}
-	for _, s := range b.in.Config.Services {
-		if s.Namespace != p.Workload.Namespace {
-			continue
-		}
+	for _, s := range b.namespaceServices(p.Workload.Namespace) {
 		for _, sp := range s.Ports {
 			if sp.Protocol == model.ProtocolGRPC || sp.Protocol == model.ProtocolHTTP2 {
 				add(s, sp)
@@ -90,7 +87,7 @@ func (b *builder) grpcClients() {
 	}
 	for i, u := range p.Upstreams {
 		field := fmt.Sprintf("upstreams[%d]", i)
-		s := b.in.Index.Service(u.Service)
+		s := b.service(u.Service)
 		if s == nil {
 			b.problem(ref, field, fmt.Sprintf("service %s does not exist", u.Service))
 			continue

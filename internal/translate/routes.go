@@ -181,7 +181,7 @@ func (b *builder) setAction(out *routev3.Route, ref string, ruleIndex int, ruleB
 			b.problem(ref, field, fmt.Sprintf("backend %s %s is not a Service", be.Kind, be.Service))
 			continue
 		}
-		s := b.in.Index.Service(be.Service)
+		s := b.service(be.Service)
 		if s == nil {
 			b.problem(ref, field, fmt.Sprintf("service %s does not exist", be.Service))
 			continue

@@ -44,7 +44,7 @@ func (b *builder) inbound() {
 	}
 	appPorts := map[uint32]bool{}
 	seenSNI := map[string]bool{}
-	for _, s := range b.in.Index.MemberOf(w.Key) {
+	for _, s := range b.memberOf(w) {
 		for _, sp := range s.Ports {
 			target, ok := w.TargetPort(sp)
 			if !ok {
@@ -114,7 +114,7 @@ func (b *builder) upstream(i int, u model.Upstream) {
 	p := b.in.Proxy
 	ref := "proxy " + p.ID
 	field := fmt.Sprintf("upstreams[%d]", i)
-	s := b.in.Index.Service(u.Service)
+	s := b.service(u.Service)
 	if s == nil {
 		b.problem(ref, field, fmt.Sprintf("service %s does not exist; local port %d is not served", u.Service, u.LocalPort))
 		return
@@ -160,13 +160,13 @@ func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort
 		}
 	}
 	var grpcAttached []grpcRule
-	for _, r := range b.in.Config.GRPCRoutes {
+	for _, r := range b.in.Index.GRPCRoutesOf(model.ParentService, s.Key) {
 		if attachesToService(r.Parents, s, sp) {
 			grpcAttached = append(grpcAttached, grpcRulesOf(r)...)
 		}
 	}
 	var attached []attachedRule
-	for _, r := range b.in.Config.HTTPRoutes {
+	for _, r := range b.in.Index.HTTPRoutesOf(model.ParentService, s.Key) {
 		if attachesToService(r.Parents, s, sp) {
 			attached = append(attached, rulesOf(r)...)
 		}
@@ -210,7 +210,7 @@ func (b *builder) outboundClusters() {
 }
 
 func (b *builder) outboundCluster(name string, s *model.Service, sp model.ServicePort) {
-	members := b.in.Index.Members(s.Key)
+	members := b.members(s)
 	var ids []string
 	meshed := false
 	byLocality := map[string][]*endpointv3.LbEndpoint{}
@@ -233,7 +233,7 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 		case w.MeshPort != 0:
 			meshed = true
 			ids = append(ids, b.workloadID(w))
-			ep = lbEndpoint(w.Address, w.MeshPort, mtlsEndpointMetadata())
+			ep = lbEndpoint(w.Address, w.MeshPort, mtlsEndpointMetadata)
 		default:
 			ep = lbEndpoint(w.Address, target, nil)
 		}
@@ -261,7 +261,7 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 		sni := SNI(sp.Port, b.host(s.Key))
 		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
 			Name:            TLSModeMTLS,
-			Match:           mtlsEndpointMetadata().FilterMetadata[TransportSocketMatchFilter],
+			Match:           mtlsEndpointMetadata.FilterMetadata[TransportSocketMatchFilter],
 			TransportSocket: b.upstreamMTLS(sni, sortedUnique(ids)),
 		}}
 	}

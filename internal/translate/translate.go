@@ -57,6 +57,8 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	Secrets   []*tlsv3.Secret
+	// Deps are the dependency keys of the config, sorted (see deps.go).
+	Deps []string
 }
 
 // Problem is something in the config that could not be translated for this
@@ -115,6 +117,7 @@ type builder struct {
 	out       Resources
 	clusters  map[string]clusterRef
 	problems  []Problem
+	deps      map[string]bool
 }
 
 func (b *builder) problem(resource, field, msg string) {
@@ -159,5 +162,6 @@ func (b *builder) finish() (*Resources, []Problem) {
 	})
 	slices.SortFunc(out.Secrets, func(a, b *tlsv3.Secret) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(b.problems, func(x, y Problem) int { return cmp.Compare(x.String(), y.String()) })
+	out.Deps = sortedKeys(b.deps)
 	return out, slices.Compact(b.problems)
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -256,5 +257,22 @@ func TestGolden(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDeps checks what each proxy's config is recorded to depend on: a
+// change to anything else need not rebuild it.
+func TestDeps(t *testing.T) {
+	c := demoMesh()
+	proxies := demoProxies(c)
+	for name, want := range map[string][]string{
+		"web":     {"ns/demo", "svc/demo/catalog"},
+		"catalog": {"ns/demo", "svc/demo/db", "svc/demo/nope", "svc/demo/reviews", "svc/demo/reviews-v1", "svc/demo/reviews-v2"},
+		"gateway": {"gw/demo/ingress", "ns/demo", "svc/demo/catalog", "svc/demo/missing", "svc/demo/web"},
+	} {
+		res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: proxies[name]}, Options{})
+		if !slices.Equal(res.Deps, want) {
+			t.Errorf("%s depends on %v, want %v", name, res.Deps, want)
+		}
 	}
 }

@@ -246,7 +246,10 @@ func (s *Server) holdNacked(id int64, req *discoverygrpc.DiscoveryRequest) {
 // Push makes res the config of node. It reports whether anything changed.
 // A snapshot whose references do not resolve is refused, and the proxy
 // keeps its previous config.
-func (s *Server) Push(ctx context.Context, node string, res *translate.Resources) (bool, error) {
+//
+// check, when not nil, judges the config before it replaces a different
+// one; its error refuses the push as well.
+func (s *Server) Push(ctx context.Context, node string, res *translate.Resources, check func(*translate.Resources) error) (bool, error) {
 	// One marshal of each resource gives both its own version, which delta
 	// xDS compares (the snapshot's VersionMap, as go-control-plane would
 	// build it), and the version of its type.
@@ -266,6 +269,11 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 	}
 	if old, err := s.cache.GetSnapshot(node); err == nil && sameVersions(old, snap) {
 		return false, nil
+	}
+	if check != nil {
+		if err := check(res); err != nil {
+			return false, err
+		}
 	}
 	if err := s.cache.SetSnapshot(ctx, node, snap); err != nil {
 		return false, fmt.Errorf("xds: %w", err)
