@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -28,7 +29,7 @@ import (
 )
 
 // maxApplyBytes bounds an apply request.
-const maxApplyBytes = 32 << 20
+const maxApplyBytes = store.MaxRequestBytes
 
 func (cp *controlPlane) handler() http.Handler {
 	mux := http.NewServeMux()
@@ -38,6 +39,11 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("GET "+controlapi.PathProxies, cp.handleProxies)
 	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{}))
+	// Profiles, on the debug port (loopback by default).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET "+controlapi.PathConfig, cp.handleConfigDump)
 	// Not ready while starting, or while etcd does not answer: the control
 	// plane then still serves its proxies the last config it has, but

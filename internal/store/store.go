@@ -34,6 +34,11 @@ import (
 // Prefix is where every Trellis key lives.
 const Prefix = "/trellis/"
 
+// MaxRequestBytes is the largest write the embedded etcd accepts: one
+// apply is one transaction. (etcd's default is 1.5 MiB; an external etcd
+// needs --max-request-bytes as large for applies this big.)
+const MaxRequestBytes = 16 << 20
+
 // ErrNotFound is returned for a missing key.
 var ErrNotFound = errors.New("store: not found")
 
@@ -89,9 +94,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		endpoints = []string{endpoint}
 	}
 	client, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
+		Endpoints:          endpoints,
+		DialTimeout:        5 * time.Second,
+		Logger:             zap.NewNop(),
+		MaxCallSendMsgSize: MaxRequestBytes + 1<<20,
 	})
 	if err != nil {
 		s.Close()
@@ -146,6 +152,7 @@ func startEmbedded(ctx context.Context, dataDir string, logger *zap.Logger) (*em
 	cfg.AdvertisePeerUrls = []url.URL{{Scheme: "unix", Host: "localhost:0"}}
 	cfg.InitialCluster = cfg.Name + "=unix://localhost:0"
 	cfg.MaxTxnOps = 10000
+	cfg.MaxRequestBytes = MaxRequestBytes
 	cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 	cfg.AutoCompactionMode = "revision"
 	cfg.AutoCompactionRetention = "10000"
