@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/model"
+	"trellis.dev/trellis/internal/proxy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -228,35 +229,52 @@ func msgs[T proto.Message](in []T) []proto.Message {
 func TestGolden(t *testing.T) {
 	c := demoMesh()
 	for name, p := range demoProxies(c) {
-		t.Run(name, func(t *testing.T) {
-			in := Input{Config: c, Index: model.NewIndex(c), Proxy: p,
-				CertificateChain: []byte("-----BEGIN CERTIFICATE-----\nchain\n-----END CERTIFICATE-----\n"),
-				TrustBundle:      []byte("-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n")}
-			res, problems := Translate(in, Options{})
-			got := render(t, res, problems)
-			again, problems2 := Translate(in, Options{})
-			if !bytes.Equal(got, render(t, again, problems2)) {
-				t.Fatal("translation is not deterministic")
-			}
-			golden := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s (run go test -update and review the diff):\n%s", golden, got)
-			}
-			for _, p := range problems {
-				if strings.Contains(p.Message, "invalid and was not sent") {
-					t.Errorf("generated an invalid resource: %s", p)
-				}
-			}
-		})
+		t.Run(name, func(t *testing.T) { checkGolden(t, name, c, p) })
+	}
+}
+
+// checkGolden translates p's config in c and compares it with
+// testdata/NAME.golden (rewritten with -update). The output must be
+// deterministic, hold no resource that fails ValidateAll, and be config a
+// trellis-proxy accepts: proxy.Check compiles it with the code a proxy
+// applies it with. Every feature's golden test goes through here.
+func checkGolden(t *testing.T, name string, c *model.Config, p *model.Proxy) {
+	t.Helper()
+	in := Input{Config: c, Index: model.NewIndex(c), Proxy: p,
+		CertificateChain: []byte("-----BEGIN CERTIFICATE-----\nchain\n-----END CERTIFICATE-----\n"),
+		TrustBundle:      []byte("-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n")}
+	res, problems := Translate(in, Options{})
+	got := render(t, res, problems)
+	again, problems2 := Translate(in, Options{})
+	if !bytes.Equal(got, render(t, again, problems2)) {
+		t.Fatal("translation is not deterministic")
+	}
+	golden := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (run go test -update and review the diff):\n%s", golden, got)
+	}
+	for _, p := range problems {
+		if strings.Contains(p.Message, "invalid and was not sent") {
+			t.Errorf("generated an invalid resource: %s", p)
+		}
+	}
+	if p.Kind != model.KindGRPC {
+		err := proxy.Check(proxy.Config{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints})
+		if err != nil {
+			t.Errorf("trellis-proxy would reject the config: %v", err)
+		}
 	}
 }
 
