@@ -272,17 +272,12 @@ func NewIndex(c *Config) *Index {
 	for _, g := range c.Gateways {
 		ix.gateways[g.Key] = g
 	}
-	byNamespace := make(map[string][]*Service)
-	for _, s := range c.Services {
-		byNamespace[s.Namespace] = append(byNamespace[s.Namespace], s)
-	}
+	sel := newSelectorIndex(c.Services)
 	for _, w := range c.Workloads {
 		ix.workloads[w.Key] = w
-		for _, s := range byNamespace[w.Namespace] {
-			if s.Selects(w) {
-				ix.members[s.Key] = append(ix.members[s.Key], w)
-				ix.memberOf[w.Key] = append(ix.memberOf[w.Key], s)
-			}
+		for _, s := range sel.selecting(w) {
+			ix.members[s.Key] = append(ix.members[s.Key], w)
+			ix.memberOf[w.Key] = append(ix.memberOf[w.Key], s)
 		}
 	}
 	return ix
