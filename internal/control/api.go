@@ -208,7 +208,7 @@ func (cp *controlPlane) handleFindings(w http.ResponseWriter, r *http.Request) {
 // analyzeCurrent returns the findings of the stored configuration.
 func (cp *controlPlane) analyzeCurrent() []analyze.Finding {
 	current, amend := cp.analysisInput()
-	return trellisresource.Analyze(sortedObjects(current), amend)
+	return cp.models.Analyze(sortedObjects(current), amend)
 }
 
 // analysisInput snapshots the stored resources and a function that adds
@@ -242,7 +242,7 @@ func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) []analyze.
 	current, amend := cp.analysisInput()
 	if cp.before == nil || cp.beforeGen != gen {
 		cp.before = map[string]bool{}
-		for _, f := range trellisresource.Analyze(sortedObjects(current), amend) {
+		for _, f := range cp.models.Analyze(sortedObjects(current), amend) {
 			cp.before[findingKey(f)] = true
 		}
 		cp.beforeGen = gen
@@ -253,7 +253,7 @@ func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) []analyze.
 		next[resourceKey(o.Kind, o.Namespace, o.Name)] = o
 	}
 	var added []analyze.Finding
-	for _, f := range trellisresource.Analyze(sortedObjects(next), amend) {
+	for _, f := range cp.models.Analyze(sortedObjects(next), amend) {
 		if !before[findingKey(f)] {
 			added = append(added, f)
 		}

@@ -76,6 +76,12 @@ type controlPlane struct {
 	objectsGen uint64
 	model      *model.Config
 	modelGen   uint64
+	// models remembers each stored object's conversion to the model, for
+	// analysis and translation.
+	models *resource.ModelCache
+	// services are the stored Services by namespace (guarded by mu), to
+	// find which services a workload change concerns.
+	services map[string]map[model.Key]*model.Service
 	// dirty are the dependency keys (translate.ServiceKey, ...) changes
 	// touched since the last push round; dirtyAll asks for every proxy.
 	// deps are the keys each proxy's last config was built from.
@@ -107,6 +113,8 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		ca:            authority,
 		kick:          make(chan struct{}, 1),
 		objects:       map[string]*resource.Object{},
+		models:        resource.NewModelCache(),
+		services:      map[string]map[model.Key]*model.Service{},
 		registrations: map[string]*nodemeta.Metadata{},
 		connected:     map[string]*connection{},
 		chains:        map[string][]byte{},
@@ -195,7 +203,8 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 	case strings.HasPrefix(ev.Key, resourcesPrefix):
 		cp.objectsGen++
 		if old := cp.objects[ev.Key]; old != nil {
-			cp.markDirtyLocked(changeKeys(old)...)
+			cp.markDirtyLocked(cp.changeKeysLocked(old)...)
+			cp.indexServiceLocked(old, false)
 		}
 		if ev.Deleted {
 			delete(cp.objects, ev.Key)
@@ -211,12 +220,13 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 			return
 		}
 		cp.objects[ev.Key] = obj
-		cp.markDirtyLocked(changeKeys(obj)...)
+		cp.indexServiceLocked(obj, true)
+		cp.markDirtyLocked(cp.changeKeysLocked(obj)...)
 	case strings.HasPrefix(ev.Key, proxiesPrefix):
 		cp.regsGen++
 		id := strings.TrimPrefix(ev.Key, proxiesPrefix)
 		if old := cp.registrations[id]; old != nil {
-			cp.markDirtyLocked(registrationKeys(id, old)...)
+			cp.markDirtyLocked(cp.registrationKeysLocked(id, old)...)
 		}
 		if ev.Deleted {
 			delete(cp.registrations, id)
@@ -228,7 +238,7 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 			return
 		}
 		cp.registrations[id] = meta
-		cp.markDirtyLocked(registrationKeys(id, meta)...)
+		cp.markDirtyLocked(cp.registrationKeysLocked(id, meta)...)
 	}
 }
 
@@ -250,26 +260,71 @@ const allProxies = "*"
 // proxyKey is the dependency key of a proxy's own registration.
 func proxyKey(id string) string { return "proxy/" + id }
 
-// registrationKeys are the keys a proxy's registration touches: the proxy
-// itself and, through its workload, its namespace's endpoints.
-func registrationKeys(id string, m *nodemeta.Metadata) []string {
-	return []string{proxyKey(id), translate.NamespaceKey(m.Namespace)}
+// registrationKeysLocked are the keys a proxy's registration touches: the
+// proxy itself and, through its workload, the services that select it.
+// Callers hold cp.mu.
+func (cp *controlPlane) registrationKeysLocked(id string, m *nodemeta.Metadata) []string {
+	keys := []string{proxyKey(id)}
+	if m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+		w := workloadOf(m)
+		keys = append(keys, cp.selectingKeysLocked(&w)...)
+	}
+	return keys
 }
 
-// changeKeys are the dependency keys a stored resource touches. Kinds the
-// translator does not read depend on nothing yet; their change concerns
-// every proxy, to be safe when the translator learns them.
-func changeKeys(o *resource.Object) []string {
+// selectingKeysLocked are the keys of the stored services that select w:
+// a change of w changes their endpoints and nothing else of other
+// proxies' config. Callers hold cp.mu.
+func (cp *controlPlane) selectingKeysLocked(w *model.Workload) []string {
+	var keys []string
+	for _, s := range model.ServicesSelecting(slices.Collect(maps.Values(cp.services[w.Namespace])), w) {
+		keys = append(keys, translate.ServiceKey(s.Key))
+	}
+	return keys
+}
+
+// indexServiceLocked adds a stored Service to cp.services, or removes it.
+// Callers hold cp.mu.
+func (cp *controlPlane) indexServiceLocked(o *resource.Object, add bool) {
+	if o.Kind != "Service" {
+		return
+	}
+	key := model.Key{Namespace: o.Namespace, Name: o.Name}
+	ns := cp.services[o.Namespace]
+	if !add {
+		delete(ns, key)
+		return
+	}
+	cfg, err := cp.models.Model([]*resource.Object{o})
+	if err != nil || len(cfg.Services) != 1 {
+		return
+	}
+	if ns == nil {
+		ns = map[model.Key]*model.Service{}
+		cp.services[o.Namespace] = ns
+	}
+	ns[key] = cfg.Services[0]
+}
+
+// changeKeysLocked are the dependency keys a stored resource touches.
+// Kinds the translator does not read depend on nothing yet; their change
+// concerns every proxy, to be safe when the translator learns them.
+// Callers hold cp.mu.
+func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 	key := model.Key{Namespace: o.Namespace, Name: o.Name}
 	switch o.Kind {
 	case "Service":
 		return []string{translate.ServiceKey(key), translate.NamespaceKey(o.Namespace)}
 	case "Workload":
-		return []string{translate.NamespaceKey(o.Namespace)}
+		cfg, err := cp.models.Model([]*resource.Object{o})
+		if err != nil || len(cfg.Workloads) != 1 {
+			return []string{translate.NamespaceKey(o.Namespace)}
+		}
+		return cp.selectingKeysLocked(cfg.Workloads[0])
 	case "Gateway":
 		return []string{translate.GatewayKey(key)}
 	case "HTTPRoute", "GRPCRoute":
-		cfg, err := resource.Model([]*resource.Object{o})
+		cfg, err := cp.models.Model([]*resource.Object{o})
 		if err != nil || cfg == nil {
 			return []string{allProxies}
 		}
@@ -367,7 +422,7 @@ func (cp *controlPlane) build() *snapshot {
 	cp.mu.Unlock()
 
 	if cp.model == nil || cp.modelGen != gen {
-		cfg, err := resource.Model(objs)
+		cfg, err := cp.models.Model(objs)
 		if err != nil {
 			cp.log.Warn("some stored resources are not in effect", "err", err)
 		}

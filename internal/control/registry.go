@@ -94,9 +94,12 @@ func (cp *controlPlane) Connected(streamID int64, node *corev3.Node, peer []*x50
 		delete(cp.pending, node.GetId())
 	}
 	cp.connected[node.GetId()] = &connection{streamID: streamID, cancel: cancel, lease: lease}
+	if old := cp.registrations[node.GetId()]; old != nil {
+		cp.markDirtyLocked(cp.registrationKeysLocked(node.GetId(), old)...)
+	}
 	cp.registrations[node.GetId()] = meta
 	cp.regsGen++
-	cp.markDirtyLocked(registrationKeys(node.GetId(), meta)...)
+	cp.markDirtyLocked(cp.registrationKeysLocked(node.GetId(), meta)...)
 	if _, ok := cp.chains[node.GetId()]; !ok {
 		cp.chains[node.GetId()] = chain
 	}

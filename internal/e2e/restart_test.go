@@ -209,7 +209,7 @@ func TestPushesOnlyAffectedProxies(t *testing.T) {
 	onlyCatalog(t, web, "catalog-1")
 	time.Sleep(500 * time.Millisecond) // let pending rounds finish
 
-	pushes := func() float64 {
+	metric := func(name string) float64 {
 		resp, err := http.Get("http://" + cp.api + "/metrics")
 		if err != nil {
 			t.Fatal(err)
@@ -218,7 +218,7 @@ func TestPushesOnlyAffectedProxies(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		total := 0.0
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "trellis_control_proxy_pushes_total{") {
+			if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
 				var v float64
 				fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
 				total += v
@@ -226,11 +226,29 @@ func TestPushesOnlyAffectedProxies(t *testing.T) {
 		}
 		return total
 	}
+	pushes := func() float64 { return metric("trellis_control_proxy_pushes_total") }
 	before := pushes()
 	cp.apply(t, catalogRoute("v2"))
 	onlyCatalog(t, web, "catalog-2")
 	time.Sleep(500 * time.Millisecond)
 	if got := pushes() - before; got != 1 {
 		t.Errorf("a route change of catalog rebuilt %v proxy configs, want 1 (web-1, its only caller)", got)
+	}
+
+	// An endpoint change (a new catalog v2 instance without a sidecar)
+	// concerns the callers of the services it joins, not every proxy of
+	// its namespace.
+	translations := func() float64 { return metric("trellis_control_translate_seconds_count") }
+	before = translations()
+	cp.apply(t, `apiVersion: trellis.dev/v1alpha1
+kind: Workload
+metadata: {name: catalog-vm, namespace: demo, labels: {app: catalog, version: v2}}
+spec:
+  address: `+s.ip(20)+`
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+`)
+	time.Sleep(500 * time.Millisecond)
+	if got := translations() - before; got != 1 {
+		t.Errorf("an endpoint change of catalog-v2 translated %v proxy configs, want 1 (web-1, its only caller)", got)
 	}
 }

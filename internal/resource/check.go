@@ -67,8 +67,12 @@ func Load(files []File, namespace string) ([]*Object, []analyze.Finding) {
 // locates each finding in the file its resource was read from. Conversion
 // problems are findings too (TRL0003).
 func Analyze(objs []*Object, amend func(*model.Config)) []analyze.Finding {
+	return analyzeWith(objs, amend, nil)
+}
+
+func analyzeWith(objs []*Object, amend func(*model.Config), mc *ModelCache) []analyze.Finding {
 	objs, findings := dedupe(objs)
-	c, err := Model(objs)
+	c, err := modelOf(objs, mc)
 	findings = append(findings, errorFindings(analyze.CodeUnusable, err)...)
 	if amend != nil {
 		amend(c)

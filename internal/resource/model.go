@@ -46,7 +46,10 @@ import (
 // same kind and name, a duration or number that does not parse, a
 // ListenerSet whose parent is not a Gateway) is left out and its problems
 // are returned, joined, as *Error; the others are still converted.
-func Model(objs []*Object) (*model.Config, error) {
+func Model(objs []*Object) (*model.Config, error) { return modelOf(objs, nil) }
+
+// modelOf is Model, taking each object's conversion from mc when it has it.
+func modelOf(objs []*Object, mc *ModelCache) (*model.Config, error) {
 	cfg := &model.Config{}
 	var errs []error
 	first := make(map[string]*Object)
@@ -58,8 +61,8 @@ func Model(objs []*Object) (*model.Config, error) {
 		if !ok {
 			continue
 		}
-		c := &converter{o: o, meta: meta, key: objectKey(o, meta)}
-		name := ref(o.Kind, c.key.Namespace, c.key.Name)
+		key := objectKey(o, meta)
+		name := ref(o.Kind, key.Namespace, key.Name)
 		if prev, dup := first[name]; dup {
 			where := ""
 			if prev.File != "" {
@@ -69,8 +72,15 @@ func Model(objs []*Object) (*model.Config, error) {
 			continue
 		}
 		first[name] = o
-		c.convert(cfg)
-		errs = append(errs, c.errs...)
+		if mc == nil {
+			c := &converter{o: o, meta: meta, key: key}
+			c.convert(cfg)
+			errs = append(errs, c.errs...)
+			continue
+		}
+		one := mc.convert(o, meta, key)
+		appendConfig(cfg, one.cfg)
+		errs = append(errs, one.errs...)
 	}
 	cfg.Sort()
 	return cfg, errors.Join(errs...)

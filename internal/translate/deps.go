@@ -10,12 +10,15 @@ import (
 // Dependencies of a proxy's config: the parts of the model it was built
 // from, so that a change elsewhere need not rebuild it. A key names
 //
-//	svc/NS/NAME   a Service, with the routes attached to it
-//	ns/NS         the Services and Workloads of a namespace (membership, endpoints)
+//	svc/NS/NAME   a Service, with the routes attached to it and its endpoints
+//	ns/NS         the Services of a namespace (which exist, which select a workload)
 //	gw/NS/NAME    a Gateway, with the routes attached to it
 //
 // The control plane maps each change to the keys it touches and rebuilds
-// the proxies that depend on one of them.
+// the proxies that depend on one of them: a Service change touches its
+// svc/ and ns/ keys; a Workload or a registration touches the svc/ keys of
+// the services selecting it (before and after the change), so that
+// endpoint churn rebuilds only the callers of those services.
 
 // ServiceKey, NamespaceKey and GatewayKey build dependency keys.
 func ServiceKey(k model.Key) string { return "svc/" + k.String() }
