@@ -2,22 +2,18 @@ package control
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"net/http/pprof"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"trellis.dev/trellis/internal/analyze"
 	"trellis.dev/trellis/internal/controlapi"
@@ -93,108 +89,6 @@ func (cp *controlPlane) handleApply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, resp)
 }
 
-// apply validates every resource of the request and, only if all are
-// valid, stores them in one transaction.
-//
-// Applies are serialized: each is judged against everything stored before
-// it.
-func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) (*controlapi.ApplyResponse, []string) {
-	cp.applyMu.Lock()
-	defer cp.applyMu.Unlock()
-	ns := req.Namespace
-	if ns == "" {
-		ns = "default"
-	}
-	var errs []string
-	files := make([]trellisresource.File, len(req.Files))
-	for i, f := range req.Files {
-		files[i] = trellisresource.File{Name: f.Name, Data: []byte(f.Content)}
-	}
-	objs, findings := trellisresource.Load(files, ns)
-	for _, f := range findings {
-		errs = append(errs, f.String())
-	}
-	seen := map[string]*trellisresource.Object{}
-	for _, o := range objs {
-		key := resourceKey(o.Kind, o.Namespace, o.Name)
-		if prev, ok := seen[key]; ok {
-			errs = append(errs, fmt.Sprintf("%s:%d: %s: also defined at %s:%d; each resource may appear once", o.File, o.Line, o.Ref(), prev.File, prev.Line))
-		}
-		seen[key] = o
-	}
-	if len(errs) == 0 && len(objs) == 0 {
-		errs = append(errs, "apply: no resources in the input")
-	}
-	if len(errs) > 0 {
-		return nil, append(errs, "nothing was applied")
-	}
-
-	now := time.Now().UTC()
-	var writes []store.Write
-	resp := &controlapi.ApplyResponse{}
-	for _, o := range objs {
-		key := resourceKey(o.Kind, o.Namespace, o.Name)
-		meta, ok := o.Obj.(metav1.Object)
-		if !ok {
-			return nil, []string{fmt.Sprintf("%s: internal error: %T has no metadata", o.Ref(), o.Obj)}
-		}
-		action := "created"
-		meta.SetCreationTimestamp(metav1.NewTime(now.Truncate(time.Second)))
-		meta.SetGeneration(1)
-		meta.SetResourceVersion("")
-		if old, err := cp.store.Get(ctx, key); err == nil {
-			action = "configured"
-			if prev, err := trellisresource.DecodeOne(o.Kind, old.Value); err == nil {
-				if pm, ok := prev.Obj.(metav1.Object); ok {
-					meta.SetCreationTimestamp(pm.GetCreationTimestamp())
-					meta.SetGeneration(pm.GetGeneration())
-				}
-			}
-			if value, err := trellisresource.Encode(o); err == nil && bytes.Equal(value, old.Value) {
-				resp.Results = append(resp.Results, controlapi.ApplyResult{Ref: o.Ref(), Action: "unchanged"})
-				continue
-			}
-			meta.SetGeneration(meta.GetGeneration() + 1)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, []string{"apply: " + err.Error(), "nothing was applied"}
-		}
-		value, err := trellisresource.Encode(o)
-		if err != nil {
-			return nil, []string{fmt.Sprintf("%s: encoding: %v", o.Ref(), err), "nothing was applied"}
-		}
-		writes = append(writes, store.Write{Key: key, Value: value})
-		resp.Results = append(resp.Results, controlapi.ApplyResult{Ref: o.Ref(), Action: action})
-	}
-	// The change is judged with everything stored: it is refused if it
-	// adds an error; the warnings it adds are returned.
-	added := cp.analyzeChange(objs)
-	for _, f := range added {
-		if f.Severity == analyze.Error {
-			errs = append(errs, f.String())
-		} else {
-			resp.Warnings = append(resp.Warnings, f.String())
-		}
-	}
-	if len(errs) > 0 {
-		return nil, append(errs, "nothing was applied")
-	}
-	if req.DryRun || len(writes) == 0 {
-		return resp, nil
-	}
-	if _, err := cp.store.Apply(ctx, writes); err != nil {
-		return nil, []string{"apply: " + err.Error(), "nothing was applied"}
-	}
-	// Read your writes: the next apply is judged with this one, even before
-	// the store's watch delivers it.
-	cp.mu.Lock()
-	for _, w := range writes {
-		cp.applyItemLocked(store.Event{Item: store.Item{Key: w.Key, Value: w.Value}})
-	}
-	cp.mu.Unlock()
-	cp.trigger()
-	return resp, nil
-}
-
 // handleFindings analyzes the whole stored configuration with the
 // registered workloads.
 func (cp *controlPlane) handleFindings(w http.ResponseWriter, r *http.Request) {
@@ -207,18 +101,19 @@ func (cp *controlPlane) handleFindings(w http.ResponseWriter, r *http.Request) {
 
 // analyzeCurrent returns the findings of the stored configuration.
 func (cp *controlPlane) analyzeCurrent() []analyze.Finding {
-	current, amend := cp.analysisInput()
+	current, amend, _ := cp.analysisInput()
 	return cp.models.Analyze(sortedObjects(current), amend)
 }
 
 // analysisInput snapshots the stored resources and a function that adds
 // the registered workloads to a model.
-func (cp *controlPlane) analysisInput() (map[string]*trellisresource.Object, func(*model.Config)) {
+func (cp *controlPlane) analysisInput() (map[string]*trellisresource.Object, func(*model.Config), [2]uint64) {
 	cp.mu.Lock()
 	current := maps.Clone(cp.objects)
 	regs := maps.Clone(cp.registrations)
+	gen := [2]uint64{cp.objectsGen, cp.regsGen}
 	cp.mu.Unlock()
-	return current, func(c *model.Config) { addRegistered(c, regs) }
+	return current, func(c *model.Config) { addRegistered(c, regs) }, gen
 }
 
 func sortedObjects(m map[string]*trellisresource.Object) []*trellisresource.Object {
@@ -227,43 +122,6 @@ func sortedObjects(m map[string]*trellisresource.Object) []*trellisresource.Obje
 		out = append(out, m[k])
 	}
 	return out
-}
-
-// analyzeChange returns the findings that storing objs would add to those
-// of the current config (stored resources and registered workloads).
-//
-// The findings of the current config are kept until it changes: applies
-// follow one another far more often than the config they are judged
-// against changes otherwise. Callers hold applyMu.
-func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) []analyze.Finding {
-	cp.mu.Lock()
-	gen := [2]uint64{cp.objectsGen, cp.regsGen}
-	cp.mu.Unlock()
-	current, amend := cp.analysisInput()
-	if cp.before == nil || cp.beforeGen != gen {
-		cp.before = map[string]bool{}
-		for _, f := range cp.models.Analyze(sortedObjects(current), amend) {
-			cp.before[findingKey(f)] = true
-		}
-		cp.beforeGen = gen
-	}
-	before := cp.before
-	next := maps.Clone(current)
-	for _, o := range objs {
-		next[resourceKey(o.Kind, o.Namespace, o.Name)] = o
-	}
-	var added []analyze.Finding
-	for _, f := range cp.models.Analyze(sortedObjects(next), amend) {
-		if !before[findingKey(f)] {
-			added = append(added, f)
-		}
-	}
-	return added
-}
-
-// findingKey identifies a finding independently of where it was read.
-func findingKey(f analyze.Finding) string {
-	return f.Code + "\x00" + f.Resource.String() + "\x00" + f.Field + "\x00" + f.Message
 }
 
 // lookupKind resolves the kind query parameter.

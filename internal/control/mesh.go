@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -53,8 +54,10 @@ type controlPlane struct {
 	kick chan struct{}
 
 	mu sync.Mutex
-	// objects are the stored resources by store key.
+	// objects are the stored resources by store key; values their stored
+	// encoding.
 	objects map[string]*resource.Object
+	values  map[string][]byte
 	// registrations are the proxies' registrations by node ID, as stored.
 	registrations map[string]*nodemeta.Metadata
 	// connected maps node IDs with a live ADS stream to it.
@@ -69,8 +72,11 @@ type controlPlane struct {
 
 	// pushMu serializes translation and pushes.
 	pushMu sync.Mutex
-	// applyMu serializes applies.
+	// applyMu serializes applies; queue holds those waiting for it
+	// (guarded by queueMu), judged together by whoever holds it (apply.go).
 	applyMu sync.Mutex
+	queueMu sync.Mutex
+	queue   []*applyJob
 	// objectsGen counts changes to objects; model is the model built from
 	// them at modelGen (guarded by pushMu).
 	objectsGen uint64
@@ -113,6 +119,7 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		ca:            authority,
 		kick:          make(chan struct{}, 1),
 		objects:       map[string]*resource.Object{},
+		values:        map[string][]byte{},
 		models:        resource.NewModelCache(),
 		services:      map[string]map[model.Key]*model.Service{},
 		registrations: map[string]*nodemeta.Metadata{},
@@ -152,6 +159,8 @@ func (cp *controlPlane) load(ctx context.Context) (int64, error) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.objects = map[string]*resource.Object{}
+	cp.values = map[string][]byte{}
+	cp.services = map[string]map[model.Key]*model.Service{}
 	cp.registrations = map[string]*nodemeta.Metadata{}
 	cp.objectsGen++
 	cp.regsGen++
@@ -201,11 +210,17 @@ func sleep(ctx context.Context, d time.Duration) {
 func (cp *controlPlane) applyItemLocked(ev store.Event) {
 	switch {
 	case strings.HasPrefix(ev.Key, resourcesPrefix):
+		if !ev.Deleted && bytes.Equal(cp.values[ev.Key], ev.Value) {
+			// Already in effect: the store's watch delivering a write this
+			// control plane applied at once.
+			return
+		}
 		cp.objectsGen++
 		if old := cp.objects[ev.Key]; old != nil {
 			cp.markDirtyLocked(cp.changeKeysLocked(old)...)
 			cp.indexServiceLocked(old, false)
 		}
+		delete(cp.values, ev.Key)
 		if ev.Deleted {
 			delete(cp.objects, ev.Key)
 			return
@@ -220,6 +235,7 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 			return
 		}
 		cp.objects[ev.Key] = obj
+		cp.values[ev.Key] = ev.Value
 		cp.indexServiceLocked(obj, true)
 		cp.markDirtyLocked(cp.changeKeysLocked(obj)...)
 	case strings.HasPrefix(ev.Key, proxiesPrefix):

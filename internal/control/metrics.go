@@ -14,6 +14,7 @@ type metrics struct {
 	roundSeconds  prometheus.Histogram
 	translateSecs prometheus.Histogram
 	applies       *prometheus.CounterVec
+	applyWaves    *prometheus.CounterVec
 }
 
 func newMetrics(connected func() float64) *metrics {
@@ -42,8 +43,12 @@ func newMetrics(connected func() float64) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "applies_total",
 			Help: "trellis apply requests, by result: applied, refused.",
 		}, []string{"result"}),
+		applyWaves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "apply_waves_total",
+			Help: "Groups of concurrent applies judged with one analysis, by how they were stored: together, or one by one (their combined change added an error or a finding of no single apply).",
+		}, []string{"how"}),
 	}
-	m.registry.MustRegister(m.pushes, m.rounds, m.roundSeconds, m.translateSecs, m.applies,
+	m.registry.MustRegister(m.pushes, m.rounds, m.roundSeconds, m.translateSecs, m.applies, m.applyWaves,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "proxies_connected",
 			Help: "Proxies with an open ADS stream to this control plane.",
