@@ -43,7 +43,9 @@
 // seconds (/proc/PID/stat) and push rounds (/metrics), bytes received per
 // affected proxy per change (proto.Size of each response, as the control
 // plane's proxy-status counts them); for the run: RSS (VmRSS sampled,
-// VmHWM). -profile runs control.Run in this binary instead, writing a CPU
+// VmHWM). Scoping: one proxy's config translated in this process as
+// Trellis scopes it and unscoped (every service port of the mesh), in
+// bytes and resources. -profile runs control.Run in this binary instead, writing a CPU
 // and a heap profile per phase.
 //
 // Timestamps are wall-clock times of one machine, shared by the processes.

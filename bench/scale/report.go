@@ -20,7 +20,9 @@ type result struct {
 	Commit string `json:"commit"`
 	// Modes by name: sotw, delta.
 	Modes map[string]*modeResult `json:"modes"`
-	Goals goals                  `json:"goals"`
+	// Scoping is one proxy's config with and without scoping.
+	Scoping *scopingResult `json:"scoping,omitempty"`
+	Goals   goals          `json:"goals"`
 }
 
 // dist summarizes durations, in seconds.
@@ -236,6 +238,12 @@ func (r *result) print(w io.Writer, modes []string) {
 			m.RSSIdleMB, m.RSSPeakMB, m.RSSEndMB, m.HeapIdleMB, m.HeapSysIdleMB, m.GoroutinesIdle)
 		fmt.Fprintf(w, "bytes check    control plane counted %s sent, proxies %s received; loader used %.1f CPU s\n",
 			kb(float64(m.ServerBytes)), kb(float64(m.LoaderBytes)), m.LoaderCPUSeconds)
+	}
+	if sc := r.Scoping; sc != nil {
+		fmt.Fprintf(w, "\n== SCOPING ==\n")
+		fmt.Fprintf(w, "one proxy      scoped %s in %d resources (translated in %s); unscoped, every service port of the mesh: %s in %d resources (%s): %.0f× more\n",
+			kb(float64(sc.ScopedBytes)), sc.ScopedResources, ms(sc.ScopedTranslateSeconds),
+			kb(float64(sc.UnscopedBytes)), sc.UnscopedResources, ms(sc.UnscopedTranslateSeconds), sc.Ratio)
 	}
 	if s, d := r.Modes["sotw"], r.Modes["delta"]; s != nil && d != nil {
 		fmt.Fprintf(w, "\n== delta versus state of the world, bytes per affected proxy per change ==\n")

@@ -58,6 +58,9 @@ func run(ctx context.Context, o options, w io.Writer) (*result, error) {
 		}
 		res.Modes[mode] = m
 	}
+	if res.Scoping, err = o.Layout.scoping(); err != nil {
+		return nil, err
+	}
 	res.judge(o.Modes)
 	res.print(w, o.Modes)
 	return res, nil

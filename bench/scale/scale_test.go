@@ -66,6 +66,11 @@ func TestQuick(t *testing.T) {
 			t.Errorf("%s: peak RSS %.0f MB, config %.0f bytes", name, m.RSSPeakMB, m.ConfigBytesPerProxy)
 		}
 	}
+	// Scoped, a proxy gets its ten upstreams of the quick mesh's 50
+	// services, each with two ports: unscoped, ten times as many.
+	if sc := last.Scoping; sc == nil || sc.ScopedBytes == 0 || sc.Ratio < 5 {
+		t.Errorf("scoping: %+v, want the unscoped config several times the scoped one", sc)
+	}
 	// Delta resends one RouteConfiguration of a proxy's ten; state of the
 	// world all ten.
 	if s, d := res.Modes["sotw"].Route, res.Modes["delta"].Route; d.BytesPerAffectedProxy*3 > s.BytesPerAffectedProxy {
