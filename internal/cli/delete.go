@@ -8,6 +8,7 @@ import (
 
 func deleteCommand(g *globals) *cobra.Command {
 	var namespace string
+	var force bool
 	c := &cobra.Command{
 		Use:   "delete KIND NAME",
 		Short: "Delete a stored resource",
@@ -21,14 +22,18 @@ func deleteCommand(g *globals) *cobra.Command {
 			if ns == "" {
 				ns = "default"
 			}
-			ref, err := client.Delete(c.Context(), args[0], ns, args[1])
+			resp, err := client.Delete(c.Context(), args[0], ns, args[1], force)
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(g.stdout, ref, "deleted")
+			for _, w := range resp.Warnings {
+				fmt.Fprintln(g.stderr, w)
+			}
+			_, err = fmt.Fprintln(g.stdout, resp.Ref, "deleted")
 			return err
 		},
 	}
 	c.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
+	c.Flags().BoolVar(&force, "force", false, "delete even if the deletion breaks other resources (their errors are printed)")
 	return c
 }

@@ -185,7 +185,34 @@ func (cp *controlPlane) handleDelete(w http.ResponseWriter, r *http.Request) {
 		ns = "default"
 	}
 	key := resourceKey(k.Kind, ns, name)
+	ref := k.Kind + " " + name
+	if ns != "" {
+		ref = k.Kind + " " + ns + "/" + name
+	}
+	resp := controlapi.DeleteResponse{Ref: ref}
 	cp.applyMu.Lock()
+	cp.mu.Lock()
+	_, stored := cp.objects[key]
+	cp.mu.Unlock()
+	if stored {
+		// Judged as an apply is: a deletion that breaks what remains (a
+		// route left without its backend) is refused.
+		var errs []string
+		for _, f := range cp.analyzeChange(nil, key).added {
+			if f.Severity == analyze.Error {
+				errs = append(errs, f.String())
+			} else {
+				resp.Warnings = append(resp.Warnings, f.String())
+			}
+		}
+		if len(errs) > 0 && q.Get("force") != "true" {
+			cp.applyMu.Unlock()
+			cp.metrics.applies.WithLabelValues("refused").Inc()
+			writeErrors(w, http.StatusUnprocessableEntity, append(errs, "nothing was deleted (delete what depends on "+ref+" first, or use --force)")...)
+			return
+		}
+		resp.Warnings = append(errs, resp.Warnings...)
+	}
 	deleted, err := cp.store.Delete(r.Context(), key)
 	if err == nil && deleted {
 		cp.mu.Lock()
@@ -198,15 +225,11 @@ func (cp *controlPlane) handleDelete(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	ref := k.Kind + " " + name
-	if ns != "" {
-		ref = k.Kind + " " + ns + "/" + name
-	}
 	if !deleted {
 		writeErrors(w, http.StatusNotFound, ref+" not found")
 		return
 	}
-	writeJSON(w, controlapi.DeleteResponse{Ref: ref})
+	writeJSON(w, resp)
 }
 
 // typeNames are the short names of the xDS types.

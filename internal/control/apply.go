@@ -338,13 +338,14 @@ type change struct {
 	writes int
 }
 
-// analyzeChange returns the findings that storing objs would add to those
-// of the current config (stored resources and registered workloads).
+// analyzeChange returns the findings that storing objs and deleting the
+// objects stored under the keys removed would add to those of the current
+// config (stored resources and registered workloads).
 //
 // The findings of the current config are kept until it changes: applies
 // follow one another far more often than the config they are judged
 // against changes otherwise. Callers hold applyMu.
-func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) *change {
+func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object, removed ...string) *change {
 	current, amend, gen := cp.analysisInput()
 	if cp.before == nil || cp.beforeGen != gen {
 		cp.before = map[string]bool{}
@@ -356,6 +357,9 @@ func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object) *change {
 	next := maps.Clone(current)
 	for _, o := range objs {
 		next[resourceKey(o.Kind, o.Namespace, o.Name)] = o
+	}
+	for _, k := range removed {
+		delete(next, k)
 	}
 	c := &change{after: map[string]bool{}, gen: gen}
 	for _, f := range cp.models.Analyze(sortedObjects(next), amend) {

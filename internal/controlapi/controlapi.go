@@ -261,16 +261,24 @@ func (c *Client) List(ctx context.Context, kind, namespace, name string) ([]Reso
 type DeleteResponse struct {
 	// Ref is "Kind namespace/name", or "Kind name" for cluster-scoped kinds.
 	Ref string `json:"ref"`
+	// Warnings are the findings the deletion added (with force, also its
+	// errors).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
-// Delete removes one resource and returns its reference.
-func (c *Client) Delete(ctx context.Context, kind, namespace, name string) (string, error) {
+// Delete removes one resource. The deletion is judged like an apply: if it
+// adds an error finding (a route left without its backend), nothing is
+// deleted, unless force is set.
+func (c *Client) Delete(ctx context.Context, kind, namespace, name string, force bool) (*DeleteResponse, error) {
 	q := url.Values{"kind": {kind}, "namespace": {namespace}, "name": {name}}
+	if force {
+		q.Set("force", "true")
+	}
 	var out DeleteResponse
 	if err := c.do(ctx, http.MethodDelete, PathResources, q, nil, &out); err != nil {
-		return "", err
+		return nil, err
 	}
-	return out.Ref, nil
+	return &out, nil
 }
 
 // Findings analyzes the stored configuration.

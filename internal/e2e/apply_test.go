@@ -155,6 +155,39 @@ spec: {controllerName: trellis.dev/gateway}
 	if _, _, err := trellis(t, cp, "delete", "svc", "web", "-n", "demo"); err == nil || !strings.Contains(err.Error(), "Service demo/web not found") {
 		t.Errorf("deleting a missing service: %v", err)
 	}
+	// A deletion is judged as an apply is: deleting the backend of a route
+	// is refused, and nothing changes, unless forced.
+	route := filepath.Join(t.TempDir(), "route.yaml")
+	os.WriteFile(route, []byte(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+  rules:
+  - backendRefs: [{name: catalog-v2, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: catalog-v2, namespace: demo}
+spec:
+  selector: {app: catalog, version: v2}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+`), 0o644)
+	if _, _, err := trellis(t, cp, "apply", "-f", route); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = trellis(t, cp, "delete", "svc", "catalog-v2", "-n", "demo")
+	if err == nil || !strings.Contains(err.Error(), "TRL3001") || !strings.Contains(err.Error(), "HTTPRoute demo/catalog") ||
+		!strings.Contains(err.Error(), "nothing was deleted") {
+		t.Errorf("deleting a route's backend: %v", err)
+	}
+	if _, _, err := trellis(t, cp, "get", "svc", "catalog-v2", "-n", "demo"); err != nil {
+		t.Errorf("a refused deletion deleted: %v", err)
+	}
+	out, stderr, err := trellis(t, cp, "delete", "svc", "catalog-v2", "-n", "demo", "--force")
+	if err != nil || strings.TrimSpace(out) != "Service demo/catalog-v2 deleted" || !strings.Contains(stderr, "TRL3001") {
+		t.Errorf("forced deletion: %v\n%s%s", err, out, stderr)
+	}
 	if _, _, err := trellis(t, cp, "get", "widgets"); err == nil || !strings.Contains(err.Error(), `unknown kind "widgets"`) {
 		t.Errorf("get of an unknown kind: %v", err)
 	}
