@@ -79,7 +79,9 @@ func (b *builder) ruleRoute(out *routev3.Route, r rule, port uint32) {
 		return
 	}
 	if rw := mods.rewrite; rw != nil {
-		action.HostRewriteSpecifier = hostRewrite(rw.Hostname)
+		if rw.Hostname != "" {
+			action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Hostname}
+		}
 		if rw.Path != nil {
 			switch rw.Path.Type {
 			case model.ReplaceFullPath:
@@ -320,9 +322,12 @@ func (b *builder) backendCluster(ref, field, kind string, svc model.Key, port ui
 // Problem) when the backend cannot be resolved: the rule is served
 // without the mirror, as the Gateway API requires of invalid references.
 func (b *builder) mirrorPolicy(r rule, filter int, m *model.Mirror) *routev3.RouteAction_RequestMirrorPolicy {
+	if m.Percent <= 0 {
+		return nil
+	}
 	field := r.field("filters[%d].requestMirror.backendRef", filter)
 	cluster, ok := b.backendCluster(r.ref, field, m.Backend.Kind, m.Backend.Service, m.Backend.Port)
-	if !ok || m.Percent <= 0 {
+	if !ok {
 		return nil
 	}
 	p := &routev3.RouteAction_RequestMirrorPolicy{Cluster: cluster}
@@ -361,13 +366,6 @@ func (b *builder) timeouts(a *routev3.RouteAction, r rule) {
 
 func defaultRetryPolicy() *routev3.RetryPolicy {
 	return &routev3.RetryPolicy{RetryOn: DefaultRetryOn, NumRetries: wrapperspb.UInt32(DefaultNumRetries)}
-}
-
-func hostRewrite(host string) *routev3.RouteAction_HostRewriteLiteral {
-	if host == "" {
-		return nil
-	}
-	return &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: host}
 }
 
 // prefixReplacement implements ReplacePrefixMatch for a PathPrefix match,
