@@ -35,7 +35,10 @@
 //   - route action: cluster, weighted_clusters (with per-cluster headers and
 //     host_rewrite_literal; total_weight must equal the sum if set),
 //     prefix_rewrite, regex_rewrite, path_rewrite (literal),
-//     host_rewrite_literal, timeout, retry_policy (route or virtual host),
+//     host_rewrite_literal, timeout, retry_policy (route or virtual host;
+//     every retry_on condition but retriable-headers; the data plane
+//     executes them, http3-post-connect-failure never firing as there is
+//     no HTTP/3 upstream),
 //     request_mirror_policies (route, virtual host or configuration; a
 //     runtime_fraction is its default_value, there being no runtime),
 //     hash_policy (kept opaque).
