@@ -27,10 +27,12 @@ import (
 //	                                 ├─ back-off (jittered, exponential)
 //	                                 └─ attempt 2 ──► another endpoint when there is one
 //
-// Timeouts follow Envoy: the route's timeout runs from the end of the
-// downstream request to the end of the response (serveHTTP arms it); a
-// per_try_timeout runs from the end of the request, or the start of a
-// retry, until the attempt's response headers arrive.
+// Timeouts: the route's timeout runs from the request's arrival to the end
+// of the response, retries included (serveHTTP arms it; Envoy starts it at
+// the end of the request, which a client that never finishes its body
+// would postpone for ever); a per_try_timeout runs, as in Envoy, from the
+// end of the request, or the start of a retry, until the attempt's
+// response headers arrive.
 
 var (
 	// errRouteTimeout is the cause of a request cancelled by the route's
