@@ -28,7 +28,8 @@ type requestBody struct {
 	src   io.ReadCloser // nil: no body
 	limit int
 
-	mu       sync.Mutex
+	readMu   sync.Mutex // one read from src at a time
+	mu       sync.Mutex // the fields below
 	buf      []byte
 	n        int64 // bytes read from src
 	overflow bool  // more than limit bytes were read; buf is dropped
@@ -93,53 +94,65 @@ type bodyReader struct {
 
 func (r *bodyReader) Read(p []byte) (int, error) {
 	b := r.b
-	b.mu.Lock()
-	if r.off < int64(len(b.buf)) {
-		k := copy(p, b.buf[r.off:])
-		r.off += int64(k)
-		b.mu.Unlock()
-		return k, nil
-	}
-	switch {
-	case r.off < b.n:
-		b.mu.Unlock()
-		return 0, errBodyNotReplayable
-	case b.eof:
-		b.mu.Unlock()
-		return 0, io.EOF
-	case b.err != nil:
-		err := b.err
-		b.mu.Unlock()
-		return 0, err
-	}
-	// This reader is at the front: read on from the client. The lock is
-	// held so that the kept bytes stay in order; other readers of an
-	// attempt given up wait, and get nothing new.
-	k, err := b.src.Read(p)
-	if k > 0 {
-		if !b.overflow {
-			if len(b.buf)+k <= b.limit {
-				b.buf = append(b.buf, p[:k]...)
-			} else {
-				b.overflow, b.buf = true, nil
-			}
+	for {
+		b.mu.Lock()
+		switch {
+		case r.off < int64(len(b.buf)):
+			k := copy(p, b.buf[r.off:])
+			r.off += int64(k)
+			b.mu.Unlock()
+			return k, nil
+		case r.off < b.n:
+			b.mu.Unlock()
+			return 0, errBodyNotReplayable
+		case b.eof:
+			b.mu.Unlock()
+			return 0, io.EOF
+		case b.err != nil:
+			err := b.err
+			b.mu.Unlock()
+			return 0, err
 		}
-		b.n += int64(k)
-		r.off += int64(k)
+		b.mu.Unlock()
+		// This reader is at the front: read on from the client. readMu
+		// keeps one read at a time, so that the kept bytes stay in order;
+		// mu is not held while the client is waited for.
+		b.readMu.Lock()
+		b.mu.Lock()
+		front := r.off == b.n && !b.eof && b.err == nil
+		b.mu.Unlock()
+		if !front {
+			b.readMu.Unlock()
+			continue // another reader went ahead: take its bytes from memory
+		}
+		k, err := b.src.Read(p)
+		b.mu.Lock()
+		if k > 0 {
+			if !b.overflow {
+				if len(b.buf)+k <= b.limit {
+					b.buf = append(b.buf, p[:k]...)
+				} else {
+					b.overflow, b.buf = true, nil
+				}
+			}
+			b.n += int64(k)
+			r.off += int64(k)
+		}
+		var fire []func()
+		switch {
+		case err == io.EOF:
+			b.eof = true
+			fire, b.onEOF = b.onEOF, nil
+		case err != nil:
+			b.err = err
+		}
+		b.mu.Unlock()
+		b.readMu.Unlock()
+		for _, f := range fire {
+			f()
+		}
+		return k, err
 	}
-	var fire []func()
-	switch {
-	case err == io.EOF:
-		b.eof = true
-		fire, b.onEOF = b.onEOF, nil
-	case err != nil:
-		b.err = err
-	}
-	b.mu.Unlock()
-	for _, f := range fire {
-		f()
-	}
-	return k, err
 }
 
 // Close does not close the client's body: other attempts may still read
