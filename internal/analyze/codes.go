@@ -37,6 +37,9 @@ const (
 	CodeShadowedSame  = "TRL2011"
 	CodeShadowedSelf  = "TRL2012"
 	CodeOverlapTeam   = "TRL2013"
+	CodeExtensionRef  = "TRL2020"
+	CodeBackendFilter = "TRL2021"
+	CodeHostHeader    = "TRL2022"
 
 	CodeNoBackend     = "TRL3001"
 	CodeNoBackendPort = "TRL3002"
@@ -101,6 +104,13 @@ var Codes = []Code{
 		"Remove the repeated match: requests go to the first rule that has it."},
 	{CodeOverlapTeam, Warning, "The route takes part of another namespace's requests",
 		"A more specific match takes requests from another team's route on the same hostname; make sure that is intended, or use distinct hostnames."},
+
+	{CodeExtensionRef, Error, "The rule uses an ExtensionRef filter, which Trellis does not support",
+		"Remove the ExtensionRef filter: as it is, every request matching the rule gets 500."},
+	{CodeBackendFilter, Error, "A backendRef has a filter Trellis cannot apply per backend",
+		"Only RequestHeaderModifier and ResponseHeaderModifier filters may be set on a backendRef; move other filters to the rule. As it is, every request matching the rule gets 500."},
+	{CodeHostHeader, Error, "A header modifier changes the Host header",
+		"Change the host with a URLRewrite filter's hostname instead; as it is, every request matching the rule gets 500."},
 
 	{CodeNoBackend, Error, "The backend Service does not exist",
 		"Create the Service or fix the backendRef's name and namespace; requests to this backend get 500."},

@@ -43,10 +43,7 @@ func (a *analyzer) routes() {
 		for i, rule := range r.Rules {
 			path := index("spec.rules", i)
 			a.backends(rt, path, rule.Backends)
-			a.httpFilters(rt, path+".filters", rule.Filters)
-			for k, b := range rule.Backends {
-				a.httpFilters(rt, fmt.Sprintf("%s.backendRefs[%d].filters", path, k), b.Filters)
-			}
+			a.ruleFilters(rt, path, rule.Filters, rule.Backends)
 			a.recordAttachments(r, i, places)
 		}
 	}
@@ -56,7 +53,7 @@ func (a *analyzer) routes() {
 		for i, rule := range r.Rules {
 			path := index("spec.rules", i)
 			a.backends(rt, path, rule.Backends)
-			a.httpFilters(rt, path+".filters", rule.Filters)
+			a.ruleFilters(rt, path, rule.Filters, rule.Backends)
 		}
 	}
 	for _, r := range a.c.TLSRoutes {
@@ -333,11 +330,59 @@ func portList(s *model.Service) string {
 	return "port " + strings.Join(ports, ", ")
 }
 
-// httpFilters checks the references in filters: mirror backends.
-func (a *analyzer) httpFilters(rt route, path string, fs []model.HTTPFilter) {
+// ruleFilters checks the filters of a rule and of its backends.
+func (a *analyzer) ruleFilters(rt route, rulePath string, fs []model.HTTPFilter, backends []model.Backend) {
+	a.httpFilters(rt, rulePath+".filters", fs, false)
+	for k, b := range backends {
+		a.httpFilters(rt, fmt.Sprintf("%s.backendRefs[%d].filters", rulePath, k), b.Filters, true)
+	}
+}
+
+// httpFilters checks filters: their mirror backends, and what the data
+// plane cannot apply (the rule would answer 500). onBackend is set for
+// the filters of a backendRef.
+func (a *analyzer) httpFilters(rt route, path string, fs []model.HTTPFilter, onBackend bool) {
 	for i, f := range fs {
+		field := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case f.Type == model.FilterExtensionRef:
+			what := "an ExtensionRef"
+			if r := f.ExtensionRef; r != nil {
+				what = fmt.Sprintf("ExtensionRef %s %s", r.GroupKind(), r.Name)
+			}
+			a.add(CodeExtensionRef, rt.res, field+".extensionRef", "%s: ExtensionRef filters are not supported; requests matching the rule get 500", what)
+			continue
+		case onBackend && f.Type != model.FilterRequestHeaderModifier && f.Type != model.FilterResponseHeaderModifier:
+			a.add(CodeBackendFilter, rt.res, field, "a %s filter on a backendRef is not supported; requests matching the rule get 500", f.Type)
+			continue
+		}
+		for _, m := range []*model.HeaderModifier{f.RequestHeaders, f.ResponseHeaders} {
+			if name := hostHeader(m); name != "" {
+				a.add(CodeHostHeader, rt.res, field, "header %s cannot be changed by a header modifier; requests matching the rule get 500", name)
+			}
+		}
 		if f.Mirror != nil {
-			a.backend(rt, fmt.Sprintf("%s[%d].requestMirror.backendRef", path, i), f.Mirror.Backend)
+			a.backend(rt, field+".requestMirror.backendRef", f.Mirror.Backend)
 		}
 	}
+}
+
+// hostHeader returns the name of a Host header m sets, adds or removes.
+func hostHeader(m *model.HeaderModifier) string {
+	if m == nil {
+		return ""
+	}
+	for _, hs := range [][]model.Header{m.Set, m.Add} {
+		for _, h := range hs {
+			if strings.EqualFold(h.Name, "host") {
+				return h.Name
+			}
+		}
+	}
+	for _, n := range m.Remove {
+		if strings.EqualFold(n, "host") {
+			return n
+		}
+	}
+	return ""
 }

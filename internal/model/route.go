@@ -48,10 +48,11 @@ type HTTPRouteRule struct {
 	Filters []HTTPFilter
 	// Backends are in the order written; each keeps its index.
 	Backends []Backend
-	// Timeout bounds the whole request, BackendTimeout each try; zero is
-	// unset.
-	Timeout        time.Duration
-	BackendTimeout time.Duration
+	// Timeout (timeouts.request) bounds the whole request, BackendTimeout
+	// (timeouts.backendRequest) each try. nil is unset; zero ("0s")
+	// disables the timeout.
+	Timeout        *time.Duration
+	BackendTimeout *time.Duration
 }
 
 // PathMatchType is how an HTTP path is matched.
@@ -100,6 +101,7 @@ const (
 	FilterURLRewrite             HTTPFilterType = "URLRewrite"
 	FilterRequestMirror          HTTPFilterType = "RequestMirror"
 	FilterExtensionRef           HTTPFilterType = "ExtensionRef"
+	FilterCORS                   HTTPFilterType = "CORS"
 )
 
 // HTTPFilter is one filter of a rule or backend; the field of its Type is
@@ -112,6 +114,7 @@ type HTTPFilter struct {
 	Rewrite         *URLRewrite
 	Mirror          *Mirror
 	ExtensionRef    *Ref
+	CORS            *CORS
 }
 
 // HeaderModifier sets, adds and removes headers.
@@ -161,6 +164,23 @@ type URLRewrite struct {
 type Mirror struct {
 	Backend Backend
 	Percent int
+}
+
+// CORS is a CORS filter: how cross-origin requests, and their preflight
+// requests, are answered.
+type CORS struct {
+	// AllowOrigins are origins as scheme://host[:port], where the host may
+	// start with a "*" wildcard (any labels to its left); "*" alone allows
+	// every origin.
+	AllowOrigins []string
+	// AllowMethods, AllowHeaders and ExposeHeaders may be ["*"].
+	AllowMethods     []string
+	AllowHeaders     []string
+	ExposeHeaders    []string
+	AllowCredentials bool
+	// MaxAge is how long, in seconds, a client may cache a preflight
+	// answer; the Gateway API default is 5.
+	MaxAge int32
 }
 
 // Backend is a weighted destination of a route rule.

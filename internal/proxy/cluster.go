@@ -370,7 +370,9 @@ func (c *cluster) transport(t *upstreamTLS) *http.Transport {
 // refused is retried on other endpoints when the request can be replayed.
 func (c *cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.waitWarm(req.Context())
-	eps := c.pick(3)
+	// An attempt of a request with a retry policy gets one endpoint, not
+	// yet tried when possible (forward.go).
+	eps := narrowToAttempt(req.Context(), c.pick(endpointsToPick(req.Context(), 3)))
 	if len(eps) == 0 {
 		return nil, errNoHealthyUpstream
 	}

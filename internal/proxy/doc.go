@@ -8,9 +8,17 @@
 //	control plane ══ADS══► xdsclient ──Apply──► Proxy
 //	                                              ├─ listeners (accept, TLS by SNI, filter chains)
 //	                                              │    ├─ HTTP connection manager ──route.Table──┐
+//	                                              │    │   (CORS filter, router: forward.go)     │
 //	                                              │    └─ TCP proxy ─────────────────────────────┤
 //	                                              ├─ clusters (endpoints, round robin, mTLS) ◄───┘
 //	                                              └─ secrets (key, SVID, trust bundle)
+//
+// The HTTP path runs the CORS filter (cors.go) and the router: a request
+// that matched a forwarding route goes to its cluster in attempts governed
+// by the route's retry_policy and timeouts (forward.go), each attempt to
+// one endpoint, with the body kept up to 1 MiB so that it can be sent
+// again (requestbody.go); sampled requests are copied to the route's
+// mirrors (mirror.go).
 //
 // Config is applied per xDS type and swapped atomically: connections in
 // flight keep the config they started with. The package never imports the

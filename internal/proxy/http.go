@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 
+	"trellis.dev/trellis/internal/proxy/route"
 	"trellis.dev/trellis/internal/xfcc"
 )
 
@@ -25,6 +26,14 @@ const (
 )
 
 func randUint32n(n uint32) uint32 { return rand.Uint32N(n) }
+
+// randInt64n returns a random number in [0, n), or 0 when n <= 0.
+func randInt64n(n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return rand.Int64N(n)
+}
 
 // serveHTTP is the HTTP connection manager: it routes a request by the
 // chain's route table and forwards it to a cluster.
@@ -88,6 +97,9 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case rt.DirectResponse != nil:
+		// The route's response headers apply to what the route answers
+		// itself, as in Envoy.
+		rt.ApplyResponseHeaders(w.Header(), nil)
 		if rt.DirectResponse.Body != nil {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		}
@@ -95,8 +107,18 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write(rt.DirectResponse.Body)
 		return
 	case rt.Redirect != nil:
+		rt.ApplyResponseHeaders(w.Header(), nil)
 		w.Header().Set("Location", rt.RedirectLocation(r))
 		w.WriteHeader(rt.Redirect.Code)
+		return
+	}
+	// The CORS filter runs before the router: it answers preflights and
+	// adds its headers to every response of a cross-origin request.
+	var cors *route.CORSPolicy
+	if h.cors != "" {
+		cors = rt.CORS(h.cors)
+	}
+	if corsPreflight(w, r, cors) {
 		return
 	}
 	picked := rt.PickWeighted(randUint32n)
@@ -106,6 +128,7 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := (*p.clusters.Load())[name]
 	if c == nil {
+		corsResponse(w.Header(), r, cors)
 		localReply(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %q not found", name))
 		return
 	}
@@ -113,11 +136,11 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if rt.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, rt.Timeout, errRouteTimeout)
 		defer cancel()
 	}
 	rp := &httputil.ReverseProxy{
-		Transport: c,
+		Transport: &forwarder{p: p, c: c, rt: rt, body: newRequestBody(r.Body, bufferLimit(rt))},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The Host (authority) is preserved unless the route rewrites it.
 			pr.Out.Host = pr.In.Host
@@ -140,13 +163,16 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			rt.ApplyResponseHeaders(resp.Header, picked)
+			corsResponse(resp.Header, r, cors)
 			return nil
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			corsResponse(w.Header(), r, cors)
 			switch {
 			case errors.Is(err, errNoHealthyUpstream):
 				localReply(w, http.StatusServiceUnavailable, "no healthy upstream")
-			case errors.Is(err, context.DeadlineExceeded):
+			case errors.Is(context.Cause(req.Context()), errRouteTimeout), errors.Is(err, errPerTryTimeout),
+				errors.Is(err, context.DeadlineExceeded):
 				localReply(w, http.StatusGatewayTimeout, "upstream request timeout")
 			case errors.Is(err, context.Canceled):
 				// The client went away.

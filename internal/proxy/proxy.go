@@ -77,6 +77,9 @@ type Proxy struct {
 	desired map[string]bool
 	routes  atomic.Pointer[map[string]*route.Table]
 
+	// mirrors runs mirrored requests (mirror.go).
+	mirrors mirrorSet
+
 	applied   sync.Map // typeURL -> true once a first update was accepted
 	connected atomic.Bool
 	wg        sync.WaitGroup
@@ -332,5 +335,6 @@ func (p *Proxy) shutdown(admin *http.Server) {
 	if admin != nil {
 		_ = admin.Shutdown(ctx)
 	}
+	p.mirrors.stop()
 	p.wg.Wait()
 }

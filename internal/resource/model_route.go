@@ -2,6 +2,7 @@ package resource
 
 import (
 	"cmp"
+	"time"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -89,10 +90,20 @@ func (c *converter) httpRule(path string, r gwv1.HTTPRouteRule) model.HTTPRouteR
 		}),
 	}
 	if t := r.Timeouts; t != nil {
-		mr.Timeout = c.duration(path+".timeouts.request", t.Request)
-		mr.BackendTimeout = c.duration(path+".timeouts.backendRequest", t.BackendRequest)
+		mr.Timeout = c.optionalDuration(path+".timeouts.request", t.Request)
+		mr.BackendTimeout = c.optionalDuration(path+".timeouts.backendRequest", t.BackendRequest)
 	}
 	return mr
+}
+
+// optionalDuration converts a duration that may be unset (nil), keeping
+// "0s" (which disables a timeout) apart from unset.
+func (c *converter) optionalDuration(field string, d *gwv1.Duration) *time.Duration {
+	if d == nil {
+		return nil
+	}
+	v := c.duration(field, d)
+	return &v
 }
 
 // httpMatch converts a match; an unset path is PathPrefix "/", unset
@@ -135,8 +146,8 @@ func (c *converter) httpFilters(path string, fs []gwv1.HTTPRouteFilter) []model.
 }
 
 // httpFilter converts a filter of any type. The configuration of every
-// type the model has is converted when present; CORS and ExternalAuth,
-// which the model does not have, keep only their type.
+// type the model has is converted when present; ExternalAuth (experimental
+// channel), which the model does not have, keeps only its type.
 func (c *converter) httpFilter(path string, f gwv1.HTTPRouteFilter) model.HTTPFilter {
 	mf := model.HTTPFilter{
 		Type:            model.HTTPFilterType(f.Type),
@@ -171,7 +182,27 @@ func (c *converter) httpFilter(path string, f gwv1.HTTPRouteFilter) model.HTTPFi
 		ref := c.localRef(*r)
 		mf.ExtensionRef = &ref
 	}
+	if cf := f.CORS; cf != nil {
+		mf.CORS = corsFilter(cf)
+	}
 	return mf
+}
+
+// corsFilter converts a CORS filter; an unset maxAge is the Gateway API
+// default, 5 seconds.
+func corsFilter(cf *gwv1.HTTPCORSFilter) *model.CORS {
+	out := &model.CORS{
+		AllowOrigins:     strs(cf.AllowOrigins),
+		AllowMethods:     strs(cf.AllowMethods),
+		AllowHeaders:     strs(cf.AllowHeaders),
+		ExposeHeaders:    strs(cf.ExposeHeaders),
+		AllowCredentials: deref(cf.AllowCredentials),
+		MaxAge:           cf.MaxAge,
+	}
+	if out.MaxAge <= 0 {
+		out.MaxAge = 5
+	}
+	return out
 }
 
 func headerModifier(h *gwv1.HTTPHeaderFilter) *model.HeaderModifier {

@@ -433,7 +433,13 @@ spec:
     - type: ExtensionRef
       extensionRef: {group: example.com, kind: Plugin, name: p}
     - type: CORS
-      cors: {allowOrigins: ["https://shop.example.com"]}
+      cors:
+        allowOrigins: ["https://shop.example.com", "https://*.shop.example.com"]
+        allowMethods: [GET, POST]
+        allowHeaders: [x-a]
+        exposeHeaders: [x-b]
+        allowCredentials: true
+        maxAge: 60
     backendRefs:
     - name: cart
       port: 8080
@@ -456,6 +462,7 @@ spec:
     filters:
     - {type: RequestRedirect, requestRedirect: {scheme: https}}
   - matches: [{path: {type: PathPrefix, value: /v1}}]
+    timeouts: {request: 0s}
     filters:
     - type: URLRewrite
       urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /new}}
@@ -508,7 +515,11 @@ spec:
 						Backend: model.Backend{Kind: "Sink.example.com", Service: mkey("shop", "sink"), Weight: 1}, Percent: 100,
 					}},
 					{Type: model.FilterExtensionRef, ExtensionRef: &model.Ref{Group: "example.com", Kind: "Plugin", Key: mkey("shop", "p")}},
-					{Type: "CORS"},
+					{Type: model.FilterCORS, CORS: &model.CORS{
+						AllowOrigins: []string{"https://shop.example.com", "https://*.shop.example.com"},
+						AllowMethods: []string{"GET", "POST"}, AllowHeaders: []string{"x-a"}, ExposeHeaders: []string{"x-b"},
+						AllowCredentials: true, MaxAge: 60,
+					}},
 				},
 				Backends: []model.Backend{{
 					Kind: "Service", Service: mkey("shop", "cart"), Port: 8080, Weight: 3,
@@ -518,8 +529,8 @@ spec:
 				},
 					svc("canary", "cart-v2", 8080),
 				},
-				Timeout:        90 * time.Second,
-				BackendTimeout: 10 * time.Second,
+				Timeout:        ptrTo(90 * time.Second),
+				BackendTimeout: ptrTo(10 * time.Second),
 			}, {
 				Matches: []model.HTTPMatch{prefixMatch("/moved-from")},
 				Filters: []model.HTTPFilter{{Type: model.FilterRequestRedirect, Redirect: &model.Redirect{
@@ -532,6 +543,7 @@ spec:
 				Filters: []model.HTTPFilter{{Type: model.FilterRequestRedirect, Redirect: &model.Redirect{Scheme: "https", StatusCode: 302}}},
 			}, {
 				Matches: []model.HTTPMatch{prefixMatch("/v1")},
+				Timeout: ptrTo(time.Duration(0)),
 				Filters: []model.HTTPFilter{{Type: model.FilterURLRewrite, Rewrite: &model.URLRewrite{
 					Path: &model.PathModifier{Type: model.ReplaceFullPath, Value: "/new"},
 				}}},

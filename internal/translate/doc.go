@@ -24,6 +24,28 @@
 // A gateway gets one listener per Gateway listener port, with the
 // HTTPRoutes attached to it as virtual hosts.
 //
+// Route rules (rules.go), for sidecars and gateways alike:
+//   - header modifiers become request/response_headers_to_add (set:
+//     OVERWRITE_IF_EXISTS_OR_ADD, add: APPEND_IF_EXISTS_OR_ADD) and
+//     _to_remove, on the route or, for backendRef filters, on the
+//     backend's weighted cluster;
+//   - RequestRedirect becomes a redirect action (an unset port is the
+//     scheme's, or the listener's or Service port), URLRewrite
+//     host_rewrite_literal and path_rewrite, or prefix_rewrite on the
+//     path_separated_prefix match (regex_rewrite where the replacement is
+//     "/" or the prefix is "/", for the Gateway API's segment semantics);
+//   - RequestMirror becomes request_mirror_policies with a
+//     runtime_fraction below 100%;
+//   - CORS becomes a CorsPolicy in the route's typed_per_filter_config,
+//     and the connection manager then runs the CORS filter
+//     (CORSFilterName) before the router;
+//   - timeouts.request is the route timeout (none when unset),
+//     timeouts.backendRequest the per-try timeout of the default retry
+//     policy (DefaultRetryOn, DefaultNumRetries), which every route has;
+//   - ExtensionRef filters, backendRef filters other than header
+//     modifiers, and Host header changes make the rule answer 500, with a
+//     Problem naming the field.
+//
 // A proxyless gRPC application (grpc.go) gets only what gRPC's own xDS
 // client accepts:
 //   - an API listener per xds:/// target it may dial, for every GRPC and
@@ -31,7 +53,10 @@
 //     named by GRPCTargets and taking its routes over RDS;
 //   - the same route configurations a sidecar gets (GAMMA GRPCRoutes and
 //     HTTPRoutes, or everything to the service), with only prefix, path and
-//     safe_regex path matches;
+//     safe_regex path matches, timeouts.request as max_stream_duration and
+//     no retry policy; a rule with a filter or timeouts.backendRequest,
+//     which gRPC cannot honour, fails its calls (a Problem names the
+//     field);
 //   - EDS clusters without transport sockets, whose endpoints are the
 //     members without a sidecar, in plaintext, in weighted localities;
 //   - for each port it serves, the Listener its xDS-enabled server asks for

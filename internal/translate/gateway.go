@@ -42,7 +42,7 @@ func (b *builder) gateway() {
 		b.out.Listeners = append(b.out.Listeners, &listenerv3.Listener{
 			Name:    GatewayListener(port),
 			Address: socketAddress(p.Workload.Address, port),
-			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{httpFilter(&hcmv3.HttpConnectionManager{
+			FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{httpFilter(withCORS(&hcmv3.HttpConnectionManager{
 				StatPrefix: GatewayListener(port),
 				// The gateway faces clients outside the mesh: it trusts no
 				// forwarded client certificate and records the peer's
@@ -50,7 +50,7 @@ func (b *builder) gateway() {
 				ForwardClientCertDetails: hcmv3.HttpConnectionManager_SANITIZE,
 				UseRemoteAddress:         wrapperspb.Bool(true),
 				RouteSpecifier:           rds(rc.Name),
-			})}}},
+			}, rc))}}},
 		})
 	}
 }
@@ -81,7 +81,7 @@ func (b *builder) gatewayRoutes(g *model.Gateway, port uint32, listeners []int) 
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
 			Name:    fmt.Sprintf("%s:%d", h, port),
 			Domains: []string{h},
-			Routes:  b.routes(dedupeRules(byHost[h])),
+			Routes:  b.routes(dedupeRules(byHost[h]), port),
 		})
 	}
 	return rc

@@ -220,16 +220,22 @@ func compareGRPCPrecedence(a, b grpcRule) int {
 }
 
 // grpcRoutes translates attached GRPCRoute rules into routes in
-// precedence order.
-func (b *builder) grpcRoutes(rules []grpcRule) []*routev3.Route {
+// precedence order, for a route configuration served on port.
+func (b *builder) grpcRoutes(rules []grpcRule, port uint32) []*routev3.Route {
 	slices.SortStableFunc(rules, compareGRPCPrecedence)
 	out := make([]*routev3.Route, 0, len(rules))
 	for _, g := range rules {
+		gr := g.route.Rules[g.rule]
 		r := &routev3.Route{
 			Name:  fmt.Sprintf("%s/%s.rules[%d]", g.route.Namespace, g.route.Name, g.rule),
 			Match: grpcRouteMatch(g.m()),
 		}
-		b.setAction(r, "GRPCRoute "+g.route.Key.String(), g.rule, g.route.Rules[g.rule].Backends)
+		b.ruleRoute(r, rule{
+			ref:      "GRPCRoute " + g.route.Key.String(),
+			index:    g.rule,
+			filters:  gr.Filters,
+			backends: gr.Backends,
+		}, port)
 		out = append(out, r)
 	}
 	return out

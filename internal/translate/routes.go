@@ -7,10 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"google.golang.org/protobuf/types/known/wrapperspb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"trellis.dev/trellis/internal/model"
 )
@@ -97,17 +96,27 @@ func boolRank(b bool) int {
 	return 1
 }
 
-// routes translates attached rules into Envoy routes in precedence order.
-func (b *builder) routes(rules []attachedRule) []*routev3.Route {
+// routes translates attached rules into Envoy routes in precedence order,
+// for a route configuration served on port (see ruleRoute).
+func (b *builder) routes(rules []attachedRule, port uint32) []*routev3.Route {
 	slices.SortStableFunc(rules, comparePrecedence)
 	out := make([]*routev3.Route, 0, len(rules))
 	for _, a := range rules {
-		rule := a.route.Rules[a.rule]
+		hr := a.route.Rules[a.rule]
+		m := a.m()
 		r := &routev3.Route{
 			Name:  fmt.Sprintf("%s/%s.rules[%d]", a.route.Namespace, a.route.Name, a.rule),
-			Match: b.routeMatch(a.m()),
+			Match: b.routeMatch(m),
 		}
-		b.setAction(r, "HTTPRoute "+a.route.Key.String(), a.rule, rule.Backends)
+		b.ruleRoute(r, rule{
+			ref:            "HTTPRoute " + a.route.Key.String(),
+			index:          a.rule,
+			filters:        hr.Filters,
+			backends:       hr.Backends,
+			timeout:        hr.Timeout,
+			backendTimeout: hr.BackendTimeout,
+			match:          &m,
+		}, port)
 		out = append(out, r)
 	}
 	return out
@@ -164,72 +173,32 @@ func stringMatch(t model.StringMatchType, value string) *matcherv3.StringMatcher
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}}
 }
 
-// setAction forwards to the backends of rule ruleIndex of the route ref
-// names ("HTTPRoute ns/name"). Backends that cannot be resolved are
-// reported and left out; when none remain the route answers 500, as the
-// Gateway API requires for invalid backends (gRPC clients fail such calls
-// with UNAVAILABLE).
-func (b *builder) setAction(out *routev3.Route, ref string, ruleIndex int, ruleBackends []model.Backend) {
-	type weighted struct {
-		cluster string
-		weight  uint32
-	}
-	var backends []weighted
-	for i, be := range ruleBackends {
-		field := fmt.Sprintf("spec.rules[%d].backendRefs[%d]", ruleIndex, i)
-		if !be.IsService() {
-			b.problem(ref, field, fmt.Sprintf("backend %s %s is not a Service", be.Kind, be.Service))
-			continue
-		}
-		s := b.service(be.Service)
-		if s == nil {
-			b.problem(ref, field, fmt.Sprintf("service %s does not exist", be.Service))
-			continue
-		}
-		sp, ok := s.Port(be.Port)
-		if !ok {
-			b.problem(ref, field, fmt.Sprintf("service %s has no port %d", be.Service, be.Port))
-			continue
-		}
-		if be.Weight == 0 {
-			continue
-		}
-		backends = append(backends, weighted{cluster: b.useCluster(s, sp), weight: be.Weight})
-	}
-	switch len(backends) {
-	case 0:
-		out.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-			Status: 500,
-			Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
-				InlineString: fmt.Sprintf("trellis: %s rule %d has no usable backend\n", ref, ruleIndex),
-			}},
-		}}
-		return
-	case 1:
-		out.Action = clusterAction(backends[0].cluster)
-		return
-	}
-	wc := &routev3.WeightedCluster{}
-	for _, be := range backends {
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{
-			Name:   be.cluster,
-			Weight: wrapperspb.UInt32(be.weight),
-		})
-	}
-	out.Action = &routev3.Route_Route{Route: &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc},
-	}}
-}
-
 func clusterAction(cluster string) *routev3.Route_Route {
 	return &routev3.Route_Route{Route: &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 	}}
 }
 
+// prefixRoute sends everything under prefix to cluster, with no route
+// timeout: the inbound side of a call is bounded by its caller's route,
+// and Envoy's 15 s default would cut streams.
 func prefixRoute(prefix, cluster string) *routev3.Route {
+	a := clusterAction(cluster)
+	a.Route.Timeout = durationpb.New(0)
 	return &routev3.Route{
 		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
-		Action: clusterAction(cluster),
+		Action: a,
+	}
+}
+
+// defaultRoute sends everything to cluster as a route rule without
+// filters or timeouts would: the mesh route of a service no route is
+// attached to.
+func (b *builder) defaultRoute(cluster string) *routev3.Route {
+	a := clusterAction(cluster)
+	b.timeouts(a.Route, rule{})
+	return &routev3.Route{
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: a,
 	}
 }

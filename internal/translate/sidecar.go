@@ -135,11 +135,11 @@ func (b *builder) upstream(i int, u model.Upstream) {
 	host := b.host(s.Key)
 	if sp.Protocol.IsHTTP() {
 		routeName := OutboundCluster(sp.Port, host)
-		ln.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{httpFilter(&hcmv3.HttpConnectionManager{
+		rc := b.meshRoutes(routeName, s, sp)
+		ln.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{httpFilter(withCORS(&hcmv3.HttpConnectionManager{
 			StatPrefix:     "outbound_" + strconv.FormatUint(uint64(u.LocalPort), 10),
 			RouteSpecifier: rds(routeName),
-		})}}}
-		b.meshRoutes(routeName, s, sp)
+		}, rc))}}}
 	} else {
 		ln.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
 			tcpFilter("outbound_"+strconv.FormatUint(uint64(u.LocalPort), 10), b.useCluster(s, sp)),
@@ -152,11 +152,12 @@ func (b *builder) upstream(i int, u model.Upstream) {
 // HTTPRoutes attached to the service (GAMMA) when there are any, else
 // everything to the service itself. GRPCRoute rules, ordered by their own
 // precedence, come before HTTPRoute rules. Routes are not duplicated when
-// two upstreams name the same service port.
-func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort) {
+// two upstreams name the same service port. It returns the route
+// configuration.
+func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort) *routev3.RouteConfiguration {
 	for _, rc := range b.out.Routes {
 		if rc.Name == name {
-			return
+			return rc
 		}
 	}
 	var grpcAttached []grpcRule
@@ -176,11 +177,13 @@ func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort
 		Domains: []string{"*"},
 	}
 	if len(attached) == 0 && len(grpcAttached) == 0 {
-		vh.Routes = []*routev3.Route{prefixRoute("/", b.useCluster(s, sp))}
+		vh.Routes = []*routev3.Route{b.defaultRoute(b.useCluster(s, sp))}
 	} else {
-		vh.Routes = append(b.grpcRoutes(grpcAttached), b.routes(attached)...)
+		vh.Routes = append(b.grpcRoutes(grpcAttached, sp.Port), b.routes(attached, sp.Port)...)
 	}
-	b.out.Routes = append(b.out.Routes, &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}})
+	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}
+	b.out.Routes = append(b.out.Routes, rc)
+	return rc
 }
 
 // attachesToService reports whether a route with parents attaches to port

@@ -122,9 +122,9 @@ func TestMirrorPolicies(t *testing.T) {
 		host, target string
 		want         []MirrorPolicy
 	}{
-		{"with", "/own", []MirrorPolicy{{Cluster: "route", HostRewrite: "m.internal"}, {Cluster: "route2"}}},
-		{"with", "/x", []MirrorPolicy{{Cluster: "vhost", DisableShadowHostSuffix: true}}},
-		{"without", "/x", []MirrorPolicy{{Cluster: "config"}}},
+		{"with", "/own", []MirrorPolicy{{Cluster: "route", HostRewrite: "m.internal", PerMillion: million}, {Cluster: "route2", PerMillion: million}}},
+		{"with", "/x", []MirrorPolicy{{Cluster: "vhost", DisableShadowHostSuffix: true, PerMillion: million}}},
+		{"without", "/x", []MirrorPolicy{{Cluster: "config", PerMillion: million}}},
 	} {
 		rt := tbl.Match(get(t, tc.host, tc.target))
 		if !reflect.DeepEqual(rt.MirrorPolicies, tc.want) {

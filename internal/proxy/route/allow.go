@@ -7,6 +7,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -80,6 +81,7 @@ func init() {
 		"response_headers_to_remove": accept,
 		"retry_policy":               check,
 		"request_mirror_policies":    check,
+		"typed_per_filter_config":    handled, // CorsPolicy only; see cors.go
 		"metadata":                   accept,
 	})
 	allow(&routev3.Route{}, map[string]rule{
@@ -92,6 +94,7 @@ func init() {
 		"request_headers_to_remove":  accept,
 		"response_headers_to_add":    check,
 		"response_headers_to_remove": accept,
+		"typed_per_filter_config":    handled, // CorsPolicy only; see cors.go
 		"metadata":                   accept,
 	})
 	allow(&routev3.RouteMatch{}, map[string]rule{
@@ -182,6 +185,18 @@ func init() {
 	})
 	allow(&corev3.RuntimeFractionalPercent{}, map[string]rule{
 		"default_value": accept, // runtime_key is refused: there is no runtime
+	})
+	allow(&corsv3.CorsPolicy{}, map[string]rule{
+		"allow_origin_string_match":       check,
+		"allow_methods":                   accept,
+		"allow_headers":                   accept,
+		"expose_headers":                  accept,
+		"max_age":                         accept,
+		"allow_credentials":               accept,
+		"allow_private_network_access":    accept,
+		"forward_not_matching_preflights": accept,
+		// filter_enabled and shadow_enabled are refused: there is no runtime
+		// to sample against.
 	})
 	allow(&routev3.RedirectAction{}, map[string]rule{
 		"https_redirect":  accept,

@@ -108,6 +108,7 @@ type level struct {
 	req, resp *HeaderMutation // nil if none
 	mirrors   []MirrorPolicy
 	retry     *RetryPolicy
+	cors      map[string]*corsConfig
 }
 
 func (c *compiler) table(rc *routev3.RouteConfiguration) *Table {
@@ -228,6 +229,7 @@ func (c *compiler) virtualHost(pvh *routev3.VirtualHost, cfg *level) *virtualHos
 		resp:    c.mutation("response_headers_to_add", pvh.GetResponseHeadersToAdd(), "response_headers_to_remove", pvh.GetResponseHeadersToRemove()),
 		mirrors: c.mirrors("request_mirror_policies", pvh.GetRequestMirrorPolicies()),
 		retry:   c.retryPolicy("retry_policy", pvh.GetRetryPolicy()),
+		cors:    c.perFilterConfig("typed_per_filter_config", pvh.GetTypedPerFilterConfig()),
 	}
 	vh := &virtualHost{name: pvh.GetName()}
 	for j, pr := range pvh.GetRoutes() {
@@ -253,6 +255,13 @@ func (c *compiler) route(pr *routev3.Route, vhName string, vl, cfg *level) *Rout
 		c.failf("action", "one of route, redirect or direct_response is required")
 	default:
 		// Refused by checkFields.
+	}
+
+	cors := c.perFilterConfig("typed_per_filter_config", pr.GetTypedPerFilterConfig())
+	if rt.Redirect == nil && rt.DirectResponse == nil {
+		// Envoy's CORS filter acts on forwarding routes only: it passes
+		// redirects and direct responses through untouched.
+		rt.cors = mergeCORS(cors, vl.cors)
 	}
 
 	req := c.mutation("request_headers_to_add", pr.GetRequestHeadersToAdd(), "request_headers_to_remove", pr.GetRequestHeadersToRemove())
@@ -670,37 +679,43 @@ func (c *compiler) mirrors(field string, ps []*routev3.RouteAction_RequestMirror
 		if p.GetCluster() == "" && p.GetClusterHeader() == "" { // cluster_header is refused by checkFields
 			c.failf(f+".cluster", "required")
 		}
-		if rf := p.GetRuntimeFraction(); rf != nil && !isWhole(rf.GetDefaultValue()) {
-			c.failf(f+".runtime_fraction", "%s: %w (only 100%% is)", fraction(rf.GetDefaultValue()), ErrNotSupported)
+		perMillion := uint32(million)
+		if rf := p.GetRuntimeFraction(); rf != nil {
+			// runtime_key is refused by the allow-list: the default is the
+			// fraction, as in an Envoy without that runtime key.
+			perMillion = c.perMillion(f+".runtime_fraction.default_value", rf.GetDefaultValue())
 		}
 		out = append(out, MirrorPolicy{
 			Cluster:                 p.GetCluster(),
 			HostRewrite:             p.GetHostRewriteLiteral(),
 			DisableShadowHostSuffix: p.GetDisableShadowHostSuffixAppend(),
+			PerMillion:              perMillion,
 		})
 	}
 	return out
 }
 
-func isWhole(fp *typev3.FractionalPercent) bool {
+const million = 1_000_000
+
+// perMillion converts a FractionalPercent to parts per million; a numerator
+// above its denominator is the whole, as in Envoy.
+func (c *compiler) perMillion(field string, fp *typev3.FractionalPercent) uint32 {
 	if fp == nil {
-		return false
+		c.failf(field, "required")
+		return 0
 	}
 	d, ok := denominators[fp.GetDenominator()]
-	return ok && fp.GetNumerator() >= d
+	if !ok {
+		c.failf(field+".denominator", "%v: %w", fp.GetDenominator(), ErrNotSupported)
+		return 0
+	}
+	return uint32(min(uint64(fp.GetNumerator()), uint64(d)) * million / uint64(d))
 }
 
 var denominators = map[typev3.FractionalPercent_DenominatorType]uint32{
 	typev3.FractionalPercent_HUNDRED:      100,
 	typev3.FractionalPercent_TEN_THOUSAND: 10_000,
-	typev3.FractionalPercent_MILLION:      1_000_000,
-}
-
-func fraction(fp *typev3.FractionalPercent) string {
-	if fp == nil {
-		return "no default_value"
-	}
-	return fmt.Sprintf("%d/%d", fp.GetNumerator(), denominators[fp.GetDenominator()])
+	typev3.FractionalPercent_MILLION:      million,
 }
 
 var redirectCodes = map[routev3.RedirectAction_RedirectResponseCode]int{

@@ -8,7 +8,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -62,8 +64,10 @@ func TestCompileErrors(t *testing.T) {
 		{"require_tls", vhost(`"require_tls":"ALL",`), vh + "require_tls: not supported"},
 		{"cors", vhost(`"cors":{"allow_methods":"GET"},`), vh + "cors: not supported"},
 		{"rate_limits", vhost(`"rate_limits":[{"actions":[{"remote_address":{}}]}],`), vh + "rate_limits: not supported"},
-		{"vhost typed_per_filter_config", vhost(`"typed_per_filter_config":{"envoy.filters.http.x":{"@type":"type.googleapis.com/google.protobuf.StringValue","value":"v"}},`), vh + "typed_per_filter_config: not supported"},
-		{"route typed_per_filter_config", oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c"},"typed_per_filter_config":{"f":{"@type":"type.googleapis.com/google.protobuf.StringValue","value":"v"}}`), r + "typed_per_filter_config: not supported"},
+		{"vhost typed_per_filter_config", vhost(`"typed_per_filter_config":{"envoy.filters.http.x":{"@type":"type.googleapis.com/google.protobuf.StringValue","value":"v"}},`), vh + `typed_per_filter_config["envoy.filters.http.x"]: type.googleapis.com/google.protobuf.StringValue: not supported (only the CORS filter's CorsPolicy is)`},
+		{"route typed_per_filter_config", oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c"},"typed_per_filter_config":{"f":{"@type":"type.googleapis.com/google.protobuf.StringValue","value":"v"}}`), r + `typed_per_filter_config["f"]: type.googleapis.com/google.protobuf.StringValue: not supported (only the CORS filter's CorsPolicy is)`},
+		{"cors filter_enabled", oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c"},"typed_per_filter_config":{"cors":{"@type":"type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy","filter_enabled":{"default_value":{"numerator":50}}}}`), r + `typed_per_filter_config["cors"].filter_enabled: not supported`},
+		{"cors bad origin regex", vhost(`"typed_per_filter_config":{"cors":{"@type":"type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy","allow_origin_string_match":[{"safe_regex":{"regex":"(a"}}]}},`), vh + "typed_per_filter_config[\"cors\"].allow_origin_string_match[0].safe_regex.regex: \"(a\": error parsing regexp: missing closing ): `(a`"},
 		{"hedge_policy", vhost(`"hedge_policy":{"hedge_on_per_try_timeout":true},`), vh + "hedge_policy: not supported"},
 		{"virtual_clusters", vhost(`"virtual_clusters":[{"name":"x","headers":[{"name":":path","string_match":{"exact":"/"}}]}],`), vh + "virtual_clusters: not supported"},
 		{"matcher", `{"name":"rc","virtual_hosts":[{"name":"v","domains":["*"],"matcher":{"on_no_match":{"action":{"name":"a","typed_config":{"@type":"type.googleapis.com/google.protobuf.StringValue","value":"x"}}}}}]}`, vh + "matcher: not supported"},
@@ -94,8 +98,6 @@ func TestCompileErrors(t *testing.T) {
 		{"header value format", oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c"},"request_headers_to_add":[{"header":{"key":"x-ip","value":"%DOWNSTREAM_REMOTE_ADDRESS%"}}]`), r + `request_headers_to_add[0].header.value: "%DOWNSTREAM_REMOTE_ADDRESS%": substitution command %DOWNSTREAM_REMOTE_ADDRESS%: not supported (only literal values are; write %% for a literal %)`},
 		{"header value stray percent", vhost(`"response_headers_to_add":[{"header":{"key":"x-p","value":"50%"}}],`), vh + `response_headers_to_add[0].header.value: "50%": substitution command %: not supported (only literal values are; write %% for a literal %)`},
 		{"path_rewrite format", oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c","path_rewrite":"/x%REQ(h)%"}`), r + `route.path_rewrite: "/x%REQ(h)%": substitution command %REQ(h)%: not supported (only literal values are; write %% for a literal %)`},
-		{"mirror fraction", oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c","request_mirror_policies":[{"cluster":"m","runtime_fraction":{"default_value":{"numerator":50}}}]}`), r + "route.request_mirror_policies[0].runtime_fraction: 50/100: not supported (only 100% is)"},
-		{"mirror fraction vhost", vhost(`"request_mirror_policies":[{"cluster":"m","runtime_fraction":{"default_value":{"numerator":9999,"denominator":"TEN_THOUSAND"}}}],`), vh + "request_mirror_policies[0].runtime_fraction: 9999/10000: not supported (only 100% is)"},
 		{"retriable-headers", oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c","retry_policy":{"retry_on":"5xx,retriable-headers"}}`), r + `route.retry_policy.retry_on: "retriable-headers": not supported`},
 
 		// Invalid values.
@@ -260,7 +262,6 @@ func TestAllowListComplete(t *testing.T) {
 }
 
 func findMessage(name protoreflect.FullName) (protoreflect.MessageDescriptor, error) {
-	md := (&routev3.RouteConfiguration{}).ProtoReflect().Descriptor()
 	seen := map[protoreflect.FullName]bool{}
 	var walk func(md protoreflect.MessageDescriptor) protoreflect.MessageDescriptor
 	walk = func(md protoreflect.MessageDescriptor) protoreflect.MessageDescriptor {
@@ -280,8 +281,11 @@ func findMessage(name protoreflect.FullName) (protoreflect.MessageDescriptor, er
 		}
 		return nil
 	}
-	if found := walk(md); found != nil {
-		return found, nil
+	// typed_per_filter_config holds CorsPolicy messages in Any fields.
+	for _, root := range []proto.Message{&routev3.RouteConfiguration{}, &corsv3.CorsPolicy{}} {
+		if found := walk(root.ProtoReflect().Descriptor()); found != nil {
+			return found, nil
+		}
 	}
 	return nil, fmt.Errorf("%s not reachable from RouteConfiguration", name)
 }
@@ -292,6 +296,8 @@ func TestCompileAccepts(t *testing.T) {
 		oneRoute(`"match":{"prefix":"/"},"route":{"weighted_clusters":{"clusters":[{"name":"a","weight":30},{"name":"b","weight":70}],"total_weight":100}}`),
 		oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c","request_mirror_policies":[{"cluster":"m","runtime_fraction":{"default_value":{"numerator":100}}}]}`),
 		oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c","request_mirror_policies":[{"cluster":"m","runtime_fraction":{"default_value":{"numerator":1000000,"denominator":"MILLION"}}}]}`),
+		oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c","request_mirror_policies":[{"cluster":"m","runtime_fraction":{"default_value":{"numerator":50}}}]}`),
+		`{"name":"rc","virtual_hosts":[{"name":"v","domains":["*"],"request_mirror_policies":[{"cluster":"m","runtime_fraction":{"default_value":{"numerator":9999,"denominator":"TEN_THOUSAND"}}}]}]}`,
 		oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c","hash_policy":[{"header":{"header_name":"x-user"}}]}`),
 		oneRoute(`"match":{"prefix":"/"},"route":{"cluster":"c"},"metadata":{"filter_metadata":{"trellis":{"route":"x"}}}`),
 		`{"name":"rc","validate_clusters":false,"metadata":{},"virtual_hosts":[{"name":"v","domains":["foo.*.com"],"metadata":{}}]}`,

@@ -8,7 +8,7 @@
 //	                                              │
 //	        PickCluster / PickWeighted ◄──────────┤  forward: cluster, RewritePath,
 //	        ApplyRequestHeaders                   │  RewriteHost, Timeout, RetryPolicy,
-//	        ApplyResponseHeaders                  │  MirrorPolicies
+//	        ApplyResponseHeaders                  │  MirrorPolicies, CORS
 //	        RedirectLocation / DirectResponse ◄───┘  or answer locally
 //
 // Compile walks every set field of the configuration against an allow-list
@@ -35,9 +35,18 @@
 //   - route action: cluster, weighted_clusters (with per-cluster headers and
 //     host_rewrite_literal; total_weight must equal the sum if set),
 //     prefix_rewrite, regex_rewrite, path_rewrite (literal),
-//     host_rewrite_literal, timeout, retry_policy (route or virtual host),
-//     request_mirror_policies (route, virtual host or configuration; 100%
-//     only), hash_policy (kept opaque).
+//     host_rewrite_literal, timeout, retry_policy (route or virtual host;
+//     every retry_on condition but retriable-headers; the data plane
+//     executes them, http3-post-connect-failure never firing as there is
+//     no HTTP/3 upstream),
+//     request_mirror_policies (route, virtual host or configuration; a
+//     runtime_fraction is its default_value, there being no runtime),
+//     hash_policy (kept opaque).
+//   - typed_per_filter_config of routes and virtual hosts holding the CORS
+//     filter's CorsPolicy (allow_origin_string_match, allow_methods,
+//     allow_headers, expose_headers, max_age, allow_credentials,
+//     allow_private_network_access, forward_not_matching_preflights),
+//     merged field by field as Envoy's CORS filter does (Route.CORS).
 //   - redirect and direct_response (inline body).
 //   - request and response headers to add (append_action, append,
 //     keep_empty_value) and remove at the configuration, virtual host, route
@@ -45,12 +54,13 @@
 //     Values are literal: "%%" is a '%', any other '%' command is refused.
 //
 // Refused (ErrNotSupported), among everything not listed above: vhds,
-// internal_only_headers, typed_per_filter_config at every level,
-// require_tls, cors, rate_limits, virtual_clusters, hedge_policy, matcher,
+// internal_only_headers, typed_per_filter_config other than CorsPolicy
+// (and at the configuration and weighted cluster levels), CorsPolicy's
+// filter_enabled and shadow_enabled, require_tls, the deprecated cors
+// field, rate_limits, virtual_clusters, hedge_policy, matcher,
 // match.runtime_fraction, grpc, tls_context, cookies, dynamic_metadata,
 // connect_matcher, cluster_header, idle_timeout, upgrade_configs,
-// max_stream_duration, auto_host_rewrite, mirror runtime fractions below
-// 100% and runtime keys, retry predicates and priorities, retry_on
+// max_stream_duration, auto_host_rewrite, runtime keys, retry predicates and priorities, retry_on
 // conditions Envoy does not know (Envoy ignores them; a typo would silently
 // disable retries), direct_response bodies from files, header values with
 // substitution commands, and validate_clusters: true.

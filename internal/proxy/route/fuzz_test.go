@@ -94,7 +94,11 @@ func FuzzMatch(f *testing.F) {
 // or an error, never panic, and a table it returns must match without
 // panicking.
 func FuzzCompile(f *testing.F) {
-	for _, js := range []string{fuzzConfig, benchConfig(), vhostsConfig} {
+	corsConfig := `{"name":"rc","virtual_hosts":[{"name":"v","domains":["*"],
+	  "typed_per_filter_config":{"cors":{"@type":"type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy","allow_origin_string_match":[{"exact":"*"}],"allow_methods":"GET"}},
+	  "routes":[{"match":{"prefix":"/"},"route":{"cluster":"c","request_mirror_policies":[{"cluster":"m","runtime_fraction":{"default_value":{"numerator":5,"denominator":"TEN_THOUSAND"}}}]},
+	    "typed_per_filter_config":{"cors":{"@type":"type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy","allow_headers":"*","allow_credentials":true}}}]}]}`
+	for _, js := range []string{fuzzConfig, benchConfig(), vhostsConfig, corsConfig} {
 		b, err := proto.Marshal(parse(f, js))
 		if err != nil {
 			f.Fatal(err)
@@ -119,6 +123,13 @@ func FuzzCompile(f *testing.F) {
 			rt.RedirectLocation(r)
 			rt.PickCluster(func(n uint32) uint32 { return n / 2 })
 			rt.ApplyRequestHeaders(r.Header, nil)
+			if p := rt.CORS("cors"); p != nil {
+				p.AllowsOrigin("https://a.example")
+			}
+			for i := range rt.MirrorPolicies {
+				rt.MirrorPolicies[i].Sampled(func(n uint32) uint32 { return n / 2 })
+				rt.MirrorPolicies[i].ShadowHost("a.foo.com:80")
+			}
 		}
 	})
 }

@@ -114,6 +114,7 @@ type Route struct {
 
 	match       routeMatch
 	totalWeight uint32
+	cors        []namedCORS // by filter name; see CORS
 }
 
 // WeightedCluster is one entry of weighted_clusters.
@@ -161,14 +162,46 @@ type RetryPolicy struct {
 // Envoy's default retry back-off base interval.
 const defaultBackOffBase = 25 * time.Millisecond
 
-// MirrorPolicy is a compiled request_mirror_policies entry: mirror every
-// request (only a 100% runtime_fraction is accepted) to Cluster.
+// MirrorPolicy is a compiled request_mirror_policies entry: mirror
+// PerMillion of the requests to Cluster.
 type MirrorPolicy struct {
 	Cluster string
 	// HostRewrite replaces the mirrored request's Host; otherwise Envoy
 	// appends "-shadow" to it unless DisableShadowHostSuffix.
 	HostRewrite             string
 	DisableShadowHostSuffix bool
+	// PerMillion is runtime_fraction.default_value in parts per million:
+	// 1,000,000 (every request) when runtime_fraction is unset.
+	PerMillion uint32
+}
+
+// Sampled reports whether a request is mirrored: rnd must return a
+// uniformly random number in [0, n).
+func (m *MirrorPolicy) Sampled(rnd func(n uint32) uint32) bool {
+	switch {
+	case m.PerMillion >= million:
+		return true
+	case m.PerMillion == 0:
+		return false
+	}
+	return rnd(million) < m.PerMillion
+}
+
+// ShadowHost returns the Host (authority) of the mirrored copy of a
+// request sent with host: HostRewrite if set, else host with "-shadow"
+// appended to the host name, before any port ("a:80" becomes
+// "a-shadow:80", found as Envoy's getPortStart does), as Envoy does, unless DisableShadowHostSuffix.
+func (m *MirrorPolicy) ShadowHost(host string) string {
+	switch {
+	case m.HostRewrite != "":
+		return m.HostRewrite
+	case m.DisableShadowHostSuffix || host == "":
+		return host
+	}
+	if i := portStart(host); i >= 0 {
+		return host[:i] + "-shadow" + host[i:]
+	}
+	return host + "-shadow"
 }
 
 // Redirect is a compiled redirect action; RedirectLocation builds the
