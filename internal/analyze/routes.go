@@ -357,7 +357,7 @@ func (a *analyzer) httpFilters(rt route, path string, fs []model.HTTPFilter, onB
 			continue
 		}
 		for _, m := range []*model.HeaderModifier{f.RequestHeaders, f.ResponseHeaders} {
-			if name := hostHeader(m); name != "" {
+			if name := m.HostHeader(); name != "" {
 				a.add(CodeHostHeader, rt.res, field, "header %s cannot be changed by a header modifier; requests matching the rule get 500", name)
 			}
 		}
@@ -365,24 +365,4 @@ func (a *analyzer) httpFilters(rt route, path string, fs []model.HTTPFilter, onB
 			a.backend(rt, field+".requestMirror.backendRef", f.Mirror.Backend)
 		}
 	}
-}
-
-// hostHeader returns the name of a Host header m sets, adds or removes.
-func hostHeader(m *model.HeaderModifier) string {
-	if m == nil {
-		return ""
-	}
-	for _, hs := range [][]model.Header{m.Set, m.Add} {
-		for _, h := range hs {
-			if strings.EqualFold(h.Name, "host") {
-				return h.Name
-			}
-		}
-	}
-	for _, n := range m.Remove {
-		if strings.EqualFold(n, "host") {
-			return n
-		}
-	}
-	return ""
 }

@@ -1,6 +1,9 @@
 package model
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // ParentKind is what a route attaches to.
 type ParentKind string
@@ -122,6 +125,27 @@ type HeaderModifier struct {
 	Set    []Header
 	Add    []Header
 	Remove []string
+}
+
+// HostHeader returns the name of a Host header the modifier sets, adds or
+// removes, or "" (also for a nil modifier).
+func (m *HeaderModifier) HostHeader() string {
+	if m == nil {
+		return ""
+	}
+	for _, hs := range [][]Header{m.Set, m.Add} {
+		for _, h := range hs {
+			if strings.EqualFold(h.Name, "host") {
+				return h.Name
+			}
+		}
+	}
+	for _, n := range m.Remove {
+		if strings.EqualFold(n, "host") {
+			return n
+		}
+	}
+	return ""
 }
 
 // Header is a header name and value.

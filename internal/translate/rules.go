@@ -141,7 +141,7 @@ func (b *builder) unservable(r rule) string {
 			continue
 		}
 		for _, m := range []*model.HeaderModifier{f.RequestHeaders, f.ResponseHeaders} {
-			if name := hostHeader(m); name != "" {
+			if name := m.HostHeader(); name != "" {
 				fail(field, fmt.Sprintf("header %s cannot be changed by a header modifier (use a URLRewrite hostname)", name))
 			}
 		}
@@ -164,7 +164,7 @@ func (b *builder) unservable(r rule) string {
 				fail(field, fmt.Sprintf("a %s filter on a backendRef is not supported (header modifiers are)", f.Type))
 			case b.proxyless:
 				fail(field, fmt.Sprintf("proxyless gRPC clients cannot apply a %s filter", f.Type))
-			case hostHeader(f.RequestHeaders) != "" || hostHeader(f.ResponseHeaders) != "":
+			case f.RequestHeaders.HostHeader() != "" || f.ResponseHeaders.HostHeader() != "":
 				fail(field, "the Host header cannot be changed by a header modifier (use a URLRewrite hostname)")
 			}
 		}
@@ -186,24 +186,6 @@ func pathModifierOf(f model.HTTPFilter) *model.PathModifier {
 		return f.Rewrite.Path
 	}
 	return nil
-}
-
-// hostHeader returns the name of a Host header m sets, adds or removes.
-func hostHeader(m *model.HeaderModifier) string {
-	if m == nil {
-		return ""
-	}
-	for _, h := range append(append([]model.Header{}, m.Set...), m.Add...) {
-		if strings.EqualFold(h.Name, "host") {
-			return h.Name
-		}
-	}
-	for _, n := range m.Remove {
-		if strings.EqualFold(n, "host") {
-			return n
-		}
-	}
-	return ""
 }
 
 // filterSet is what a rule's filters ask for, gathered by kind.
