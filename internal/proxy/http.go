@@ -73,6 +73,11 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	var ok bool
+	if w, r, ok = l.decodeHeaders(chain, w, r); !ok {
+		return
+	}
+
 	table := h.inline
 	if table == nil {
 		table = (*p.routes.Load())[h.rds]

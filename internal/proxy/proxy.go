@@ -77,6 +77,9 @@ type Proxy struct {
 	desired map[string]bool
 	routes  atomic.Pointer[map[string]*route.Table]
 
+	// access counts the decisions of RBAC filters (access.go).
+	access accessCounters
+
 	applied   sync.Map // typeURL -> true once a first update was accepted
 	connected atomic.Bool
 	wg        sync.WaitGroup
