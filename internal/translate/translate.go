@@ -87,6 +87,7 @@ func Translate(in Input, opts Options) (*Resources, []Problem) {
 		b.sidecar()
 	case model.KindGateway:
 		b.gateway()
+		b.gatewayAccess()
 	case model.KindGRPC:
 		b.proxyless = true
 		b.grpc()
