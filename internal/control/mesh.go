@@ -292,6 +292,12 @@ func changeKeys(o *resource.Object) []string {
 			}
 		}
 		return keys
+	case "AccessPolicy":
+		cfg, err := resource.Model([]*resource.Object{o})
+		if err != nil || cfg == nil || len(cfg.AccessPolicies) != 1 {
+			return []string{allProxies}
+		}
+		return translate.AccessPolicyKeys(cfg.AccessPolicies[0])
 	}
 	return []string{allProxies}
 }
