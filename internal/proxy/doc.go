@@ -7,9 +7,11 @@
 //
 //	control plane ══ADS══► xdsclient ──Apply──► Proxy
 //	                                              ├─ listeners (accept, TLS by SNI, filter chains)
-//	                                              │    ├─ HTTP connection manager ──route.Table──┐
-//	                                              │    └─ TCP proxy ─────────────────────────────┤
-//	                                              ├─ clusters (endpoints, round robin, mTLS) ◄───┘
+//	                                              │    ├─ network filters (RBAC) per connection
+//	                                              │    ├─ HTTP connection manager: path normalization,
+//	                                              │    │    HTTP filters (RBAC), router ──route.Table──┐
+//	                                              │    └─ TCP proxy ───────────────────────────────────┤
+//	                                              ├─ clusters (endpoints, round robin, mTLS) ◄─────────┘
 //	                                              └─ secrets (key, SVID, trust bundle)
 //
 // Config is applied per xDS type and swapped atomically: connections in
