@@ -354,6 +354,11 @@ func TestAccessPolicyHTTP(t *testing.T) {
 		// What the app sees is the normalized path the policy saw.
 		{opsID, "GET", "/a/./b//c/../d", 200, "/a/b/d"},
 		{opsID, "GET", "/admins", 200, "/admins"},
+		// An absolute URI is normalized too.
+		{opsID, "GET", "http://cart/a/../admin", 403, ""},
+		// Methods are case-sensitive; "delete" is refused rather than
+		// left to escape the audit of DELETE.
+		{opsID, "delete", "/anything", 400, ""},
 	} {
 		code, body := do(tc.id, tc.method, tc.target)
 		if code != tc.want {

@@ -147,10 +147,15 @@ func compileConnFilters(fs []*listenerv3.Filter) ([]connFilter, error) {
 }
 
 // decodeHeaders is the connection manager's work between receiving a
-// request and routing it: it normalizes the path, then runs the HTTP
-// filters in order. It returns false when the request has been answered.
+// request and routing it: it refuses a lower-case method, normalizes the
+// path, then runs the HTTP filters in order. It returns false when the
+// request has been answered.
 func (l *listener) decodeHeaders(chain *filterChain, w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *http.Request, bool) {
 	h := chain.hcm
+	if !validMethod(r.Method) {
+		localReply(w, http.StatusBadRequest, "invalid method")
+		return w, r, false
+	}
 	if !h.paths.apply(r) {
 		localReply(w, http.StatusBadRequest, "invalid path")
 		return w, r, false

@@ -48,9 +48,10 @@ func (pn pathNormalization) apply(r *http.Request) bool {
 		return false
 	}
 	if !strings.HasPrefix(target, "/") || r.URL == nil {
-		// "*" (OPTIONS) or a request without a path: nothing to normalize.
-		// An absolute URI (a proxy request) has its path in r.URL.
-		if r.URL == nil || r.URL.Host == "" {
+		// "*" (OPTIONS) or a request without a path (CONNECT): nothing to
+		// normalize. An absolute URI (a proxy request) has its path in
+		// r.URL.
+		if r.URL == nil || r.URL.Host == "" || r.URL.Path == "" {
 			return true
 		}
 		target = r.URL.EscapedPath()
@@ -283,4 +284,17 @@ func fromHex(c byte) (byte, bool) {
 		return c - 'A' + 10, true
 	}
 	return 0, false
+}
+
+// validMethod reports whether a method has no lower-case letter. Methods
+// are case-sensitive, and Envoy's HTTP/1 codec refuses "get": accepting it
+// would let a request pass a rule on GET, or escape one on DELETE, while
+// an application that folds case serves it as the upper-case method.
+func validMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		if 'a' <= m[i] && m[i] <= 'z' {
+			return false
+		}
+	}
+	return true
 }

@@ -78,6 +78,7 @@ func TestPathNormalization(t *testing.T) {
 		{pathNormalization{normalize: true}, "/a%2Fb/../c", "/c", "/c", "/c"},
 		{pathNormalization{normalize: true}, "/a%2Fb", "/a%2Fb", "/a/b", "/a%2Fb"},
 		{pathNormalization{mergeSlashes: true}, "//a/../b", "/a/../b", "/a/../b", "/a/../b"},
+		{safe, "*", "*", "*", "*"},
 	} {
 		r := httptest.NewRequest(http.MethodGet, "http://x/", nil)
 		r.RequestURI = tc.target
@@ -117,4 +118,21 @@ func FuzzCanonicalPath(f *testing.F) {
 			t.Fatalf("canonicalPath(%q) = %q does not start with /", p, out)
 		}
 	})
+}
+
+// TestNormalizationLeavesConnectAlone: a CONNECT request has no path to
+// normalize, and must not get one.
+func TestNormalizationLeavesConnectAlone(t *testing.T) {
+	r := httptest.NewRequest(http.MethodConnect, "http://cart:80", nil)
+	r.RequestURI = "cart:80"
+	r.URL = &url.URL{Host: "cart:80"}
+	if !(pathNormalization{normalize: true, mergeSlashes: true}).apply(r) || r.URL.Path != "" {
+		t.Fatalf("CONNECT: path %q", r.URL.Path)
+	}
+	abs := httptest.NewRequest(http.MethodGet, "http://cart/a/../b", nil)
+	abs.RequestURI = "http://cart/a/../b"
+	abs.URL, _ = url.ParseRequestURI(abs.RequestURI)
+	if !(pathNormalization{normalize: true}).apply(abs) || abs.URL.EscapedPath() != "/b" || abs.RequestURI != "http://cart/a/../b" {
+		t.Fatalf("absolute URI: path %q, RequestURI %q", abs.URL.EscapedPath(), abs.RequestURI)
+	}
 }
