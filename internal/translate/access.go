@@ -335,6 +335,16 @@ func (b *builder) gatewayAccess() {
 	}
 }
 
+// proxylessAccess reports the AccessPolicies that select a proxyless gRPC
+// application: nothing in front of it enforces them (TRL4011).
+func (b *builder) proxylessAccess() {
+	w := &b.in.Proxy.Workload
+	for _, ap := range b.accessPolicies(w, b.memberOf(w)) {
+		b.problem("AccessPolicy "+ap.Key.String(), "", fmt.Sprintf(
+			"selects %s, a proxyless gRPC application, which does not enforce AccessPolicy: its calls are not checked", w.Key))
+	}
+}
+
 func exactString(s string) *matcherv3.StringMatcher {
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
 }

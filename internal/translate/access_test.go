@@ -114,6 +114,18 @@ func TestAccessGateway(t *testing.T) {
 	checkGolden(t, "access/gateway-audited", c, gw(c))
 }
 
+// TestAccessProxyless: a proxyless gRPC application cannot enforce an
+// AccessPolicy that selects it; the translator says so.
+func TestAccessProxyless(t *testing.T) {
+	c := accessMesh(&model.AccessPolicy{Key: model.Key{Namespace: "shop", Name: "callers"}, Action: model.AccessAllow, Targets: serviceCart})
+	w := *model.NewIndex(c).Workload(model.Key{Namespace: "shop", Name: "cart-1"})
+	w.MeshPort = 0
+	_, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: &model.Proxy{ID: "cart-1.shop", Kind: model.KindGRPC, Workload: w}}, Options{})
+	if !slices.ContainsFunc(problems, func(p Problem) bool { return p.Resource == "AccessPolicy shop/callers" }) {
+		t.Fatalf("problems %v, want AccessPolicy shop/callers reported", problems)
+	}
+}
+
 func TestAccessDeps(t *testing.T) {
 	c := accessMesh()
 	res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: sidecarOf(c, "cart-1")}, Options{})

@@ -91,6 +91,7 @@ func Translate(in Input, opts Options) (*Resources, []Problem) {
 	case model.KindGRPC:
 		b.proxyless = true
 		b.grpc()
+		b.proxylessAccess()
 	default:
 		b.problem("proxy "+in.Proxy.ID, "kind", fmt.Sprintf("unknown proxy kind %q", in.Proxy.Kind))
 	}
