@@ -564,3 +564,28 @@ func TestRBACConfigIsChecked(t *testing.T) {
 
 // mustAny packs an empty message of the named type.
 func mustAny(typeURL string) *anypb.Any { return &anypb.Any{TypeUrl: typeURL} }
+
+// FuzzCompileAccessListener mutates an inbound listener with RBAC filters,
+// as the translator builds it: compiling must refuse or accept, never
+// panic.
+func FuzzCompileAccessListener(f *testing.F) {
+	p := testProxy(f)
+	c, mp := cartMesh(8080, 5432, 15008,
+		&model.AccessPolicy{Key: model.Key{Namespace: "shop", Name: "a"}, Action: model.AccessAllow, Rules: []model.AccessRule{{
+			From: []model.AccessSource{{Identities: []string{"spiffe://cluster.local/ns/ops/sa/*"}, Namespaces: []string{"ops"}}},
+			To:   []model.AccessTarget{{Paths: []string{"/a/*"}, Methods: []string{"GET"}, Headers: []model.ValueMatch{{Type: model.MatchRegularExpression, Name: "x", Value: "y+"}}}},
+		}}},
+		&model.AccessPolicy{Key: model.Key{Namespace: "shop", Name: "d"}, Action: model.AccessDeny, Rules: []model.AccessRule{{}}},
+	)
+	res, _ := translate.Translate(translate.Input{Config: c, Index: model.NewIndex(c), Proxy: mp}, translate.Options{})
+	for _, l := range res.Listeners {
+		b, _ := proto.Marshal(l)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var l listenerv3.Listener
+		if proto.Unmarshal(data, &l) == nil {
+			_, _ = p.compileListener(&l)
+		}
+	})
+}
