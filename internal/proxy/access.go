@@ -11,6 +11,7 @@ import (
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/proxy/rbac"
 )
@@ -74,6 +75,9 @@ func compileHTTPRBAC(name string, c *httprbacv3.RBAC) (httpFilter, error) {
 	if err := unsupported(c, "rules"); err != nil {
 		return nil, err
 	}
+	if err := noUnknownFields(c); err != nil {
+		return nil, err
+	}
 	f, err := compileRBAC(name, c.GetRules())
 	if err != nil {
 		return nil, err
@@ -83,6 +87,9 @@ func compileHTTPRBAC(name string, c *httprbacv3.RBAC) (httpFilter, error) {
 
 func compileNetworkRBAC(name string, c *netrbacv3.RBAC) (connFilter, error) {
 	if err := unsupported(c, "rules", "stat_prefix", "enforcement_type"); err != nil {
+		return nil, err
+	}
+	if err := noUnknownFields(c); err != nil {
 		return nil, err
 	}
 	if err := c.ValidateAll(); err != nil {
@@ -99,6 +106,14 @@ func compileNetworkRBAC(name string, c *netrbacv3.RBAC) (connFilter, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// noUnknownFields refuses fields newer than the compiled-in protos.
+func noUnknownFields(m proto.Message) error {
+	if len(m.ProtoReflect().GetUnknown()) > 0 {
+		return fmt.Errorf("%s: fields unknown to this proxy (newer API than the proxy's?)", m.ProtoReflect().Descriptor().Name())
+	}
+	return nil
 }
 
 func compileRBAC(name string, rules *rbacconfigv3.RBAC) (*rbacFilter, error) {

@@ -33,6 +33,7 @@ import (
 	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -548,6 +549,7 @@ func TestRBACConfigIsChecked(t *testing.T) {
 			"enforcement_type CONTINUOUS"},
 		"network rbac without stat prefix": {listener(netRBAC(&netrbacv3.RBAC{}), hcmWith(router)), "StatPrefix"},
 		"hcm as a connection filter":       {listener(hcmWith(router), hcmWith(router)), "is not supported before the last filter"},
+		"unknown field":                    {listener(hcmWith(rbacFilter(withUnknownField(&httprbacv3.RBAC{})), router)), "unknown to this proxy"},
 		"unescape and forward": {listener(&listenerv3.Filter{Name: "hcm", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: pack(&hcmv3.HttpConnectionManager{
 			StatPrefix: "x", RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeTo("c")}, HttpFilters: []*hcmv3.HttpFilter{router},
 			PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD,
@@ -588,4 +590,9 @@ func FuzzCompileAccessListener(f *testing.F) {
 			_, _ = p.compileListener(&l)
 		}
 	})
+}
+
+func withUnknownField[M proto.Message](m M) M {
+	m.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 1))
+	return m
 }
