@@ -1,8 +1,11 @@
 package translate
 
 import (
+	"bytes"
 	"slices"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/model"
 )
@@ -147,6 +150,32 @@ func TestAccessDeps(t *testing.T) {
 	} {
 		if got := AccessPolicyKeys(tc.p); !slices.Equal(got, tc.want) {
 			t.Errorf("AccessPolicyKeys(%v) = %v, want %v", tc.p.Targets, got, tc.want)
+		}
+	}
+}
+
+// TestAccessBytesAreDeterministic: RBAC policies are a map; packed into
+// typed configs they must marshal to the same bytes every time, or every
+// translation would look like a change.
+func TestAccessBytesAreDeterministic(t *testing.T) {
+	rule := model.AccessRule{From: []model.AccessSource{{Namespaces: []string{"web"}}}}
+	var policies []*model.AccessPolicy
+	for _, name := range []string{"a", "b", "c", "d", "e", "f"} {
+		policies = append(policies, &model.AccessPolicy{Key: model.Key{Namespace: "shop", Name: name}, Action: model.AccessAllow,
+			Rules: []model.AccessRule{rule, rule, rule}})
+	}
+	c := accessMesh(policies...)
+	var first []byte
+	for range 20 {
+		res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: sidecarOf(c, "cart-1")}, Options{})
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res.Listeners[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = b
+		} else if !bytes.Equal(b, first) {
+			t.Fatal("the inbound listener marshals to different bytes from one translation to the next")
 		}
 	}
 }
