@@ -86,7 +86,11 @@ const (
 )
 
 // AccessPolicy allows, denies or audits requests to its targets by the
-// caller's identity and the request's properties.
+// caller's identity and the request's properties. The sidecars of the
+// selected workloads enforce it: AUDIT rules are logged, DENY rules refuse
+// what they match, and when any ALLOW policy selects a workload, only what
+// an ALLOW rule matches passes (an ALLOW policy without rules denies
+// everything). See docs/resources.md.
 type AccessPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -106,18 +110,27 @@ type AccessRule struct {
 	To   []AccessTarget `json:"to,omitempty"`
 }
 
-// AccessSource matches the caller.
+// AccessSource matches the caller, by the certificate it presented in the
+// mTLS handshake; when both fields are given, both must match.
 type AccessSource struct {
 	// Identities are SPIFFE IDs; a trailing * matches any suffix.
 	Identities []string `json:"identities,omitempty"`
+	// Namespaces match the namespace in the caller's SPIFFE ID.
 	Namespaces []string `json:"namespaces,omitempty"`
 }
 
-// AccessTarget matches the request.
+// AccessTarget matches the request; every field given must match.
 type AccessTarget struct {
-	Ports   []int32                `json:"ports,omitempty"`
-	Paths   []string               `json:"paths,omitempty"`
-	Methods []string               `json:"methods,omitempty"`
+	// Ports are the workload's ports (a Service's targetPort).
+	Ports []int32 `json:"ports,omitempty"`
+	// Paths match the normalized path: "/api/*" a prefix, "*.png" a
+	// suffix, "*" any path, anything else exactly (with or without a
+	// trailing slash). Case-sensitive.
+	Paths []string `json:"paths,omitempty"`
+	// Methods match the method exactly.
+	Methods []string `json:"methods,omitempty"`
+	// Headers must all match. Paths, methods and headers exist only in
+	// HTTP: see docs/resources.md for TCP ports.
 	Headers []gwv1.HTTPHeaderMatch `json:"headers,omitempty"`
 }
 

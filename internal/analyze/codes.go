@@ -54,6 +54,12 @@ const (
 	CodeDenyAll       = "TRL4004"
 	CodeMTLSConflict  = "TRL4005"
 
+	CodeAccessGateway   = "TRL4010"
+	CodeAccessNoSidecar = "TRL4011"
+	CodeAccessTCP       = "TRL4012"
+	CodeAccessNever     = "TRL4013"
+	CodeAccessPort      = "TRL4014"
+
 	CodeNoProtocol   = "TRL5001"
 	CodePortProtocol = "TRL5002"
 )
@@ -135,6 +141,16 @@ var Codes = []Code{
 		"The DENY matches every request the ALLOW matches, and DENY is evaluated first: narrow the DENY or remove the ALLOW."},
 	{CodeMTLSConflict, Warning, "Several MTLSPolicies set different modes for the same workloads",
 		"Keep one MTLSPolicy per target (a port-level override belongs in spec.ports)."},
+	{CodeAccessGateway, Error, "The AccessPolicy targets a Gateway, which does not enforce it yet",
+		"Target the Services behind the Gateway instead: their sidecars enforce the policy. While an ALLOW or DENY policy targets a Gateway, the Gateway is not served."},
+	{CodeAccessNoSidecar, Warning, "The AccessPolicy selects workloads without a sidecar",
+		"Give the workloads a sidecar (meshPort), or narrow targetRefs: a workload reached in plaintext has no proxy to enforce the policy."},
+	{CodeAccessTCP, Warning, "A rule's paths, methods or headers apply to a TCP port",
+		"Limit the target to the HTTP ports with to.ports, or declare the port's protocol: on TCP an ALLOW target with HTTP conditions never matches, and a DENY or AUDIT target applies without them."},
+	{CodeAccessNever, Warning, "A source, path or method of the rule can never match",
+		"Only a trailing * is a wildcard in identities, a leading or trailing * in paths; paths are matched after normalization (no dot segments, //, escapes of letters and digits, ;, ? or #); methods are case-sensitive."},
+	{CodeAccessPort, Warning, "A rule names a port the selected workloads do not serve",
+		"Name the workloads' ports (a Service's targetPort), not the Service's ports."},
 
 	{CodeNoProtocol, Warning, "The Service port's protocol is not declared: it is treated as opaque TCP",
 		"Set appProtocol, or name the port with a protocol prefix (http-, http2-, grpc-, tcp-, tls-), so that routing, retries and metrics work at the right layer."},

@@ -45,14 +45,16 @@ func (a *analyzer) scopes(res Resource, ns string, targets []model.TargetRef) []
 	return out
 }
 
-// workloads returns the workloads in a scope.
+// workloads returns the workloads in a scope, as the translator resolves
+// a policy's targets (model.Index.PolicySelects).
 func (a *analyzer) workloads(s scope, ns string) []*model.Workload {
+	var targets []model.TargetRef
 	if s.service != nil {
-		return a.ix.Members(s.service.Key)
+		targets = []model.TargetRef{{GroupKind: model.GroupKind{Kind: "Service"}, Name: s.service.Name}}
 	}
 	var out []*model.Workload
 	for _, w := range a.c.Workloads {
-		if w.Namespace == ns {
+		if a.ix.PolicySelects(ns, targets, w) {
 			out = append(out, w)
 		}
 	}
@@ -71,6 +73,7 @@ func (a *analyzer) policies() {
 		}
 	}
 	a.accessPolicies()
+	a.accessTranslation()
 
 	byScope := map[string]*model.MTLSPolicy{}
 	for _, p := range a.c.MTLSPolicies {

@@ -363,6 +363,12 @@ func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 			}
 		}
 		return keys
+	case "AccessPolicy":
+		cfg, err := cp.models.Model([]*resource.Object{o})
+		if err != nil || cfg == nil || len(cfg.AccessPolicies) != 1 {
+			return []string{allProxies}
+		}
+		return translate.AccessPolicyKeys(cfg.AccessPolicies[0])
 	}
 	return []string{allProxies}
 }

@@ -2,60 +2,74 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"trellis.dev/trellis/internal/proxy/route"
 )
 
-// compileHTTPFilters checks a connection manager's HTTP filters: an
-// optional CORS filter (envoy.filters.http.cors), then the router, last.
-// It returns the CORS filter's name, "" when there is none: routes carry
-// their CorsPolicy in typed_per_filter_config under that name.
-func compileHTTPFilters(fs []*hcmv3.HttpFilter) (cors string, err error) {
-	router := false
-	for i, f := range fs {
-		field := fmt.Sprintf("http_filters[%d]", i)
-		if err := unsupported(f, "name", "typed_config"); err != nil {
-			return "", fmt.Errorf("%s: %w", field, err)
-		}
-		msg, err := f.GetTypedConfig().UnmarshalNew()
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", field, err)
-		}
-		switch m := msg.(type) {
-		case *routerv3.Router:
-			if err := unsupported(m); err != nil {
-				return "", fmt.Errorf("%s: %w", field, err)
-			}
-			if i != len(fs)-1 {
-				return "", fmt.Errorf("%s: the router must be the last filter", field)
-			}
-			router = true
-		case *corsv3.Cors:
-			if err := unsupported(m); err != nil {
-				return "", fmt.Errorf("%s: %w", field, err)
-			}
-			if cors != "" {
-				return "", fmt.Errorf("%s: only one CORS filter is supported", field)
-			}
-			if f.GetName() == "" {
-				return "", fmt.Errorf("%s: name is required (routes name the filter in typed_per_filter_config)", field)
-			}
-			cors = f.GetName()
-		default:
-			return "", fmt.Errorf("%s: %T is not supported (Cors and Router are)", field, msg)
-		}
+func init() { registerHTTPFilter(&corsv3.Cors{}, compileCORS) }
+
+// corsFilter is Envoy's CORS filter: the policy comes from the matched
+// route's typed_per_filter_config under the filter's name. It answers
+// preflights and adds its headers to every response of a cross-origin
+// request from an allowed origin: the upstream's, the route's own (direct
+// responses, redirects) and the proxy's local replies.
+type corsFilter struct{ name string }
+
+func compileCORS(name string, m *corsv3.Cors) (httpFilter, error) {
+	if err := unsupported(m); err != nil {
+		return nil, err
 	}
-	if !router {
-		return "", errors.New("http_filters: the last filter must be the router")
+	if name == "" {
+		return nil, errors.New("name is required (routes name the filter in typed_per_filter_config)")
 	}
-	return cors, nil
+	return &corsFilter{name: name}, nil
 }
+
+func (f *corsFilter) decodeHeaders(s *httpStream) bool {
+	rt := s.matchRoute()
+	if rt == nil {
+		return true
+	}
+	policy := rt.CORS(f.name)
+	if policy == nil {
+		return true
+	}
+	if corsPreflight(s.w, s.r, policy) {
+		return false
+	}
+	s.w = &corsWriter{ResponseWriter: s.w, r: s.r, policy: policy}
+	return true
+}
+
+// corsWriter adds the CORS response headers when the response starts.
+type corsWriter struct {
+	http.ResponseWriter
+	r       *http.Request
+	policy  *route.CORSPolicy
+	started bool
+}
+
+func (w *corsWriter) WriteHeader(code int) {
+	if !w.started && code >= 200 {
+		w.started = true
+		corsResponse(w.Header(), w.r, w.policy)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *corsWriter) Write(b []byte) (int, error) {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer
+// (flushes of streamed responses).
+func (w *corsWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // CORS headers, as Envoy's CORS filter reads and writes them.
 const (

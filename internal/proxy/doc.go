@@ -7,13 +7,16 @@
 //
 //	control plane ══ADS══► xdsclient ──Apply──► Proxy
 //	                                              ├─ listeners (accept, TLS by SNI, filter chains)
-//	                                              │    ├─ HTTP connection manager ──route.Table──┐
-//	                                              │    │   (CORS filter, router: forward.go)     │
-//	                                              │    └─ TCP proxy ─────────────────────────────┤
-//	                                              ├─ clusters (endpoints, round robin, mTLS) ◄───┘
+//	                                              │    ├─ network filters (RBAC) per connection
+//	                                              │    ├─ HTTP connection manager: path normalization,
+//	                                              │    │    HTTP filters (RBAC, CORS), router ──route.Table──┐
+//	                                              │    │    (forward.go)                                     │
+//	                                              │    └─ TCP proxy ─────────────────────────────────────────┤
+//	                                              ├─ clusters (endpoints, round robin, mTLS) ◄───────────────┘
 //	                                              └─ secrets (key, SVID, trust bundle)
 //
-// The HTTP path runs the CORS filter (cors.go) and the router: a request
+// The HTTP path runs the HTTP filters (RBAC, access.go; CORS, cors.go) and
+// the router: a request
 // that matched a forwarding route goes to its cluster in attempts governed
 // by the route's retry_policy and timeouts (forward.go), each attempt to
 // one endpoint, with the body kept up to 1 MiB so that it can be sent

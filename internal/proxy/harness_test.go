@@ -70,10 +70,10 @@ func newHarness(t *testing.T, routeJSON string, clusters map[string][]string, co
 	port := freePort(t)
 	apply(xdsclient.ListenerType, map[string]proto.Message{"l": &listenerv3.Listener{
 		Name:         "l",
-		Address:      &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)}}}},
+		Address:      &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}},
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: "hcm", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}}}}},
 	}})
-	return &harness{p: p, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	return &harness{p: p, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))}
 }
 
 func mustAny(t *testing.T, m proto.Message) *anypb.Any {
@@ -85,21 +85,10 @@ func mustAny(t *testing.T, m proto.Message) *anypb.Any {
 	return a
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // deadAddr returns a loopback address nothing listens on: connections to
 // it are refused.
 func deadAddr(t *testing.T) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(freePort(t))))
 }
 
 func staticCluster(t *testing.T, name string, addrs ...string) *clusterv3.Cluster {

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"strings"
 
-	"trellis.dev/trellis/internal/proxy/route"
 	"trellis.dev/trellis/internal/xfcc"
 )
 
@@ -82,15 +81,16 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	table := h.inline
-	if table == nil {
-		table = (*p.routes.Load())[h.rds]
+	s, ok := l.decodeHeaders(chain, w, r)
+	if !ok {
+		return
 	}
-	if table == nil {
+	w, r = s.w, s.r
+	if s.routeTable() == nil {
 		localReply(w, http.StatusNotFound, fmt.Sprintf("route configuration %q not received yet", h.rds))
 		return
 	}
-	rt := table.Match(r)
+	rt := s.matchRoute()
 	if rt == nil {
 		localReply(w, http.StatusNotFound, "no route matched "+r.Host+r.URL.Path)
 		return
@@ -112,15 +112,6 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(rt.Redirect.Code)
 		return
 	}
-	// The CORS filter runs before the router: it answers preflights and
-	// adds its headers to every response of a cross-origin request.
-	var cors *route.CORSPolicy
-	if h.cors != "" {
-		cors = rt.CORS(h.cors)
-	}
-	if corsPreflight(w, r, cors) {
-		return
-	}
 	picked := rt.PickWeighted(randUint32n)
 	name := rt.Cluster
 	if picked != nil {
@@ -128,7 +119,6 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := (*p.clusters.Load())[name]
 	if c == nil {
-		corsResponse(w.Header(), r, cors)
 		localReply(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %q not found", name))
 		return
 	}
@@ -163,11 +153,9 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			rt.ApplyResponseHeaders(resp.Header, picked)
-			corsResponse(resp.Header, r, cors)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-			corsResponse(w.Header(), r, cors)
 			switch {
 			case errors.Is(err, errNoHealthyUpstream):
 				localReply(w, http.StatusServiceUnavailable, "no healthy upstream")

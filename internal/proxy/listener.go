@@ -40,8 +40,11 @@ type filterChain struct {
 	serverNames []string
 	// tls terminates downstream mTLS; nil means plaintext.
 	tls *tls.Config
-	hcm *httpConnManager
-	tcp *tcpProxy
+	// connFilters run on each new connection before hcm or tcp
+	// (httpfilter.go).
+	connFilters []connFilter
+	hcm         *httpConnManager
+	tcp         *tcpProxy
 }
 
 // xfccMode is forward_client_cert_details.
@@ -59,8 +62,9 @@ type httpConnManager struct {
 	inline           *route.Table
 	xfcc             xfccMode
 	useRemoteAddress bool
-	// cors names the CORS filter, "" for none (cors.go).
-	cors string
+	// paths and filters run before routing (normalize.go, httpfilter.go).
+	paths   pathNormalization
+	filters []httpFilter
 }
 
 type tcpProxy struct {
@@ -138,45 +142,55 @@ func (p *Proxy) compileChain(fc *listenerv3.FilterChain) (*filterChain, error) {
 		}
 		ch.tls = p.secrets.ServerConfig(allow)
 	}
-	if len(fc.GetFilters()) != 1 {
-		return nil, errors.New("filters: exactly one network filter is supported")
+	filters := fc.GetFilters()
+	if len(filters) == 0 {
+		return nil, errors.New("filters: a terminal filter (http_connection_manager or tcp_proxy) is required")
 	}
-	msg, err := fc.GetFilters()[0].GetTypedConfig().UnmarshalNew()
+	last := len(filters) - 1
+	connFilters, err := compileConnFilters(filters[:last])
 	if err != nil {
-		return nil, fmt.Errorf("filters[0]: %w", err)
+		return nil, err
+	}
+	ch.connFilters = connFilters
+	msg, err := filters[last].GetTypedConfig().UnmarshalNew()
+	if err != nil {
+		return nil, fmt.Errorf("filters[%d]: %w", last, err)
 	}
 	switch f := msg.(type) {
 	case *hcmv3.HttpConnectionManager:
 		h, err := compileHCM(f)
 		if err != nil {
-			return nil, fmt.Errorf("filters[0]: %w", err)
+			return nil, fmt.Errorf("filters[%d]: %w", last, err)
 		}
 		ch.hcm = h
 	case *tcpproxyv3.TcpProxy:
 		if err := unsupported(f, "stat_prefix", "cluster"); err != nil {
-			return nil, fmt.Errorf("filters[0]: %w", err)
+			return nil, fmt.Errorf("filters[%d]: %w", last, err)
 		}
 		ch.tcp = &tcpProxy{statPrefix: f.GetStatPrefix(), cluster: f.GetCluster()}
 	default:
-		return nil, fmt.Errorf("filters[0]: %T is not supported", msg)
+		return nil, fmt.Errorf("filters[%d]: %T is not supported", last, msg)
 	}
 	return ch, nil
 }
 
 func compileHCM(h *hcmv3.HttpConnectionManager) (*httpConnManager, error) {
 	if err := unsupported(h, "stat_prefix", "rds", "route_config", "http_filters", "forward_client_cert_details",
-		"set_current_client_cert_details", "use_remote_address", "codec_type"); err != nil {
+		"set_current_client_cert_details", "use_remote_address", "codec_type",
+		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action"); err != nil {
 		return nil, err
 	}
 	out := &httpConnManager{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue()}
 	if h.GetCodecType() != hcmv3.HttpConnectionManager_AUTO && h.GetCodecType() != hcmv3.HttpConnectionManager_HTTP1 {
 		return nil, fmt.Errorf("codec_type %s is not supported yet", h.GetCodecType())
 	}
-	cors, err := compileHTTPFilters(h.GetHttpFilters())
-	if err != nil {
+	var err error
+	if out.paths, err = compilePathNormalization(h); err != nil {
 		return nil, err
 	}
-	out.cors = cors
+	if out.filters, err = compileHTTPFilters(h.GetHttpFilters()); err != nil {
+		return nil, err
+	}
 	switch h.GetForwardClientCertDetails() {
 	case hcmv3.HttpConnectionManager_SANITIZE:
 		out.xfcc = xfccSanitize
@@ -341,6 +355,10 @@ func (l *listener) handle(conn net.Conn) {
 		serverName = tconn.ConnectionState().ServerName
 	} else {
 		chain = lc.chainFor("")
+	}
+	if !l.connAllowed(chain, connInfoOf(conn)) {
+		conn.Close()
+		return
 	}
 	switch {
 	case chain.hcm != nil:

@@ -79,6 +79,8 @@ type Proxy struct {
 
 	// mirrors runs mirrored requests (mirror.go).
 	mirrors mirrorSet
+	// access counts the decisions of RBAC filters (access.go).
+	access accessCounters
 
 	applied   sync.Map // typeURL -> true once a first update was accepted
 	connected atomic.Bool

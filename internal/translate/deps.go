@@ -13,6 +13,9 @@ import (
 //	svc/NS/NAME   a Service, with the routes attached to it and its endpoints
 //	ns/NS         the Services of a namespace (which exist, which select a workload)
 //	gw/NS/NAME    a Gateway, with the routes attached to it
+//	access/NS     the AccessPolicies of a namespace without targetRefs
+//	access/svc/NS/NAME, access/gw/NS/NAME
+//	              the AccessPolicies targeting a Service or a Gateway
 //
 // The control plane maps each change to the keys it touches and rebuilds
 // the proxies that depend on one of them: a Service change touches its
@@ -77,3 +80,35 @@ func (b *builder) namespaceServices(ns string) []*model.Service {
 }
 
 func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }
+
+// AccessNamespaceKey is the dependency key of the AccessPolicies of a
+// namespace that have no targetRefs (they apply to all its workloads).
+func AccessNamespaceKey(ns string) string { return "access/" + ns }
+
+// AccessServiceKey is the dependency key of the AccessPolicies that
+// target a Service (they apply to its members).
+func AccessServiceKey(k model.Key) string { return "access/svc/" + k.String() }
+
+// AccessGatewayKey is the dependency key of the AccessPolicies that
+// target a Gateway.
+func AccessGatewayKey(k model.Key) string { return "access/gw/" + k.String() }
+
+// AccessPolicyKeys are the dependency keys an AccessPolicy touches: those
+// of the proxies it may apply to. A target of another kind concerns no
+// proxy.
+func AccessPolicyKeys(p *model.AccessPolicy) []string {
+	if len(p.Targets) == 0 {
+		return []string{AccessNamespaceKey(p.Namespace)}
+	}
+	var keys []string
+	for _, t := range p.Targets {
+		k := model.Key{Namespace: p.Namespace, Name: t.Name}
+		switch {
+		case t.IsService():
+			keys = append(keys, AccessServiceKey(k))
+		case t.IsGateway():
+			keys = append(keys, AccessGatewayKey(k))
+		}
+	}
+	return keys
+}

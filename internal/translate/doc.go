@@ -13,7 +13,20 @@
 // A sidecar gets:
 //   - inbound_mesh: one mTLS listener on the workload's mesh port, a filter
 //     chain per service port the workload serves, chosen by SNI, each
-//     forwarding to the app through a static inbound|PORT|| cluster;
+//     forwarding to the app through a static inbound|PORT|| cluster; HTTP
+//     chains normalize the path (normalize_path, merge_slashes, escaped
+//     slashes refused) before anything matches on it;
+//   - on each inbound chain, the AccessPolicies that select the workload
+//     (model.Index.PolicySelects, as the analyzer resolves them) as RBAC
+//     filters before the router or tcp_proxy (access.go): AUDIT as action
+//     LOG, then DENY, then ALLOW when any ALLOW policy selects the
+//     workload (no rule: deny everything). Principals are the peer's SPIFFE
+//     ID from the handshake (exact, prefix for a trailing *, namespace as
+//     the prefix spiffe://TD/ns/NS/sa/); ports are resolved per chain
+//     rather than with destination_port, which would be the shared mesh
+//     port; on TCP chains a target's HTTP-only conditions make it never
+//     match for ALLOW and are left out for DENY and AUDIT; where rules
+//     match paths, paths with parameters (;) are denied;
 //   - one explicit outbound listener per declared upstream, on its
 //     OutboundAddress, routing HTTP by the routes attached to the service
 //     (GAMMA) or forwarding TCP;
@@ -22,7 +35,12 @@
 //     port, plain endpoints in plaintext.
 //
 // A gateway gets one listener per Gateway listener port, with the
-// HTTPRoutes attached to it as virtual hosts.
+// HTTPRoutes attached to it as virtual hosts. Gateways do not enforce
+// AccessPolicy yet: while an ALLOW or DENY policy targets the Gateway, its
+// listeners are left out and the policy reported.
+//
+// Dependency keys (deps.go) record what each proxy's config was built
+// from, so that a change rebuilds only the proxies it concerns.
 //
 // Route rules (rules.go), for sidecars and gateways alike:
 //   - header modifiers become request/response_headers_to_add (set:

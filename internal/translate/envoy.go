@@ -20,10 +20,12 @@ import (
 )
 
 // typed packs a message for a typed_config field. The messages packed here
-// are always valid, so marshalling cannot fail.
+// are always valid, so marshalling cannot fail. Marshalling is
+// deterministic (map entries in key order), so that equal config packs to
+// equal bytes and versions do not change for nothing.
 func typed(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic("translate: packing " + string(m.ProtoReflect().Descriptor().FullName()) + ": " + err.Error())
 	}
 	return a

@@ -44,7 +44,9 @@ func (b *builder) inbound() {
 	}
 	appPorts := map[uint32]bool{}
 	seenSNI := map[string]bool{}
-	for _, s := range b.memberOf(w) {
+	services := b.memberOf(w)
+	policies := b.accessPolicies(w, services)
+	for _, s := range services {
 		for _, sp := range s.Ports {
 			target, ok := w.TargetPort(sp)
 			if !ok {
@@ -64,11 +66,14 @@ func (b *builder) inbound() {
 				TransportSocket:  b.downstreamMTLS(),
 			}
 			cluster := InboundCluster(target)
+			statPrefix := "inbound_" + strconv.FormatUint(uint64(target), 10)
+			access := b.inboundAccess(policies, target, sp.Protocol.IsHTTP())
 			if sp.Protocol.IsHTTP() {
-				chain.Filters = []*listenerv3.Filter{httpFilter(&hcmv3.HttpConnectionManager{
-					StatPrefix:                  "inbound_" + strconv.FormatUint(uint64(target), 10),
+				chain.Filters = []*listenerv3.Filter{httpFilter(inboundPathNormalization(&hcmv3.HttpConnectionManager{
+					StatPrefix:                  statPrefix,
 					ForwardClientCertDetails:    hcmv3.HttpConnectionManager_SANITIZE_SET,
 					SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true},
+					HttpFilters:                 accessHTTPFilters(access),
 					RouteSpecifier: inlineRoutes(&routev3.RouteConfiguration{
 						Name: cluster,
 						VirtualHosts: []*routev3.VirtualHost{{
@@ -77,9 +82,9 @@ func (b *builder) inbound() {
 							Routes:  []*routev3.Route{prefixRoute("/", cluster)},
 						}},
 					}),
-				})}
+				}))}
 			} else {
-				chain.Filters = []*listenerv3.Filter{tcpFilter("inbound_"+strconv.FormatUint(uint64(target), 10), cluster)}
+				chain.Filters = append(accessNetworkFilters(access, statPrefix), tcpFilter(statPrefix, cluster))
 			}
 			ln.FilterChains = append(ln.FilterChains, chain)
 		}

@@ -87,9 +87,11 @@ func Translate(in Input, opts Options) (*Resources, []Problem) {
 		b.sidecar()
 	case model.KindGateway:
 		b.gateway()
+		b.gatewayAccess()
 	case model.KindGRPC:
 		b.proxyless = true
 		b.grpc()
+		b.proxylessAccess()
 	default:
 		b.problem("proxy "+in.Proxy.ID, "kind", fmt.Sprintf("unknown proxy kind %q", in.Proxy.Kind))
 	}
