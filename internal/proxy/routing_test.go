@@ -59,17 +59,16 @@ func TestHTTPFiltersRejected(t *testing.T) {
 		filters []*hcmv3.HttpFilter
 		want    string
 	}{
-		"none":            {nil, "the last filter must be the router"},
+		"none":            {nil, "the router filter is required, last"},
 		"router not last": {[]*hcmv3.HttpFilter{router, cors}, "http_filters[0]: the router must be the last filter"},
-		"only cors":       {[]*hcmv3.HttpFilter{cors}, "the last filter must be the router"},
-		"two cors":        {[]*hcmv3.HttpFilter{cors, cors, router}, "http_filters[1]: only one CORS filter is supported"},
+		"only cors":       {[]*hcmv3.HttpFilter{cors}, "the router filter is required, last"},
 		"unnamed cors": {[]*hcmv3.HttpFilter{{ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &corsv3.Cors{})}}, router},
-			"http_filters[0]: name is required"},
+			`http_filters[0] "": name is required`},
 		"router option": {[]*hcmv3.HttpFilter{{Name: "router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{SuppressEnvoyHeaders: true})}}},
 			"not supported by this proxy: suppress_envoy_headers"},
 		"other filter": {[]*hcmv3.HttpFilter{{Name: "x", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, wrapperspb.String("x"))}}, router},
-			"http_filters[0]: *wrapperspb.StringValue is not supported (Cors and Router are)"},
-		"disabled": {[]*hcmv3.HttpFilter{proto.CloneOf(cors), router}, "not supported by this proxy: disabled"},
+			"http_filters[0]: *wrapperspb.StringValue is not supported"},
+		"disabled": {[]*hcmv3.HttpFilter{proto.CloneOf(cors), router}, "http_filters[0]: is_optional, disabled and config_discovery are not supported"},
 	} {
 		if name == "disabled" {
 			tc.filters[0].Disabled = true
