@@ -7,9 +7,12 @@
 //
 //	control plane ══ADS══► xdsclient ──Apply──► Proxy
 //	                                              ├─ listeners (accept, TLS by SNI, filter chains)
-//	                                              │    ├─ HTTP connection manager ──route.Table──┐
-//	                                              │    └─ TCP proxy ─────────────────────────────┤
-//	                                              ├─ clusters (endpoints, round robin, mTLS) ◄───┘
+//	                                              │    ├─ HTTP connection manager ──filters (local rate limit)──route.Table──┐
+//	                                              │    └─ TCP proxy ─────────────────────────────────────────────────────────┤
+//	                                              ├─ clusters ◄──────────────────────────────────────────────────────────────┘
+//	                                              │    endpoints by priority, round robin | least request | ring hash (lb.go),
+//	                                              │    circuit breakers and retry budget (circuitbreaker.go, retrybudget.go),
+//	                                              │    outlier detection (outlier.go), upstream idle timeout, mTLS
 //	                                              └─ secrets (key, SVID, trust bundle)
 //
 // Config is applied per xDS type and swapped atomically: connections in

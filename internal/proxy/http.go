@@ -82,6 +82,9 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := table.Match(r)
+	if h.runFilters(w, r, rt) {
+		return
+	}
 	if rt == nil {
 		localReply(w, http.StatusNotFound, "no route matched "+r.Host+r.URL.Path)
 		return
@@ -110,7 +113,7 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx := r.Context()
+	ctx := withLBHash(r.Context(), rt, r)
 	if rt.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
@@ -143,6 +146,9 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if overflowReply(w, err) {
+				return
+			}
 			switch {
 			case errors.Is(err, errNoHealthyUpstream):
 				localReply(w, http.StatusServiceUnavailable, "no healthy upstream")

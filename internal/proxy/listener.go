@@ -14,7 +14,6 @@ import (
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -60,6 +59,8 @@ type httpConnManager struct {
 	inline           *route.Table
 	xfcc             xfccMode
 	useRemoteAddress bool
+	// filters run before the router (httpfilters.go).
+	filters []httpFilter
 }
 
 type tcpProxy struct {
@@ -171,14 +172,11 @@ func compileHCM(h *hcmv3.HttpConnectionManager) (*httpConnManager, error) {
 	if h.GetCodecType() != hcmv3.HttpConnectionManager_AUTO && h.GetCodecType() != hcmv3.HttpConnectionManager_HTTP1 {
 		return nil, fmt.Errorf("codec_type %s is not supported yet", h.GetCodecType())
 	}
-	if len(h.GetHttpFilters()) != 1 {
-		return nil, errors.New("http_filters: exactly the router filter is supported")
-	}
-	if msg, err := h.GetHttpFilters()[0].GetTypedConfig().UnmarshalNew(); err != nil {
+	filters, err := compileHTTPFilters(h.GetHttpFilters())
+	if err != nil {
 		return nil, err
-	} else if _, ok := msg.(*routerv3.Router); !ok {
-		return nil, fmt.Errorf("http_filters[0]: %T is not supported (Router is)", msg)
 	}
+	out.filters = filters
 	switch h.GetForwardClientCertDetails() {
 	case hcmv3.HttpConnectionManager_SANITIZE:
 		out.xfcc = xfccSanitize

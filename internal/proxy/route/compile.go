@@ -105,9 +105,10 @@ func (c *compiler) err() error {
 // level is what a virtual host or the route configuration contributes to
 // each of its routes.
 type level struct {
-	req, resp *HeaderMutation // nil if none
-	mirrors   []MirrorPolicy
-	retry     *RetryPolicy
+	req, resp     *HeaderMutation // nil if none
+	mirrors       []MirrorPolicy
+	retry         *RetryPolicy
+	filterConfigs map[string]any // typed_per_filter_config (perfilter.go)
 }
 
 func (c *compiler) table(rc *routev3.RouteConfiguration) *Table {
@@ -228,6 +229,8 @@ func (c *compiler) virtualHost(pvh *routev3.VirtualHost, cfg *level) *virtualHos
 		resp:    c.mutation("response_headers_to_add", pvh.GetResponseHeadersToAdd(), "response_headers_to_remove", pvh.GetResponseHeadersToRemove()),
 		mirrors: c.mirrors("request_mirror_policies", pvh.GetRequestMirrorPolicies()),
 		retry:   c.retryPolicy("retry_policy", pvh.GetRetryPolicy()),
+
+		filterConfigs: c.filterConfigs(pvh.GetTypedPerFilterConfig()),
 	}
 	vh := &virtualHost{name: pvh.GetName()}
 	for j, pr := range pvh.GetRoutes() {
@@ -241,6 +244,7 @@ func (c *compiler) virtualHost(pvh *routev3.VirtualHost, cfg *level) *virtualHos
 func (c *compiler) route(pr *routev3.Route, vhName string, vl, cfg *level) *Route {
 	c.checkFields(pr.ProtoReflect(), "")
 	rt := &Route{Name: pr.GetName(), VirtualHost: vhName}
+	rt.filterConfigs = mergeFilterConfigs(c.filterConfigs(pr.GetTypedPerFilterConfig()), vl.filterConfigs)
 	c.routeMatch(&rt.match, pr.GetMatch())
 	switch a := pr.GetAction().(type) {
 	case *routev3.Route_Route:
@@ -555,7 +559,7 @@ func (c *compiler) routeAction(rt *Route, a *routev3.RouteAction, vl, cfg *level
 	default:
 		rt.MirrorPolicies = cfg.mirrors
 	}
-	rt.HashPolicy = a.GetHashPolicy()
+	rt.HashPolicy = c.hashPolicies("route.hash_policy", a.GetHashPolicy())
 }
 
 func (c *compiler) weightedClusters(rt *Route, wcs *routev3.WeightedCluster) {

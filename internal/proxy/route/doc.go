@@ -37,7 +37,11 @@
 //     prefix_rewrite, regex_rewrite, path_rewrite (literal),
 //     host_rewrite_literal, timeout, retry_policy (route or virtual host),
 //     request_mirror_policies (route, virtual host or configuration; 100%
-//     only), hash_policy (kept opaque).
+//     only), hash_policy (header and cookie; Route.Hash computes the
+//     request's hash as Envoy does).
+//   - typed_per_filter_config on routes and virtual hosts, for the HTTP
+//     filters that registered a compiler for their config type
+//     (RegisterFilterConfig); Route.FilterConfig returns the most specific.
 //   - redirect and direct_response (inline body).
 //   - request and response headers to add (append_action, append,
 //     keep_empty_value) and remove at the configuration, virtual host, route
@@ -45,7 +49,9 @@
 //     Values are literal: "%%" is a '%', any other '%' command is refused.
 //
 // Refused (ErrNotSupported), among everything not listed above: vhds,
-// internal_only_headers, typed_per_filter_config at every level,
+// internal_only_headers, typed_per_filter_config of unregistered types and
+// on the route configuration, hash policies other than header (without
+// regex_rewrite) and cookie (without ttl, path or attributes),
 // require_tls, cors, rate_limits, virtual_clusters, hedge_policy, matcher,
 // match.runtime_fraction, grpc, tls_context, cookies, dynamic_metadata,
 // connect_matcher, cluster_header, idle_timeout, upgrade_configs,
