@@ -93,6 +93,7 @@ func Translate(in Input, opts Options) (*Resources, []Problem) {
 	default:
 		b.problem("proxy "+in.Proxy.ID, "kind", fmt.Sprintf("unknown proxy kind %q", in.Proxy.Kind))
 	}
+	b.routePolicies()
 	b.outboundClusters()
 	if !b.proxyless {
 		// gRPC applications read their certificates from files; they
