@@ -292,6 +292,22 @@ func changeKeys(o *resource.Object) []string {
 			}
 		}
 		return keys
+	case "BackendPolicy":
+		// A BackendPolicy shapes the clusters of the Services it targets
+		// (and the routes toward them): the proxies that depend on them.
+		cfg, err := resource.Model([]*resource.Object{o})
+		if err != nil || cfg == nil {
+			return []string{allProxies}
+		}
+		var keys []string
+		for _, p := range cfg.BackendPolicies {
+			for _, t := range p.Targets {
+				if t.Kind == "Service" && (t.Group == "" || t.Group == "core") {
+					keys = append(keys, translate.ServiceKey(model.Key{Namespace: p.Namespace, Name: t.Name}))
+				}
+			}
+		}
+		return keys
 	}
 	return []string{allProxies}
 }
