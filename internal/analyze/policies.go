@@ -71,6 +71,7 @@ func (a *analyzer) policies() {
 		}
 	}
 	a.accessPolicies()
+	a.backendPolicies()
 
 	byScope := map[string]*model.MTLSPolicy{}
 	for _, p := range a.c.MTLSPolicies {
