@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -47,10 +48,29 @@ const LocalRateLimitFilter = "envoy.filters.http.local_ratelimit"
 // upstream HTTP protocol options.
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
+// policiesFor returns the BackendPolicies that target port sp of service
+// s, the one in effect first (model.BackendPoliciesFor).
+func (b *builder) policiesFor(s *model.Service, sp model.ServicePort) []model.BackendPolicyRef {
+	if b.backendPolicies == nil {
+		b.backendPolicies = map[model.Key][]*model.BackendPolicy{}
+		for _, p := range b.in.Config.BackendPolicies {
+			var seen []string
+			for _, t := range p.Targets {
+				if t.Kind == "Service" && !slices.Contains(seen, t.Name) {
+					seen = append(seen, t.Name)
+					k := model.Key{Namespace: p.Namespace, Name: t.Name}
+					b.backendPolicies[k] = append(b.backendPolicies[k], p)
+				}
+			}
+		}
+	}
+	return model.BackendPoliciesFor(b.backendPolicies[s.Key], s, sp)
+}
+
 // backendPolicy returns the BackendPolicy in effect for port sp of service
 // s, or nil, reporting the policies it takes precedence over.
 func (b *builder) backendPolicy(s *model.Service, sp model.ServicePort) *model.BackendPolicy {
-	refs := model.BackendPoliciesFor(b.in.Config.BackendPolicies, s, sp)
+	refs := b.policiesFor(s, sp)
 	if len(refs) == 0 {
 		return nil
 	}
@@ -237,7 +257,7 @@ func (b *builder) routePolicy(r *routev3.Route) bool {
 		if !ok {
 			return false
 		}
-		bp := model.BackendPoliciesFor(b.in.Config.BackendPolicies, ref.service, ref.port)
+		bp := b.policiesFor(ref.service, ref.port)
 		var p *model.BackendPolicy
 		if len(bp) > 0 {
 			p = bp[0].Policy
