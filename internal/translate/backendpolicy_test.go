@@ -100,7 +100,14 @@ func TestBackendPolicyLoadBalancing(t *testing.T) {
 			}),
 		},
 	}
-	bpGolden(t, "load_balancing", c, bpSidecar(c, "", up("api", 80), up("cart", 80), up("db", 5432)))
+	p := bpSidecar(c, "", up("api", 80), up("cart", 80), up("db", 5432))
+	bpGolden(t, "load_balancing", c, p)
+	// A BackendPolicy change marks the Services it targets (see
+	// control's changeKeys): the proxy depends on exactly those.
+	res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
+	if want := []string{"ns/shop", "svc/shop/api", "svc/shop/cart", "svc/shop/db"}; !slices.Equal(res.Deps, want) {
+		t.Errorf("deps %v, want %v", res.Deps, want)
+	}
 }
 
 func TestBackendPolicyConsistentHash(t *testing.T) {

@@ -10,7 +10,8 @@ import (
 // Dependencies of a proxy's config: the parts of the model it was built
 // from, so that a change elsewhere need not rebuild it. A key names
 //
-//	svc/NS/NAME   a Service, with the routes attached to it
+//	svc/NS/NAME   a Service, with the routes attached to it and the
+//	              BackendPolicies targeting it
 //	ns/NS         the Services and Workloads of a namespace (membership, endpoints)
 //	gw/NS/NAME    a Gateway, with the routes attached to it
 //
