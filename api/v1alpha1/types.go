@@ -143,7 +143,9 @@ type BackendPolicy struct {
 
 // BackendPolicySpec configures how proxies call the targets.
 type BackendPolicySpec struct {
-	TargetRefs []gwv1.LocalPolicyTargetReference `json:"targetRefs"`
+	// TargetRefs name Services in the policy's namespace; a sectionName
+	// narrows a target to the Service port of that name.
+	TargetRefs []gwv1.LocalPolicyTargetReferenceWithSectionName `json:"targetRefs"`
 	// TLS says how clients reach the targets: Mesh (mesh mTLS to endpoints
 	// with a sidecar, plaintext to others; the default), RequireMesh (refuse
 	// endpoints without mesh mTLS) or Disable (plaintext).

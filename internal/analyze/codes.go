@@ -48,6 +48,13 @@ const (
 	CodeZeroWeights   = "TRL3005"
 	CodeNoTarget      = "TRL3006"
 
+	CodeBackendConflict = "TRL3010"
+	CodeNoTargetPort    = "TRL3011"
+	CodeHashNoKey       = "TRL3012"
+	CodeDisableSidecar  = "TRL3013"
+	CodeRequireMeshVM   = "TRL3014"
+	CodeHTTPOnlyPolicy  = "TRL3015"
+
 	CodeStrictClients = "TRL4001"
 	CodeDisableMesh   = "TRL4002"
 	CodeAccessNoWL    = "TRL4003"
@@ -130,6 +137,18 @@ var Codes = []Code{
 		"Give at least one backend a weight above 0; as it is, every request matching the rule gets 500."},
 	{CodeNoTarget, Error, "The policy's target does not exist",
 		"Fix targetRefs to name an existing Service in the policy's namespace."},
+	{CodeBackendConflict, Warning, "Several BackendPolicies target the same Service port",
+		"Only one applies, whole: the one naming the port by sectionName, else the oldest, else the first by name. Merge them, or narrow each to its own port with sectionName."},
+	{CodeNoTargetPort, Error, "The targetRef's sectionName names no port of the Service",
+		"Set sectionName to the name of one of the Service's ports, or drop it to target every port."},
+	{CodeHashNoKey, Warning, "ConsistentHash has no hashHeader or hashCookie: endpoints are picked at random",
+		"Set loadBalancer.hashHeader or loadBalancer.hashCookie to the request attribute that should stick to one endpoint."},
+	{CodeDisableSidecar, Warning, "tls.mode Disable leaves out the Service's members that have a sidecar",
+		"A sidecar accepts only mesh mTLS, and plaintext to the application would bypass it; use tls.mode Mesh (plaintext goes to members without a sidecar anyway)."},
+	{CodeRequireMeshVM, Warning, "tls.mode RequireMesh leaves out the Service's members without a sidecar",
+		"Give those workloads a sidecar (meshPort), or use tls.mode Mesh to reach them in plaintext."},
+	{CodeHTTPOnlyPolicy, Warning, "idleTimeout and rateLimit act on HTTP only: they do nothing on this TCP port",
+		"Narrow the policy to the Service's HTTP ports with sectionName, or declare the port's protocol (appProtocol) if it is HTTP."},
 
 	{CodeStrictClients, Error, "STRICT mTLS locks out clients that cannot do mesh mTLS",
 		"Use PERMISSIVE on the port until every client has a sidecar (or drop the BackendPolicy that disables TLS)."},

@@ -74,6 +74,7 @@ func (a *analyzer) policies() {
 	}
 	a.accessPolicies()
 	a.accessTranslation()
+	a.backendPolicies()
 
 	byScope := map[string]*model.MTLSPolicy{}
 	for _, p := range a.c.MTLSPolicies {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"trellis.dev/trellis/internal/ca"
+	"trellis.dev/trellis/internal/resource"
 )
 
 // TestCheckSharedRoot: a control plane whose CA directory holds another
@@ -53,5 +54,25 @@ func TestServerNames(t *testing.T) {
 	}
 	if !slices.Contains(dns, "trellis.example.com") || !slices.Contains(dns, "localhost") {
 		t.Errorf("DNS names %v", dns)
+	}
+}
+
+// TestBackendPolicyChangeKeys: a BackendPolicy change concerns the proxies
+// that depend on the Services it targets, not every proxy.
+func TestBackendPolicyChangeKeys(t *testing.T) {
+	objs, err := resource.Decode("p.yaml", []byte(`apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}, {group: "", kind: Service, name: cart, sectionName: http}]
+  loadBalancer: {type: LeastRequest}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &controlPlane{models: resource.NewModelCache()}
+	got := cp.changeKeysLocked(objs[0])
+	if want := []string{"svc/shop/api", "svc/shop/cart"}; !slices.Equal(got, want) {
+		t.Errorf("changeKeys = %v, want %v", got, want)
 	}
 }

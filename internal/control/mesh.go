@@ -369,6 +369,22 @@ func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 			return []string{allProxies}
 		}
 		return translate.AccessPolicyKeys(cfg.AccessPolicies[0])
+	case "BackendPolicy":
+		// A BackendPolicy shapes the clusters of the Services it targets
+		// (and the routes toward them): the proxies that depend on them.
+		cfg, err := cp.models.Model([]*resource.Object{o})
+		if err != nil || cfg == nil {
+			return []string{allProxies}
+		}
+		var keys []string
+		for _, p := range cfg.BackendPolicies {
+			for _, t := range p.Targets {
+				if t.Kind == "Service" && (t.Group == "" || t.Group == "core") {
+					keys = append(keys, translate.ServiceKey(model.Key{Namespace: p.Namespace, Name: t.Name}))
+				}
+			}
+		}
+		return keys
 	}
 	return []string{allProxies}
 }

@@ -170,14 +170,17 @@ type LoadBalancer struct {
 	HashCookie string
 }
 
-// ConnectionLimits caps connections and requests; zero is unlimited.
+// ConnectionLimits caps connections and requests; zero keeps the proxy's
+// default (Envoy's 1024).
 type ConnectionLimits struct {
 	MaxConnections     uint32
 	MaxPendingRequests uint32
 	MaxRequests        uint32
 }
 
-// OutlierDetection ejects failing endpoints; zero fields take defaults.
+// OutlierDetection ejects failing endpoints; zero fields take Envoy's
+// defaults (5 consecutive errors, 10 s interval, 30 s base ejection time,
+// 10 % of the endpoints at most).
 type OutlierDetection struct {
 	Consecutive5xx           uint32
 	ConsecutiveConnectErrors uint32
@@ -186,13 +189,15 @@ type OutlierDetection struct {
 	MaxEjectionPercent       uint32
 }
 
-// RetryBudget bounds retries as a share of active requests.
+// RetryBudget bounds retries as a share of active requests; MinRetries
+// zero keeps Envoy's default of 3.
 type RetryBudget struct {
 	Percent    uint32
 	MinRetries uint32
 }
 
-// RateLimit is a local token bucket.
+// RateLimit is a local token bucket: Requests tokens every Per, holding at
+// most Burst (at least Requests).
 type RateLimit struct {
 	Requests uint32
 	Per      time.Duration

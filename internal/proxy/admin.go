@@ -35,7 +35,7 @@ func (p *Proxy) adminHandler() http.Handler {
 		clusters := *p.clusters.Load()
 		for _, name := range slices.Sorted(maps.Keys(clusters)) {
 			c := clusters[name]
-			eps := *c.eps.Load()
+			eps := c.hosts.Load().all
 			if len(eps) == 0 {
 				fmt.Fprintf(w, "%s: no endpoints\n", name)
 			}
@@ -44,7 +44,11 @@ func (p *Proxy) adminHandler() http.Handler {
 				if ep.tls != nil {
 					mode = "mtls sni=" + ep.tls.sni
 				}
-				fmt.Fprintf(w, "%s: %s %s\n", name, ep.addr, mode)
+				health := "healthy"
+				if ep.st.ejected.Load() {
+					health = "ejected"
+				}
+				fmt.Fprintf(w, "%s: %s %s priority=%d %s active=%d\n", name, ep.addr, mode, ep.priority, health, ep.st.active.Load())
 			}
 		}
 	})

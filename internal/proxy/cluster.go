@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -30,10 +31,15 @@ import (
 const transportSocketMatchFilter = "envoy.transport_socket_match"
 
 // failedEndpointBackoff is how long an endpoint that refused a connection
-// is passed over while others are available.
+// is passed over while others are available, in clusters without outlier
+// detection.
 const failedEndpointBackoff = 5 * time.Second
 
-// cluster is a compiled Cluster: its endpoints and how to reach them.
+// keepAlive is the TCP keep-alive period of upstream connections.
+const keepAlive = 30 * time.Second
+
+// cluster is a compiled Cluster: its endpoints, how to reach them and how
+// to balance and limit requests over them.
 type cluster struct {
 	name string
 	// src is the Cluster it was compiled from; an identical update keeps
@@ -41,12 +47,24 @@ type cluster struct {
 	src            *clusterv3.Cluster
 	edsName        string // "" for a static cluster
 	connectTimeout time.Duration
+	idleTimeout    time.Duration
 	// defaultTLS is the cluster's transport socket; nil means plaintext.
 	defaultTLS *upstreamTLS
 	matches    []socketMatch
 
-	eps  atomic.Pointer[[]*endpoint]
-	next atomic.Uint64
+	lb lbConfig
+	// overprovisioning is the assignment's factor, in percent.
+	overprovisioning uint32
+	cb               *breaker
+	od               *outlierConfig // nil: no outlier detection
+
+	// hosts is the load balancer's view of the endpoints; lbMu serializes
+	// its replacement (EDS updates, ejections) and the outlier detector.
+	hosts   atomic.Pointer[hostSet]
+	lbMu    sync.Mutex
+	odTimer *time.Timer
+	closed  bool
+	next    atomic.Uint64 // round robin
 	// warm is closed once the cluster has its endpoints: at once for a
 	// static cluster, at the first ClusterLoadAssignment for an EDS one.
 	warm     chan struct{}
@@ -67,24 +85,36 @@ type upstreamTLS struct {
 	config *tls.Config
 }
 
-type endpoint struct {
-	addr string
-	tls  *upstreamTLS
-	// failedAt is when a connection to it last failed (Unix nanoseconds).
-	failedAt atomic.Int64
+// assignment is a compiled ClusterLoadAssignment.
+type assignment struct {
+	endpoints []*endpoint
+	// overprovisioning is the policy's overprovisioning factor, in percent.
+	overprovisioning uint32
 }
 
 func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 	if err := unsupported(c, "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy",
-		"load_assignment", "transport_socket", "transport_socket_matches"); err != nil {
+		"load_assignment", "transport_socket", "transport_socket_matches", "least_request_lb_config",
+		"ring_hash_lb_config", "common_lb_config", "circuit_breakers", "outlier_detection",
+		"typed_extension_protocol_options"); err != nil {
 		return nil, err
 	}
 	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]*http.Transport{}, warm: make(chan struct{})}
 	if d := c.GetConnectTimeout(); d != nil {
 		out.connectTimeout = d.AsDuration()
 	}
-	if c.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
-		return nil, fmt.Errorf("lb_policy %s is not supported (ROUND_ROBIN is)", c.GetLbPolicy())
+	if err := out.compileLB(c); err != nil {
+		return nil, err
+	}
+	var err error
+	if out.cb, err = compileCircuitBreakers(c.GetCircuitBreakers()); err != nil {
+		return nil, fmt.Errorf("circuit_breakers: %w", err)
+	}
+	if out.od, err = compileOutlierDetection(c.GetOutlierDetection()); err != nil {
+		return nil, fmt.Errorf("outlier_detection: %w", err)
+	}
+	if out.idleTimeout, err = compileProtocolOptions(c.GetTypedExtensionProtocolOptions()); err != nil {
+		return nil, err
 	}
 	if c.GetTransportSocket() != nil {
 		t, err := p.compileUpstreamTLS(c.GetTransportSocket())
@@ -100,16 +130,17 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		}
 		out.matches = append(out.matches, socketMatch{match: stringFields(m.GetMatch()), tls: t})
 	}
+	out.hosts.Store(newHostSet(nil, &out.lb, defaultOverprovisioning))
 	switch c.GetType() {
 	case clusterv3.Cluster_STATIC:
 		if c.GetLoadAssignment() == nil {
 			return nil, errors.New("a STATIC cluster needs a load_assignment")
 		}
-		eps, err := out.compileEndpoints(c.GetLoadAssignment())
+		a, err := out.compileEndpoints(c.GetLoadAssignment())
 		if err != nil {
 			return nil, fmt.Errorf("load_assignment: %w", err)
 		}
-		out.setEndpointList(eps)
+		out.setAssignment(a)
 	case clusterv3.Cluster_EDS:
 		if c.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
 			return nil, errors.New("eds_cluster_config must take endpoints from ADS")
@@ -118,11 +149,73 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		if out.edsName == "" {
 			out.edsName = c.GetName()
 		}
-		out.eps.Store(&[]*endpoint{})
 	default:
 		return nil, fmt.Errorf("type %s is not supported (STATIC and EDS are)", c.GetType())
 	}
 	return out, nil
+}
+
+// compileLB reads the load balancing policy and its settings.
+func (c *cluster) compileLB(pc *clusterv3.Cluster) error {
+	c.lb = lbConfig{choiceCount: defaultChoiceCount, ringMin: defaultRingMin, ringMax: defaultRingMax, panicThreshold: defaultPanicThreshold}
+	switch pc.GetLbPolicy() {
+	case clusterv3.Cluster_ROUND_ROBIN:
+		c.lb.policy = lbRoundRobin
+	case clusterv3.Cluster_LEAST_REQUEST:
+		c.lb.policy = lbLeastRequest
+	case clusterv3.Cluster_RING_HASH:
+		c.lb.policy = lbRingHash
+	default:
+		return fmt.Errorf("lb_policy %s is not supported (ROUND_ROBIN, LEAST_REQUEST and RING_HASH are)", pc.GetLbPolicy())
+	}
+	if lr := pc.GetLeastRequestLbConfig(); lr != nil {
+		if c.lb.policy != lbLeastRequest {
+			return errors.New("least_request_lb_config needs lb_policy LEAST_REQUEST")
+		}
+		if err := unsupported(lr, "choice_count"); err != nil {
+			return fmt.Errorf("least_request_lb_config: %w", err)
+		}
+		if n := lr.GetChoiceCount(); n != nil {
+			if n.GetValue() < 2 {
+				return fmt.Errorf("least_request_lb_config.choice_count %d: must be at least 2", n.GetValue())
+			}
+			c.lb.choiceCount = int(min(n.GetValue(), 100))
+		}
+	}
+	if rh := pc.GetRingHashLbConfig(); rh != nil {
+		if c.lb.policy != lbRingHash {
+			return errors.New("ring_hash_lb_config needs lb_policy RING_HASH")
+		}
+		if err := unsupported(rh, "minimum_ring_size", "maximum_ring_size", "hash_function"); err != nil {
+			return fmt.Errorf("ring_hash_lb_config: %w", err)
+		}
+		if rh.GetHashFunction() != clusterv3.Cluster_RingHashLbConfig_XX_HASH {
+			return fmt.Errorf("ring_hash_lb_config.hash_function %s is not supported (XX_HASH is)", rh.GetHashFunction())
+		}
+		if v := rh.GetMaximumRingSize(); v != nil {
+			c.lb.ringMax = v.GetValue()
+		}
+		if v := rh.GetMinimumRingSize(); v != nil {
+			c.lb.ringMin = v.GetValue()
+		}
+		if c.lb.ringMax > defaultRingMax || c.lb.ringMin == 0 || c.lb.ringMin > c.lb.ringMax {
+			return fmt.Errorf("ring_hash_lb_config: ring sizes %d..%d: want 1 <= minimum <= maximum <= %d", c.lb.ringMin, c.lb.ringMax, defaultRingMax)
+		}
+	}
+	if cl := pc.GetCommonLbConfig(); cl != nil {
+		if err := unsupported(cl, "healthy_panic_threshold"); err != nil {
+			return fmt.Errorf("common_lb_config: %w", err)
+		}
+		if t := cl.GetHealthyPanicThreshold(); t != nil {
+			v := t.GetValue()
+			if v < 0 || v > 100 {
+				return fmt.Errorf("common_lb_config.healthy_panic_threshold %v: out of range 0-100", v)
+			}
+			// Envoy compares whole percents.
+			c.lb.panicThreshold = uint32(v)
+		}
+	}
+	return nil
 }
 
 func (c *cluster) sameAs(o *cluster) bool { return proto.Equal(c.src, o.src) }
@@ -219,10 +312,41 @@ func (p *Proxy) compileCommonTLS(c *tlsv3.CommonTlsContext) (secrets.Authorizer,
 
 // compileEndpoints reads a ClusterLoadAssignment, resolving each endpoint's
 // transport socket. Endpoints not HEALTHY or UNKNOWN are left out.
-func (c *cluster) compileEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]*endpoint, error) {
-	var out []*endpoint
+// Priorities must run from 0 without a gap, as Envoy requires.
+func (c *cluster) compileEndpoints(cla *endpointv3.ClusterLoadAssignment) (*assignment, error) {
+	if err := unsupported(cla, "cluster_name", "endpoints", "policy"); err != nil {
+		return nil, err
+	}
+	a := &assignment{overprovisioning: defaultOverprovisioning}
+	if pol := cla.GetPolicy(); pol != nil {
+		if err := unsupported(pol, "overprovisioning_factor"); err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+		if f := pol.GetOverprovisioningFactor(); f != nil {
+			if f.GetValue() == 0 {
+				return nil, errors.New("policy.overprovisioning_factor must be positive")
+			}
+			a.overprovisioning = f.GetValue()
+		}
+	}
+	maxPrio := uint32(0)
+	seen := map[uint32]bool{}
 	for i, loc := range cla.GetEndpoints() {
+		// load_balancing_weight of a locality matters only to locality
+		// weighted load balancing, which this proxy (like Envoy without
+		// locality_weighted_lb_config) does not do.
+		if err := unsupported(loc, "locality", "lb_endpoints", "priority", "load_balancing_weight"); err != nil {
+			return nil, fmt.Errorf("endpoints[%d]: %w", i, err)
+		}
+		maxPrio = max(maxPrio, loc.GetPriority())
+		seen[loc.GetPriority()] = true
 		for j, lb := range loc.GetLbEndpoints() {
+			if err := unsupported(lb, "endpoint", "health_status", "metadata"); err != nil {
+				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d]: %w", i, j, err)
+			}
+			if err := unsupported(lb.GetEndpoint(), "address"); err != nil {
+				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].endpoint: %w", i, j, err)
+			}
 			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 			if sa == nil {
 				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d]: only socket addresses are supported", i, j)
@@ -236,8 +360,9 @@ func (c *cluster) compileEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]*en
 				continue
 			}
 			ep := &endpoint{
-				addr: net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)),
-				tls:  c.defaultTLS,
+				addr:     net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)),
+				tls:      c.defaultTLS,
+				priority: loc.GetPriority(),
 			}
 			md := stringFields(lb.GetMetadata().GetFilterMetadata()[transportSocketMatchFilter])
 			for _, m := range c.matches {
@@ -246,10 +371,13 @@ func (c *cluster) compileEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]*en
 					break
 				}
 			}
-			out = append(out, ep)
+			a.endpoints = append(a.endpoints, ep)
 		}
 	}
-	return out, nil
+	if len(seen) > 0 && uint32(len(seen)) != maxPrio+1 {
+		return nil, fmt.Errorf("priorities must run from 0 without a gap; got %d distinct up to %d", len(seen), maxPrio)
+	}
+	return a, nil
 }
 
 func matchesAll(have, want map[string]string) bool {
@@ -262,18 +390,52 @@ func matchesAll(have, want map[string]string) bool {
 }
 
 func (c *cluster) setEndpoints(cla *endpointv3.ClusterLoadAssignment) error {
-	eps, err := c.compileEndpoints(cla)
+	a, err := c.compileEndpoints(cla)
 	if err != nil {
 		return err
 	}
-	c.setEndpointList(eps)
+	c.setAssignment(a)
 	return nil
 }
 
-// setEndpointList installs endpoints; the cluster is warm from then on.
-func (c *cluster) setEndpointList(eps []*endpoint) {
-	c.eps.Store(&eps)
+// setAssignment installs endpoints; the cluster is warm from then on. An
+// endpoint whose address the cluster already had keeps what the proxy
+// learnt about it (ejection, connections, requests in flight).
+func (c *cluster) setAssignment(a *assignment) {
+	c.lbMu.Lock()
+	old := map[string]*hostState{}
+	for _, ep := range c.hosts.Load().all {
+		old[ep.addr] = ep.st
+	}
+	for _, ep := range a.endpoints {
+		if st := old[ep.addr]; st != nil {
+			ep.st = st
+		} else {
+			ep.st = &hostState{addr: ep.addr}
+			old[ep.addr] = ep.st
+		}
+	}
+	c.overprovisioning = a.overprovisioning
+	c.hosts.Store(newHostSet(a.endpoints, &c.lb, a.overprovisioning))
+	c.lbMu.Unlock()
 	c.warmOnce.Do(func() { close(c.warm) })
+}
+
+// rebuildLocked recomputes the host set after health changes; lbMu is held.
+func (c *cluster) rebuildLocked() {
+	c.hosts.Store(newHostSet(c.hosts.Load().all, &c.lb, c.overprovisioning))
+}
+
+// currentAssignment returns the endpoints in force, to carry them over to a
+// cluster that replaces this one.
+func (c *cluster) currentAssignment() *assignment {
+	c.lbMu.Lock()
+	defer c.lbMu.Unlock()
+	var eps []*endpoint
+	for _, ep := range c.hosts.Load().all {
+		eps = append(eps, &endpoint{addr: ep.addr, tls: ep.tls, priority: ep.priority})
+	}
+	return &assignment{endpoints: eps, overprovisioning: c.overprovisioning}
 }
 
 // isWarm reports whether the cluster has received its endpoints.
@@ -306,31 +468,8 @@ func (c *cluster) waitWarm(ctx context.Context) {
 	}
 }
 
-// errNoHealthyUpstream is returned when a cluster has no endpoint.
+// errNoHealthyUpstream is returned when a cluster has no endpoint to use.
 var errNoHealthyUpstream = errors.New("no healthy upstream")
-
-// pick chooses endpoints round robin, trying first those that have not
-// failed recently. It returns up to n distinct endpoints in the order to
-// try.
-func (c *cluster) pick(n int) []*endpoint {
-	eps := *c.eps.Load()
-	if len(eps) == 0 {
-		return nil
-	}
-	start := int(c.next.Add(1) % uint64(len(eps)))
-	now := time.Now().UnixNano()
-	var fresh, failed []*endpoint
-	for i := range eps {
-		ep := eps[(start+i)%len(eps)]
-		if now-ep.failedAt.Load() < int64(failedEndpointBackoff) {
-			failed = append(failed, ep)
-		} else {
-			fresh = append(fresh, ep)
-		}
-	}
-	order := append(fresh, failed...)
-	return order[:min(n, len(order))]
-}
 
 // dial connects to an endpoint, over mTLS if its transport socket says
 // so.
@@ -351,9 +490,9 @@ func (c *cluster) transport(t *upstreamTLS) *http.Transport {
 		return tr
 	}
 	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           c.dialContext,
 		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       60 * time.Second,
+		IdleConnTimeout:       c.idleTimeout,
 		ResponseHeaderTimeout: 0,
 		// A proxy passes bodies through as they are.
 		DisableCompression: true,
@@ -366,13 +505,27 @@ func (c *cluster) transport(t *upstreamTLS) *http.Transport {
 	return tr
 }
 
-// RoundTrip sends a request to an endpoint of the cluster. A connection
-// refused is retried on other endpoints when the request can be replayed.
+// RoundTrip sends a request to an endpoint of the cluster, chosen by its
+// load balancer (with the hash lbHash put in the request's context, for
+// RING_HASH), within its circuit breakers. A connection refused is retried
+// on other endpoints when the request can be replayed. The request counts
+// as active until its response body is closed.
 func (c *cluster) RoundTrip(req *http.Request) (*http.Response, error) {
-	c.waitWarm(req.Context())
+	ctx := req.Context()
+	c.waitWarm(ctx)
+	if !c.cb.startRequest() {
+		return nil, errOverflow
+	}
+	inFlight := true
+	defer func() {
+		if inFlight {
+			c.cb.endRequest()
+		}
+	}()
+	hash, hasHash := lbHashFrom(ctx)
 	// An attempt of a request with a retry policy gets one endpoint, not
 	// yet tried when possible (forward.go).
-	eps := narrowToAttempt(req.Context(), c.pick(endpointsToPick(req.Context(), 3)))
+	eps := narrowToAttempt(ctx, c.pick(endpointsToPick(ctx, 3), hash, hasHash))
 	if len(eps) == 0 {
 		return nil, errNoHealthyUpstream
 	}
@@ -388,10 +541,10 @@ func (c *cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 				if err != nil {
 					break
 				}
-				out = req.Clone(req.Context())
+				out = req.Clone(ctx)
 				out.Body = body
 			} else {
-				out = req.Clone(req.Context())
+				out = req.Clone(ctx)
 			}
 		}
 		u := *out.URL
@@ -400,18 +553,73 @@ func (c *cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ep.tls != nil {
 			u.Scheme = "https"
 		}
+		a := c.newAttempt(ep)
+		out = out.WithContext(a.context(ctx))
 		out.URL = &u
+		ep.st.active.Add(1)
 		resp, err := c.transport(ep.tls).RoundTrip(out)
+		a.release()
 		if err == nil {
+			c.httpStatus(ep, resp.StatusCode)
+			inFlight = false
+			resp.Body = c.trackBody(resp.Body, ep)
 			return resp, nil
 		}
+		ep.st.active.Add(-1)
 		lastErr = err
+		switch {
+		case errors.Is(err, errOverflow):
+			return nil, err
+		case errors.Is(err, context.Canceled):
+			// The client went away: nothing to hold against the endpoint.
+			return nil, err
+		case errors.Is(err, context.DeadlineExceeded):
+			c.localFailure(ep, true)
+			return nil, err
+		}
+		c.localFailure(ep, false)
 		if !isConnectError(err) {
 			return nil, err
 		}
-		ep.failedAt.Store(time.Now().UnixNano())
+		c.connectFailed(ep)
 	}
 	return nil, lastErr
+}
+
+// trackBody counts a response's request as active, against the cluster
+// and its endpoint, until its body is closed. A 101 response's body is the
+// upgraded connection and stays writable.
+func (c *cluster) trackBody(body io.ReadCloser, ep *endpoint) io.ReadCloser {
+	done := sync.OnceFunc(func() {
+		ep.st.active.Add(-1)
+		c.cb.endRequest()
+	})
+	if rwc, ok := body.(io.ReadWriteCloser); ok {
+		return &trackedRWBody{ReadWriteCloser: rwc, done: done}
+	}
+	return &trackedBody{ReadCloser: body, done: done}
+}
+
+type trackedBody struct {
+	io.ReadCloser
+	done func()
+}
+
+func (b *trackedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.done()
+	return err
+}
+
+type trackedRWBody struct {
+	io.ReadWriteCloser
+	done func()
+}
+
+func (b *trackedRWBody) Close() error {
+	err := b.ReadWriteCloser.Close()
+	b.done()
+	return err
 }
 
 func isConnectError(err error) bool {
@@ -419,8 +627,16 @@ func isConnectError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// close releases the cluster's idle connections.
+// close releases the cluster's idle connections and stops its outlier
+// detector.
 func (c *cluster) close() {
+	c.lbMu.Lock()
+	c.closed = true
+	if c.odTimer != nil {
+		c.odTimer.Stop()
+		c.odTimer = nil
+	}
+	c.lbMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, tr := range c.transports {

@@ -114,7 +114,7 @@ func (p *Proxy) applyClusters(resources map[string]proto.Message) error {
 					return fmt.Errorf("cluster %q: %w", name, err)
 				}
 			} else if prev, ok := old[name]; ok && prev.isWarm() {
-				c.setEndpointList(*prev.eps.Load())
+				c.setAssignment(prev.currentAssignment())
 			}
 		}
 	}
@@ -201,20 +201,20 @@ func (p *Proxy) applyEndpoints(resources map[string]proto.Message) error {
 		}
 	}
 	// Validate all first, then install.
-	compiled := map[*cluster][]*endpoint{}
+	compiled := map[*cluster]*assignment{}
 	for _, name := range slices.Sorted(maps.Keys(resources)) {
 		c := byEDS[name]
 		if c == nil {
 			continue // for a cluster not (yet) known; kept in raw for later
 		}
-		eps, err := c.compileEndpoints(resources[name].(*endpointv3.ClusterLoadAssignment))
+		a, err := c.compileEndpoints(resources[name].(*endpointv3.ClusterLoadAssignment))
 		if err != nil {
 			return fmt.Errorf("endpoints %q: %w", name, err)
 		}
-		compiled[c] = eps
+		compiled[c] = a
 	}
-	for c, eps := range compiled {
-		c.setEndpointList(eps)
+	for c, a := range compiled {
+		c.setAssignment(a)
 	}
 	return nil
 }

@@ -9,14 +9,18 @@
 //	                                              ├─ listeners (accept, TLS by SNI, filter chains)
 //	                                              │    ├─ network filters (RBAC) per connection
 //	                                              │    ├─ HTTP connection manager: path normalization,
-//	                                              │    │    HTTP filters (RBAC, CORS), router ──route.Table──┐
-//	                                              │    │    (forward.go)                                     │
-//	                                              │    └─ TCP proxy ─────────────────────────────────────────┤
-//	                                              ├─ clusters (endpoints, round robin, mTLS) ◄───────────────┘
+//	                                              │    │    HTTP filters (RBAC, CORS, local rate limit),
+//	                                              │    │    router (forward.go) ──route.Table──────────────┐
+//	                                              │    └─ TCP proxy ───────────────────────────────────────┤
+//	                                              ├─ clusters ◄────────────────────────────────────────────┘
+//	                                              │    endpoints by priority, round robin | least request | ring hash (lb.go),
+//	                                              │    circuit breakers and retry budget (circuitbreaker.go, retrybudget.go),
+//	                                              │    outlier detection (outlier.go), upstream idle timeout, mTLS
 //	                                              └─ secrets (key, SVID, trust bundle)
 //
-// The HTTP path runs the HTTP filters (RBAC, access.go; CORS, cors.go) and
-// the router: a request
+// The HTTP path runs the HTTP filters (RBAC, access.go; CORS, cors.go;
+// local rate limit, ratelimit.go), which register themselves
+// (httpfilter.go), and the router: a request
 // that matched a forwarding route goes to its cluster in attempts governed
 // by the route's retry_policy and timeouts (forward.go), each attempt to
 // one endpoint, with the body kept up to 1 MiB so that it can be sent

@@ -76,7 +76,7 @@ func newHarness(t *testing.T, routeJSON string, clusters map[string][]string, co
 	return &harness{p: p, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))}
 }
 
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 	t.Helper()
 	a, err := anypb.New(m)
 	if err != nil {

@@ -123,7 +123,7 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx := r.Context()
+	ctx := withLBHash(r.Context(), rt, r)
 	if rt.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, rt.Timeout, errRouteTimeout)
@@ -156,6 +156,9 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			if overflowReply(w, err) {
+				return
+			}
 			switch {
 			case errors.Is(err, errNoHealthyUpstream):
 				localReply(w, http.StatusServiceUnavailable, "no healthy upstream")

@@ -122,10 +122,16 @@ func compileHTTPFilters(fs []*hcmv3.HttpFilter) ([]httpFilter, error) {
 		return nil, errors.New("http_filters: the router filter is required, last")
 	}
 	var out []httpFilter
+	names := map[string]bool{}
 	for i, f := range fs {
 		if f.GetIsOptional() || f.GetDisabled() || f.GetConfigDiscovery() != nil {
 			return nil, fmt.Errorf("http_filters[%d]: is_optional, disabled and config_discovery are not supported", i)
 		}
+		if names[f.GetName()] {
+			// Routes key their typed_per_filter_config by filter name.
+			return nil, fmt.Errorf("http_filters[%d]: name %q is used twice", i, f.GetName())
+		}
+		names[f.GetName()] = true
 		msg, err := f.GetTypedConfig().UnmarshalNew()
 		if err != nil {
 			return nil, fmt.Errorf("http_filters[%d]: %w", i, err)

@@ -2,36 +2,23 @@ package proxy
 
 import "sync"
 
-// The cluster's side of retries. The route's retry policy decides whether
-// a request should be retried; the cluster decides whether it may be
-// (Envoy's retry budget and max_retries circuit breaker live on the
-// cluster). This implementation has no budget: every retry is admitted,
-// and the retries in flight are counted per cluster.
-
-// activeRetries counts the retries in flight per cluster.
-var activeRetries struct {
-	sync.Mutex
-	n map[*cluster]int
-}
-
-// admitRetry asks the cluster for one retry. When ok, the caller retries
-// and calls done once the retried attempt has finished (response headers
-// or failure); when not ok, the request ends with the result it has.
+// admitRetry asks the cluster's retry circuit breaker for one more retry in
+// flight, with Envoy's semantics. With a retry_budget, retries in flight
+// may reach budget_percent of the requests active and pending on the
+// cluster, and never fewer than min_retry_concurrency (defaults 20 % and
+// 3); without one, max_retries (default 3). When ok, done must be called
+// once the retry attempt is over; when not, the retry must not be made
+// (Envoy counts it as upstream_rq_retry_overflow and returns the response
+// it has).
 func (c *cluster) admitRetry() (done func(), ok bool) {
-	activeRetries.Lock()
-	if activeRetries.n == nil {
-		activeRetries.n = map[*cluster]int{}
+	b := c.cb
+	limit := b.maxRetries
+	if b.budget != nil {
+		active := b.active.Load()
+		limit = max(b.budget.minConcurrency, int64(b.budget.percent*float64(active)/100))
 	}
-	activeRetries.n[c]++
-	activeRetries.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			activeRetries.Lock()
-			defer activeRetries.Unlock()
-			if activeRetries.n[c]--; activeRetries.n[c] <= 0 {
-				delete(activeRetries.n, c)
-			}
-		})
-	}, true
+	if !take(&b.retries, limit) {
+		return nil, false
+	}
+	return sync.OnceFunc(func() { b.retries.Add(-1) }), true
 }

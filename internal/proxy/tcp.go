@@ -23,22 +23,12 @@ func (p *Proxy) proxyTCP(down net.Conn, t *tcpProxy) {
 		return
 	}
 	c.waitWarm(context.Background())
-	var up net.Conn
-	for _, ep := range c.pick(3) {
-		conn, err := c.dial(context.Background(), ep)
-		if err == nil {
-			up = conn
-			break
-		}
-		p.log.Debug("tcp proxy: upstream connect failed", "cluster", t.cluster, "endpoint", ep.addr, "err", err)
-		if isConnectError(err) {
-			ep.failedAt.Store(nowNanos())
-		}
-	}
-	if up == nil {
-		p.log.Warn("tcp proxy: no upstream reachable", "cluster", t.cluster)
+	up, release, err := c.connectTCP(context.Background())
+	if err != nil {
+		p.log.Warn("tcp proxy: no upstream reachable", "cluster", t.cluster, "err", err)
 		return
 	}
+	defer release()
 	defer up.Close()
 	var wg sync.WaitGroup
 	wg.Add(2)

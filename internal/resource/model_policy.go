@@ -70,9 +70,13 @@ func (c *converter) accessPolicy(p *v1alpha1.AccessPolicy) *model.AccessPolicy {
 func (c *converter) backendPolicy(p *v1alpha1.BackendPolicy) *model.BackendPolicy {
 	spec := &p.Spec
 	bp := &model.BackendPolicy{
-		Key:         c.key,
-		Source:      c.source(),
-		Targets:     targetRefs(spec.TargetRefs),
+		Key:    c.key,
+		Source: c.source(),
+		Targets: convertAll(spec.TargetRefs, func(_ int, r gwv1.LocalPolicyTargetReferenceWithSectionName) model.TargetRef {
+			t := targetRefs([]gwv1.LocalPolicyTargetReference{r.LocalPolicyTargetReference})[0]
+			t.SectionName = string(deref(r.SectionName))
+			return t
+		}),
 		TLS:         model.BackendTLSMesh,
 		IdleTimeout: c.duration("spec.idleTimeout", spec.IdleTimeout),
 	}

@@ -945,12 +945,12 @@ spec:
 		in: trellisAPI + `kind: BackendPolicy
 metadata: {name: bp, namespace: ns}
 spec:
-  targetRefs: [{group: "", kind: Service, name: api}]
+  targetRefs: [{group: "", kind: Service, name: api, sectionName: http}]
   tls: {mode: Disable}
 `,
 		want: &model.BackendPolicy{
 			Key:     mkey("ns", "bp"),
-			Targets: []model.TargetRef{{GroupKind: model.GroupKind{Kind: "Service"}, Name: "api"}},
+			Targets: []model.TargetRef{{GroupKind: model.GroupKind{Kind: "Service"}, Name: "api", SectionName: "http"}},
 			TLS:     model.BackendTLSDisable,
 		},
 	}} {

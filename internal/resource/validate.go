@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/validate/content"
@@ -539,7 +540,11 @@ func (v *validator) backendPolicy(spec *v1alpha1.BackendPolicySpec) {
 		v.add("spec.targetRefs", "required: at least one Service")
 	}
 	for i, r := range spec.TargetRefs {
-		v.policyTarget(indexPath("spec.targetRefs", i), r, "Service")
+		path := indexPath("spec.targetRefs", i)
+		v.policyTarget(path, r.LocalPolicyTargetReference, "Service")
+		if r.SectionName != nil && v.required(path+".sectionName", string(*r.SectionName)) {
+			v.portName(path+".sectionName", string(*r.SectionName)) // a Service port's name
+		}
 	}
 	if tls := spec.TLS; tls != nil {
 		v.enum("spec.tls.mode", tls.Mode, "Mesh", "RequireMesh", "Disable")
@@ -584,6 +589,9 @@ func (v *validator) backendPolicy(spec *v1alpha1.BackendPolicySpec) {
 			v.add("spec.rateLimit.per", "required, e.g. 1s")
 		} else {
 			v.duration("spec.rateLimit.per", &rl.Per)
+			if d, err := time.ParseDuration(string(rl.Per)); err == nil && d < 50*time.Millisecond {
+				v.add("spec.rateLimit.per", "%s is shorter than 50ms, the shortest refill interval of the proxies' token bucket", rl.Per)
+			}
 		}
 		v.nonNegative("spec.rateLimit.burst", rl.Burst)
 	}

@@ -272,6 +272,19 @@ spec:
 			`t.yaml:11: BackendPolicy default/p: spec.rateLimit.per: required, e.g. 1s`,
 		},
 	}, {
+		name: "BackendPolicy section and refill",
+		in: `apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: p}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api, sectionName: Not_A_Port}]
+  rateLimit: {requests: 10, per: 10ms}
+`,
+		want: []string{
+			`t.yaml:5: BackendPolicy default/p: spec.targetRefs[0].sectionName: invalid port name "Not_A_Port": ` + portNameMsg,
+			`t.yaml:6: BackendPolicy default/p: spec.rateLimit.per: 10ms is shorter than 50ms, the shortest refill interval of the proxies' token bucket`,
+		},
+	}, {
 		name: "BackendPolicy tls mode required",
 		in:   "apiVersion: trellis.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: api}]\n  tls: {}\n",
 		want: []string{`t.yaml:6: BackendPolicy default/p: spec.tls.mode: required; one of Mesh, RequireMesh, Disable`},

@@ -10,7 +10,8 @@ import (
 // Dependencies of a proxy's config: the parts of the model it was built
 // from, so that a change elsewhere need not rebuild it. A key names
 //
-//	svc/NS/NAME   a Service, with the routes attached to it and its endpoints
+//	svc/NS/NAME   a Service, with the routes attached to it, its endpoints and
+//	              the BackendPolicies targeting it
 //	ns/NS         the Services of a namespace (which exist, which select a workload)
 //	gw/NS/NAME    a Gateway, with the routes attached to it
 //	access/NS     the AccessPolicies of a namespace without targetRefs

@@ -34,6 +34,28 @@
 //     reached over mTLS on their mesh port with an SNI naming the service
 //     port, plain endpoints in plaintext.
 //
+// The BackendPolicy of a service port (model.BackendPoliciesFor: a
+// sectionName over the whole Service, then the oldest, then the name;
+// losers are reported) shapes its cluster and the routes toward it
+// (backendpolicy.go, cluster.go):
+//   - loadBalancer: ROUND_ROBIN, LEAST_REQUEST (choice_count 2), or RING_HASH
+//     with a header or cookie hash_policy on every route to the cluster;
+//   - connectionLimits and retryBudget: circuit_breakers thresholds;
+//   - outlierDetection: consecutive 5xx and, split, local-origin failures,
+//     success-rate ejection off; with it, and when the proxy knows its
+//     locality, endpoints go into priorities: same subzone 0, zone 1,
+//     region 2, others 3 (empty priorities skipped). EDS output then
+//     depends on the proxy's locality, which is part of its registration:
+//     it is built per proxy, like everything else here;
+//   - idleTimeout: HttpProtocolOptions common_http_protocol_options
+//     (HTTP ports);
+//   - rateLimit: a local rate limit token bucket in each route's
+//     typed_per_filter_config, and the filter in the connection managers
+//     using those routes (HTTP ports);
+//   - tls: Mesh as above; RequireMesh leaves out members without a sidecar,
+//     Disable those with one (plaintext would bypass their sidecar), both
+//     reported.
+//
 // A gateway gets one listener per Gateway listener port, with the
 // HTTPRoutes attached to it as virtual hosts. Gateways do not enforce
 // AccessPolicy yet: while an ALLOW or DENY policy targets the Gateway, its
@@ -77,6 +99,9 @@
 //     field);
 //   - EDS clusters without transport sockets, whose endpoints are the
 //     members without a sidecar, in plaintext, in weighted localities;
+//     of a BackendPolicy only the load balancing policy (header hashing,
+//     not cookies) and connectionLimits.maxRequests, which grpc-go's xDS
+//     client implements; the rest is reported;
 //   - for each port it serves, the Listener its xDS-enabled server asks for
 //     (GRPCServerListener), allowing every call;
 //   - no secrets.

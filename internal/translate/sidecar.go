@@ -2,7 +2,6 @@ package translate
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -13,7 +12,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"trellis.dev/trellis/internal/model"
 )
@@ -207,92 +205,6 @@ func attachesToService(parents []model.ParentRef, s *model.Service, sp model.Ser
 		return true
 	}
 	return false
-}
-
-// outboundClusters builds every outbound cluster that a listener or route
-// referenced, with its endpoints.
-func (b *builder) outboundClusters() {
-	for name, ref := range b.clusters {
-		b.outboundCluster(name, ref.service, ref.port)
-	}
-}
-
-func (b *builder) outboundCluster(name string, s *model.Service, sp model.ServicePort) {
-	members := b.members(s)
-	var ids []string
-	meshed := false
-	byLocality := map[string][]*endpointv3.LbEndpoint{}
-	var localities []string
-	// gRPC's xDS client refuses a whole assignment that lists an address
-	// twice; two registrations can claim one address while the older one
-	// waits out its grace period.
-	owner := map[string]model.Key{}
-	for _, w := range members {
-		target, ok := w.TargetPort(sp)
-		if !ok {
-			continue
-		}
-		var ep *endpointv3.LbEndpoint
-		switch {
-		case w.MeshPort != 0 && b.proxyless:
-			b.problem("proxy "+b.in.Proxy.ID, "", fmt.Sprintf("workload %s is reached through its sidecar over mesh mTLS, "+
-				"which proxyless gRPC does not speak yet; it is left out of %s", w.Key, name))
-			continue
-		case w.MeshPort != 0:
-			meshed = true
-			ids = append(ids, b.workloadID(w))
-			ep = lbEndpoint(w.Address, w.MeshPort, mtlsEndpointMetadata)
-		default:
-			ep = lbEndpoint(w.Address, target, nil)
-		}
-		if b.proxyless {
-			addr := model.HostPort(w.Address, target)
-			if first, ok := owner[addr]; ok {
-				b.problem("proxy "+b.in.Proxy.ID, "", fmt.Sprintf("workloads %s and %s both claim %s; %s is left out of %s", first, w.Key, addr, w.Key, name))
-				continue
-			}
-			owner[addr] = w.Key
-		}
-		if _, ok := byLocality[w.Locality]; !ok {
-			localities = append(localities, w.Locality)
-		}
-		byLocality[w.Locality] = append(byLocality[w.Locality], ep)
-	}
-	c := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
-		ConnectTimeout:       durationpb.New(b.opts.ConnectTimeout),
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-	}
-	if meshed {
-		sni := SNI(sp.Port, b.host(s.Key))
-		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{
-			Name:            TLSModeMTLS,
-			Match:           mtlsEndpointMetadata.FilterMetadata[TransportSocketMatchFilter],
-			TransportSocket: b.upstreamMTLS(sni, sortedUnique(ids)),
-		}}
-	}
-	b.out.Clusters = append(b.out.Clusters, c)
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
-	slices.Sort(localities)
-	for _, loc := range localities {
-		lle := &endpointv3.LocalityLbEndpoints{
-			Locality:    parseLocality(loc),
-			LbEndpoints: byLocality[loc],
-		}
-		if b.proxyless {
-			// gRPC refuses an assignment with a locality left unset and
-			// drops localities without weight; weighting each by its
-			// endpoint count spreads calls evenly over endpoints.
-			if lle.Locality == nil {
-				lle.Locality = &corev3.Locality{}
-			}
-			lle.LoadBalancingWeight = wrapperspb.UInt32(uint32(len(lle.LbEndpoints)))
-		}
-		cla.Endpoints = append(cla.Endpoints, lle)
-	}
-	b.out.Endpoints = append(b.out.Endpoints, cla)
 }
 
 func (b *builder) workloadID(w *model.Workload) string {

@@ -95,6 +95,7 @@ func Translate(in Input, opts Options) (*Resources, []Problem) {
 	default:
 		b.problem("proxy "+in.Proxy.ID, "kind", fmt.Sprintf("unknown proxy kind %q", in.Proxy.Kind))
 	}
+	b.routePolicies()
 	b.outboundClusters()
 	if !b.proxyless {
 		// gRPC applications read their certificates from files; they
@@ -120,6 +121,9 @@ type builder struct {
 	clusters  map[string]clusterRef
 	problems  []Problem
 	deps      map[string]bool
+	// backendPolicies are the BackendPolicies by the Service they target
+	// (backendpolicy.go), built on first use.
+	backendPolicies map[model.Key][]*model.BackendPolicy
 }
 
 func (b *builder) problem(resource, field, msg string) {

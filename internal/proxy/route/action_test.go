@@ -139,7 +139,7 @@ func TestForwardingFields(t *testing.T) {
 	if rt.HostRewrite != "backend.internal" || rt.RewriteHost(nil) != "backend.internal" {
 		t.Errorf("HostRewrite = %q", rt.HostRewrite)
 	}
-	if len(rt.HashPolicy) != 1 || rt.HashPolicy[0].GetHeader().GetHeaderName() != "x-user" {
+	if len(rt.HashPolicy) != 1 || rt.HashPolicy[0].Header != "X-User" {
 		t.Errorf("HashPolicy = %v", rt.HashPolicy)
 	}
 	if rt.Redirect != nil || rt.DirectResponse != nil || rt.Name != "r" || rt.VirtualHost != "v" {

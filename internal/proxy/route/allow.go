@@ -151,7 +151,7 @@ func init() {
 		"timeout":                 accept,
 		"retry_policy":            check,
 		"request_mirror_policies": check,
-		"hash_policy":             accept, // kept opaque for the load balancer
+		"hash_policy":             check, // hash.go
 	})
 	allow(&routev3.WeightedCluster{}, map[string]rule{
 		"clusters":     check,

@@ -105,10 +105,11 @@ func (c *compiler) err() error {
 // level is what a virtual host or the route configuration contributes to
 // each of its routes.
 type level struct {
-	req, resp *HeaderMutation // nil if none
-	mirrors   []MirrorPolicy
-	retry     *RetryPolicy
-	cors      map[string]*corsConfig
+	req, resp     *HeaderMutation // nil if none
+	mirrors       []MirrorPolicy
+	retry         *RetryPolicy
+	cors          map[string]*corsConfig // CorsPolicy in typed_per_filter_config (cors.go)
+	filterConfigs map[string]any         // other typed_per_filter_config (perfilter.go)
 }
 
 func (c *compiler) table(rc *routev3.RouteConfiguration) *Table {
@@ -230,6 +231,8 @@ func (c *compiler) virtualHost(pvh *routev3.VirtualHost, cfg *level) *virtualHos
 		mirrors: c.mirrors("request_mirror_policies", pvh.GetRequestMirrorPolicies()),
 		retry:   c.retryPolicy("retry_policy", pvh.GetRetryPolicy()),
 		cors:    c.perFilterConfig("typed_per_filter_config", pvh.GetTypedPerFilterConfig()),
+
+		filterConfigs: c.filterConfigs(pvh.GetTypedPerFilterConfig()),
 	}
 	vh := &virtualHost{name: pvh.GetName()}
 	for j, pr := range pvh.GetRoutes() {
@@ -243,6 +246,7 @@ func (c *compiler) virtualHost(pvh *routev3.VirtualHost, cfg *level) *virtualHos
 func (c *compiler) route(pr *routev3.Route, vhName string, vl, cfg *level) *Route {
 	c.checkFields(pr.ProtoReflect(), "")
 	rt := &Route{Name: pr.GetName(), VirtualHost: vhName}
+	rt.filterConfigs = mergeFilterConfigs(c.filterConfigs(pr.GetTypedPerFilterConfig()), vl.filterConfigs)
 	c.routeMatch(&rt.match, pr.GetMatch())
 	switch a := pr.GetAction().(type) {
 	case *routev3.Route_Route:
@@ -564,7 +568,7 @@ func (c *compiler) routeAction(rt *Route, a *routev3.RouteAction, vl, cfg *level
 	default:
 		rt.MirrorPolicies = cfg.mirrors
 	}
-	rt.HashPolicy = a.GetHashPolicy()
+	rt.HashPolicy = c.hashPolicies("route.hash_policy", a.GetHashPolicy())
 }
 
 func (c *compiler) weightedClusters(rt *Route, wcs *routev3.WeightedCluster) {

@@ -70,14 +70,18 @@ type corsConfig struct {
 	credentials, privateNetwork, forwardNoMatch *bool
 }
 
-// perFilterConfig compiles a typed_per_filter_config map: only CorsPolicy
-// entries are supported.
+// perFilterConfig compiles the CorsPolicy entries of a
+// typed_per_filter_config map; the others are compiled by the compilers
+// HTTP filters registered (perfilter.go).
 func (c *compiler) perFilterConfig(field string, m map[string]*anypb.Any) map[string]*corsConfig {
 	if len(m) == 0 {
 		return nil
 	}
 	out := map[string]*corsConfig{}
 	for _, name := range slices.Sorted(maps.Keys(m)) {
+		if m[name].GetTypeUrl() != corsPolicyType {
+			continue
+		}
 		f := fmt.Sprintf("%s[%q]", field, name)
 		msg, err := m[name].UnmarshalNew()
 		if err != nil {
@@ -86,7 +90,6 @@ func (c *compiler) perFilterConfig(field string, m map[string]*anypb.Any) map[st
 		}
 		p, ok := msg.(*corsv3.CorsPolicy)
 		if !ok {
-			c.failf(f, "%s: %w (only the CORS filter's CorsPolicy is)", m[name].GetTypeUrl(), ErrNotSupported)
 			continue
 		}
 		c.checkFields(p.ProtoReflect(), f)

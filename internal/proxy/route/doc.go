@@ -41,12 +41,16 @@
 //     no HTTP/3 upstream),
 //     request_mirror_policies (route, virtual host or configuration; a
 //     runtime_fraction is its default_value, there being no runtime),
-//     hash_policy (kept opaque).
-//   - typed_per_filter_config of routes and virtual hosts holding the CORS
+//     hash_policy (header and cookie; Route.Hash computes the request's
+//     hash as Envoy does).
+//   - typed_per_filter_config of routes and virtual hosts: the CORS
 //     filter's CorsPolicy (allow_origin_string_match, allow_methods,
 //     allow_headers, expose_headers, max_age, allow_credentials,
 //     allow_private_network_access, forward_not_matching_preflights),
-//     merged field by field as Envoy's CORS filter does (Route.CORS).
+//     merged field by field as Envoy's CORS filter does (Route.CORS); and
+//     the configs of HTTP filters that registered a compiler for their
+//     type (RegisterFilterConfig), the most specific returned by
+//     Route.FilterConfig.
 //   - redirect and direct_response (inline body).
 //   - request and response headers to add (append_action, append,
 //     keep_empty_value) and remove at the configuration, virtual host, route
@@ -54,10 +58,12 @@
 //     Values are literal: "%%" is a '%', any other '%' command is refused.
 //
 // Refused (ErrNotSupported), among everything not listed above: vhds,
-// internal_only_headers, typed_per_filter_config other than CorsPolicy
-// (and at the configuration and weighted cluster levels), CorsPolicy's
-// filter_enabled and shadow_enabled, require_tls, the deprecated cors
-// field, rate_limits, virtual_clusters, hedge_policy, matcher,
+// internal_only_headers, typed_per_filter_config of unregistered types (and
+// at the configuration and weighted cluster levels), CorsPolicy's
+// filter_enabled and shadow_enabled, hash policies other than header
+// (without regex_rewrite) and cookie (without ttl, path or attributes),
+// require_tls, the deprecated cors field, rate_limits, virtual_clusters,
+// hedge_policy, matcher,
 // match.runtime_fraction, grpc, tls_context, cookies, dynamic_metadata,
 // connect_matcher, cluster_header, idle_timeout, upgrade_configs,
 // max_stream_duration, auto_host_rewrite, runtime keys, retry predicates and priorities, retry_on

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 )
 
 // DefaultTimeout is the route timeout when RouteAction.timeout is unset, as
@@ -95,8 +93,9 @@ type Route struct {
 	// MirrorPolicies is the most specific non-empty list of the route,
 	// virtual host and route configuration (they are not merged).
 	MirrorPolicies []MirrorPolicy
-	// HashPolicy is kept as configured for the load balancer.
-	HashPolicy []*routev3.RouteAction_HashPolicy
+	// HashPolicy computes the request's hash for RING_HASH clusters; see
+	// Hash.
+	HashPolicy []HashPolicy
 
 	Redirect       *Redirect
 	DirectResponse *DirectResponse
@@ -112,9 +111,10 @@ type Route struct {
 	RequestHeaderMutations  []HeaderMutation
 	ResponseHeaderMutations []HeaderMutation
 
-	match       routeMatch
-	totalWeight uint32
-	cors        []namedCORS // by filter name; see CORS
+	match         routeMatch
+	totalWeight   uint32
+	cors          []namedCORS    // by filter name; see CORS
+	filterConfigs map[string]any // by HTTP filter name (perfilter.go)
 }
 
 // WeightedCluster is one entry of weighted_clusters.

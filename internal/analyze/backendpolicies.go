@@ -1,0 +1,113 @@
+package analyze
+
+import (
+	"fmt"
+	"strings"
+
+	"trellis.dev/trellis/internal/model"
+)
+
+// backendPolicies checks BackendPolicies against the Service ports they
+// target and against each other (model.BackendPoliciesFor decides which
+// applies, as the translator does).
+func (a *analyzer) backendPolicies() {
+	type conflict struct {
+		loser, winner model.Key
+	}
+	reported := map[conflict][]string{}
+	var order []conflict
+	fields := map[conflict]string{}
+	for _, s := range a.c.Services {
+		for _, sp := range s.Ports {
+			refs := model.BackendPoliciesFor(a.c.BackendPolicies, s, sp)
+			for _, lose := range refs[min(1, len(refs)):] {
+				k := conflict{lose.Policy.Key, refs[0].Policy.Key}
+				if _, ok := reported[k]; !ok {
+					order = append(order, k)
+					fields[k] = index("spec.targetRefs", lose.Target)
+				}
+				reported[k] = append(reported[k], fmt.Sprintf("%s port %d", s.Key, sp.Port))
+			}
+		}
+	}
+	byKey := map[model.Key]*model.BackendPolicy{}
+	for _, p := range a.c.BackendPolicies {
+		byKey[p.Key] = p
+	}
+	for _, k := range order {
+		a.add(CodeBackendConflict, resource(byKey[k.loser].Source), fields[k],
+			"BackendPolicy %s also targets Service %s and takes precedence there; this policy does not apply to it",
+			k.winner, strings.Join(reported[k], ", "))
+	}
+	for _, p := range a.c.BackendPolicies {
+		a.backendPolicy(p)
+	}
+}
+
+// backendPolicy checks one BackendPolicy against the ports it targets.
+func (a *analyzer) backendPolicy(p *model.BackendPolicy) {
+	res := resource(p.Source)
+	if lb := p.LoadBalancer; lb != nil && lb.Type == "ConsistentHash" && lb.HashHeader == "" && lb.HashCookie == "" {
+		a.add(CodeHashNoKey, res, "spec.loadBalancer", "ConsistentHash without hashHeader or hashCookie: requests have no hash, so each goes to a random endpoint")
+	}
+	for i, t := range p.Targets {
+		if t.Kind != "Service" || (t.Group != "" && t.Group != "core") {
+			continue // reported by scopes
+		}
+		s := a.ix.Service(model.Key{Namespace: p.Namespace, Name: t.Name})
+		if s == nil {
+			continue // reported by scopes
+		}
+		field := index("spec.targetRefs", i)
+		var ports []model.ServicePort
+		for _, sp := range s.Ports {
+			if t.SectionName == "" || sp.Name == t.SectionName {
+				ports = append(ports, sp)
+			}
+		}
+		if len(ports) == 0 {
+			var names []string
+			for _, sp := range s.Ports {
+				if sp.Name != "" {
+					names = append(names, sp.Name)
+				}
+			}
+			a.add(CodeNoTargetPort, res, field+".sectionName", "Service %s has no port named %q (its named ports: %s)", s.Key, t.SectionName, orNone(names))
+			continue
+		}
+		for _, sp := range ports {
+			if sp.Protocol.IsHTTP() {
+				continue
+			}
+			if p.IdleTimeout > 0 {
+				a.add(CodeHTTPOnlyPolicy, res, "spec.idleTimeout", "port %d of Service %s is %s: the upstream idle timeout applies to HTTP connection pools", sp.Port, s.Key, sp.Protocol)
+			}
+			if p.RateLimit != nil {
+				a.add(CodeHTTPOnlyPolicy, res, "spec.rateLimit", "port %d of Service %s is %s: the rate limit counts HTTP requests", sp.Port, s.Key, sp.Protocol)
+			}
+		}
+		var meshed, plain []string
+		for _, w := range a.ix.Members(s.Key) {
+			if w.MeshPort != 0 {
+				meshed = append(meshed, w.Key.String())
+			} else {
+				plain = append(plain, w.Key.String())
+			}
+		}
+		switch {
+		case p.TLS == model.BackendTLSDisable && len(meshed) > 0:
+			a.add(CodeDisableSidecar, res, "spec.tls.mode", "Disable sends plaintext, so the members of Service %s that have a sidecar are left out (plaintext to their application would bypass it): %s", s.Key, list(meshed))
+		case p.TLS == model.BackendTLSRequireMesh && len(plain) > 0:
+			a.add(CodeRequireMeshVM, res, "spec.tls.mode", "RequireMesh leaves out the members of Service %s that have no sidecar: %s", s.Key, list(plain))
+		}
+	}
+}
+
+// list names workloads, the first few of them.
+func list(ws []string) string {
+	const most = 3
+	if len(ws) > most {
+		return fmt.Sprintf("%s and %d more", strings.Join(ws[:most], ", "), len(ws)-most)
+	}
+	return strings.Join(ws, ", ")
+}

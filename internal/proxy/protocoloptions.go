@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// HTTPProtocolOptionsKey is the typed_extension_protocol_options key of the
+// upstream HTTP protocol options.
+const HTTPProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// defaultUpstreamIdleTimeout is how long an idle upstream connection stays
+// open when the cluster does not say.
+const defaultUpstreamIdleTimeout = 60 * time.Second
+
+// compileProtocolOptions reads typed_extension_protocol_options: only the
+// upstream HTTP protocol options, with HTTP/1.1 (what the proxy speaks to
+// upstreams) and the idle timeout of upstream connections, after which an
+// idle pooled connection is closed (0 disables it, as in Envoy).
+func compileProtocolOptions(opts map[string]*anypb.Any) (idle time.Duration, err error) {
+	idle = defaultUpstreamIdleTimeout
+	for key, a := range opts {
+		if key != HTTPProtocolOptionsKey {
+			return 0, fmt.Errorf("typed_extension_protocol_options[%q]: not supported (%s is)", key, HTTPProtocolOptionsKey)
+		}
+		msg, err := a.UnmarshalNew()
+		if err != nil {
+			return 0, fmt.Errorf("typed_extension_protocol_options[%q]: %w", key, err)
+		}
+		po, ok := msg.(*upstreamhttpv3.HttpProtocolOptions)
+		if !ok {
+			return 0, fmt.Errorf("typed_extension_protocol_options[%q]: %T is not HttpProtocolOptions", key, msg)
+		}
+		if err := unsupported(po, "common_http_protocol_options", "explicit_http_config"); err != nil {
+			return 0, fmt.Errorf("typed_extension_protocol_options[%q]: %w", key, err)
+		}
+		ex := po.GetExplicitHttpConfig()
+		if ex == nil || ex.GetHttpProtocolOptions() == nil {
+			return 0, errors.New("HttpProtocolOptions: explicit_http_config.http_protocol_options (HTTP/1.1) is required: the proxy speaks HTTP/1.1 upstream")
+		}
+		if err := unsupported(ex.GetHttpProtocolOptions()); err != nil {
+			return 0, fmt.Errorf("HttpProtocolOptions: explicit_http_config: %w", err)
+		}
+		if c := po.GetCommonHttpProtocolOptions(); c != nil {
+			if err := unsupported(c, "idle_timeout"); err != nil {
+				return 0, fmt.Errorf("HttpProtocolOptions: %w", err)
+			}
+			if d := c.GetIdleTimeout(); d != nil {
+				if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+					return 0, fmt.Errorf("HttpProtocolOptions: common_http_protocol_options.idle_timeout: invalid duration")
+				}
+				idle = d.AsDuration()
+			}
+		}
+	}
+	return idle, nil
+}
