@@ -26,8 +26,6 @@ type analyzer struct {
 	classes      map[string]*model.GatewayClass
 	gws          map[model.Key]*model.Gateway
 	listenerSets map[model.Key]*model.ListenerSet
-	// grants are the ReferenceGrants by namespace.
-	grants map[string][]*model.ReferenceGrant
 	// attached are the listener sets attached to each Gateway.
 	attached map[model.Key][]*model.ListenerSet
 	// attachments are the places each HTTPRoute rule match serves, for the
@@ -44,7 +42,6 @@ func newAnalyzer(c *model.Config) *analyzer {
 		classes:      map[string]*model.GatewayClass{},
 		gws:          map[model.Key]*model.Gateway{},
 		listenerSets: map[model.Key]*model.ListenerSet{},
-		grants:       map[string][]*model.ReferenceGrant{},
 		attached:     map[model.Key][]*model.ListenerSet{},
 	}
 	for _, gc := range c.GatewayClasses {
@@ -55,9 +52,6 @@ func newAnalyzer(c *model.Config) *analyzer {
 	}
 	for _, ls := range c.ListenerSets {
 		a.listenerSets[ls.Key] = ls
-	}
-	for _, g := range c.ReferenceGrants {
-		a.grants[g.Namespace] = append(a.grants[g.Namespace], g)
 	}
 	return a
 }
@@ -80,17 +74,9 @@ func (a *analyzer) add(code string, res Resource, field, format string, args ...
 }
 
 // granted reports whether an object of kind from in namespace fromNS may
-// reference to; references within a namespace need no grant.
+// reference to.
 func (a *analyzer) granted(from model.GroupKind, fromNS string, to model.Ref) bool {
-	if to.Namespace == fromNS {
-		return true
-	}
-	for _, g := range a.grants[to.Namespace] {
-		if g.Permits(from, fromNS, to) {
-			return true
-		}
-	}
-	return false
+	return a.ix.Granted(from, fromNS, to)
 }
 
 // namespaceAdmitted evaluates a namespace filter owned by an object in

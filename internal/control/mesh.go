@@ -339,7 +339,7 @@ func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 		return cp.selectingKeysLocked(cfg.Workloads[0])
 	case "Gateway":
 		return []string{translate.GatewayKey(key)}
-	case "HTTPRoute", "GRPCRoute":
+	case "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute":
 		cfg, err := cp.models.Model([]*resource.Object{o})
 		if err != nil || cfg == nil {
 			return []string{allProxies}
@@ -349,6 +349,12 @@ func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 			parents = append(parents, r.Parents...)
 		}
 		for _, r := range cfg.GRPCRoutes {
+			parents = append(parents, r.Parents...)
+		}
+		for _, r := range cfg.TCPRoutes {
+			parents = append(parents, r.Parents...)
+		}
+		for _, r := range cfg.TLSRoutes {
 			parents = append(parents, r.Parents...)
 		}
 		var keys []string

@@ -236,13 +236,17 @@ func ServiceHost(k Key, clusterDomain string) string {
 // complete; it does not follow later changes.
 type Index struct {
 	services map[Key]*Service
-	// httpRoutes and grpcRoutes are the routes by parent, in key order.
+	// The routes of each kind by parent, in key order.
 	httpRoutes map[parentKey][]*HTTPRoute
 	grpcRoutes map[parentKey][]*GRPCRoute
-	gateways   map[Key]*Gateway
-	members    map[Key][]*Workload
-	memberOf   map[Key][]*Service
-	workloads  map[Key]*Workload
+	tcpRoutes  map[parentKey][]*TCPRoute
+	tlsRoutes  map[parentKey][]*TLSRoute
+	// grants are the ReferenceGrants by namespace.
+	grants    map[string][]*ReferenceGrant
+	gateways  map[Key]*Gateway
+	members   map[Key][]*Workload
+	memberOf  map[Key][]*Service
+	workloads map[Key]*Workload
 }
 
 // NewIndex indexes c.
@@ -257,17 +261,13 @@ func NewIndex(c *Config) *Index {
 	for _, s := range c.Services {
 		ix.services[s.Key] = s
 	}
-	ix.httpRoutes = map[parentKey][]*HTTPRoute{}
-	for _, r := range c.HTTPRoutes {
-		for _, pk := range parentKeys(r.Parents) {
-			ix.httpRoutes[pk] = append(ix.httpRoutes[pk], r)
-		}
-	}
-	ix.grpcRoutes = map[parentKey][]*GRPCRoute{}
-	for _, r := range c.GRPCRoutes {
-		for _, pk := range parentKeys(r.Parents) {
-			ix.grpcRoutes[pk] = append(ix.grpcRoutes[pk], r)
-		}
+	ix.httpRoutes = byParent(c.HTTPRoutes)
+	ix.grpcRoutes = byParent(c.GRPCRoutes)
+	ix.tcpRoutes = byParent(c.TCPRoutes)
+	ix.tlsRoutes = byParent(c.TLSRoutes)
+	ix.grants = map[string][]*ReferenceGrant{}
+	for _, g := range c.ReferenceGrants {
+		ix.grants[g.Namespace] = append(ix.grants[g.Namespace], g)
 	}
 	for _, g := range c.Gateways {
 		ix.gateways[g.Key] = g
@@ -282,6 +282,19 @@ func NewIndex(c *Config) *Index {
 	}
 	return ix
 }
+
+// byParent indexes routes by each of their parents.
+func byParent[R interface{ parents() []ParentRef }](routes []R) map[parentKey][]R {
+	out := map[parentKey][]R{}
+	for _, r := range routes {
+		for _, pk := range parentKeys(r.parents()) {
+			out[pk] = append(out[pk], r)
+		}
+	}
+	return out
+}
+
+func (r *Route) parents() []ParentRef { return r.Parents }
 
 // parentKey names a parent routes attach to.
 type parentKey struct {
@@ -311,6 +324,33 @@ func (ix *Index) HTTPRoutesOf(kind ParentKind, k Key) []*HTTPRoute {
 // kind and key, in key order.
 func (ix *Index) GRPCRoutesOf(kind ParentKind, k Key) []*GRPCRoute {
 	return ix.grpcRoutes[parentKey{kind, k}]
+}
+
+// TCPRoutesOf returns the TCPRoutes with a parentRef to the parent of kind
+// and key, in key order.
+func (ix *Index) TCPRoutesOf(kind ParentKind, k Key) []*TCPRoute {
+	return ix.tcpRoutes[parentKey{kind, k}]
+}
+
+// TLSRoutesOf returns the TLSRoutes with a parentRef to the parent of kind
+// and key, in key order.
+func (ix *Index) TLSRoutesOf(kind ParentKind, k Key) []*TLSRoute {
+	return ix.tlsRoutes[parentKey{kind, k}]
+}
+
+// Granted reports whether an object of kind from in namespace fromNS may
+// reference to: references within a namespace need no grant, others a
+// ReferenceGrant in to's namespace.
+func (ix *Index) Granted(from GroupKind, fromNS string, to Ref) bool {
+	if to.Namespace == fromNS {
+		return true
+	}
+	for _, g := range ix.grants[to.Namespace] {
+		if g.Permits(from, fromNS, to) {
+			return true
+		}
+	}
+	return false
 }
 
 // Service returns the service named k, or nil.

@@ -154,7 +154,9 @@ func (p *Proxy) referencedClusters() map[string]bool {
 		for _, ch := range l.cfg.Load().chains {
 			switch {
 			case ch.tcp != nil:
-				refs[ch.tcp.cluster] = true
+				for _, c := range ch.tcp.clusters() {
+					refs[c] = true
+				}
 			case ch.hcm != nil && ch.hcm.inline != nil:
 				for _, c := range ch.hcm.inline.Clusters() {
 					refs[c] = true

@@ -67,9 +67,63 @@ type httpConnManager struct {
 	filters []httpFilter
 }
 
+// tcpProxy is a compiled tcp_proxy: one cluster, or weighted clusters
+// (a TCPRoute's split) of which each connection picks one.
 type tcpProxy struct {
 	statPrefix string
 	cluster    string
+	weighted   []weightedTCPCluster
+	total      uint32
+}
+
+type weightedTCPCluster struct {
+	name   string
+	weight uint32
+}
+
+// pick returns the cluster of a new connection.
+func (t *tcpProxy) pick(rnd func(n uint32) uint32) string {
+	if len(t.weighted) == 0 {
+		return t.cluster
+	}
+	n := rnd(t.total)
+	for _, w := range t.weighted {
+		if n < w.weight {
+			return w.name
+		}
+		n -= w.weight
+	}
+	return t.weighted[len(t.weighted)-1].name
+}
+
+// clusters are the clusters connections may go to.
+func (t *tcpProxy) clusters() []string {
+	if len(t.weighted) == 0 {
+		return []string{t.cluster}
+	}
+	out := make([]string, len(t.weighted))
+	for i, w := range t.weighted {
+		out[i] = w.name
+	}
+	return out
+}
+
+func compileTCPProxy(f *tcpproxyv3.TcpProxy) (*tcpProxy, error) {
+	if err := unsupported(f, "stat_prefix", "cluster", "weighted_clusters"); err != nil {
+		return nil, err
+	}
+	if err := f.ValidateAll(); err != nil { // weights are at least 1
+		return nil, err
+	}
+	t := &tcpProxy{statPrefix: f.GetStatPrefix(), cluster: f.GetCluster()}
+	for i, c := range f.GetWeightedClusters().GetClusters() {
+		if err := unsupported(c, "name", "weight"); err != nil {
+			return nil, fmt.Errorf("weighted_clusters.clusters[%d]: %w", i, err)
+		}
+		t.weighted = append(t.weighted, weightedTCPCluster{name: c.GetName(), weight: c.GetWeight()})
+		t.total += c.GetWeight()
+	}
+	return t, nil
 }
 
 func (p *Proxy) compileListener(l *listenerv3.Listener) (*listenerConfig, error) {
@@ -164,10 +218,11 @@ func (p *Proxy) compileChain(fc *listenerv3.FilterChain) (*filterChain, error) {
 		}
 		ch.hcm = h
 	case *tcpproxyv3.TcpProxy:
-		if err := unsupported(f, "stat_prefix", "cluster"); err != nil {
+		t, err := compileTCPProxy(f)
+		if err != nil {
 			return nil, fmt.Errorf("filters[%d]: %w", last, err)
 		}
-		ch.tcp = &tcpProxy{statPrefix: f.GetStatPrefix(), cluster: f.GetCluster()}
+		ch.tcp = t
 	default:
 		return nil, fmt.Errorf("filters[%d]: %T is not supported", last, msg)
 	}

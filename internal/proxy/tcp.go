@@ -14,18 +14,20 @@ type closeWriter interface {
 }
 
 // proxyTCP forwards a downstream connection to an endpoint of the chain's
-// cluster, trying the next endpoint when one refuses the connection.
+// cluster (one of its weighted clusters, picked per connection), trying
+// the next endpoint when one refuses the connection.
 func (p *Proxy) proxyTCP(down net.Conn, t *tcpProxy) {
 	defer down.Close()
-	c := (*p.clusters.Load())[t.cluster]
+	name := t.pick(randUint32n)
+	c := (*p.clusters.Load())[name]
 	if c == nil {
-		p.log.Warn("tcp proxy: cluster not found", "cluster", t.cluster)
+		p.log.Warn("tcp proxy: cluster not found", "cluster", name)
 		return
 	}
 	c.waitWarm(context.Background())
 	up, release, err := c.connectTCP(context.Background())
 	if err != nil {
-		p.log.Warn("tcp proxy: no upstream reachable", "cluster", t.cluster, "err", err)
+		p.log.Warn("tcp proxy: no upstream reachable", "cluster", name, "err", err)
 		return
 	}
 	defer release()

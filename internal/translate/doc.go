@@ -29,7 +29,10 @@
 //     match paths, paths with parameters (;) are denied;
 //   - one explicit outbound listener per declared upstream, on its
 //     OutboundAddress, routing HTTP by the routes attached to the service
-//     (GAMMA) or forwarding TCP;
+//     (GAMMA) or forwarding TCP, split by the TCPRoute attached to the
+//     service port when there is one (tcproutes.go);
+//   - a backend in another namespace only with a ReferenceGrant there
+//     (model.Index.Granted, as the analyzer checks it);
 //   - outbound|PORT||HOST clusters with EDS endpoints; mesh endpoints are
 //     reached over mTLS on their mesh port with an SNI naming the service
 //     port, plain endpoints in plaintext.

@@ -42,7 +42,10 @@ const (
 // rule is one rule of an HTTPRoute or GRPCRoute, as route building needs
 // it.
 type rule struct {
-	ref      string // "HTTPRoute ns/name"
+	ref string // "HTTPRoute ns/name"
+	// from is the route's kind and namespace, to which references to
+	// other namespaces must be granted.
+	from     from
 	index    int
 	filters  []model.HTTPFilter
 	backends []model.Backend
@@ -256,7 +259,7 @@ func (b *builder) backendsAction(r rule) *routev3.RouteAction {
 	ownHeaders := false
 	for i, be := range r.backends {
 		field := r.field("backendRefs[%d]", i)
-		cluster, ok := b.backendCluster(r.ref, field, be.Kind, be.Service, be.Port)
+		cluster, ok := b.backendCluster(r.from, r.ref, field, be.Kind, be.Service, be.Port)
 		if !ok || be.Weight == 0 {
 			continue
 		}
@@ -280,11 +283,27 @@ func (b *builder) backendsAction(r rule) *routev3.RouteAction {
 	}}
 }
 
-// backendCluster resolves a backend (or mirror) reference to the outbound
-// cluster of a Service port, reporting why when it cannot.
-func (b *builder) backendCluster(ref, field, kind string, svc model.Key, port uint32) (string, bool) {
+// from is the kind and namespace of a resource that references others.
+type from struct {
+	kind      model.GroupKind
+	namespace string
+}
+
+func routeFrom(kind string, k model.Key) from {
+	return from{kind: model.GroupKind{Group: model.GatewayGroup, Kind: kind}, namespace: k.Namespace}
+}
+
+// backendCluster resolves a backend (or mirror) reference of a route to the
+// outbound cluster of a Service port, reporting why when it cannot: a
+// Service of another namespace needs a ReferenceGrant there.
+func (b *builder) backendCluster(f from, ref, field, kind string, svc model.Key, port uint32) (string, bool) {
 	if kind != "Service" {
 		b.problem(ref, field, fmt.Sprintf("backend %s %s is not a Service", kind, svc))
+		return "", false
+	}
+	if !b.in.Index.Granted(f.kind, f.namespace, model.Ref{Kind: "Service", Key: svc}) {
+		b.problem(ref, field, fmt.Sprintf("no ReferenceGrant in namespace %s allows %s of namespace %s to reference Service %s",
+			svc.Namespace, f.kind.Kind, f.namespace, svc))
 		return "", false
 	}
 	s := b.service(svc)
@@ -308,7 +327,7 @@ func (b *builder) mirrorPolicy(r rule, filter int, m *model.Mirror) *routev3.Rou
 		return nil
 	}
 	field := r.field("filters[%d].requestMirror.backendRef", filter)
-	cluster, ok := b.backendCluster(r.ref, field, m.Backend.Kind, m.Backend.Service, m.Backend.Port)
+	cluster, ok := b.backendCluster(r.from, r.ref, field, m.Backend.Kind, m.Backend.Service, m.Backend.Port)
 	if !ok {
 		return nil
 	}

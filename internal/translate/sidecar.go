@@ -144,9 +144,11 @@ func (b *builder) upstream(i int, u model.Upstream) {
 			RouteSpecifier: rds(routeName),
 		}, rc))}}}
 	} else {
-		ln.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{
-			tcpFilter("outbound_"+strconv.FormatUint(uint64(u.LocalPort), 10), b.useCluster(s, sp)),
-		}}}
+		f := b.meshTCP("outbound_"+strconv.FormatUint(uint64(u.LocalPort), 10), s, sp)
+		if f == nil {
+			return
+		}
+		ln.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}}
 	}
 	b.out.Listeners = append(b.out.Listeners, ln)
 }
