@@ -27,12 +27,7 @@ func (a *analyzer) accessTranslation() {
 	for _, p := range a.c.AccessPolicies {
 		res := resource(p.Source)
 		a.gatewayTargets(p, res)
-		var selected []*model.Workload
-		for _, w := range a.c.Workloads {
-			if a.ix.PolicySelects(p.Namespace, p.Targets, w) {
-				selected = append(selected, w)
-			}
-		}
+		selected := a.ix.PolicyWorkloads(p.Namespace, p.Targets)
 		a.withoutSidecar(p, res, selected)
 		ports := a.chainPorts(p, selected)
 		for i, r := range p.Rules {

@@ -19,7 +19,7 @@ func (a *analyzer) backendPolicies() {
 	fields := map[conflict]string{}
 	for _, s := range a.c.Services {
 		for _, sp := range s.Ports {
-			refs := model.BackendPoliciesFor(a.c.BackendPolicies, s, sp)
+			refs := model.BackendPoliciesFor(a.ix.BackendPoliciesTargeting(s.Key), s, sp)
 			for _, lose := range refs[min(1, len(refs)):] {
 				k := conflict{lose.Policy.Key, refs[0].Policy.Key}
 				if _, ok := reported[k]; !ok {

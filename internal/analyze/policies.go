@@ -52,13 +52,7 @@ func (a *analyzer) workloads(s scope, ns string) []*model.Workload {
 	if s.service != nil {
 		targets = []model.TargetRef{{GroupKind: model.GroupKind{Kind: "Service"}, Name: s.service.Name}}
 	}
-	var out []*model.Workload
-	for _, w := range a.c.Workloads {
-		if a.ix.PolicySelects(ns, targets, w) {
-			out = append(out, w)
-		}
-	}
-	return out
+	return a.ix.PolicyWorkloads(ns, targets)
 }
 
 // policies checks MTLSPolicies, AccessPolicies and BackendPolicies against

@@ -575,10 +575,12 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	// Nothing a proxy would reject is pushed: a config that differs from
 	// the one pushed is compiled with the proxy's own code first, and on
 	// failure the proxy keeps what it has.
-	var check func(*translate.Resources) error
+	var check xds.CheckFunc
 	if k := snap.proxies[id].Kind; k == model.KindSidecar || k == model.KindGateway {
-		check = func(res *translate.Resources) error {
-			if err := proxy.Check(proxy.Config{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints}); err != nil {
+		check = func(res *translate.Resources, versions map[string]map[string]string) error {
+			err := proxy.Check(proxy.Config{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints,
+				Keys: versions})
+			if err != nil {
 				return fmt.Errorf("%w: %w", errProxyWouldReject, err)
 			}
 			return nil

@@ -1,6 +1,9 @@
 package model
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Policy attachment and AccessPolicy patterns, shared by the analyzer and
 // the translator so that both agree on what a policy applies to.
@@ -35,13 +38,35 @@ func (ix *Index) PolicySelects(ns string, targets []TargetRef, w *Workload) bool
 }
 
 // AccessPoliciesFor returns the AccessPolicies of c that apply to w, in
-// key order.
+// key order. ix must be built from c.
 func AccessPoliciesFor(c *Config, ix *Index, w *Workload) []*AccessPolicy {
 	var out []*AccessPolicy
-	for _, p := range c.AccessPolicies {
+	for _, p := range ix.accessPolicies[w.Namespace] {
 		if ix.PolicySelects(p.Namespace, p.Targets, w) {
 			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// PolicyWorkloads returns the workloads a policy of namespace ns with
+// targets applies to, in key order: those PolicySelects selects, found
+// through the indexes rather than by testing every workload.
+func (ix *Index) PolicyWorkloads(ns string, targets []TargetRef) []*Workload {
+	if len(targets) == 0 {
+		return ix.nsWorkloads[ns]
+	}
+	var out []*Workload
+	services := 0
+	for _, t := range targets {
+		if t.IsService() {
+			out = append(out, ix.Members(Key{Namespace: ns, Name: t.Name})...)
+			services++
+		}
+	}
+	if services > 1 {
+		slices.SortFunc(out, func(a, b *Workload) int { return a.Key.Compare(b.Key) })
+		out = slices.Compact(out)
 	}
 	return out
 }

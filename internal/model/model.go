@@ -247,6 +247,11 @@ type Index struct {
 	members   map[Key][]*Workload
 	memberOf  map[Key][]*Service
 	workloads map[Key]*Workload
+	// nsWorkloads and accessPolicies are by namespace, backendPolicies by
+	// the Services they target (policyindex.go); all in key order.
+	nsWorkloads     map[string][]*Workload
+	accessPolicies  map[string][]*AccessPolicy
+	backendPolicies map[Key][]*BackendPolicy
 }
 
 // NewIndex indexes c.
@@ -269,12 +274,15 @@ func NewIndex(c *Config) *Index {
 	for _, g := range c.ReferenceGrants {
 		ix.grants[g.Namespace] = append(ix.grants[g.Namespace], g)
 	}
+	ix.indexPolicies(c)
 	for _, g := range c.Gateways {
 		ix.gateways[g.Key] = g
 	}
 	sel := newSelectorIndex(c.Services)
+	ix.nsWorkloads = map[string][]*Workload{}
 	for _, w := range c.Workloads {
 		ix.workloads[w.Key] = w
+		ix.nsWorkloads[w.Namespace] = append(ix.nsWorkloads[w.Namespace], w)
 		for _, s := range sel.selecting(w) {
 			ix.members[s.Key] = append(ix.members[s.Key], w)
 			ix.memberOf[w.Key] = append(ix.memberOf[w.Key], s)

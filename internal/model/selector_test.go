@@ -52,6 +52,28 @@ func TestIndexMembersMatchSelects(t *testing.T) {
 				t.Fatalf("round %d: members of %s = %v, want %v", round, s.Key, keys(got), keys(want))
 			}
 		}
+		// PolicyWorkloads finds through the indexes what PolicySelects
+		// says of every workload.
+		for range 3 {
+			ns := "ns" + pick(2)
+			var targets []TargetRef
+			for range rnd.IntN(3) {
+				kind := "Service"
+				if rnd.IntN(4) == 0 {
+					kind = "Gateway"
+				}
+				targets = append(targets, TargetRef{GroupKind: GroupKind{Kind: kind}, Name: "s" + pick(12)})
+			}
+			var want []*Workload
+			for _, w := range c.Workloads {
+				if ix.PolicySelects(ns, targets, w) {
+					want = append(want, w)
+				}
+			}
+			if got := ix.PolicyWorkloads(ns, targets); !slices.Equal(got, want) {
+				t.Fatalf("round %d: PolicyWorkloads(%s, %v) = %v, want %v", round, ns, targets, keys(got), keys(want))
+			}
+		}
 		for _, w := range c.Workloads {
 			var want []*Service
 			for _, s := range c.Services {

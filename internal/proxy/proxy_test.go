@@ -151,6 +151,28 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckRemembersByKey: with content keys, a resource judged once is
+// not compiled again; without, it always is.
+func TestCheckRemembersByKey(t *testing.T) {
+	badRoute := &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"}, RequireTls: routev3.VirtualHost_ALL}}}
+	keys := func(k string) map[string]map[string]string {
+		return map[string]map[string]string{xdsclient.RouteType: {"r": k}}
+	}
+	if err := Check(Config{Routes: []*routev3.RouteConfiguration{badRoute}, Keys: keys("remembers-v1")}); err == nil {
+		t.Fatal("a bad route passed")
+	}
+	// The key says the content is the same: the verdict is remembered.
+	if err := Check(Config{Routes: []*routev3.RouteConfiguration{routeTo("c")}, Keys: keys("remembers-v1")}); err == nil {
+		t.Error("a key judged before was compiled again")
+	}
+	if err := Check(Config{Routes: []*routev3.RouteConfiguration{routeTo("c")}, Keys: keys("remembers-v2")}); err != nil {
+		t.Errorf("a new key: %v", err)
+	}
+	if err := Check(Config{Routes: []*routev3.RouteConfiguration{routeTo("c")}}); err != nil {
+		t.Errorf("no keys: %v", err)
+	}
+}
+
 func edsCluster(name string) *clusterv3.Cluster {
 	return &clusterv3.Cluster{Name: name, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}}

@@ -2,7 +2,6 @@ package translate
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -51,20 +50,7 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 // policiesFor returns the BackendPolicies that target port sp of service
 // s, the one in effect first (model.BackendPoliciesFor).
 func (b *builder) policiesFor(s *model.Service, sp model.ServicePort) []model.BackendPolicyRef {
-	if b.backendPolicies == nil {
-		b.backendPolicies = map[model.Key][]*model.BackendPolicy{}
-		for _, p := range b.in.Config.BackendPolicies {
-			var seen []string
-			for _, t := range p.Targets {
-				if t.Kind == "Service" && !slices.Contains(seen, t.Name) {
-					seen = append(seen, t.Name)
-					k := model.Key{Namespace: p.Namespace, Name: t.Name}
-					b.backendPolicies[k] = append(b.backendPolicies[k], p)
-				}
-			}
-		}
-	}
-	return model.BackendPoliciesFor(b.backendPolicies[s.Key], s, sp)
+	return model.BackendPoliciesFor(b.in.Index.BackendPoliciesTargeting(s.Key), s, sp)
 }
 
 // backendPolicy returns the BackendPolicy in effect for port sp of service

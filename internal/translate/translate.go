@@ -121,9 +121,6 @@ type builder struct {
 	clusters  map[string]clusterRef
 	problems  []Problem
 	deps      map[string]bool
-	// backendPolicies are the BackendPolicies by the Service they target
-	// (backendpolicy.go), built on first use.
-	backendPolicies map[model.Key][]*model.BackendPolicy
 }
 
 func (b *builder) problem(resource, field, msg string) {

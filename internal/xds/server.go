@@ -249,7 +249,7 @@ func (s *Server) holdNacked(id int64, req *discoverygrpc.DiscoveryRequest) {
 //
 // check, when not nil, judges the config before it replaces a different
 // one; its error refuses the push as well.
-func (s *Server) Push(ctx context.Context, node string, res *translate.Resources, check func(*translate.Resources) error) (bool, error) {
+func (s *Server) Push(ctx context.Context, node string, res *translate.Resources, check CheckFunc) (bool, error) {
 	// One marshal of each resource gives both its own version, which delta
 	// xDS compares (the snapshot's VersionMap, as go-control-plane would
 	// build it), and the version of its type.
@@ -271,7 +271,7 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 		return false, nil
 	}
 	if check != nil {
-		if err := check(res); err != nil {
+		if err := check(res, snap.VersionMap); err != nil {
 			return false, err
 		}
 	}
@@ -302,6 +302,10 @@ func (s *Server) Forget(node string) {
 	}
 	s.mu.Unlock()
 }
+
+// CheckFunc judges a config before it is pushed; versions are the
+// resources' versions (content hashes) by type URL and name.
+type CheckFunc func(res *translate.Resources, versions map[string]map[string]string) error
 
 func sameVersions(old cache.ResourceSnapshot, snap *cache.Snapshot) bool {
 	for _, typ := range Types {
