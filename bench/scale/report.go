@@ -133,7 +133,9 @@ type phaseResult struct {
 	CPUPerChange         float64 `json:"cpuSecondsPerChange"`
 	RoundSecondsMean     float64 `json:"roundSecondsMean"`
 	TranslationsPerRound float64 `json:"translationsPerRound"`
-	ProxyPushes          float64 `json:"proxyPushes"` // configs that changed and were sent
+	// RefreshedPerRound of those translations only refreshed endpoints.
+	RefreshedPerRound float64 `json:"refreshedPerRound"`
+	ProxyPushes       float64 `json:"proxyPushes"` // configs that changed and were sent
 	// Bytes the proxies received over the phase, by xDS type, per change
 	// per affected proxy, and in all.
 	Bytes                 map[string]int64 `json:"bytes"`
@@ -292,8 +294,8 @@ func printPhase(w io.Writer, name string, p *phaseResult) {
 	}
 	fmt.Fprintf(w, "  convergence  %s\n", p.Convergence)
 	fmt.Fprintf(w, "  apply call   %s\n", p.Apply)
-	fmt.Fprintf(w, "  control      %.1f CPU s over %.1fs; %.0f push rounds of %s mean, %.2f CPU s per round, %.3f CPU s per change; %.0f translations per round, %.0f configs sent\n",
-		p.CPUSeconds, p.Seconds, p.PushRounds, ms(p.RoundSecondsMean), p.CPUPerRound, p.CPUPerChange, p.TranslationsPerRound, p.ProxyPushes)
+	fmt.Fprintf(w, "  control      %.1f CPU s over %.1fs; %.0f push rounds of %s mean, %.2f CPU s per round, %.3f CPU s per change; %.0f translations per round (%.0f endpoint refreshes), %.0f configs sent\n",
+		p.CPUSeconds, p.Seconds, p.PushRounds, ms(p.RoundSecondsMean), p.CPUPerRound, p.CPUPerChange, p.TranslationsPerRound, p.RefreshedPerRound, p.ProxyPushes)
 	fmt.Fprintf(w, "  bytes        %s per affected proxy per change (%.3f of a full push); by type %v\n",
 		kb(p.BytesPerAffectedProxy), p.FractionOfFullPush, p.Bytes)
 }

@@ -566,6 +566,7 @@ func (b *bench) account(p *phaseResult, before, after snap, affected int, config
 		p.CPUPerRound = p.CPUSeconds / d.Rounds
 		p.RoundSecondsMean = d.RoundSecondsSum / d.Rounds
 		p.TranslationsPerRound = d.Translations / d.Rounds
+		p.RefreshedPerRound = d.Refreshed / d.Rounds
 	}
 	p.CPUPerChange = p.CPUSeconds / float64(max(1, p.Completed+p.TimedOut))
 	p.ProxyPushes = d.Changed

@@ -94,6 +94,9 @@ type controlPlane struct {
 	dirty    map[string]bool
 	dirtyAll bool
 	deps     map[string]map[string]bool
+	// built is the config last built for each proxy, which endpoint
+	// changes refresh (translate.RefreshEndpoints). Guarded by mu.
+	built    map[string]*translate.Resources
 	lastFull time.Time
 	// regsGen counts changes to registrations; before are the findings of
 	// the config at beforeGen (objectsGen, regsGen), guarded by applyMu.
@@ -129,6 +132,7 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		pending:       map[string]*time.Timer{},
 		dirty:         map[string]bool{},
 		deps:          map[string]map[string]bool{},
+		built:         map[string]*translate.Resources{},
 	}
 	cp.xds = xds.New(ctx, cp, opts.Logger)
 	cp.metrics = newMetrics(func() float64 {
@@ -288,13 +292,14 @@ func (cp *controlPlane) registrationKeysLocked(id string, m *nodemeta.Metadata) 
 	return keys
 }
 
-// selectingKeysLocked are the keys of the stored services that select w:
-// a change of w changes their endpoints and nothing else of other
-// proxies' config. Callers hold cp.mu.
+// selectingKeysLocked are the endpoint keys of the stored services that
+// select w: a change of w changes their endpoints and, at most, their
+// clusters in other proxies' config (see translate.RefreshEndpoints).
+// Callers hold cp.mu.
 func (cp *controlPlane) selectingKeysLocked(w *model.Workload) []string {
 	var keys []string
 	for _, s := range model.ServicesSelecting(slices.Collect(maps.Values(cp.services[w.Namespace])), w) {
-		keys = append(keys, translate.ServiceKey(s.Key))
+		keys = append(keys, translate.EndpointsKey(s.Key))
 	}
 	return keys
 }
@@ -501,31 +506,42 @@ func (cp *controlPlane) pushAll(ctx context.Context) {
 // pushAffected rebuilds the configs that depend on one of keys, and those
 // of proxies never built.
 func (cp *controlPlane) pushAffected(ctx context.Context, keys map[string]bool) {
-	cp.pushRound(ctx, func(id string, deps map[string]bool) bool {
-		if deps == nil {
-			return true
-		}
-		for k := range keys {
-			if deps[k] {
-				return true
-			}
-		}
-		return false
-	})
+	cp.pushRound(ctx, keys)
 }
 
 // pushRound rebuilds, in parallel, the configs of the connected proxies
-// that affected selects (all when nil), and pushes what changed.
-func (cp *controlPlane) pushRound(ctx context.Context, affected func(id string, deps map[string]bool) bool) {
+// that depend on one of the dirty keys (all when dirty is nil), and
+// pushes what changed.
+func (cp *controlPlane) pushRound(ctx context.Context, dirty map[string]bool) {
 	cp.pushMu.Lock()
 	defer cp.pushMu.Unlock()
 	start := time.Now()
 	snap := cp.build()
 	ids := slices.Sorted(maps.Keys(snap.proxies))
-	if affected != nil {
+	// touched are the dirty keys each proxy depends on; nil for a proxy
+	// to build in full.
+	touched := make([][]string, len(ids))
+	if dirty != nil {
 		cp.mu.Lock()
-		ids = slices.DeleteFunc(ids, func(id string) bool { return !affected(id, cp.deps[id]) })
+		n := 0
+		for _, id := range ids {
+			deps := cp.deps[id]
+			var keys []string
+			for k := range dirty {
+				if deps[k] {
+					keys = append(keys, k)
+				}
+			}
+			if deps == nil || len(keys) > 0 {
+				ids[n], touched[n] = id, keys
+				if deps == nil {
+					touched[n] = nil
+				}
+				n++
+			}
+		}
 		cp.mu.Unlock()
+		ids, touched = ids[:n], touched[:n]
 		if len(ids) == 0 {
 			return
 		}
@@ -539,7 +555,7 @@ func (cp *controlPlane) pushRound(ctx context.Context, affected func(id string, 
 				if i >= len(ids) {
 					return
 				}
-				cp.pushLocked(ctx, snap, ids[i])
+				cp.pushLocked(ctx, snap, ids[i], touched[i])
 			}
 		})
 	}
@@ -554,19 +570,41 @@ func (cp *controlPlane) pushOne(ctx context.Context, id string) {
 	defer cp.pushMu.Unlock()
 	snap := cp.build()
 	if snap.proxies[id] != nil {
-		cp.pushLocked(ctx, snap, id)
+		cp.pushLocked(ctx, snap, id, nil)
 	}
 }
 
-func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id string) {
+// pushLocked builds and pushes the config of proxy id. touched are the
+// changed dependency keys that called for it: when they are all endpoint
+// keys, the config last built is refreshed rather than translated anew.
+func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id string, touched []string) {
 	start := time.Now()
-	res, problems := translate.Translate(translate.Input{
+	in := translate.Input{
 		Config:           snap.config,
 		Index:            snap.index,
 		Proxy:            snap.proxies[id],
 		CertificateChain: snap.chains[id],
 		TrustBundle:      cp.ca.BundlePEM(),
-	}, translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain})
+	}
+	opts := translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain}
+	var res *translate.Resources
+	var problems []translate.Problem
+	if services := endpointServices(touched); services != nil {
+		cp.mu.Lock()
+		prev := cp.built[id]
+		cp.mu.Unlock()
+		if prev != nil {
+			var ok bool
+			if res, problems, ok = translate.RefreshEndpoints(in, opts, prev, services); ok {
+				cp.metrics.refreshes.WithLabelValues("refreshed").Inc()
+			} else {
+				cp.metrics.refreshes.WithLabelValues("declined").Inc()
+			}
+		}
+	}
+	if res == nil {
+		res, problems = translate.Translate(in, opts)
+	}
 	cp.metrics.translateSecs.Observe(time.Since(start).Seconds())
 	msgs := make([]string, len(problems))
 	for i, p := range problems {
@@ -598,6 +636,7 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	changedProblems := !slices.Equal(cp.problems[id], msgs)
 	cp.problems[id] = msgs
 	cp.deps[id] = deps
+	cp.built[id] = res
 	cp.mu.Unlock()
 	if changedProblems && len(msgs) > 0 {
 		cp.log.Warn("parts of a proxy's config are not in effect", "node", id, "problems", strings.Join(msgs, "; "))
@@ -612,6 +651,23 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	default:
 		cp.metrics.pushes.WithLabelValues("unchanged").Inc()
 	}
+}
+
+// endpointServices returns the services of touched when every key is an
+// endpoint key (translate.EndpointsKey), and nil otherwise.
+func endpointServices(touched []string) map[model.Key]bool {
+	if len(touched) == 0 {
+		return nil
+	}
+	services := make(map[model.Key]bool, len(touched))
+	for _, k := range touched {
+		s, ok := translate.EndpointsKeyService(k)
+		if !ok {
+			return nil
+		}
+		services[s] = true
+	}
+	return services
 }
 
 // addRegistered adds the workloads that sidecars and proxyless gRPC

@@ -162,6 +162,7 @@ func (cp *controlPlane) deregister(id string, lease *store.Lease) {
 	delete(cp.chains, id)
 	delete(cp.problems, id)
 	delete(cp.deps, id)
+	delete(cp.built, id)
 	cp.mu.Unlock()
 	cp.xds.Forget(id)
 	cp.log.Info("proxy deregistered", "node", id)

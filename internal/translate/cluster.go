@@ -21,8 +21,20 @@ import (
 func (b *builder) outboundClusters() {
 	for _, name := range slices.Sorted(maps.Keys(b.clusters)) {
 		ref := b.clusters[name]
-		b.outboundCluster(name, ref.service, ref.port)
+		b.outboundClusterOf(name, ref.service, ref.port)
 	}
+}
+
+// outboundClusterOf builds an outbound cluster and records what it was
+// built from, with the problems met, for RefreshEndpoints.
+func (b *builder) outboundClusterOf(name string, s *model.Service, sp model.ServicePort) {
+	before := len(b.problems)
+	b.outboundCluster(name, s, sp)
+	if b.out.outbound == nil {
+		b.out.outbound = map[string]outboundRef{}
+	}
+	b.out.outbound[name] = outboundRef{service: s.Key, port: sp.Port, problems: slices.Clone(b.problems[before:])}
+	b.problems = b.problems[:before]
 }
 
 // outboundCluster builds the EDS cluster of port sp of service s and its
@@ -41,7 +53,7 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 	// detection (as Istio requires too), and only for a proxy that knows
 	// its own locality.
 	failover := bp != nil && bp.OutlierDetection != nil && !b.proxyless && b.in.Proxy.Workload.Locality != ""
-	members := b.members(s)
+	members := b.clusterMembers(s)
 	var ids []string
 	meshed := false
 	type group struct {

@@ -211,6 +211,7 @@ func (s *Server) accept(id int64, reqNode *corev3.Node) error {
 	}
 	s.mu.Lock()
 	st.accepted = true
+	prev := s.nodes[node.GetId()]
 	s.nodes[node.GetId()] = &nodeState{
 		streamID:    id,
 		delta:       st.delta,
@@ -218,7 +219,10 @@ func (s *Server) accept(id int64, reqNode *corev3.Node) error {
 		connected:   true,
 		connectedAt: time.Now(),
 		types:       map[string]*typeStatus{},
-		current:     s.nodes[node.GetId()].currentSnapshot(),
+		current:     prev.currentSnapshot(),
+	}
+	if prev != nil {
+		s.nodes[node.GetId()].hashes = prev.hashes
 	}
 	s.mu.Unlock()
 	s.log.Info("proxy connected", "node", node.GetId(), "stream", id, "delta", st.delta)
@@ -253,10 +257,21 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 	// One marshal of each resource gives both its own version, which delta
 	// xDS compares (the snapshot's VersionMap, as go-control-plane would
 	// build it), and the version of its type.
+	//
+	// Resources pushed before keep the version they had: translated
+	// resources are never modified once built, and a config rebuilt in
+	// part shares them.
+	s.mu.Lock()
+	var known map[types.Resource]string
+	if ns := s.nodes[node]; ns != nil {
+		known = ns.hashes
+	}
+	s.mu.Unlock()
+	hashes := make(map[types.Resource]string, len(known))
 	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
 	set := func(typ string, items []types.Resource) {
 		versions := make(map[string]string, len(items))
-		snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(version(items, versions), items)
+		snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(version(items, versions, known, hashes), items)
 		snap.VersionMap[typ] = versions
 	}
 	set(resource.ListenerType, asResources(res.Listeners))
@@ -264,6 +279,14 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 	set(resource.ClusterType, asResources(res.Clusters))
 	set(resource.EndpointType, asResources(res.Endpoints))
 	set(resource.SecretType, asResources(res.Secrets))
+	s.mu.Lock()
+	ns := s.nodes[node]
+	if ns == nil {
+		ns = &nodeState{node: &corev3.Node{Id: node}, types: map[string]*typeStatus{}}
+		s.nodes[node] = ns
+	}
+	ns.hashes = hashes
+	s.mu.Unlock()
 	if err := consistent(snap); err != nil {
 		return false, fmt.Errorf("xds: config of %s is inconsistent and was not pushed: %w", node, err)
 	}
@@ -282,11 +305,6 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 		return false, fmt.Errorf("xds: %w", err)
 	}
 	s.mu.Lock()
-	ns := s.nodes[node]
-	if ns == nil {
-		ns = &nodeState{node: &corev3.Node{Id: node}, types: map[string]*typeStatus{}}
-		s.nodes[node] = ns
-	}
 	ns.current = snap
 	s.mu.Unlock()
 	return true, nil
@@ -326,16 +344,21 @@ func asResources[T types.Resource](in []T) []types.Resource {
 
 // version hashes resources (already sorted by name) into a short version
 // string: equal content, equal version. It records each resource's own
-// version in versions, by name.
-func version(items []types.Resource, versions map[string]string) string {
+// version in versions, by name, and in hashes, by resource; a resource in
+// known has the version recorded there.
+func version(items []types.Resource, versions map[string]string, known, hashes map[types.Resource]string) string {
 	h := sha256.New()
 	for _, r := range items {
-		b, err := cache.MarshalResource(r)
-		if err != nil {
-			// Resources come from translate and always marshal.
-			panic("xds: marshal: " + err.Error())
+		v, ok := known[r]
+		if !ok {
+			b, err := cache.MarshalResource(r)
+			if err != nil {
+				// Resources come from translate and always marshal.
+				panic("xds: marshal: " + err.Error())
+			}
+			v = cache.HashResource(b)
 		}
-		v := cache.HashResource(b)
+		hashes[r] = v
 		versions[cache.GetResourceName(r)] = v
 		fmt.Fprintf(h, "%s:", v)
 	}
