@@ -3,7 +3,6 @@ package control
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -171,7 +170,20 @@ func nextWave(pending []*applyJob) (wave, rest []*applyJob) {
 
 // applyOne judges one apply alone and stores it if it passes.
 func (cp *controlPlane) applyOne(j *applyJob) {
-	if errs := cp.stage(j); len(errs) > 0 {
+	start := time.Now()
+	stored, err := cp.store.GetMany(j.ctx, j.keys)
+	cp.metrics.applySteps.WithLabelValues("read").Observe(time.Since(start).Seconds())
+	if err != nil {
+		j.finish("apply: " + err.Error())
+		return
+	}
+	cp.applyStaged(j, stored)
+}
+
+// applyStaged judges one apply alone, given what is stored under its
+// keys, and stores it if it passes.
+func (cp *controlPlane) applyStaged(j *applyJob, stored map[string]store.Item) {
+	if errs := cp.stage(j, stored); len(errs) > 0 {
 		j.finish(errs...)
 		return
 	}
@@ -200,10 +212,25 @@ func (cp *controlPlane) applyOne(j *applyJob) {
 // falls back to judging them one by one when their combined change adds
 // an error or a finding that cannot be told apart as one apply's.
 func (cp *controlPlane) applyWave(wave []*applyJob) {
+	// What is stored under the wave's keys, read at once: the applies
+	// touch distinct keys, so none changes what another reads.
+	var keys []string
+	for _, j := range wave {
+		keys = append(keys, j.keys...)
+	}
+	start := time.Now()
+	stored, err := cp.store.GetMany(context.Background(), keys)
+	cp.metrics.applySteps.WithLabelValues("read").Observe(time.Since(start).Seconds())
+	if err != nil {
+		for _, j := range wave {
+			j.finish("apply: " + err.Error())
+		}
+		return
+	}
 	staged := wave[:0:0]
 	var objs []*trellisresource.Object
 	for _, j := range wave {
-		if errs := cp.stage(j); len(errs) > 0 {
+		if errs := cp.stage(j, stored); len(errs) > 0 {
 			j.finish(errs...)
 			continue
 		}
@@ -212,7 +239,7 @@ func (cp *controlPlane) applyWave(wave []*applyJob) {
 	}
 	if len(staged) < 2 {
 		for _, j := range staged {
-			cp.applyOne(j)
+			cp.applyStaged(j, stored)
 		}
 		return
 	}
@@ -236,6 +263,7 @@ func (cp *controlPlane) applyWave(wave []*applyJob) {
 	if alone {
 		cp.metrics.applyWaves.WithLabelValues("one by one").Inc()
 		for _, j := range staged {
+			// Each is judged after those before it were stored: read again.
 			cp.applyOne(j)
 		}
 		return
@@ -244,20 +272,69 @@ func (cp *controlPlane) applyWave(wave []*applyJob) {
 	for i, f := range c.added {
 		owner[i].resp.Warnings = append(owner[i].resp.Warnings, f.String())
 	}
-	for n, j := range staged {
-		// Only the last commit leaves the config the analysis saw.
-		last := c
-		if n < len(staged)-1 {
-			last = nil
+	cp.commitWave(staged, c)
+}
+
+// commitWave stores the writes of applies judged together, several
+// applies to a transaction (group commit: one write to the store's log
+// for many applies), each apply whole in one transaction. An apply whose
+// caller has gone is not stored.
+func (cp *controlPlane) commitWave(jobs []*applyJob, c *change) {
+	var batch []*applyJob
+	ops := 0
+	flush := func(last bool) {
+		if len(batch) == 0 {
+			return
 		}
-		j.finish(cp.commit(j, last)...)
+		var writes []store.Write
+		for _, j := range batch {
+			writes = append(writes, j.writes...)
+		}
+		var errs []string
+		start := time.Now()
+		_, err := cp.store.Apply(context.Background(), writes)
+		cp.metrics.applySteps.WithLabelValues("commit").Observe(time.Since(start).Seconds())
+		if err != nil {
+			errs = []string{"apply: " + err.Error()}
+		} else {
+			// Only the last transaction leaves the config the analysis saw.
+			var judged *change
+			if last {
+				judged = c
+			}
+			cp.stored(writes, judged)
+		}
+		for _, j := range batch {
+			j.finish(errs...)
+		}
+		batch, ops = nil, 0
 	}
+	for n, j := range jobs {
+		if err := j.ctx.Err(); err != nil {
+			j.finish("apply: " + err.Error())
+			c = nil // the config the analysis saw will not be stored
+			continue
+		}
+		if len(j.writes) == 0 {
+			j.finish()
+			continue
+		}
+		if ops > 0 && ops+len(j.writes) > store.TxnOps {
+			flush(false)
+		}
+		batch = append(batch, j)
+		ops += len(j.writes)
+		if n == len(jobs)-1 {
+			flush(true)
+		}
+	}
+	flush(false)
 }
 
 // stage reads what is stored under the apply's keys and prepares its
 // writes and results: creation time and generation are kept, and an
 // object identical to the stored one is left unchanged.
-func (cp *controlPlane) stage(j *applyJob) []string {
+func (cp *controlPlane) stage(j *applyJob, stored map[string]store.Item) []string {
 	if err := j.ctx.Err(); err != nil {
 		return []string{"apply: " + err.Error()}
 	}
@@ -274,7 +351,7 @@ func (cp *controlPlane) stage(j *applyJob) []string {
 		meta.SetCreationTimestamp(metav1.NewTime(now.Truncate(time.Second)))
 		meta.SetGeneration(1)
 		meta.SetResourceVersion("")
-		if old, err := cp.store.Get(j.ctx, key); err == nil {
+		if old, ok := stored[key]; ok {
 			action = "configured"
 			if prev, err := trellisresource.DecodeOne(o.Kind, old.Value); err == nil {
 				if pm, ok := prev.Obj.(metav1.Object); ok {
@@ -287,8 +364,6 @@ func (cp *controlPlane) stage(j *applyJob) []string {
 				continue
 			}
 			meta.SetGeneration(meta.GetGeneration() + 1)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return []string{"apply: " + err.Error()}
 		}
 		value, err := trellisresource.Encode(o)
 		if err != nil {
@@ -308,13 +383,23 @@ func (cp *controlPlane) commit(j *applyJob, c *change) []string {
 	if len(j.writes) == 0 {
 		return nil
 	}
-	if _, err := cp.store.Apply(j.ctx, j.writes); err != nil {
+	start := time.Now()
+	_, err := cp.store.Apply(j.ctx, j.writes)
+	cp.metrics.applySteps.WithLabelValues("commit").Observe(time.Since(start).Seconds())
+	if err != nil {
 		return []string{"apply: " + err.Error()}
 	}
-	// Read your writes: the next apply is judged with this one, even before
-	// the store's watch delivers it.
+	cp.stored(j.writes, c)
+	return nil
+}
+
+// stored makes writes just stored visible at once (read your writes: the
+// next apply is judged with them, even before the store's watch delivers
+// them). When c is the analysis of exactly the config they leave, its
+// findings become those the next apply is judged against.
+func (cp *controlPlane) stored(writes []store.Write, c *change) {
 	cp.mu.Lock()
-	for _, w := range j.writes {
+	for _, w := range writes {
 		cp.applyItemLocked(store.Event{Item: store.Item{Key: w.Key, Value: w.Value}})
 	}
 	if c != nil && cp.objectsGen == c.gen[0]+uint64(c.writes) && cp.regsGen == c.gen[1] {
@@ -323,7 +408,6 @@ func (cp *controlPlane) commit(j *applyJob, c *change) []string {
 	}
 	cp.mu.Unlock()
 	cp.trigger()
-	return nil
 }
 
 // change is what analyzeChange found.
@@ -346,6 +430,8 @@ type change struct {
 // follow one another far more often than the config they are judged
 // against changes otherwise. Callers hold applyMu.
 func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object, removed ...string) *change {
+	start := time.Now()
+	defer func() { cp.metrics.applySteps.WithLabelValues("analyze").Observe(time.Since(start).Seconds()) }()
 	current, amend, gen := cp.analysisInput()
 	if cp.before == nil || cp.beforeGen != gen {
 		cp.before = map[string]bool{}

@@ -16,6 +16,7 @@ type metrics struct {
 	refreshes     *prometheus.CounterVec
 	applies       *prometheus.CounterVec
 	applyWaves    *prometheus.CounterVec
+	applySteps    *prometheus.HistogramVec
 }
 
 func newMetrics(connected func() float64) *metrics {
@@ -52,8 +53,13 @@ func newMetrics(connected func() float64) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "apply_waves_total",
 			Help: "Groups of concurrent applies judged with one analysis, by how they were stored: together, or one by one (their combined change added an error or a finding of no single apply).",
 		}, []string{"how"}),
+		applySteps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "apply_step_seconds",
+			Help:    "Time of each step of judging and storing a wave of applies: read (what is stored under their keys), analyze, commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"step"}),
 	}
-	m.registry.MustRegister(m.pushes, m.rounds, m.roundSeconds, m.translateSecs, m.refreshes, m.applies, m.applyWaves,
+	m.registry.MustRegister(m.pushes, m.rounds, m.roundSeconds, m.translateSecs, m.refreshes, m.applies, m.applyWaves, m.applySteps,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "proxies_connected",
 			Help: "Proxies with an open ADS stream to this control plane.",

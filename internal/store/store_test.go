@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -205,5 +206,35 @@ func TestUnavailable(t *testing.T) {
 	}
 	if err := s.Health(); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Health = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestGetMany(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	var writes []Write
+	var keys []string
+	for i := range 300 {
+		k := fmt.Sprintf("r/%03d", i)
+		keys = append(keys, k)
+		if i%3 != 0 {
+			writes = append(writes, Write{Key: k, Value: []byte(k)})
+		}
+	}
+	if _, err := s.Apply(ctx, writes); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetMany(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(writes) {
+		t.Fatalf("GetMany found %d keys, want %d", len(got), len(writes))
+	}
+	for _, w := range writes {
+		if it, ok := got[w.Key]; !ok || string(it.Value) != w.Key || it.Revision == 0 {
+			t.Errorf("GetMany[%s] = %+v, %v", w.Key, it, ok)
+		}
 	}
 }

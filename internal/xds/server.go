@@ -260,25 +260,24 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 	//
 	// Resources pushed before keep the version they had: translated
 	// resources are never modified once built, and a config rebuilt in
-	// part shares them.
+	// part shares them. A resource equal to the one being served (same
+	// name and version) is replaced by it in res, so that configs rebuilt
+	// in full share what did not change with what is served, instead of
+	// holding a copy.
 	s.mu.Lock()
 	var known map[types.Resource]string
+	var current *cache.Snapshot
 	if ns := s.nodes[node]; ns != nil {
-		known = ns.hashes
+		known, current = ns.hashes, ns.current
 	}
 	s.mu.Unlock()
 	hashes := make(map[types.Resource]string, len(known))
 	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
-	set := func(typ string, items []types.Resource) {
-		versions := make(map[string]string, len(items))
-		snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(version(items, versions, known, hashes), items)
-		snap.VersionMap[typ] = versions
-	}
-	set(resource.ListenerType, asResources(res.Listeners))
-	set(resource.RouteType, asResources(res.Routes))
-	set(resource.ClusterType, asResources(res.Clusters))
-	set(resource.EndpointType, asResources(res.Endpoints))
-	set(resource.SecretType, asResources(res.Secrets))
+	pushType(snap, resource.ListenerType, res.Listeners, current, known, hashes)
+	pushType(snap, resource.RouteType, res.Routes, current, known, hashes)
+	pushType(snap, resource.ClusterType, res.Clusters, current, known, hashes)
+	pushType(snap, resource.EndpointType, res.Endpoints, current, known, hashes)
+	pushType(snap, resource.SecretType, res.Secrets, current, known, hashes)
 	s.mu.Lock()
 	ns := s.nodes[node]
 	if ns == nil {
@@ -334,12 +333,32 @@ func sameVersions(old cache.ResourceSnapshot, snap *cache.Snapshot) bool {
 	return true
 }
 
-func asResources[T types.Resource](in []T) []types.Resource {
-	out := make([]types.Resource, len(in))
-	for i, r := range in {
-		out[i] = r
+// pushType adds the resources of type typ to snap, with their versions,
+// replacing in items those equal to the ones current serves.
+func pushType[T types.Resource](snap *cache.Snapshot, typ string, items []T, current *cache.Snapshot, known, hashes map[types.Resource]string) {
+	list := make([]types.Resource, len(items))
+	for i, r := range items {
+		list[i] = r
 	}
-	return out
+	versions := make(map[string]string, len(items))
+	v := version(list, versions, known, hashes)
+	if current != nil {
+		served, servedVersions := current.Resources[cache.GetResponseType(typ)].Items, current.VersionMap[typ]
+		for i, r := range items {
+			name := cache.GetResourceName(r)
+			old, ok := served[name]
+			if !ok || servedVersions[name] != versions[name] || old.Resource == list[i] {
+				continue
+			}
+			if o, ok := old.Resource.(T); ok {
+				delete(hashes, list[i])
+				items[i], list[i] = o, o
+				hashes[o] = versions[name]
+			}
+		}
+	}
+	snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(v, list)
+	snap.VersionMap[typ] = versions
 }
 
 // version hashes resources (already sorted by name) into a short version
