@@ -67,12 +67,15 @@ const maxWave = 128
 // valid and the change adds no error finding to the config, stores them
 // in one transaction.
 func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) (*controlapi.ApplyResponse, []string) {
+	cp.loading.Add(1)
 	j, errs := loadApply(ctx, req)
 	if len(errs) > 0 {
+		cp.loading.Add(-1)
 		return nil, append(errs, "nothing was applied")
 	}
 	cp.queueMu.Lock()
 	cp.queue = append(cp.queue, j)
+	cp.loading.Add(-1)
 	cp.queueMu.Unlock()
 
 	cp.applyMu.Lock()
@@ -80,6 +83,7 @@ func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) 
 		select {
 		case <-j.done:
 		default:
+			cp.gather()
 			cp.queueMu.Lock()
 			batch := cp.queue
 			cp.queue = nil
@@ -91,6 +95,21 @@ func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) 
 	}
 	cp.applyMu.Unlock()
 	return j.resp, j.errs
+}
+
+// maxGather bounds how long the holder of applyMu waits for applies still
+// being loaded before it takes the queue.
+const maxGather = 10 * time.Millisecond
+
+// gather waits, briefly, for applies still being loaded to join the
+// queue: applies that arrive together, as when the callers of the last
+// wave send their next ones, then form one wave rather than a wave of
+// the first and another of the rest. An apply alone never waits.
+func (cp *controlPlane) gather() {
+	deadline := time.Now().Add(maxGather)
+	for cp.loading.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // loadApply decodes, defaults and validates a request: what depends on

@@ -77,6 +77,9 @@ type controlPlane struct {
 	applyMu sync.Mutex
 	queueMu sync.Mutex
 	queue   []*applyJob
+	// loading counts applies being decoded and validated, on their way to
+	// the queue.
+	loading atomic.Int64
 	// objectsGen counts changes to objects; model is the model built from
 	// them at modelGen (guarded by pushMu).
 	objectsGen uint64

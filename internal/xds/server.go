@@ -21,8 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
+	"weak"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -260,24 +262,22 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 	//
 	// Resources pushed before keep the version they had: translated
 	// resources are never modified once built, and a config rebuilt in
-	// part shares them. A resource equal to the one being served (same
-	// name and version) is replaced by it in res, so that configs rebuilt
-	// in full share what did not change with what is served, instead of
-	// holding a copy.
+	// part shares them. A resource equal to one in use (same type and
+	// version) is replaced by it in res: configs share what they have in
+	// common instead of holding copies.
 	s.mu.Lock()
 	var known map[types.Resource]string
-	var current *cache.Snapshot
 	if ns := s.nodes[node]; ns != nil {
-		known, current = ns.hashes, ns.current
+		known = ns.hashes
 	}
 	s.mu.Unlock()
 	hashes := make(map[types.Resource]string, len(known))
 	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
-	pushType(snap, resource.ListenerType, res.Listeners, current, known, hashes)
-	pushType(snap, resource.RouteType, res.Routes, current, known, hashes)
-	pushType(snap, resource.ClusterType, res.Clusters, current, known, hashes)
-	pushType(snap, resource.EndpointType, res.Endpoints, current, known, hashes)
-	pushType(snap, resource.SecretType, res.Secrets, current, known, hashes)
+	pushType(snap, resource.ListenerType, res.Listeners, known, hashes)
+	pushType(snap, resource.RouteType, res.Routes, known, hashes)
+	pushType(snap, resource.ClusterType, res.Clusters, known, hashes)
+	pushType(snap, resource.EndpointType, res.Endpoints, known, hashes)
+	pushType(snap, resource.SecretType, res.Secrets, known, hashes)
 	s.mu.Lock()
 	ns := s.nodes[node]
 	if ns == nil {
@@ -334,31 +334,51 @@ func sameVersions(old cache.ResourceSnapshot, snap *cache.Snapshot) bool {
 }
 
 // pushType adds the resources of type typ to snap, with their versions,
-// replacing in items those equal to the ones current serves.
-func pushType[T types.Resource](snap *cache.Snapshot, typ string, items []T, current *cache.Snapshot, known, hashes map[types.Resource]string) {
+// replacing each in items by an equal one already in use (interned).
+func pushType[E any, T interface {
+	*E
+	types.Resource
+}](snap *cache.Snapshot, typ string, items []T, known, hashes map[types.Resource]string) {
 	list := make([]types.Resource, len(items))
 	for i, r := range items {
 		list[i] = r
 	}
 	versions := make(map[string]string, len(items))
 	v := version(list, versions, known, hashes)
-	if current != nil {
-		served, servedVersions := current.Resources[cache.GetResponseType(typ)].Items, current.VersionMap[typ]
-		for i, r := range items {
-			name := cache.GetResourceName(r)
-			old, ok := served[name]
-			if !ok || servedVersions[name] != versions[name] || old.Resource == list[i] {
-				continue
-			}
-			if o, ok := old.Resource.(T); ok {
-				delete(hashes, list[i])
-				items[i], list[i] = o, o
-				hashes[o] = versions[name]
-			}
+	for i, r := range items {
+		if o := intern(typ, hashes[list[i]], r); o != r {
+			delete(hashes, list[i])
+			items[i], list[i] = o, o
+			hashes[o] = versions[cache.GetResourceName(o)]
 		}
 	}
 	snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(v, list)
 	snap.VersionMap[typ] = versions
+}
+
+// interned are the resources of the configs built, by type and version
+// (content hash): proxies that call one service get one cluster of it,
+// equal in every config, and the control plane holds it once. An entry
+// goes when nothing holds its resource any more.
+var interned sync.Map // string -> weak pointer
+
+// intern returns the resource of type typ and version v in use, or r,
+// which is then recorded as that one.
+func intern[E any, T interface{ *E }](typ, v string, r T) T {
+	key := typ + "\x00" + v
+	for {
+		wp := weak.Make((*E)(r))
+		prev, loaded := interned.LoadOrStore(key, wp)
+		if !loaded {
+			runtime.AddCleanup((*E)(r), func(wp weak.Pointer[E]) { interned.CompareAndDelete(key, wp) }, wp)
+			return r
+		}
+		if p := prev.(weak.Pointer[E]).Value(); p != nil {
+			return T(p)
+		}
+		// Its resource is gone and its cleanup has yet to run.
+		interned.CompareAndDelete(key, prev)
+	}
 }
 
 // version hashes resources (already sorted by name) into a short version

@@ -83,4 +83,13 @@ func TestPushSharesWhatIsServed(t *testing.T) {
 	if got := len(s.nodes["p"].hashes); got != 6 {
 		t.Errorf("%d versions remembered, want 6", got)
 	}
+
+	// Another proxy with the same clusters shares them too.
+	other := config(3, same)
+	if changed, err := s.Push(ctx, "q", other, nil); err != nil || !changed {
+		t.Fatalf("other proxy: changed %v, err %v", changed, err)
+	}
+	if other.Clusters[0] != first.Clusters[0] || other.Endpoints[1] != first.Endpoints[1] || other.Endpoints[1] == moved.Endpoints[1] {
+		t.Error("a second proxy's config holds copies of resources in use")
+	}
 }
