@@ -120,8 +120,16 @@ type phaseResult struct {
 	// Batch is how many changes went into one apply.
 	Batch        int     `json:"batch,omitempty"`
 	AchievedRate float64 `json:"achievedRate,omitempty"`
-	MaxBacklog   int     `json:"maxBacklog,omitempty"`
-	ApplyErrors  int     `json:"applyErrors,omitempty"`
+	// How the control plane judged and stored the phase's applies:
+	// analyses (one per wave of applies judged together), store
+	// transactions, and the mean time of each step.
+	Analyses    float64 `json:"analyses,omitempty"`
+	AnalyzeMean float64 `json:"analyzeSecondsMean,omitempty"`
+	Commits     float64 `json:"commits,omitempty"`
+	CommitMean  float64 `json:"commitSecondsMean,omitempty"`
+	ReadMean    float64 `json:"readSecondsMean,omitempty"`
+	MaxBacklog  int     `json:"maxBacklog,omitempty"`
+	ApplyErrors int     `json:"applyErrors,omitempty"`
 	// Dropped changes were still unsent when the API had had as long
 	// again as the schedule to catch up.
 	Dropped int `json:"dropped,omitempty"`
@@ -291,6 +299,8 @@ func printPhase(w io.Writer, name string, p *phaseResult) {
 	if p.Rate > 0 {
 		fmt.Fprintf(w, "               %.0f changes/s asked, %d to an apply; %.1f/s accepted by the API; most changes due and not yet accepted %d; dropped (API too far behind) %d; apply errors %d\n",
 			p.Rate, p.Batch, p.AchievedRate, p.MaxBacklog, p.Dropped, p.ApplyErrors)
+		fmt.Fprintf(w, "  judging      %.0f analyses (waves of applies) of %s mean; %.0f store transactions of %s mean; reads of %s mean\n",
+			p.Analyses, ms(p.AnalyzeMean), p.Commits, ms(p.CommitMean), ms(p.ReadMean))
 	}
 	fmt.Fprintf(w, "  convergence  %s\n", p.Convergence)
 	fmt.Fprintf(w, "  apply call   %s\n", p.Apply)

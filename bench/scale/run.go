@@ -568,6 +568,14 @@ func (b *bench) account(p *phaseResult, before, after snap, affected int, config
 		p.TranslationsPerRound = d.Translations / d.Rounds
 		p.RefreshedPerRound = d.Refreshed / d.Rounds
 	}
+	p.Analyses, p.Commits = d.Analyses, d.Commits
+	if d.Analyses > 0 {
+		p.AnalyzeMean = d.AnalyzeSum / d.Analyses
+		p.ReadMean = d.ReadSum / d.Analyses
+	}
+	if d.Commits > 0 {
+		p.CommitMean = d.CommitSum / d.Commits
+	}
 	p.CPUPerChange = p.CPUSeconds / float64(max(1, p.Completed+p.TimedOut))
 	p.ProxyPushes = d.Changed
 	p.Bytes = map[string]int64{}

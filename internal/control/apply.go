@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -321,7 +320,7 @@ func (cp *controlPlane) commitWave(jobs []*applyJob, c *change) {
 			if last {
 				judged = c
 			}
-			cp.stored(writes, judged)
+			cp.madeVisible(writes, judged)
 		}
 		for _, j := range batch {
 			j.finish(errs...)
@@ -408,15 +407,15 @@ func (cp *controlPlane) commit(j *applyJob, c *change) []string {
 	if err != nil {
 		return []string{"apply: " + err.Error()}
 	}
-	cp.stored(j.writes, c)
+	cp.madeVisible(j.writes, c)
 	return nil
 }
 
-// stored makes writes just stored visible at once (read your writes: the
+// madeVisible makes writes just stored visible at once (read your writes: the
 // next apply is judged with them, even before the store's watch delivers
 // them). When c is the analysis of exactly the config they leave, its
 // findings become those the next apply is judged against.
-func (cp *controlPlane) stored(writes []store.Write, c *change) {
+func (cp *controlPlane) madeVisible(writes []store.Write, c *change) {
 	cp.mu.Lock()
 	for _, w := range writes {
 		cp.applyItemLocked(store.Event{Item: store.Item{Key: w.Key, Value: w.Value}})
@@ -448,26 +447,19 @@ type change struct {
 // The findings of the current config are kept until it changes: applies
 // follow one another far more often than the config they are judged
 // against changes otherwise. Callers hold applyMu.
-func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object, removed ...string) *change {
+func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object, removed ...analyze.Resource) *change {
 	start := time.Now()
 	defer func() { cp.metrics.applySteps.WithLabelValues("analyze").Observe(time.Since(start).Seconds()) }()
 	current, amend, gen := cp.analysisInput()
 	if cp.before == nil || cp.beforeGen != gen {
 		cp.before = map[string]bool{}
-		for _, f := range cp.models.Analyze(sortedObjects(current), amend) {
+		for _, f := range current.Analyze(amend) {
 			cp.before[findingKey(f)] = true
 		}
 		cp.beforeGen = gen
 	}
-	next := maps.Clone(current)
-	for _, o := range objs {
-		next[resourceKey(o.Kind, o.Namespace, o.Name)] = o
-	}
-	for _, k := range removed {
-		delete(next, k)
-	}
 	c := &change{after: map[string]bool{}, gen: gen}
-	for _, f := range cp.models.Analyze(sortedObjects(next), amend) {
+	for _, f := range current.With(objs, removed).Analyze(amend) {
 		k := findingKey(f)
 		c.after[k] = true
 		if !cp.before[k] {

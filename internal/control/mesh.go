@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"trellis.dev/trellis/internal/analyze"
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/model"
 	"trellis.dev/trellis/internal/nodemeta"
@@ -80,11 +81,15 @@ type controlPlane struct {
 	// loading counts applies being decoded and validated, on their way to
 	// the queue.
 	loading atomic.Int64
-	// objectsGen counts changes to objects; model is the model built from
-	// them at modelGen (guarded by pushMu).
-	objectsGen uint64
-	model      *model.Config
-	modelGen   uint64
+	// objectsGen counts changes to objects. stored is the set of them with
+	// its model, brought up to date with the resources changed since
+	// (storedDirty) when asked for (storedLocked); guarded by mu.
+	objectsGen  uint64
+	stored      *resource.Stored
+	storedDirty map[analyze.Resource]bool
+	// warned is the set whose conversion errors were last logged
+	// (guarded by pushMu).
+	warned *resource.Stored
 	// models remembers each stored object's conversion to the model, for
 	// analysis and translation.
 	models *resource.ModelCache
@@ -134,6 +139,7 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		problems:      map[string][]string{},
 		pending:       map[string]*time.Timer{},
 		dirty:         map[string]bool{},
+		storedDirty:   map[analyze.Resource]bool{},
 		deps:          map[string]map[string]bool{},
 		built:         map[string]*translate.Resources{},
 	}
@@ -167,6 +173,7 @@ func (cp *controlPlane) load(ctx context.Context) (int64, error) {
 	defer cp.mu.Unlock()
 	cp.objects = map[string]*resource.Object{}
 	cp.values = map[string][]byte{}
+	cp.stored = nil
 	cp.services = map[string]map[model.Key]*model.Service{}
 	cp.registrations = map[string]*nodemeta.Metadata{}
 	cp.objectsGen++
@@ -226,6 +233,7 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 		if old := cp.objects[ev.Key]; old != nil {
 			cp.markDirtyLocked(cp.changeKeysLocked(old)...)
 			cp.indexServiceLocked(old, false)
+			cp.storedDirty[resourceOf(old)] = true
 		}
 		delete(cp.values, ev.Key)
 		if ev.Deleted {
@@ -243,6 +251,7 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 		}
 		cp.objects[ev.Key] = obj
 		cp.values[ev.Key] = ev.Value
+		cp.storedDirty[resourceOf(obj)] = true
 		cp.indexServiceLocked(obj, true)
 		cp.markDirtyLocked(cp.changeKeysLocked(obj)...)
 	case strings.HasPrefix(ev.Key, proxiesPrefix):
@@ -263,6 +272,36 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 		cp.registrations[id] = meta
 		cp.markDirtyLocked(cp.registrationKeysLocked(id, meta)...)
 	}
+}
+
+// resourceOf names an object for the analyzer.
+func resourceOf(o *resource.Object) analyze.Resource {
+	return analyze.Resource{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name}
+}
+
+// storedLocked returns the set of stored objects, brought up to date.
+// Callers hold cp.mu.
+func (cp *controlPlane) storedLocked() *resource.Stored {
+	if cp.stored == nil {
+		cp.stored = resource.NewStored(slices.Collect(maps.Values(cp.objects)), cp.models)
+		clear(cp.storedDirty)
+		return cp.stored
+	}
+	if len(cp.storedDirty) == 0 {
+		return cp.stored
+	}
+	var changed []*resource.Object
+	var removed []analyze.Resource
+	for r := range cp.storedDirty {
+		if o := cp.objects[resourceKey(r.Kind, r.Namespace, r.Name)]; o != nil {
+			changed = append(changed, o)
+		} else {
+			removed = append(removed, r)
+		}
+	}
+	clear(cp.storedDirty)
+	cp.stored = cp.stored.With(changed, removed)
+	return cp.stored
 }
 
 // markDirtyLocked records dependency keys a change touched; "*" asks for
@@ -461,30 +500,20 @@ type snapshot struct {
 // far more often. Callers hold pushMu.
 func (cp *controlPlane) build() *snapshot {
 	cp.mu.Lock()
-	var objs []*resource.Object
-	gen := cp.objectsGen
-	if cp.model == nil || cp.modelGen != gen {
-		for _, k := range slices.Sorted(maps.Keys(cp.objects)) {
-			objs = append(objs, cp.objects[k])
-		}
-	}
+	stored := cp.storedLocked()
 	regs := maps.Clone(cp.registrations)
 	connected := slices.Collect(maps.Keys(cp.connected))
 	chains := maps.Clone(cp.chains)
 	cp.mu.Unlock()
 
-	if cp.model == nil || cp.modelGen != gen {
-		cfg, err := cp.models.Model(objs)
-		if err != nil {
+	if stored != cp.warned {
+		if err := stored.Errors(); err != nil {
 			cp.log.Warn("some stored resources are not in effect", "err", err)
 		}
-		if cfg == nil {
-			cfg = &model.Config{}
-		}
-		cp.model, cp.modelGen = cfg, gen
+		cp.warned = stored
 	}
 	// A shallow copy: only the workloads differ.
-	cfg := *cp.model
+	cfg := *stored.Model()
 	cfg.Workloads = slices.Clone(cfg.Workloads)
 	addRegistered(&cfg, regs)
 	slices.SortFunc(cfg.Workloads, func(a, b *model.Workload) int { return a.Key.Compare(b.Key) })
