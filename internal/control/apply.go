@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"trellis.dev/trellis/internal/analyze"
 	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/internal/model"
 	trellisresource "trellis.dev/trellis/internal/resource"
 	"trellis.dev/trellis/internal/store"
 )
@@ -432,41 +434,91 @@ func (cp *controlPlane) madeVisible(writes []store.Write, c *change) {
 type change struct {
 	// added are the findings the change adds to the current config's.
 	added []analyze.Finding
-	// after are the keys of all findings of the changed config; gen the
-	// generations of the config it was judged against.
-	after map[string]bool
+	// after is the analysis of the changed config; gen the generations of
+	// the config it was judged against.
+	after *analysis
 	gen   [2]uint64
 	// writes is how many stored objects the judged change writes.
 	writes int
 }
 
+// analysis is the findings of a config, by key (findingKey): all of them,
+// and those of the analyzer's checks that read no workload (PartRest),
+// which a change of workloads alone leaves as they were.
+type analysis struct {
+	all, rest map[string]bool
+}
+
+// analyzeStored analyzes stored with amend. When rest is not nil it holds
+// the findings of analyze.PartRest, which are not sought again. It
+// returns the analysis and the findings it sought.
+func analyzeStored(stored *trellisresource.Stored, amend func(*model.Config), rest map[string]bool) (*analysis, []analyze.Finding) {
+	a := &analysis{all: map[string]bool{}, rest: rest}
+	var found []analyze.Finding
+	if rest == nil {
+		a.rest = map[string]bool{}
+		found = stored.AnalyzeParts(amend, analyze.PartRest)
+		for _, f := range found {
+			a.rest[findingKey(f)] = true
+		}
+	}
+	maps.Copy(a.all, a.rest)
+	// Conversion errors go with PartWorkloads, sought every time.
+	w := stored.AnalyzeParts(amend, analyze.PartWorkloads)
+	for _, f := range w {
+		a.all[findingKey(f)] = true
+	}
+	return a, append(found, w...)
+}
+
 // analyzeChange returns the findings that storing objs and deleting the
-// objects stored under the keys removed would add to those of the current
-// config (stored resources and registered workloads).
+// resources removed would add to those of the current config (stored
+// resources and registered workloads).
 //
 // The findings of the current config are kept until it changes: applies
 // follow one another far more often than the config they are judged
-// against changes otherwise. Callers hold applyMu.
+// against changes otherwise. A change of Workloads alone runs only the
+// analyzer's checks that read workloads. Callers hold applyMu.
 func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object, removed ...analyze.Resource) *change {
 	start := time.Now()
 	defer func() { cp.metrics.applySteps.WithLabelValues("analyze").Observe(time.Since(start).Seconds()) }()
 	current, amend, gen := cp.analysisInput()
 	if cp.before == nil || cp.beforeGen != gen {
-		cp.before = map[string]bool{}
-		for _, f := range current.Analyze(amend) {
-			cp.before[findingKey(f)] = true
-		}
+		cp.before, _ = analyzeStored(current, amend, nil)
 		cp.beforeGen = gen
 	}
-	c := &change{after: map[string]bool{}, gen: gen}
-	for _, f := range current.With(objs, removed).Analyze(amend) {
+	next := current.With(objs, removed)
+	var rest map[string]bool
+	if workloadsOnly(objs, removed) {
+		rest = cp.before.rest
+	}
+	after, found := analyzeStored(next, amend, rest)
+	c := &change{after: after, gen: gen}
+	seen := map[string]bool{}
+	for _, f := range found {
 		k := findingKey(f)
-		c.after[k] = true
-		if !cp.before[k] {
+		if !cp.before.all[k] && !seen[k] {
+			seen[k] = true
 			c.added = append(c.added, f)
 		}
 	}
+	analyze.Sort(c.added)
 	return c
+}
+
+// workloadsOnly reports whether a change touches Workloads alone.
+func workloadsOnly(objs []*trellisresource.Object, removed []analyze.Resource) bool {
+	for _, o := range objs {
+		if o.Kind != "Workload" {
+			return false
+		}
+	}
+	for _, r := range removed {
+		if r.Kind != "Workload" {
+			return false
+		}
+	}
+	return true
 }
 
 // findingKey identifies a finding independently of where it was read.

@@ -109,7 +109,7 @@ type controlPlane struct {
 	// regsGen counts changes to registrations; before are the findings of
 	// the config at beforeGen (objectsGen, regsGen), guarded by applyMu.
 	regsGen   uint64
-	before    map[string]bool
+	before    *analysis
 	beforeGen [2]uint64
 	metrics   *metrics
 	// wg tracks the goroutines keeping registrations alive.

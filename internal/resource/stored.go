@@ -123,14 +123,24 @@ func (s *Stored) With(changed []*Object, removed []analyze.Resource) *Stored {
 // Analyze analyzes the set as the package's Analyze analyzes its objects.
 // amend may only add workloads.
 func (s *Stored) Analyze(amend func(*model.Config)) []analyze.Finding {
-	findings := errorFindings(analyze.CodeUnusable, s.Errors())
+	return s.AnalyzeParts(amend, analyze.AllParts)
+}
+
+// AnalyzeParts is Analyze with the analyzer's checks of parts only. The
+// objects' conversion errors go with analyze.PartWorkloads: they are
+// among the findings when parts has it.
+func (s *Stored) AnalyzeParts(amend func(*model.Config), parts analyze.Part) []analyze.Finding {
+	var findings []analyze.Finding
+	if parts&analyze.PartWorkloads != 0 {
+		findings = errorFindings(analyze.CodeUnusable, s.Errors())
+	}
 	cfg := *s.cfg
 	if amend != nil {
 		cfg.Workloads = slices.Clone(cfg.Workloads)
 		amend(&cfg)
 		slices.SortStableFunc(cfg.Workloads, func(a, b *model.Workload) int { return a.Key.Compare(b.Key) })
 	}
-	located := analyze.Analyze(&cfg)
+	located := analyze.AnalyzeParts(&cfg, parts)
 	for i, f := range located {
 		if o := s.objs[f.Resource]; o != nil && o.File != "" {
 			located[i].File = o.File
