@@ -7,10 +7,10 @@ import (
 	"trellis.dev/trellis/internal/proxy/workloadapi"
 )
 
-// WorkloadAPISocketMode is the mode of the Workload API socket: anyone who
+// workloadAPISocketMode is the mode of the Workload API socket: anyone who
 // can reach it may connect, so the permissions of its directory decide who
 // gets the workload's identity.
-const WorkloadAPISocketMode fs.FileMode = 0o666
+const workloadAPISocketMode fs.FileMode = 0o666
 
 // startWorkloadAPI serves the SPIFFE Workload API on
 // Options.WorkloadAPISocket, if set, until ctx ends; the socket file is
@@ -21,7 +21,7 @@ func (p *Proxy) startWorkloadAPI(ctx context.Context) error {
 	if path == "" {
 		return nil
 	}
-	ln, err := workloadapi.Listen(path, WorkloadAPISocketMode)
+	ln, err := workloadapi.Listen(path, workloadAPISocketMode)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func removeStale(path string) error {
 // ending every stream (clients reconnect, to the next server on the
 // socket), and closes ln, which removes the socket file.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	g := s.GRPCServer()
+	g := s.grpcServer()
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ln) }()
 	select {

@@ -86,9 +86,9 @@ func New(src Source, log *slog.Logger) *Server {
 	return &Server{src: src, log: log}
 }
 
-// GRPCServer returns a gRPC server with the Workload API registered and
+// grpcServer returns a gRPC server with the Workload API registered and
 // the header check and panic recovery in front of every method.
-func (s *Server) GRPCServer() *grpc.Server {
+func (s *Server) grpcServer() *grpc.Server {
 	g := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(s.unaryGuard),
 		grpc.ChainStreamInterceptor(s.streamGuard),
