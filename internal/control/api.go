@@ -40,6 +40,7 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET "+controlapi.PathConfig, cp.handleConfigDump)
+	mux.HandleFunc("GET "+controlapi.PathTLSCheck, cp.handleTLSCheck)
 	// Not ready while starting, or while etcd does not answer: the control
 	// plane then still serves its proxies the last config it has, but
 	// cannot take changes or new registrations.

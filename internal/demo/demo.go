@@ -179,6 +179,12 @@ func Run(ctx context.Context, o Options) error {
 
 	bundle := filepath.Join(dataDir, "control", "ca", "root-cert.pem")
 	common := []string{"--control-plane", addrs.XDS, "--ca-bundle", bundle}
+	// Each sidecar serves the SPIFFE Workload API on a socket of its own,
+	// never on the shared default path.
+	socketDir := filepath.Join(dataDir, "workload-api")
+	if err := os.MkdirAll(socketDir, 0o700); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	fmt.Fprintln(o.Stdout, "starting the ingress gateway and 4 workloads with their sidecars")
 	err = sup.start("ingress", o.Proxy, append([]string{
 		"--gateway", namespace + "/ingress",
@@ -199,6 +205,7 @@ func Run(ctx context.Context, o Options) error {
 			"--label", "app=" + w.service, "--label", "version=" + w.version,
 			"--port", "http:" + strconv.Itoa(appPort) + "/HTTP",
 			"--admin-address", net.JoinHostPort(ip.String(), strconv.Itoa(adminPort)),
+			"--workload-api-socket=" + workloadAPISocket(socketDir, w.name),
 		}
 		if w.next != "" {
 			appArgs = append(appArgs, "--next", "http://"+net.JoinHostPort(ip.String(), strconv.Itoa(w.nextPort)))
@@ -221,13 +228,14 @@ Trellis demo is running: a gateway and three services (reviews in two versions),
 ingress: %s
 control plane: %s (API), %s (xDS and CA)
 logs: %s
+SPIFFE Workload API of each sidecar: unix://%s/NAME.sock
 
 Try:
   curl %s
   trellis proxy-status
   TRELLIS_CONTROL_PLANE=%s trellis get httproutes -n demo
 Press Ctrl-C to stop.
-`, addrs.Ingress, addrs.ControlPlane, addrs.XDS, logDir, addrs.Ingress, addrs.ControlPlane)
+`, addrs.Ingress, addrs.ControlPlane, addrs.XDS, logDir, socketDir, addrs.Ingress, addrs.ControlPlane)
 
 	select {
 	case <-ctx.Done():
@@ -236,6 +244,18 @@ Press Ctrl-C to stop.
 	case e := <-sup.exited:
 		return fmt.Errorf("demo: %s exited unexpectedly (%v); last lines of %s:\n%s", e.name, e.err, e.log, tail(e.log, 15))
 	}
+}
+
+// workloadAPISocket is the Workload API socket of a demo sidecar in dir,
+// or empty (none) when the path is too long for a UNIX socket, as a deep
+// --data-dir can make it.
+func workloadAPISocket(dir, name string) string {
+	const maxSocketPath = 100 // sun_path holds 108 bytes on Linux, 104 on BSDs
+	path := filepath.Join(dir, name+".sock")
+	if len(path) > maxSocketPath {
+		return ""
+	}
+	return path
 }
 
 // checkChain asks the ingress for the chain and checks that it crossed

@@ -55,6 +55,9 @@ type Options struct {
 	// incremental (delta) xDS, in which the control plane sends only what
 	// changed.
 	StateOfTheWorld bool
+	// WorkloadAPISocket is the path of the UNIX socket on which the proxy
+	// serves the SPIFFE Workload API (workloadapi.go); empty disables it.
+	WorkloadAPISocket string
 }
 
 // Proxy is a running data plane.
@@ -223,6 +226,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer conn.Close()
 	issuer := p.issuer(capb.NewCertificateServiceClient(conn))
 
+	if err := p.startWorkloadAPI(ctx); err != nil {
+		return err
+	}
 	var admin *http.Server
 	if p.opts.AdminAddress != "" {
 		ln, err := net.Listen("tcp", p.opts.AdminAddress)

@@ -7,7 +7,9 @@
 //	                         TLS configs for inbound and outbound mTLS
 //
 // Certificates are renewed at half their lifetime; connections already
-// established keep going, new handshakes use the new certificate.
+// established keep going, new handshakes use the new certificate. Changed
+// tells watchers (the Workload API) when the certificate or the trust
+// bundle changes.
 package secrets
 
 import (
@@ -102,6 +104,9 @@ func (m *Manager) setBundle(bundle []*x509.Certificate) {
 		pool.AddCert(c)
 	}
 	m.mu.Lock()
+	if !sameCertificates(m.bundle, bundle) {
+		m.notifyLocked()
+	}
 	m.roots, m.bundle = pool, bundle
 	m.mu.Unlock()
 }
@@ -176,8 +181,7 @@ func (m *Manager) install(key *ecdsa.PrivateKey, chain [][]byte) error {
 	m.mu.Lock()
 	m.key, m.cert = key, cert
 	m.renewAt = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
-	close(m.changed)
-	m.changed = make(chan struct{})
+	m.notifyLocked()
 	m.mu.Unlock()
 	m.log.Info("certificate installed", "identity", m.id.String(), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
 	return nil
