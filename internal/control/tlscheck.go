@@ -3,6 +3,7 @@ package control
 import (
 	"errors"
 	"net/http"
+	"slices"
 
 	"trellis.dev/trellis/internal/controlapi"
 	"trellis.dev/trellis/internal/model"
@@ -18,16 +19,14 @@ func (cp *controlPlane) handleTLSCheck(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusBadRequest, "tls-check: a Service name needs its namespace")
 		return
 	}
-	current, amend, _ := cp.analysisInput()
+	stored, amend, _ := cp.analysisInput()
 	// Resources that cannot be converted are not in effect for the
 	// translator either; the analyzer reports them.
-	cfg, _ := cp.models.Model(sortedObjects(current))
-	if cfg == nil {
-		cfg = &model.Config{}
-	}
-	amend(cfg)
+	cfg := *stored.Model()
+	cfg.Workloads = slices.Clone(cfg.Workloads)
+	amend(&cfg)
 	cfg.Sort()
-	ports, err := tlscheck.Check(cfg, model.NewIndex(cfg), ns, name)
+	ports, err := tlscheck.Check(&cfg, model.NewIndex(&cfg), ns, name)
 	var noService *tlscheck.NoServiceError
 	if errors.As(err, &noService) {
 		writeErrors(w, http.StatusNotFound, err.Error())
