@@ -32,6 +32,7 @@ const (
 	logKeyRootExpiry         = "root_expiry"
 	logKeyIntermediateExpiry = "intermediate_expiry"
 	logKeyToken              = "token_id"
+	logKeyCode               = "code"
 )
 
 // Bounds of a request's fields; the CSR is bounded by ParseCSR (16 KiB).
@@ -135,7 +136,8 @@ func (s *Server) CreateCertificate(ctx context.Context, req *capb.CreateCertific
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := s.authenticate(ctx, req, id); err != nil {
-		attrs := []any{logKeyNode, node, logKeyIdentity, id.String(), logKeyError, err}
+		st := status.Convert(err)
+		attrs := []any{logKeyNode, node, logKeyIdentity, id.String(), logKeyCode, st.Code().String(), logKeyError, st.Message()}
 		var tok interface{ TokenID() string }
 		if errors.As(err, &tok) && tok.TokenID() != "" {
 			attrs = append(attrs, logKeyToken, tok.TokenID())
