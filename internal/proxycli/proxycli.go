@@ -30,6 +30,7 @@ type flags struct {
 	labels, ports, upstreams            []string
 	showVersion                         bool
 	xdsProtocol                         string
+	token, tokenFile, identityDir       string
 }
 
 // Run executes the trellis-proxy command line args.
@@ -41,6 +42,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Long: `trellis-proxy fronts one workload as its sidecar, or serves one Gateway
 resource with --gateway NAMESPACE/NAME. It registers with the control plane,
 obtains its SPIFFE certificate, and follows its config over ADS.
+
+Its first certificate needs a join token for its identity (--token-file,
+from 'trellis token create'); it renews the certificate with the certificate
+itself. With --identity-dir, a restarted proxy goes on with the certificate
+it has while that is valid.
 
 A sidecar accepts mesh mTLS on --mesh-port and forwards to the app on
 --app-address; the app calls the services named by --upstream through
@@ -89,6 +95,9 @@ mTLS.`,
 	fl.StringArrayVar(&f.upstreams, "upstream", nil, "outbound listener SERVICE[.NAMESPACE]:PORT=LOCALPORT; repeatable")
 	fl.StringVar(&f.meta.Locality, "locality", "", "region/zone/subzone")
 	fl.StringVar(&f.xdsProtocol, "xds-protocol", "delta", "xDS protocol: delta (incremental: only what changed is sent) or sotw (state of the world)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the join token for this identity (from 'trellis token create'), sent on first contact only; read again on each attempt until a certificate is issued")
+	fl.StringVar(&f.token, "token", "", "the join token itself (prefer --token-file: a command line is visible to other users)")
+	fl.StringVar(&f.identityDir, "identity-dir", "", "directory to keep the key (0600) and certificate chain in, so that a restart goes on with a still-valid certificate instead of needing a new token")
 	fl.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	c.SetArgs(args)
 	c.SetOut(stdout)
@@ -102,6 +111,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		return proxy.Options{}, usage.Errorf("--log-level %q: %v", f.logLevel, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if f.token != "" && f.tokenFile != "" {
+		return proxy.Options{}, usage.Errorf("--token and --token-file: give one of them")
+	}
 	m := f.meta
 	m.Kind = nodemeta.KindSidecar
 	m.Version = version.Version
@@ -181,6 +193,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		Registration:    m,
 		AdminAddress:    f.adminAddress,
 		Logger:          log,
+		Token:           strings.TrimSpace(f.token),
+		TokenFile:       f.tokenFile,
+		IdentityDir:     f.identityDir,
 	}, nil
 }
 
