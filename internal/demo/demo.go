@@ -179,13 +179,17 @@ func Run(ctx context.Context, o Options) error {
 
 	bundle := filepath.Join(dataDir, "control", "ca", "root-cert.pem")
 	common := []string{"--control-plane", addrs.XDS, "--ca-bundle", bundle}
+	identity, err := joinTokens(ctx, client, dataDir)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(o.Stdout, "starting the ingress gateway and 4 workloads with their sidecars")
-	err = sup.start("ingress", o.Proxy, append([]string{
+	err = sup.start("ingress", o.Proxy, append(append([]string{
 		"--gateway", namespace + "/ingress",
 		"--name", "ingress", "--namespace", namespace, "--service-account", "ingress",
 		"--address", o.IP.String(),
 		"--admin-address", net.JoinHostPort(o.IP.String(), strconv.Itoa(adminPort)),
-	}, common...)...)
+	}, identity("ingress")...), common...)...)
 	if err != nil {
 		return err
 	}
@@ -207,6 +211,7 @@ func Run(ctx context.Context, o Options) error {
 		if err := sup.start(w.name, o.Trellis, appArgs...); err != nil {
 			return err
 		}
+		sidecarArgs = append(sidecarArgs, identity(w.name)...)
 		if err := sup.start(w.name+"-sidecar", o.Proxy, append(sidecarArgs, common...)...); err != nil {
 			return err
 		}
@@ -236,6 +241,39 @@ Press Ctrl-C to stop.
 	case e := <-sup.exited:
 		return fmt.Errorf("demo: %s exited unexpectedly (%v); last lines of %s:\n%s", e.name, e.err, e.log, tail(e.log, 15))
 	}
+}
+
+// joinTokens makes a single-use join token through the control plane's API
+// for the ingress gateway and each workload's sidecar, as an operator would
+// with `trellis token create`, and writes each to DATA/tokens/NAME.token
+// (mode 0600). It returns the flags that give the proxy NAME its token file
+// and an identity directory, DATA/identity/NAME.
+func joinTokens(ctx context.Context, client *controlapi.Client, dataDir string) (func(name string) []string, error) {
+	names := []string{"ingress"}
+	specs := []controlapi.TokenSpec{{Namespace: namespace, ServiceAccount: "ingress", TTLSeconds: 3600}}
+	for _, w := range workloads {
+		names = append(names, w.name)
+		specs = append(specs, controlapi.TokenSpec{Namespace: namespace, ServiceAccount: w.account, TTLSeconds: 3600})
+	}
+	made, err := client.CreateTokens(ctx, specs)
+	if err != nil {
+		return nil, fmt.Errorf("demo: making join tokens: %w", err)
+	}
+	tokenDir := filepath.Join(dataDir, "tokens")
+	if err := os.MkdirAll(tokenDir, 0o700); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	for i, name := range names {
+		if err := os.WriteFile(filepath.Join(tokenDir, name+".token"), []byte(made[i].Token+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+	}
+	return func(name string) []string {
+		return []string{
+			"--token-file", filepath.Join(tokenDir, name+".token"),
+			"--identity-dir", filepath.Join(dataDir, "identity", name),
+		}
+	}, nil
 }
 
 // checkChain asks the ingress for the chain and checks that it crossed
