@@ -78,8 +78,8 @@ func tokenState(cp *controlPlane, t *testing.T, id string) (string, int) {
 // TestProxyJoinsWithTokenFile: a proxy whose token file holds a token for
 // another identity gets no certificate, and the token is not spent; once
 // the right token is written to the file the proxy picks it up and joins.
-// Restarted with its identity directory, it goes on with its certificate,
-// though its single-use token is spent.
+// Restarted with its identity directory and no token, it goes on with its
+// certificate.
 func TestProxyJoinsWithTokenFile(t *testing.T) {
 	s := newSubnet(t)
 	cp := startControlPlane(t, s, t.TempDir())
@@ -129,9 +129,11 @@ func TestProxyJoinsWithTokenFile(t *testing.T) {
 		t.Errorf("the web token is %s with %d uses left", state, left)
 	}
 
-	// Restart: the identity directory carries the proxy; the spent token
-	// in the file is not sent.
+	// Restart: the identity directory carries the proxy, without a token.
 	stop()
+	if err := os.Remove(tokenFile); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 30*time.Second, "the proxy gone", func() error {
 		if connected(cp, t, "web-1.demo") == nil {
 			return fmt.Errorf("still connected")
