@@ -16,6 +16,14 @@
 //	proxy: key + CSR ──CreateCertificate──► Server ─► Authenticator ─► CA.Sign
 //	proxy ◄── cert_chain (leaf, intermediate) + trust_bundle (roots) ──┘
 //
+// The control plane's Authenticator is PeerOrToken: a proxy renews with the
+// certificate it presents on the TLS connection (verified again here, now,
+// as an X509-SVID for exactly the identity it asks for), and on first
+// contact proves its right to an identity with a token in the request
+// (jointoken; a Kubernetes service account token later). The Server checks
+// everything about a request's content before it asks the Authenticator,
+// so a malformed or oversized request never spends a token.
+//
 // All keys are ECDSA P-256. Key files are PKCS#8 PEM, mode 0600, written
 // atomically (temporary file, fsync, rename); certificates are PEM, mode
 // 0644; the directory is created 0700. Open creates what is missing on first

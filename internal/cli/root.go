@@ -61,6 +61,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		proxyStatusCommand(g),
 		proxyConfigCommand(g),
 		tlsCheckCommand(g),
+		tokenCommand(g),
 		versionCommand(g),
 	)
 	root.SetArgs(args)

@@ -33,6 +33,9 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("DELETE "+controlapi.PathResources, cp.handleDelete)
 	mux.HandleFunc("GET "+controlapi.PathProxies, cp.handleProxies)
 	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
+	mux.HandleFunc("POST "+controlapi.PathTokens, cp.handleCreateTokens)
+	mux.HandleFunc("GET "+controlapi.PathTokens, cp.handleListTokens)
+	mux.HandleFunc("POST "+controlapi.PathTokens+"/{id}/revoke", cp.handleRevokeToken)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{}))
 	// Profiles, on the debug port (loopback by default).
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)

@@ -18,6 +18,7 @@ import (
 
 	"trellis.dev/trellis/internal/analyze"
 	"trellis.dev/trellis/internal/ca"
+	"trellis.dev/trellis/internal/jointoken"
 	"trellis.dev/trellis/internal/model"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
@@ -48,8 +49,10 @@ type controlPlane struct {
 	store *store.Store
 	ca    *ca.CA
 	xds   *xds.Server
-	ready atomic.Bool
-	stop  atomic.Bool
+	// tokens are the join tokens, under their own prefix of the store.
+	tokens *jointoken.Store
+	ready  atomic.Bool
+	stop   atomic.Bool
 
 	// kick asks the push loop for a rebuild.
 	kick chan struct{}
@@ -128,6 +131,7 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		log:           opts.Logger,
 		store:         st,
 		ca:            authority,
+		tokens:        jointoken.New(st, jointoken.Options{TrustDomain: opts.TrustDomain, Logger: opts.Logger}),
 		kick:          make(chan struct{}, 1),
 		objects:       map[string]*resource.Object{},
 		values:        map[string][]byte{},
@@ -191,12 +195,19 @@ func (cp *controlPlane) load(ctx context.Context) (int64, error) {
 func (cp *controlPlane) watch(ctx context.Context, rev int64) error {
 	for ctx.Err() == nil {
 		err := cp.store.Watch(ctx, "", rev, func(events []store.Event) {
+			mesh := false
 			cp.mu.Lock()
 			for _, ev := range events {
-				cp.applyItemLocked(ev)
+				// Join tokens change nothing any proxy is sent.
+				if !strings.HasPrefix(ev.Key, jointoken.Prefix) {
+					cp.applyItemLocked(ev)
+					mesh = true
+				}
 			}
 			cp.mu.Unlock()
-			cp.trigger()
+			if mesh {
+				cp.trigger()
+			}
 		})
 		if ctx.Err() != nil {
 			break

@@ -69,6 +69,7 @@ spec:
 		},
 		AdminAddress: net.JoinHostPort(webIP, "15000"), Logger: testLogger(t, "web-1"),
 		DrainTimeout: time.Second, WorkloadAPISocket: socket,
+		Token: cp.token(t, "demo", "web"),
 	})
 	if err != nil {
 		t.Fatal(err)

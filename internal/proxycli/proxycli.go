@@ -33,8 +33,9 @@ type flags struct {
 	xdsProtocol                         string
 	// workloadAPISocket is --workload-api-socket; workloadAPISocketSet
 	// tells whether it was given, as opposed to defaulted.
-	workloadAPISocket    string
-	workloadAPISocketSet bool
+	workloadAPISocket             string
+	workloadAPISocketSet          bool
+	token, tokenFile, identityDir string
 }
 
 // Run executes the trellis-proxy command line args.
@@ -46,6 +47,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Long: `trellis-proxy fronts one workload as its sidecar, or serves one Gateway
 resource with --gateway NAMESPACE/NAME. It registers with the control plane,
 obtains its SPIFFE certificate, and follows its config over ADS.
+
+Its first certificate needs a join token for its identity (--token-file,
+from 'trellis token create'); it renews the certificate with the certificate
+itself. With --identity-dir, a restarted proxy goes on with the certificate
+it has while that is valid.
 
 A sidecar accepts mesh mTLS on --mesh-port and forwards to the app on
 --app-address; the app calls the services named by --upstream through
@@ -104,6 +110,9 @@ user). Whoever can connect to the socket gets the workload's identity.`,
 	fl.StringVar(&f.meta.Locality, "locality", "", "region/zone/subzone")
 	fl.StringVar(&f.xdsProtocol, "xds-protocol", "delta", "xDS protocol: delta (incremental: only what changed is sent) or sotw (state of the world)")
 	fl.StringVar(&f.workloadAPISocket, "workload-api-socket", DefaultWorkloadAPISocket, "UNIX socket the SPIFFE Workload API is served on; empty disables it. Without the flag a sidecar serves it at the default path if that directory exists")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the join token for this identity (from 'trellis token create'), sent on first contact only; read again on each attempt until a certificate is issued")
+	fl.StringVar(&f.token, "token", "", "the join token itself (prefer --token-file: a command line is visible to other users)")
+	fl.StringVar(&f.identityDir, "identity-dir", "", "directory to keep the key (0600) and certificate chain in, so that a restart goes on with a still-valid certificate instead of needing a new token")
 	fl.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	c.SetArgs(args)
 	c.SetOut(stdout)
@@ -117,6 +126,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		return proxy.Options{}, usage.Errorf("--log-level %q: %v", f.logLevel, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if f.token != "" && f.tokenFile != "" {
+		return proxy.Options{}, usage.Errorf("--token and --token-file: give one of them")
+	}
 	m := f.meta
 	m.Kind = nodemeta.KindSidecar
 	m.Version = version.Version
@@ -201,6 +213,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		AdminAddress:      f.adminAddress,
 		Logger:            log,
 		WorkloadAPISocket: socket,
+		Token:             strings.TrimSpace(f.token),
+		TokenFile:         f.tokenFile,
+		IdentityDir:       f.identityDir,
 	}, nil
 }
 

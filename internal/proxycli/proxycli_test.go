@@ -61,6 +61,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--name", "a", "--address", "example.com", "--ca-bundle", "x"}, `address: "example.com" is not an IP address`},
 		{[]string{"--name", "a", "--control-plane", "cp-a:15012,"}, `--control-plane: proxy: control plane address "": want HOST:PORT`},
 		{[]string{"--name", "a", "--control-plane", "cp-a:15012,cp-b"}, `control plane address "cp-b"`},
+		{[]string{"--name", "a", "--ca-bundle", "testdata/none.pem", "--token", "t", "--token-file", "f"}, "--token and --token-file: give one of them"},
 	} {
 		var out bytes.Buffer
 		err := Run(context.Background(), tc.args, &out, &out)

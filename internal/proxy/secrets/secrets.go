@@ -9,7 +9,9 @@
 // Certificates are renewed at half their lifetime; connections already
 // established keep going, new handshakes use the new certificate. Changed
 // tells watchers (the Workload API) when the certificate or the trust
-// bundle changes.
+// bundle changes. With an identity directory (UseDir) the key and chain
+// are also kept on disk, so that a restarted proxy goes on with its
+// certificate while it is valid.
 package secrets
 
 import (
@@ -58,6 +60,10 @@ type Manager struct {
 	bundle  []*x509.Certificate
 	renewAt time.Time
 	changed chan struct{}
+	// dir is the identity directory (UseDir); persistMu serializes writes
+	// to it.
+	dir       string
+	persistMu sync.Mutex
 }
 
 // New returns a manager for id with an initial trust bundle (the roots the
@@ -184,6 +190,7 @@ func (m *Manager) install(key *ecdsa.PrivateKey, chain [][]byte) error {
 	m.notifyLocked()
 	m.mu.Unlock()
 	m.log.Info("certificate installed", "identity", m.id.String(), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
+	m.persist()
 	return nil
 }
 
@@ -246,6 +253,16 @@ func (m *Manager) Certificate() *tls.Certificate {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.cert
+}
+
+// ValidCertificate returns the current certificate if it has not expired,
+// else nil: what the proxy can authenticate with.
+func (m *Manager) ValidCertificate() *tls.Certificate {
+	c := m.Certificate()
+	if c == nil || !time.Now().Before(c.Leaf.NotAfter) {
+		return nil
+	}
+	return c
 }
 
 // Verify checks a peer's chain against the trust bundle and returns its

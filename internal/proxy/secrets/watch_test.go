@@ -35,15 +35,6 @@ func caIssuer(c *ca.CA) Issuer {
 	})
 }
 
-func openCA(t *testing.T) *ca.CA {
-	t.Helper()
-	c, err := ca.Open(ca.Options{Dir: t.TempDir(), TrustDomain: "example.org"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func closed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
@@ -54,7 +45,7 @@ func closed(ch <-chan struct{}) bool {
 }
 
 func TestChangedOnRenewalAndNewBundle(t *testing.T) {
-	c := openCA(t)
+	c := openCA(t, nil)
 	id := identity.ID{TrustDomain: "example.org", Namespace: "shop", ServiceAccount: "cart"}
 	m := New(id, c.Roots(), nil)
 
@@ -80,7 +71,7 @@ func TestChangedOnRenewalAndNewBundle(t *testing.T) {
 	}
 
 	// A second root (a root rotation in progress) is a change.
-	other := openCA(t)
+	other := openCA(t, nil)
 	both := append(c.BundlePEM(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Roots()[0].Raw})...)
 	if err := m.SetTrustBundle(both); err != nil {
 		t.Fatal(err)
@@ -96,7 +87,7 @@ func TestChangedOnRenewalAndNewBundle(t *testing.T) {
 // TestRunWakesOnChange checks that the renewal loop, which waits on the
 // same channel, keeps working when bundle changes wake it.
 func TestRunWakesOnChange(t *testing.T) {
-	c := openCA(t)
+	c := openCA(t, nil)
 	id := identity.ID{TrustDomain: "example.org", Namespace: "shop", ServiceAccount: "cart"}
 	m := New(id, c.Roots(), nil)
 	issuer := caIssuer(c)
@@ -110,7 +101,7 @@ func TestRunWakesOnChange(t *testing.T) {
 		defer close(done)
 		m.Run(ctx, issuer)
 	}()
-	other := openCA(t)
+	other := openCA(t, nil)
 	for range 3 {
 		if err := m.SetTrustBundle(append(c.BundlePEM(), other.BundlePEM()...)); err != nil {
 			t.Fatal(err)
