@@ -20,8 +20,12 @@ import (
 const (
 	// NextTimeout bounds the call to the next hop.
 	NextTimeout = 5 * time.Second
-	// ShutdownTimeout bounds the graceful shutdown of Run.
-	ShutdownTimeout = 5 * time.Second
+	// ShutdownTimeout bounds the graceful shutdown of Run. net/http's
+	// Shutdown waits up to 5 s for a connection on which no request has
+	// arrived yet (a client may dial one ahead and keep it idle, as the
+	// sidecar's pool does when the call it dialed for is canceled), so a
+	// bound of 5 s fails the shutdown of an app that did nothing wrong.
+	ShutdownTimeout = 10 * time.Second
 
 	// MaxHops bounds the chain, so that an Options.Next that leads back to an
 	// earlier service fails fast instead of calling itself until timeouts.
