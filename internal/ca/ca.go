@@ -553,10 +553,10 @@ func parseKeyPEM(b []byte) (*ecdsa.PrivateKey, error) {
 	}
 	k, ok := key.(*ecdsa.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("a %s key, not ECDSA P-256", keyKind(key))
+		return nil, fmt.Errorf("the key is %s, not ECDSA P-256", keyKind(key))
 	}
 	if k.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("an ECDSA %s key, not P-256", k.Curve.Params().Name)
+		return nil, fmt.Errorf("the key is ECDSA %s, not P-256", k.Curve.Params().Name)
 	}
 	return k, nil
 }

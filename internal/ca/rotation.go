@@ -345,6 +345,11 @@ func (c *CA) StartRotation(ctx context.Context, o RotateOptions) (*State, error)
 			if next, err = c.generate(now); err != nil {
 				return nil, err
 			}
+		case next.Signer == nil:
+			var err error
+			if next, err = c.issueIntermediate(next, now); err != nil {
+				return nil, err
+			}
 		}
 		return startRotation(s, next, o.Manual, now)
 	})
