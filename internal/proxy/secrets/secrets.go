@@ -8,6 +8,14 @@
 //
 // Certificates are renewed at half their lifetime; connections already
 // established keep going, new handshakes use the new certificate.
+//
+// The trust bundle lists the mesh's active root first. A certificate that
+// does not chain to it is renewed early, after a random delay of up to a
+// tenth of its lifetime (at most 30 s) so that a mesh's proxies do not
+// all ask at once: that is how a root rotation gets every workload
+// certificate reissued. If the renewed certificate still does not chain
+// to it (the CA has not switched yet), the next attempt waits twice as
+// long, up to a minute.
 package secrets
 
 import (
@@ -21,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/url"
 	"sync"
 	"time"
@@ -55,7 +64,12 @@ type Manager struct {
 	roots   *x509.CertPool
 	bundle  []*x509.Certificate
 	renewAt time.Time
-	changed chan struct{}
+	// early, when set, is when to renew because the certificate does not
+	// chain to the bundle's first root; earlyWait is the delay after a
+	// renewal that did not help.
+	early     time.Time
+	earlyWait time.Duration
+	changed   chan struct{}
 }
 
 // New returns a manager for id with an initial trust bundle (the roots the
@@ -103,7 +117,58 @@ func (m *Manager) setBundle(bundle []*x509.Certificate) {
 	}
 	m.mu.Lock()
 	m.roots, m.bundle = pool, bundle
+	m.checkRootLocked(false)
 	m.mu.Unlock()
+}
+
+// checkRootLocked schedules an early renewal when the certificate does not
+// chain to the first root of the bundle, the active one, and cancels it
+// when it does. renewed tells that the certificate was just renewed: if it
+// still does not chain to the active root, the next attempt waits longer.
+// Callers hold m.mu for writing.
+func (m *Manager) checkRootLocked(renewed bool) {
+	if m.cert == nil || len(m.bundle) == 0 || chainsTo(m.cert, m.bundle[0]) {
+		if !m.early.IsZero() {
+			m.early, m.earlyWait = time.Time{}, 0
+			m.notifyLocked()
+		}
+		return
+	}
+	now := time.Now()
+	if !m.early.IsZero() && !renewed {
+		return
+	}
+	lifetime := m.cert.Leaf.NotAfter.Sub(m.cert.Leaf.NotBefore)
+	if m.earlyWait == 0 {
+		window := min(lifetime/10, 30*time.Second)
+		m.earlyWait = time.Duration(mrand.Int64N(int64(window) + 1))
+		m.log.Info("certificate does not chain to the trust bundle's active root; renewing it early",
+			"identity", m.id.String(), "in", m.earlyWait, "root", m.bundle[0].Subject.String())
+	} else if renewed {
+		m.earlyWait = min(max(2*m.earlyWait, time.Second), time.Minute)
+	}
+	m.early = now.Add(m.earlyWait)
+	m.notifyLocked()
+}
+
+// chainsTo reports whether cert's chain ends under root.
+func chainsTo(cert *tls.Certificate, root *x509.Certificate) bool {
+	top := cert.Leaf
+	if n := len(cert.Certificate); n > 1 {
+		c, err := x509.ParseCertificate(cert.Certificate[n-1])
+		if err != nil {
+			return false
+		}
+		top = c
+	}
+	return top.CheckSignatureFrom(root) == nil
+}
+
+// notifyLocked wakes Run to reconsider when to renew. Callers hold m.mu
+// for writing.
+func (m *Manager) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
 }
 
 // SetTrustBundle replaces the roots peers are verified against (SDS
@@ -176,8 +241,8 @@ func (m *Manager) install(key *ecdsa.PrivateKey, chain [][]byte) error {
 	m.mu.Lock()
 	m.key, m.cert = key, cert
 	m.renewAt = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
-	close(m.changed)
-	m.changed = make(chan struct{})
+	m.notifyLocked()
+	m.checkRootLocked(true)
 	m.mu.Unlock()
 	m.log.Info("certificate installed", "identity", m.id.String(), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
 	return nil
@@ -206,13 +271,18 @@ func (m *Manager) Renew(ctx context.Context, issuer Issuer) error {
 	return m.install(key, chain)
 }
 
-// Run renews the certificate at half its lifetime until ctx is done,
-// retrying with backoff on failure.
+// Run renews the certificate at half its lifetime, or early when it does
+// not chain to the bundle's active root, until ctx is done, retrying with
+// backoff on failure.
 func (m *Manager) Run(ctx context.Context, issuer Issuer) {
 	backoff := time.Second
 	for {
 		m.mu.RLock()
-		wait := time.Until(m.renewAt)
+		at := m.renewAt
+		if !m.early.IsZero() && m.early.Before(at) {
+			at = m.early
+		}
+		wait := time.Until(at)
 		changed := m.changed
 		m.mu.RUnlock()
 		select {
