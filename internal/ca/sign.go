@@ -241,14 +241,15 @@ func (c *CA) ServerCertificate(id identity.ID, dnsNames []string, ips []net.IP) 
 // current one and logs the error.
 func (c *CA) ServerCertificateFunc(id identity.ID, dnsNames []string, ips []net.IP) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	var (
-		mu  sync.Mutex
-		cur *tls.Certificate
+		mu      sync.Mutex
+		cur     *tls.Certificate
+		renewAt time.Time
 	)
 	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		now := c.now()
-		if cur != nil && now.Before(halfLife(cur.Leaf)) && c.signedByActive(cur) {
+		if cur != nil && now.Before(renewAt) && c.signedByActive(cur) {
 			return cur, nil
 		}
 		cert, err := c.ServerCertificate(id, dnsNames, ips)
@@ -261,6 +262,8 @@ func (c *CA) ServerCertificateFunc(id identity.ID, dnsNames []string, ips []net.
 			return nil, err
 		}
 		cur = &cert
+		// Half of the life it has from now: NotBefore is backdated.
+		renewAt = now.Add(cert.Leaf.NotAfter.Sub(now) / 2)
 		return cur, nil
 	}
 }
@@ -270,10 +273,6 @@ func (c *CA) ServerCertificateFunc(id identity.ID, dnsNames []string, ips []net.
 func (c *CA) signedByActive(cert *tls.Certificate) bool {
 	a := c.view().state.Active
 	return len(cert.Certificate) > 1 && a.Signer != nil && bytes.Equal(cert.Certificate[1], a.Signer.Raw)
-}
-
-func halfLife(cert *x509.Certificate) time.Time {
-	return cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) / 2)
 }
 
 // issue signs a leaf SVID for pub with the active intermediate and returns
