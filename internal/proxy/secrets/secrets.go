@@ -11,7 +11,7 @@
 //
 // The trust bundle lists the mesh's active root first. A certificate that
 // does not chain to it is renewed early, after a random delay of up to a
-// tenth of its lifetime (at most 30 s) so that a mesh's proxies do not
+// tenth of its remaining lifetime (at most 30 s) so that a mesh's proxies do not
 // all ask at once: that is how a root rotation gets every workload
 // certificate reissued. If the renewed certificate still does not chain
 // to it (the CA has not switched yet), the next attempt waits twice as
@@ -138,9 +138,8 @@ func (m *Manager) checkRootLocked(renewed bool) {
 	if !m.early.IsZero() && !renewed {
 		return
 	}
-	lifetime := m.cert.Leaf.NotAfter.Sub(m.cert.Leaf.NotBefore)
 	if m.earlyWait == 0 {
-		window := min(lifetime/10, 30*time.Second)
+		window := max(min(m.cert.Leaf.NotAfter.Sub(now)/10, 30*time.Second), 0)
 		m.earlyWait = time.Duration(mrand.Int64N(int64(window) + 1))
 		m.log.Info("certificate does not chain to the trust bundle's active root; renewing it early",
 			"identity", m.id.String(), "in", m.earlyWait, "root", m.bundle[0].Subject.String())
@@ -194,9 +193,12 @@ func (m *Manager) TrustBundle() []*x509.Certificate {
 	return m.bundle
 }
 
-// SetChain installs a certificate chain delivered over SDS. It must be for
-// the proxy's own key and identity; a chain older than the current one is
-// ignored.
+// SetChain installs a certificate chain delivered over SDS, when it is for
+// the proxy's current key and newer than the current certificate. A chain
+// for another key is ignored, not refused: it is one the control plane
+// pushed for a key the proxy has since replaced, or pushed before the
+// certificate response that brings the key's own chain; the proxy
+// installs the certificates it renews itself.
 func (m *Manager) SetChain(pemBytes []byte) error {
 	certs, err := ParseBundle(pemBytes)
 	if err != nil {
@@ -205,12 +207,11 @@ func (m *Manager) SetChain(pemBytes []byte) error {
 	m.mu.RLock()
 	key, cur := m.key, m.cert
 	m.mu.RUnlock()
-	if key == nil {
-		return errors.New("secrets: no private key yet")
-	}
 	pub, ok := certs[0].PublicKey.(*ecdsa.PublicKey)
-	if !ok || !pub.Equal(&key.PublicKey) {
-		return errors.New("secrets: certificate chain is not for this proxy's key")
+	if key == nil || !ok || !pub.Equal(&key.PublicKey) {
+		m.log.Debug("certificate chain from the control plane is not for the current key; ignoring it",
+			"identity", m.id.String(), "serial", certs[0].SerialNumber.Text(16))
+		return nil
 	}
 	if cur != nil && !certs[0].NotAfter.After(cur.Leaf.NotAfter) {
 		return nil
@@ -240,12 +241,24 @@ func (m *Manager) install(key *ecdsa.PrivateKey, chain [][]byte) error {
 	cert := &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}
 	m.mu.Lock()
 	m.key, m.cert = key, cert
-	m.renewAt = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	m.renewAt = halfLife(leaf, time.Now())
 	m.notifyLocked()
 	m.checkRootLocked(true)
 	m.mu.Unlock()
 	m.log.Info("certificate installed", "identity", m.id.String(), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
 	return nil
+}
+
+// halfLife is when a certificate received at now has lived half of what
+// it had left. A CA backdates NotBefore to allow for clock skew (the
+// Trellis CA by a minute), which would otherwise make a short-lived
+// certificate due for renewal as soon as it arrives.
+func halfLife(leaf *x509.Certificate, now time.Time) time.Time {
+	start := now
+	if leaf.NotBefore.After(now) {
+		start = leaf.NotBefore
+	}
+	return start.Add(leaf.NotAfter.Sub(start) / 2)
 }
 
 // Renew generates a new key, has the CSR signed, and installs the result.

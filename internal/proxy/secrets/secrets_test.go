@@ -282,3 +282,31 @@ func pemOf(certs ...*x509.Certificate) []byte {
 	}
 	return b
 }
+
+// A chain the control plane pushes for a key the proxy no longer holds (or
+// does not hold yet) is ignored, so that it does not fail the whole SDS
+// update that also carries the trust bundle.
+func TestSetChainIgnoresOtherKeys(t *testing.T) {
+	root := newTestCA(t, "root")
+	is := &issuer{t: t, ttl: time.Hour}
+	is.set(root, root.cert)
+	m := New(serverID, []*x509.Certificate{root.cert}, nil)
+	if err := m.Renew(t.Context(), is); err != nil {
+		t.Fatal(err)
+	}
+	stale := m.Certificate()
+	if err := m.Renew(t.Context(), is); err != nil {
+		t.Fatal(err)
+	}
+	current := m.Certificate()
+	var chain []byte
+	for _, c := range stale.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
+	}
+	if err := m.SetChain(chain); err != nil {
+		t.Fatalf("SetChain with the chain of a replaced key: %v", err)
+	}
+	if m.Certificate() != current {
+		t.Error("the chain of a replaced key was installed")
+	}
+}
