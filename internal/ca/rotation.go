@@ -16,6 +16,7 @@ import (
 //	1 adding      bundle [old, new]   signer old   every proxy acknowledged a bundle with new
 //	2 reissuing   bundle [new, old]   signer new   every proxy holds a certificate of new
 //	3 removing    bundle [new]        signer new   every proxy acknowledged a bundle without old
+//	                                               (the old root's keys are dropped at the end)
 //	idle          bundle [new]        signer new
 //
 // The state machine is part of the State, so it survives restarts and is
@@ -134,11 +135,11 @@ func (r *Rotation) check(s *State) error {
 			return fail("phase %s: from/to do not name the previous and active roots", r.Phase)
 		}
 	case PhaseRemoving:
-		if s.Previous != nil || s.Next != nil {
-			return fail("phase %s keeps neither a next nor a previous authority", r.Phase)
+		if s.Previous == nil || s.Next != nil {
+			return fail("phase %s needs a previous authority and no next one", r.Phase)
 		}
-		if r.To != active {
-			return fail("phase %s: to does not name the active root", r.Phase)
+		if r.To != active || r.From != Fingerprint(s.Previous.Root) {
+			return fail("phase %s: from/to do not name the previous and active roots", r.Phase)
 		}
 	default:
 		return fail("unknown phase %q", r.Phase)
@@ -181,7 +182,8 @@ func advanceRotation(s *State, from Phase, now time.Time) (*State, error) {
 		n.Previous, n.Active, n.Next = s.Active, s.Next, nil
 		r.Phase = PhaseReissuing
 	case PhaseReissuing:
-		n.Previous = nil
+		// The previous authority stays until the end, to name the root
+		// proxies still hold; it is out of the bundle.
 		r.Phase = PhaseRemoving
 	case PhaseRemoving:
 		outcome := "completed"

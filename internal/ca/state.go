@@ -100,8 +100,8 @@ type State struct {
 	Active     *Authority
 	// Next is the authority a rotation moves to, before it becomes active.
 	Next *Authority
-	// Previous is the authority a rotation moves away from, after the new
-	// one became active and while its root is still in the bundle.
+	// Previous is the authority a rotation moves away from, once the new
+	// one is active (phases 2 and 3); its root is in the bundle in phase 2.
 	Previous *Authority
 	Rotation *Rotation
 	// Last is the outcome of the last rotation that ended.

@@ -60,6 +60,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		deleteCommand(g),
 		proxyStatusCommand(g),
 		proxyConfigCommand(g),
+		caCommand(g),
 		versionCommand(g),
 	)
 	root.SetArgs(args)

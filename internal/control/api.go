@@ -34,6 +34,7 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("DELETE "+controlapi.PathResources, cp.handleDelete)
 	mux.HandleFunc("GET "+controlapi.PathProxies, cp.handleProxies)
 	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
+	cp.caRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{}))
 	// Profiles, on the debug port (loopback by default).
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)

@@ -46,6 +46,7 @@ type controlPlane struct {
 	log   *slog.Logger
 	store *store.Store
 	ca    *ca.CA
+	trust *caTrust
 	xds   *xds.Server
 	ready atomic.Bool
 	stop  atomic.Bool
@@ -178,11 +179,17 @@ func (cp *controlPlane) watch(ctx context.Context, rev int64) error {
 	for ctx.Err() == nil {
 		err := cp.store.Watch(ctx, "", rev, func(events []store.Event) {
 			cp.mu.Lock()
+			mesh := false
 			for _, ev := range events {
 				cp.applyItemLocked(ev)
+				// What the control planes report about the CA (ca/...)
+				// changes no proxy's config.
+				mesh = mesh || !strings.HasPrefix(ev.Key, "ca/")
 			}
 			cp.mu.Unlock()
-			cp.trigger()
+			if mesh {
+				cp.trigger()
+			}
 		})
 		if ctx.Err() != nil {
 			break
