@@ -3,8 +3,12 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -403,4 +408,181 @@ func short16(fps []string) []string {
 		out = append(out, ca.ShortFingerprint(fp))
 	}
 	return out
+}
+
+// TestSuppliedCAInStoreRotatedByStep keeps the CA in the store, sealed,
+// starting from a supplied root, and rotates it one phase at a time to a
+// supplied intermediate of another root, restarting the control plane in
+// the middle: the rotation goes on where it was, and traffic never fails.
+// A control plane with another encryption key is refused.
+func TestSuppliedCAInStoreRotatedByStep(t *testing.T) {
+	s := newSubnet(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ca-encryption.key")
+	key := make([]byte, 32)
+	rand.Read(key)
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600)
+	rootCert, rootKey := writeCA(t, dir, "root", nil, nil)
+	newRoot, newRootKey := makeCA(t, "Example New Root", nil, nil)
+	inter, interKey := makeCA(t, "Example Mesh Intermediate", newRoot, newRootKey)
+	interFile, interKeyFile := writePEM(t, dir, "inter", []*x509.Certificate{inter, newRoot}, interKey)
+
+	dataDir := t.TempDir()
+	opts := func(o *control.Options) {
+		o.WorkloadTTL = ca.MinWorkloadTTL
+		o.CACert, o.CAKey = rootCert, rootKey
+		o.CAEncryptionKeyFile = keyFile
+	}
+	cp := startControlPlane(t, s, dataDir, opts)
+	if _, err := os.Stat(filepath.Join(cp.caDir, ca.RootKeyFile)); !os.IsNotExist(err) {
+		t.Errorf("a key file was written with the CA in the store: %v", err)
+	}
+	cp.apply(t, twoServices)
+	startWorkload(t, s, cp, sidecar{name: "web-1", service: "web", account: "web", version: "v1", host: 11, next: "catalog"})
+	startWorkload(t, s, cp, sidecar{name: "catalog-1", service: "catalog", account: "catalog", version: "v1", host: 12})
+	web := "http://" + net.JoinHostPort(s.ip(11), "8080") + "/"
+	eventually(t, 30*time.Second, "web reaches catalog", func() error { _, err := catalogOf(web); return err })
+	supplied := rootOf(t, cp)
+	traffic := startLoop(t, "HTTP through web and two sidecars", func() error { _, err := catalogOf(web); return err })
+
+	run := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := trellis(t, cp, args...)
+		if err != nil {
+			t.Fatalf("trellis %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+		}
+		return out
+	}
+	status := func() controlapi.CAStatus {
+		t.Helper()
+		var st controlapi.CAStatus
+		if err := json.Unmarshal([]byte(run("ca", "status", "-o", "json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	phase := func(want string) {
+		t.Helper()
+		run("ca", "status", "--wait", "--timeout", "2m")
+		if st := status(); st.Rotation == nil || st.Rotation.Phase != want || !st.Rotation.Complete || !st.Rotation.Manual {
+			t.Fatalf("rotation %+v, want manual phase %s complete", st.Rotation, want)
+		}
+	}
+
+	// Without a new CA, a supplied one does not rotate to a generated root.
+	if _, _, err := trellis(t, cp, "ca", "rotate"); err == nil || !strings.Contains(err.Error(), "--generate") {
+		t.Errorf("rotate without --ca-cert: %v", err)
+	}
+	out := run("ca", "rotate", "--step", "--ca-cert", interFile, "--ca-key", interKeyFile)
+	if !strings.Contains(out, "started") {
+		t.Errorf("rotate --step output:\n%s", out)
+	}
+	if _, _, err := trellis(t, cp, "ca", "rotate"); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("a second rotation: %v, want it refused", err)
+	}
+	phase("adding")
+	run("ca", "rotate", "--step")
+
+	// The control plane restarts in phase 2 with the same flags (its
+	// --ca-cert is the root being replaced): the rotation is where it was.
+	cp.stop()
+	cp = startControlPlane(t, s, dataDir, opts)
+	if st := status(); st.Rotation == nil || st.Rotation.Phase != "reissuing" || st.Rotation.From != supplied {
+		t.Fatalf("after the restart: rotation %+v", st.Rotation)
+	}
+	phase("reissuing")
+	run("ca", "rotate", "--step")
+	if _, _, err := trellis(t, cp, "ca", "rotate", "--abort"); err == nil || !strings.Contains(err.Error(), "already being removed") {
+		t.Errorf("abort in phase 3: %v, want it refused", err)
+	}
+	phase("removing")
+	out = run("ca", "rotate", "--step")
+	if !strings.Contains(out, "completed") {
+		t.Errorf("last step output:\n%s", out)
+	}
+	traffic.stop(t)
+
+	st := status()
+	if st.Rotation != nil || len(st.Roots) != 1 || st.Roots[0].Fingerprint != ca.Fingerprint(newRoot) || st.Roots[0].Source != "intermediate" {
+		t.Errorf("after the rotation: rotation %+v, roots %+v", st.Rotation, st.Roots)
+	}
+	if st.Intermediate.Fingerprint != ca.Fingerprint(inter) || st.Intermediate.Renewable {
+		t.Errorf("intermediate %+v, want the supplied one, not renewable", st.Intermediate)
+	}
+	if st.Proxies.OnActiveRoot != 2 || st.Proxies.BundleCurrent != 2 {
+		t.Errorf("proxies %+v", st.Proxies)
+	}
+	if !strings.Contains(st.Storage, "sealed with "+keyFile) {
+		t.Errorf("storage %q does not name the sealed store", st.Storage)
+	}
+	bundle, _ := os.ReadFile(filepath.Join(cp.caDir, ca.BundleFile))
+	if certs := pemCerts(t, bundle); len(certs) != 1 || !certs[0].Equal(newRoot) {
+		t.Errorf("%s does not hold only the new root", ca.BundleFile)
+	}
+
+	// Another encryption key cannot open the CA.
+	cp.stop()
+	other := filepath.Join(dir, "other.key")
+	rand.Read(key)
+	os.WriteFile(other, []byte(base64.StdEncoding.EncodeToString(key)), 0o600)
+	err := control.Run(t.Context(), control.Options{
+		DataDir: dataDir, XDSAddress: net.JoinHostPort(s.ip(1), "15012"), DebugAddress: net.JoinHostPort(s.ip(1), "15014"),
+		CAEncryptionKeyFile: other, Logger: testLogger(t, "control"),
+	})
+	if err == nil || !strings.Contains(err.Error(), "sealed with the key whose ID is") {
+		t.Errorf("control plane with another encryption key: %v", err)
+	}
+}
+
+// makeCA returns a CA certificate and key, self-signed when parent is nil.
+func makeCA(t *testing.T, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: name, Organization: []string{"Example"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, key
+}
+
+// writeCA writes a new CA to dir and returns its certificate and key files.
+func writeCA(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (string, string) {
+	c, k := makeCA(t, "Example "+name, parent, parentKey)
+	return writePEM(t, dir, name, []*x509.Certificate{c}, k)
+}
+
+func writePEM(t *testing.T, dir, name string, certs []*x509.Certificate, key *ecdsa.PrivateKey) (string, string) {
+	t.Helper()
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	certFile, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
