@@ -15,9 +15,11 @@
 // does not forget running workloads.
 //
 // Several control planes serve one mesh when they share an external etcd
-// cluster and a CA directory: each watches the whole store and serves the
-// proxies connected to it. While etcd is unavailable a control plane keeps
-// serving the config it holds, and /ready says why it is not ready.
+// cluster and a CA (sealed in the store, or in one directory): each
+// watches the whole store and serves the proxies connected to it, and
+// they follow the CA and its root rotations together (ca.go). While etcd
+// is unavailable a control plane keeps serving the config it holds, and
+// /ready says why it is not ready.
 package control
 
 import (
