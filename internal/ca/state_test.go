@@ -155,3 +155,34 @@ func TestReload(t *testing.T) {
 		t.Errorf("generation %d, want %d", b.State().Generation, a.State().Generation)
 	}
 }
+
+// FuzzDecodeState: a damaged or hostile state.json (or store value) is an
+// error, never a panic.
+func FuzzDecodeState(f *testing.F) {
+	c, err := Open(Options{Dir: f.TempDir(), TrustDomain: testTD})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := c.StartRotation(f.Context(), RotateOptions{}); err != nil {
+		f.Fatal(err)
+	}
+	b, err := EncodeState(c.State())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte(`{"version":1,"active":{"source":"generated","root":"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"}}`))
+	f.Add([]byte(`{"version":1,"rotation":{"phase":"removing"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := DecodeState(data)
+		if err != nil {
+			return
+		}
+		if s.Active == nil || len(s.Bundle()) == 0 {
+			t.Fatal("decoded a state without an active root")
+		}
+		if _, err := EncodeState(s); err != nil {
+			t.Fatalf("a decoded state does not encode: %v", err)
+		}
+	})
+}
