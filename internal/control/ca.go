@@ -245,6 +245,9 @@ func (t *caTrust) reportControlPlane(ctx context.Context) {
 		if lease, err = t.cp.store.Grant(ctx, caLeaseTTL); err != nil {
 			return
 		}
+		t.mu.Lock()
+		t.lease = lease
+		t.mu.Unlock()
 		t.cp.wg.Add(1)
 		go func() {
 			defer t.cp.wg.Done()
@@ -256,7 +259,7 @@ func (t *caTrust) reportControlPlane(ctx context.Context) {
 		return
 	}
 	t.mu.Lock()
-	t.lease, t.reported = lease, gen
+	t.reported = gen
 	t.mu.Unlock()
 }
 

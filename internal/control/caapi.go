@@ -19,6 +19,12 @@ import (
 // trust bundle.
 func (cp *controlPlane) caRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+controlapi.PathCA, func(w http.ResponseWriter, r *http.Request) {
+		// Another control plane may have changed the CA since the last
+		// round: show the latest.
+		if changed, err := cp.ca.Reload(r.Context()); err == nil && changed {
+			cp.trust.follow()
+			cp.trust.poke()
+		}
 		st, err := cp.caStatus(r)
 		if err != nil {
 			writeErrors(w, http.StatusServiceUnavailable, err.Error())
