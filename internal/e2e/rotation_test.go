@@ -586,3 +586,74 @@ func writePEM(t *testing.T, dir, name string, certs []*x509.Certificate, key *ec
 	}
 	return certFile, keyFile
 }
+
+// TestRootRotationAcrossControlPlanes runs two control planes on one etcd
+// with the CA sealed in it, each serving one of two workloads. A rotation
+// started on one completes only as both control planes report their
+// proxies, and loses no request.
+func TestRootRotationAcrossControlPlanes(t *testing.T) {
+	s := newSubnet(t)
+	keyFile := filepath.Join(t.TempDir(), "ca-encryption.key")
+	key := make([]byte, 32)
+	rand.Read(key)
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600)
+	dataA := t.TempDir()
+	a := startControlPlane(t, s, dataA, func(o *control.Options) {
+		o.WorkloadTTL = ca.MinWorkloadTTL
+		o.CAEncryptionKeyFile = keyFile
+	})
+	// B uses A's embedded etcd as its external one.
+	b := startControlPlane(t, s, t.TempDir(), func(o *control.Options) {
+		o.XDSAddress = net.JoinHostPort(s.ip(2), "15012")
+		o.DebugAddress = net.JoinHostPort(s.ip(2), "15014")
+		o.EtcdEndpoints = []string{"unix://" + filepath.Join(dataA, "etcd.sock")}
+		o.WorkloadTTL = ca.MinWorkloadTTL
+		o.CAEncryptionKeyFile = keyFile
+	})
+	if rootOf(t, a) != rootOf(t, b) {
+		t.Fatal("the control planes do not share the CA")
+	}
+	a.apply(t, twoServices)
+	startWorkload(t, s, a, sidecar{name: "web-1", service: "web", account: "web", version: "v1", host: 11, next: "catalog"})
+	startWorkload(t, s, b, sidecar{name: "catalog-1", service: "catalog", account: "catalog", version: "v1", host: 12})
+	web := "http://" + net.JoinHostPort(s.ip(11), "8080") + "/"
+	eventually(t, 30*time.Second, "web reaches catalog", func() error { _, err := catalogOf(web); return err })
+	checkConnected(t, a, "web-1.demo")
+	checkConnected(t, b, "catalog-1.demo")
+	old := rootOf(t, a)
+	traffic := startLoop(t, "HTTP from a proxy of A to a proxy of B", func() error { _, err := catalogOf(web); return err })
+
+	out, errOut, err := trellis(t, b, "ca", "rotate", "--wait", "--timeout", "3m")
+	t.Logf("trellis ca rotate --wait (through B):\n%s%s", out, errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	traffic.stop(t)
+	var st controlapi.CAStatus
+	out, _, err = trellis(t, a, "ca", "status", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Rotation != nil || len(st.Roots) != 1 || st.Roots[0].Fingerprint == old || st.Proxies.OnActiveRoot != 2 || st.Proxies.BundleCurrent != 2 {
+		t.Errorf("seen from A after the rotation: rotation %+v, roots %+v, proxies %+v", st.Rotation, st.Roots, st.Proxies)
+	}
+	if len(st.ControlPlanes) != 2 {
+		t.Errorf("control planes %+v, want both", st.ControlPlanes)
+	}
+	for _, cp := range st.ControlPlanes {
+		if !cp.Current {
+			t.Errorf("control plane %s is behind", cp.ID)
+		}
+	}
+	eventually(t, 10*time.Second, "both control planes write the new root to their CA directories", func() error {
+		for _, cp := range []*controlPlane{a, b} {
+			if got := rootOf(t, cp); got != st.Roots[0].Fingerprint {
+				return fmt.Errorf("%s has root %s", cp.caDir, ca.ShortFingerprint(got))
+			}
+		}
+		return nil
+	})
+}
