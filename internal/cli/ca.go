@@ -154,10 +154,13 @@ with --generate.`,
 			}
 			if r := st.Rotation; r != nil {
 				fmt.Fprintf(g.stdout, "%s: phase %d/3 %s: %s\n", r.ID, r.PhaseNumber, r.Phase, progressLine(r))
-				if r.Manual && r.Complete {
+				switch {
+				case r.Manual && r.Complete:
 					fmt.Fprintln(g.stdout, "phase complete: run `trellis ca rotate --step` to go on")
-				} else if !wait {
-					fmt.Fprintln(g.stdout, "follow it with `trellis ca status`")
+				case r.Manual:
+					fmt.Fprintln(g.stdout, "when `trellis ca status` shows the phase complete, run `trellis ca rotate --step` to go on")
+				case !wait:
+					fmt.Fprintln(g.stdout, "it advances by itself; follow it with `trellis ca status`")
 				}
 			} else if l := st.LastRotation; l != nil && wait {
 				fmt.Fprintf(g.stdout, "%s %s; the trust bundle holds only root %s\n", l.ID, l.Outcome, short(st.Roots[0].Fingerprint))
@@ -233,7 +236,7 @@ func waitRotation(ctx context.Context, g *globals, client *controlapi.Client, st
 func progressLine(r *controlapi.CARotation) string {
 	s := fmt.Sprintf("%d of %d proxies done", r.Done, r.Total)
 	if len(r.Lagging) > 0 {
-		s += fmt.Sprintf(", %d control planes catching up", len(r.Lagging))
+		s += fmt.Sprintf(", %d control plane(s) catching up", len(r.Lagging))
 	}
 	return s
 }

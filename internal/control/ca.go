@@ -120,12 +120,19 @@ func openCA(opts Options, caDir string, st *store.Store, log *slog.Logger) (*ca.
 // caTrust follows the shared CA for one control plane (see above).
 type caTrust struct {
 	cp *controlPlane
+	// ctx bounds the control plane's run: its report's lease lives as
+	// long.
+	ctx context.Context
 	// id names this control plane in ca/controlplanes/.
 	id string
 	// certDir receives the CA's certificates when the CA is not kept in
 	// a directory; empty otherwise.
 	certDir string
 	kick    chan struct{}
+
+	// reportMu serializes reportControlPlane (the run loop and API
+	// requests), so that one lease is granted.
+	reportMu sync.Mutex
 
 	mu        sync.Mutex
 	lease     *store.Lease
@@ -150,9 +157,9 @@ type chainRoot struct {
 	notAfter time.Time
 }
 
-func newCATrust(cp *controlPlane, id, certDir string) *caTrust {
+func newCATrust(ctx context.Context, cp *controlPlane, id, certDir string) *caTrust {
 	return &caTrust{
-		cp: cp, id: id, certDir: certDir, kick: make(chan struct{}, 1),
+		ctx: ctx, cp: cp, id: id, certDir: certDir, kick: make(chan struct{}, 1),
 		published: map[string][]byte{}, bundles: map[string]ackedBundle{}, chains: map[string]chainRoot{},
 		bundle: cp.ca.BundlePEM(), gen: cp.ca.State().Generation,
 	}
@@ -233,6 +240,8 @@ func (t *caTrust) follow() {
 // reportControlPlane writes the generation of the CA this control plane
 // uses, under a lease of its own.
 func (t *caTrust) reportControlPlane(ctx context.Context) {
+	t.reportMu.Lock()
+	defer t.reportMu.Unlock()
 	gen := t.cp.ca.State().Generation
 	t.mu.Lock()
 	lease, reported := t.lease, t.reported
@@ -251,7 +260,7 @@ func (t *caTrust) reportControlPlane(ctx context.Context) {
 		t.cp.wg.Add(1)
 		go func() {
 			defer t.cp.wg.Done()
-			_ = lease.KeepAlive(ctx)
+			_ = lease.KeepAlive(t.ctx)
 		}()
 	}
 	b, _ := json.Marshal(controlPlaneReport{Generation: gen})

@@ -77,8 +77,12 @@ func (cp *controlPlane) handleRotate(w http.ResponseWriter, r *http.Request) {
 		}
 		msg = fmt.Sprintf("started %s: the new root %s joins the trust bundle", s.Rotation.ID, ca.ShortFingerprint(s.Rotation.To))
 	case controlapi.RotateAbort:
+		prev := cp.ca.State().Rotation
 		s, err := cp.ca.AbortRotation(ctx)
 		switch {
+		case err == nil && prev != nil && prev.Aborted:
+			msg = fmt.Sprintf("%s was aborted already; it is returning to root %s (phase %d %s)",
+				prev.ID, ca.ShortFingerprint(prev.To), prev.Phase.Number(), prev.Phase)
 		case errors.Is(err, ca.ErrNoRotation):
 			msg = "no root rotation is running; nothing to abort"
 		case errors.Is(err, ca.ErrAbortTooLate):
@@ -98,6 +102,7 @@ func (cp *controlPlane) handleRotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cp.trust.follow()
+	cp.trust.reportControlPlane(ctx)
 	cp.trust.poke()
 	st, err := cp.caStatus(r)
 	if err != nil {

@@ -188,7 +188,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.CAEncryptionKeyFile != "" {
 		certDir = caDir
 	}
-	cp.trust = newCATrust(cp, controlPlaneID(xl.Addr()), certDir)
+	cp.trust = newCATrust(runCtx, cp, controlPlaneID(xl.Addr()), certDir)
 	rev, err := cp.load(runCtx)
 	if err != nil {
 		return err
