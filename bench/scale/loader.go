@@ -54,6 +54,9 @@ type loaderConfig struct {
 	Parallel int `json:"parallel"`
 	// StartTimeout bounds the time for every proxy to be synced.
 	StartTimeout time.Duration `json:"startTimeout"`
+	// TokenFile holds a JSON array of join tokens, one per proxy, which
+	// each presents with its certificate request.
+	TokenFile string `json:"tokenFile"`
 }
 
 // Messages between orchestrator and loader, one JSON object a line: the
@@ -119,6 +122,8 @@ type loader struct {
 	log     *slog.Logger
 	bundle  []*x509.Certificate
 	proxies []*simProxy
+	// tokens are the join tokens, by proxy.
+	tokens []string
 
 	outMu sync.Mutex
 	out   *json.Encoder
@@ -148,13 +153,25 @@ func runLoader(ctx context.Context, cfg loaderConfig, in io.Reader, out io.Write
 	if err != nil {
 		return err
 	}
-	l := &loader{cfg: cfg, log: log, bundle: bundle, out: json.NewEncoder(out), expectations: map[int]*expectation{}}
+	var tokens []string
+	raw, err := os.ReadFile(cfg.TokenFile)
+	if err == nil {
+		err = json.Unmarshal(raw, &tokens)
+	}
+	if err != nil {
+		return fmt.Errorf("join tokens: %w", err)
+	}
+	if len(tokens) != cfg.Layout.Proxies {
+		return fmt.Errorf("join tokens: %s holds %d tokens for %d proxies", cfg.TokenFile, len(tokens), cfg.Layout.Proxies)
+	}
+	l := &loader{cfg: cfg, log: log, bundle: bundle, out: json.NewEncoder(out), expectations: map[int]*expectation{}, tokens: tokens}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// Certificates are requested over one shared connection (the CA
-	// accepts callers without a certificate); each proxy then opens its
-	// own mTLS connection for ADS with the certificate it got.
+	// Certificates are requested over one shared connection, each request
+	// with its proxy's join token (the CA accepts callers without a
+	// certificate); each proxy then opens its own mTLS connection for ADS
+	// with the certificate it got.
 	caTLS := secrets.New(identity.ControlPlane(cfg.TrustDomain), bundle, nil).ClientConfig("", l.allowControlPlane())
 	caTLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		return &tls.Certificate{}, nil // no certificate yet: send none
@@ -381,6 +398,7 @@ type simProxy struct {
 	node      *corev3.Node
 	meta      nodemeta.Metadata
 	ident     identity.ID
+	token     string
 
 	bytes, responses [5]atomic.Int64
 
@@ -423,6 +441,7 @@ func newSimProxy(l *loader, p int) *simProxy {
 	return &simProxy{
 		l: l, id: lay.proxyID(p), upstreams: len(meta.Upstreams), meta: meta,
 		ident:    identity.ID{TrustDomain: l.cfg.TrustDomain, Namespace: ns, ServiceAccount: meta.ServiceAccount},
+		token:    l.tokens[p],
 		applied:  map[string]map[string]proto.Message{},
 		names:    map[string][]string{xdsclient.SecretType: {translate.SecretCertificate, translate.SecretTrustBundle}},
 		nonce:    map[string]string{},
@@ -439,7 +458,7 @@ func (sp *simProxy) connect(ctx context.Context, ca capb.CertificateServiceClien
 	sp.node = &corev3.Node{Id: sp.id, Cluster: sp.meta.Namespace, Metadata: md, UserAgentName: "trellis-bench"}
 	m := secrets.New(sp.ident, sp.l.bundle, nil)
 	issuer := secrets.IssuerFunc(func(ctx context.Context, csr []byte) ([][]byte, []*x509.Certificate, error) {
-		resp, err := ca.CreateCertificate(ctx, &capb.CreateCertificateRequest{Csr: string(csr), NodeId: sp.id})
+		resp, err := ca.CreateCertificate(ctx, &capb.CreateCertificateRequest{Csr: string(csr), NodeId: sp.id, Token: sp.token})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -25,8 +25,11 @@
 // Phases, for state-of-the-world clients and again (a fresh control plane)
 // for delta clients:
 //
+//  0. join tokens: one per proxy (each has an identity of its own), made
+//     through the API in bulk before the loader starts, timed;
 //  1. start: every proxy gets a certificate from the control plane's CA
-//     (CreateCertificate with a CSR), opens its own mTLS connection and ADS
+//     (CreateCertificate with a CSR and its join token, which the CA spends
+//     in an etcd transaction), opens its own mTLS connection and ADS
 //     stream (registering as a sidecar) and applies its complete config;
 //  2. route changes, one at a time: the mesh HTTPRoute of one service gets
 //     a new header match value (a unique marker); the time from the start

@@ -112,7 +112,10 @@ type metrics struct {
 	Unchanged       float64 // trellis_control_proxy_pushes_total{result="unchanged"}
 	Translations    float64 // trellis_control_translate_seconds_count
 	TranslateSum    float64 // trellis_control_translate_seconds_sum
-	Applies         float64 // trellis_control_applies_total{result="applied"}
+	Refreshed       float64 // trellis_control_endpoint_refreshes_total{outcome="refreshed"}
+	// Steps of judging and storing waves of applies: count and seconds.
+	Analyses, AnalyzeSum, Commits, CommitSum, ReadSum float64
+	Applies                                           float64 // trellis_control_applies_total{result="applied"}
 	// The Go runtime's view of the process, to tell live heap from the
 	// rest of the RSS.
 	HeapAlloc  float64 // go_memstats_heap_alloc_bytes
@@ -123,7 +126,11 @@ type metrics struct {
 func (m metrics) sub(o metrics) metrics {
 	return metrics{Rounds: m.Rounds - o.Rounds, RoundSecondsSum: m.RoundSecondsSum - o.RoundSecondsSum,
 		Changed: m.Changed - o.Changed, Unchanged: m.Unchanged - o.Unchanged,
-		Translations: m.Translations - o.Translations, TranslateSum: m.TranslateSum - o.TranslateSum, Applies: m.Applies - o.Applies}
+		Translations: m.Translations - o.Translations, TranslateSum: m.TranslateSum - o.TranslateSum,
+		Refreshed: m.Refreshed - o.Refreshed,
+		Analyses:  m.Analyses - o.Analyses, AnalyzeSum: m.AnalyzeSum - o.AnalyzeSum,
+		Commits: m.Commits - o.Commits, CommitSum: m.CommitSum - o.CommitSum, ReadSum: m.ReadSum - o.ReadSum,
+		Applies: m.Applies - o.Applies}
 }
 
 func scrapeMetrics(ctx context.Context, api string) (metrics, error) {
@@ -146,16 +153,22 @@ func scrapeMetrics(ctx context.Context, api string) (metrics, error) {
 func parseMetrics(r io.Reader) (metrics, error) {
 	var m metrics
 	targets := map[string]*float64{
-		"trellis_control_push_rounds_total":                      &m.Rounds,
-		"trellis_control_push_round_seconds_sum":                 &m.RoundSecondsSum,
-		`trellis_control_proxy_pushes_total{result="changed"}`:   &m.Changed,
-		`trellis_control_proxy_pushes_total{result="unchanged"}`: &m.Unchanged,
-		"trellis_control_translate_seconds_count":                &m.Translations,
-		"trellis_control_translate_seconds_sum":                  &m.TranslateSum,
-		`trellis_control_applies_total{result="applied"}`:        &m.Applies,
-		"go_memstats_heap_alloc_bytes":                           &m.HeapAlloc,
-		"go_memstats_heap_sys_bytes":                             &m.HeapSys,
-		"go_goroutines":                                          &m.Goroutines,
+		"trellis_control_push_rounds_total":                             &m.Rounds,
+		"trellis_control_push_round_seconds_sum":                        &m.RoundSecondsSum,
+		`trellis_control_proxy_pushes_total{result="changed"}`:          &m.Changed,
+		`trellis_control_proxy_pushes_total{result="unchanged"}`:        &m.Unchanged,
+		"trellis_control_translate_seconds_count":                       &m.Translations,
+		"trellis_control_translate_seconds_sum":                         &m.TranslateSum,
+		`trellis_control_applies_total{result="applied"}`:               &m.Applies,
+		`trellis_control_endpoint_refreshes_total{outcome="refreshed"}`: &m.Refreshed,
+		`trellis_control_apply_step_seconds_count{step="analyze"}`:      &m.Analyses,
+		`trellis_control_apply_step_seconds_sum{step="analyze"}`:        &m.AnalyzeSum,
+		`trellis_control_apply_step_seconds_count{step="commit"}`:       &m.Commits,
+		`trellis_control_apply_step_seconds_sum{step="commit"}`:         &m.CommitSum,
+		`trellis_control_apply_step_seconds_sum{step="read"}`:           &m.ReadSum,
+		"go_memstats_heap_alloc_bytes":                                  &m.HeapAlloc,
+		"go_memstats_heap_sys_bytes":                                    &m.HeapSys,
+		"go_goroutines":                                                 &m.Goroutines,
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

@@ -94,8 +94,11 @@ type setupResult struct {
 	Resources          int     `json:"resources"`
 	ApplyMeshSeconds   float64 `json:"applyMeshSeconds"`
 	ApplyWorkloadsSecs float64 `json:"applyWorkloadsSeconds"`
-	// StartSeconds: every proxy certified, connected and fully configured,
-	// Parallel at a time.
+	// TokensSeconds: a join token made for every proxy through the API
+	// (one request per 5,000).
+	TokensSeconds float64 `json:"tokensSeconds"`
+	// StartSeconds: every proxy certified (spending its join token),
+	// connected and fully configured, Parallel at a time.
 	StartSeconds    float64 `json:"startSeconds"`
 	StartCPUSeconds float64 `json:"startCpuSeconds"`
 	StartRounds     float64 `json:"startRounds"`
@@ -120,8 +123,16 @@ type phaseResult struct {
 	// Batch is how many changes went into one apply.
 	Batch        int     `json:"batch,omitempty"`
 	AchievedRate float64 `json:"achievedRate,omitempty"`
-	MaxBacklog   int     `json:"maxBacklog,omitempty"`
-	ApplyErrors  int     `json:"applyErrors,omitempty"`
+	// How the control plane judged and stored the phase's applies:
+	// analyses (one per wave of applies judged together), store
+	// transactions, and the mean time of each step.
+	Analyses    float64 `json:"analyses,omitempty"`
+	AnalyzeMean float64 `json:"analyzeSecondsMean,omitempty"`
+	Commits     float64 `json:"commits,omitempty"`
+	CommitMean  float64 `json:"commitSecondsMean,omitempty"`
+	ReadMean    float64 `json:"readSecondsMean,omitempty"`
+	MaxBacklog  int     `json:"maxBacklog,omitempty"`
+	ApplyErrors int     `json:"applyErrors,omitempty"`
 	// Dropped changes were still unsent when the API had had as long
 	// again as the schedule to catch up.
 	Dropped int `json:"dropped,omitempty"`
@@ -133,7 +144,9 @@ type phaseResult struct {
 	CPUPerChange         float64 `json:"cpuSecondsPerChange"`
 	RoundSecondsMean     float64 `json:"roundSecondsMean"`
 	TranslationsPerRound float64 `json:"translationsPerRound"`
-	ProxyPushes          float64 `json:"proxyPushes"` // configs that changed and were sent
+	// RefreshedPerRound of those translations only refreshed endpoints.
+	RefreshedPerRound float64 `json:"refreshedPerRound"`
+	ProxyPushes       float64 `json:"proxyPushes"` // configs that changed and were sent
 	// Bytes the proxies received over the phase, by xDS type, per change
 	// per affected proxy, and in all.
 	Bytes                 map[string]int64 `json:"bytes"`
@@ -228,7 +241,8 @@ func (r *result) print(w io.Writer, modes []string) {
 		fmt.Fprintf(w, "\n== %s ==\n", strings.ToUpper(name))
 		s := m.Setup
 		fmt.Fprintf(w, "setup          %d resources applied in %.1fs (mesh) + %.1fs (workloads)\n", s.Resources, s.ApplyMeshSeconds, s.ApplyWorkloadsSecs)
-		fmt.Fprintf(w, "start          %d proxies certified, connected, configured in %.1fs; control plane %.1f CPU s, %.0f push rounds\n",
+		fmt.Fprintf(w, "join tokens    %d made through the API in %.2fs\n", l.Proxies, s.TokensSeconds)
+		fmt.Fprintf(w, "start          %d proxies certified with their tokens, connected, configured in %.1fs; control plane %.1f CPU s, %.0f push rounds\n",
 			l.Proxies, s.StartSeconds, s.StartCPUSeconds, s.StartRounds)
 		fmt.Fprintf(w, "config         %s per proxy (received %s to get it)\n", kb(m.ConfigBytesPerProxy), kb(m.StartBytesPerProxy))
 		printPhase(w, "route change", m.Route)
@@ -289,11 +303,13 @@ func printPhase(w io.Writer, name string, p *phaseResult) {
 	if p.Rate > 0 {
 		fmt.Fprintf(w, "               %.0f changes/s asked, %d to an apply; %.1f/s accepted by the API; most changes due and not yet accepted %d; dropped (API too far behind) %d; apply errors %d\n",
 			p.Rate, p.Batch, p.AchievedRate, p.MaxBacklog, p.Dropped, p.ApplyErrors)
+		fmt.Fprintf(w, "  judging      %.0f analyses (waves of applies) of %s mean; %.0f store transactions of %s mean; reads of %s mean\n",
+			p.Analyses, ms(p.AnalyzeMean), p.Commits, ms(p.CommitMean), ms(p.ReadMean))
 	}
 	fmt.Fprintf(w, "  convergence  %s\n", p.Convergence)
 	fmt.Fprintf(w, "  apply call   %s\n", p.Apply)
-	fmt.Fprintf(w, "  control      %.1f CPU s over %.1fs; %.0f push rounds of %s mean, %.2f CPU s per round, %.3f CPU s per change; %.0f translations per round, %.0f configs sent\n",
-		p.CPUSeconds, p.Seconds, p.PushRounds, ms(p.RoundSecondsMean), p.CPUPerRound, p.CPUPerChange, p.TranslationsPerRound, p.ProxyPushes)
+	fmt.Fprintf(w, "  control      %.1f CPU s over %.1fs; %.0f push rounds of %s mean, %.2f CPU s per round, %.3f CPU s per change; %.0f translations per round (%.0f endpoint refreshes), %.0f configs sent\n",
+		p.CPUSeconds, p.Seconds, p.PushRounds, ms(p.RoundSecondsMean), p.CPUPerRound, p.CPUPerChange, p.TranslationsPerRound, p.RefreshedPerRound, p.ProxyPushes)
 	fmt.Fprintf(w, "  bytes        %s per affected proxy per change (%.3f of a full push); by type %v\n",
 		kb(p.BytesPerAffectedProxy), p.FractionOfFullPush, p.Bytes)
 }

@@ -20,6 +20,7 @@ var forbidden = []string{
 	"trellis.dev/trellis/internal/xds",
 	"trellis.dev/trellis/internal/translate",
 	"trellis.dev/trellis/internal/store",
+	"trellis.dev/trellis/internal/jointoken",
 	"trellis.dev/trellis/internal/resource",
 	"trellis.dev/trellis/internal/model",
 	"trellis.dev/trellis/internal/cli",

@@ -7,13 +7,42 @@ import (
 )
 
 // Analyze returns every finding about c, sorted (see Sort).
-func Analyze(c *model.Config) []Finding {
+func Analyze(c *model.Config) []Finding { return AnalyzeParts(c, AllParts) }
+
+// Part is a part of the analyzer's checks. PartWorkloads holds every check
+// that reads workloads; PartRest those that read none, whose findings a
+// change of workloads alone leaves as they were. A control plane judging
+// endpoint churn thus runs only PartWorkloads.
+type Part int
+
+const (
+	PartRest Part = 1 << iota
+	PartWorkloads
+	AllParts = PartRest | PartWorkloads
+)
+
+// checks are the analyzer's checks in the order they run (precedence uses
+// what routes records), each in its part.
+var checks = []struct {
+	part Part
+	run  func(*analyzer)
+}{
+	{PartRest, (*analyzer).gateways},
+	{PartRest, (*analyzer).routes},
+	{PartRest, (*analyzer).precedence},
+	{PartWorkloads, (*analyzer).policies},
+	{PartRest, (*analyzer).servicePorts},
+}
+
+// AnalyzeParts returns the findings of the checks of parts about c,
+// sorted.
+func AnalyzeParts(c *model.Config, parts Part) []Finding {
 	a := newAnalyzer(c)
-	a.gateways()
-	a.routes()
-	a.precedence()
-	a.policies()
-	a.servicePorts()
+	for _, ch := range checks {
+		if ch.part&parts != 0 {
+			ch.run(a)
+		}
+	}
 	Sort(a.findings)
 	return a.findings
 }

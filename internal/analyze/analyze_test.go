@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"trellis.dev/trellis/internal/analyze"
+	"trellis.dev/trellis/internal/model"
 	"trellis.dev/trellis/internal/resource"
 )
 
@@ -130,3 +131,41 @@ func strip(fs []analyze.Finding) string {
 }
 
 var lineNumbers = regexp.MustCompile(`:[0-9]+`)
+
+// TestPartRestReadsNoWorkload checks the promise of PartRest on every
+// configuration of the corpus: its findings do not change whatever
+// happens to the workloads (here, all gone, or each moved and relabelled),
+// and the parts together are the whole analysis.
+func TestPartRestReadsNoWorkload(t *testing.T) {
+	paths, _ := filepath.Glob("testdata/*/*.yaml")
+	for _, p := range paths {
+		objs, _ := resource.Load([]resource.File{readFile(t, p)}, "default")
+		c, _ := resource.Model(objs)
+		rest := render(analyze.AnalyzeParts(c, analyze.PartRest))
+		both := append(analyze.AnalyzeParts(c, analyze.PartRest), analyze.AnalyzeParts(c, analyze.PartWorkloads)...)
+		analyze.Sort(both)
+		if got, want := render(both), render(analyze.Analyze(c)); got != want {
+			t.Errorf("%s: the parts find\n%s\nthe whole analysis\n%s", p, got, want)
+		}
+		if len(c.Workloads) == 0 {
+			continue
+		}
+		none := *c
+		none.Workloads = nil
+		moved := *c
+		moved.Workloads = nil
+		for i, w := range c.Workloads {
+			m := *w
+			m.Address = fmt.Sprintf("10.200.0.%d", i+1)
+			m.Labels = map[string]string{"moved": "yes"}
+			m.MeshPort = 0
+			m.ServiceAccount = "other"
+			moved.Workloads = append(moved.Workloads, &m)
+		}
+		for name, cfg := range map[string]*model.Config{"without workloads": &none, "workloads changed": &moved} {
+			if got := render(analyze.AnalyzeParts(cfg, analyze.PartRest)); got != rest {
+				t.Errorf("%s %s: PartRest finds\n%s\nwhere it found\n%s", p, name, got, rest)
+			}
+		}
+	}
+}

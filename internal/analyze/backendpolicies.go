@@ -86,19 +86,19 @@ func (a *analyzer) backendPolicy(p *model.BackendPolicy) {
 				a.add(CodeHTTPOnlyPolicy, res, "spec.rateLimit", "port %d of Service %s is %s: the rate limit counts HTTP requests", sp.Port, s.Key, sp.Protocol)
 			}
 		}
-		var meshed, plain []string
+		// The members the translator leaves out of the clients' clusters.
+		var left []string
 		for _, w := range a.ix.Members(s.Key) {
-			if w.MeshPort != 0 {
-				meshed = append(meshed, w.Key.String())
-			} else {
-				plain = append(plain, w.Key.String())
+			if reach, _ := model.ReachMember(p.TLS, w); reach == model.MemberLeftOut {
+				left = append(left, w.Key.String())
 			}
 		}
 		switch {
-		case p.TLS == model.BackendTLSDisable && len(meshed) > 0:
-			a.add(CodeDisableSidecar, res, "spec.tls.mode", "Disable sends plaintext, so the members of Service %s that have a sidecar are left out (plaintext to their application would bypass it): %s", s.Key, list(meshed))
-		case p.TLS == model.BackendTLSRequireMesh && len(plain) > 0:
-			a.add(CodeRequireMeshVM, res, "spec.tls.mode", "RequireMesh leaves out the members of Service %s that have no sidecar: %s", s.Key, list(plain))
+		case len(left) == 0:
+		case p.TLS == model.BackendTLSDisable:
+			a.add(CodeDisableSidecar, res, "spec.tls.mode", "Disable sends plaintext, so the members of Service %s that have a sidecar are left out (plaintext to their application would bypass it): %s", s.Key, list(left))
+		case p.TLS == model.BackendTLSRequireMesh:
+			a.add(CodeRequireMeshVM, res, "spec.tls.mode", "RequireMesh leaves out the members of Service %s that have no sidecar: %s", s.Key, list(left))
 		}
 	}
 }

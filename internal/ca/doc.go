@@ -16,6 +16,14 @@
 //	proxy: key + CSR ──CreateCertificate──► Server ─► Authenticator ─► CA.Sign
 //	proxy ◄── cert_chain (leaf, intermediate) + trust_bundle (roots) ──┘
 //
+// The control plane's Authenticator is PeerOrToken: a proxy renews with the
+// certificate it presents on the TLS connection (verified again here, now,
+// as an X509-SVID for exactly the identity it asks for), and on first
+// contact proves its right to an identity with a token in the request
+// (jointoken; a Kubernetes service account token later). The Server checks
+// everything about a request's content before it asks the Authenticator,
+// so a malformed or oversized request never spends a token.
+//
 // # Where the keys come from
 //
 // By default the CA generates its root and intermediate. An operator may

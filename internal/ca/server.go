@@ -31,10 +31,17 @@ const (
 	logKeyTrustDomain        = "trust_domain"
 	logKeyRootExpiry         = "root_expiry"
 	logKeyIntermediateExpiry = "intermediate_expiry"
+	logKeyToken              = "token_id"
+	logKeyCode               = "code"
 )
 
-// maxNodeIDLen bounds the node ID a request may carry.
-const maxNodeIDLen = 1024
+// Bounds of a request's fields; the CSR is bounded by ParseCSR (16 KiB).
+const (
+	maxNodeIDLen = 1024
+	// maxTokenLen leaves room for a Kubernetes service account token (a
+	// JWT, typically 1-2 KiB); a join token is 64 bytes.
+	maxTokenLen = 8 << 10
+)
 
 // Authenticator decides whether the caller of CreateCertificate may have a
 // certificate for id, the identity its CSR asks for (already checked to be
@@ -52,20 +59,6 @@ type AuthenticatorFunc func(ctx context.Context, req *capb.CreateCertificateRequ
 // Authenticate calls f.
 func (f AuthenticatorFunc) Authenticate(ctx context.Context, req *capb.CreateCertificateRequest, id identity.ID) error {
 	return f(ctx, req, id)
-}
-
-// InsecureAcceptAll returns an Authenticator that approves every request
-// and logs a warning for each. It is for the walking skeleton and tests
-// only: anyone who reaches the port gets any identity.
-func InsecureAcceptAll(logger *slog.Logger) Authenticator {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return AuthenticatorFunc(func(_ context.Context, req *capb.CreateCertificateRequest, id identity.ID) error {
-		logger.Warn("certificate request accepted without authentication",
-			logKeyNode, req.GetNodeId(), logKeyIdentity, id.String())
-		return nil
-	})
 }
 
 var (
@@ -109,9 +102,13 @@ func (s *Server) OnIssue(fn func(nodeID string, chain []*x509.Certificate)) {
 	s.onIssue = append(s.onIssue, fn)
 }
 
-// CreateCertificate checks the request and its CSR (InvalidArgument), asks
-// the Authenticator (PermissionDenied), signs, notifies OnIssue functions,
-// logs the issuance and returns the chain and the trust bundle as PEM.
+// CreateCertificate checks the request and its CSR (InvalidArgument: sizes,
+// lifetime, key type and size, SANs), then asks the Authenticator
+// (Unauthenticated or PermissionDenied, logged with the token's ID when the
+// refusal names one), signs, notifies OnIssue functions, logs the issuance
+// and returns the chain and the trust bundle as PEM. Everything a request
+// can get wrong is checked before the Authenticator runs, so that a
+// request refused for its content never spends a token.
 func (s *Server) CreateCertificate(ctx context.Context, req *capb.CreateCertificateRequest) (*capb.CreateCertificateResponse, error) {
 	node := req.GetNodeId()
 	switch {
@@ -120,7 +117,13 @@ func (s *Server) CreateCertificate(ctx context.Context, req *capb.CreateCertific
 	case len(node) > maxNodeIDLen:
 		return nil, status.Errorf(codes.InvalidArgument, "ca: node_id is %d bytes, more than %d", len(node), maxNodeIDLen)
 	}
+	if n := len(req.GetToken()); n > maxTokenLen {
+		return nil, status.Errorf(codes.InvalidArgument, "ca: token is %d bytes, more than %d", n, maxTokenLen)
+	}
 	ttl, err := requestedLifetime(req.GetValiditySeconds())
+	if err == nil {
+		_, err = s.ca.lifetime(ttl)
+	}
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -133,7 +136,13 @@ func (s *Server) CreateCertificate(ctx context.Context, req *capb.CreateCertific
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := s.authenticate(ctx, req, id); err != nil {
-		s.log.Warn("certificate request refused", logKeyNode, node, logKeyIdentity, id.String(), logKeyError, err)
+		st := status.Convert(err)
+		attrs := []any{logKeyNode, node, logKeyIdentity, id.String(), logKeyCode, st.Code().String(), logKeyError, st.Message()}
+		var tok interface{ TokenID() string }
+		if errors.As(err, &tok) && tok.TokenID() != "" {
+			attrs = append(attrs, logKeyToken, tok.TokenID())
+		}
+		s.log.Warn("certificate request refused", attrs...)
 		return nil, err
 	}
 	chain, err := s.ca.Sign(csr, id, ttl)

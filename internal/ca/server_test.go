@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -123,6 +124,12 @@ func parsePEMChain(t *testing.T, pems []string) []*x509.Certificate {
 	return certs
 }
 
+// acceptAll approves every request: for tests of what the server does
+// around its Authenticator.
+func acceptAll() Authenticator {
+	return AuthenticatorFunc(func(context.Context, *capb.CreateCertificateRequest, identity.ID) error { return nil })
+}
+
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -212,7 +219,7 @@ func TestCreateCertificateOverTLS(t *testing.T) {
 // A proxy that expects another server identity refuses the control plane.
 func TestClientRefusesWrongServerIdentity(t *testing.T) {
 	c := openCA(t, Options{Logger: testLogger(t, nil)})
-	s := NewServer(c, InsecureAcceptAll(nil), nil)
+	s := NewServer(c, acceptAll(), nil)
 	called := false
 	s.OnIssue(func(string, []*x509.Certificate) { called = true })
 	other := identity.ID{TrustDomain: testTD, Namespace: "trellis-system", ServiceAccount: "impostor"}
@@ -230,7 +237,12 @@ func TestClientRefusesWrongServerIdentity(t *testing.T) {
 
 func TestCreateCertificateErrors(t *testing.T) {
 	c := openCA(t, Options{Logger: testLogger(t, nil)})
+	var authCalls []string
+	var authMu sync.Mutex
 	auth := AuthenticatorFunc(func(_ context.Context, req *capb.CreateCertificateRequest, id identity.ID) error {
+		authMu.Lock()
+		authCalls = append(authCalls, req.GetToken())
+		authMu.Unlock()
 		switch req.GetToken() {
 		case "revoked":
 			return errors.New("token revoked")
@@ -264,7 +276,9 @@ func TestCreateCertificateErrors(t *testing.T) {
 		{"no node", &capb.CreateCertificateRequest{Csr: good}, codes.InvalidArgument, "node_id is empty"},
 		{"huge node", &capb.CreateCertificateRequest{Csr: good, NodeId: strings.Repeat("n", maxNodeIDLen+1)}, codes.InvalidArgument, "node_id is"},
 		{"negative validity", &capb.CreateCertificateRequest{Csr: good, NodeId: "n", ValiditySeconds: -5}, codes.InvalidArgument, "validity_seconds is -5"},
-		{"too short validity", &capb.CreateCertificateRequest{Csr: good, NodeId: "n", ValiditySeconds: 10}, codes.InvalidArgument, "shorter than the minimum"},
+		{"too short validity", &capb.CreateCertificateRequest{Csr: good, NodeId: "n", ValiditySeconds: 10, Token: "never-judged"}, codes.InvalidArgument, "shorter than the minimum"},
+		{"huge token", &capb.CreateCertificateRequest{Csr: good, NodeId: "n", Token: strings.Repeat("t", maxTokenLen+1)}, codes.InvalidArgument, "token is 8193 bytes"},
+		{"huge CSR", &capb.CreateCertificateRequest{Csr: strings.Repeat("c", maxCSRSize+1), NodeId: "n", Token: "never-judged"}, codes.InvalidArgument, "more than the 16384 allowed"},
 		{"garbage CSR", &capb.CreateCertificateRequest{Csr: "hello", NodeId: "n"}, codes.InvalidArgument, "not a PKCS#10 CSR"},
 		{"P-384 CSR", &capb.CreateCertificateRequest{Csr: string(makeCSR(t, p384, testID.String())), NodeId: "n"}, codes.InvalidArgument, "ECDSA P-384"},
 		{"foreign trust domain", &capb.CreateCertificateRequest{Csr: string(makeCSR(t, key, "spiffe://other.org/ns/demo/sa/web")), NodeId: "n"}, codes.InvalidArgument, "other.org"},
@@ -284,6 +298,11 @@ func TestCreateCertificateErrors(t *testing.T) {
 	defer mu.Unlock()
 	if issued != 0 {
 		t.Errorf("%d certificates issued for refused requests", issued)
+	}
+	authMu.Lock()
+	defer authMu.Unlock()
+	if slices.Contains(authCalls, "never-judged") || len(authCalls) != 3 {
+		t.Errorf("the authenticator saw tokens %q; want only the three requests that were valid but for authentication", authCalls)
 	}
 
 	// A server without an authenticator refuses everything.
@@ -306,7 +325,7 @@ func TestIssuedSVIDsWorkForMTLS(t *testing.T) {
 	cpID := identity.ControlPlane(testTD)
 
 	// The workload gets its SVID over gRPC.
-	s := NewServer(c, InsecureAcceptAll(testLogger(t, nil)), nil)
+	s := NewServer(c, acceptAll(), nil)
 	client := dial(t, serve(t, s, &tls.Config{GetCertificate: c.ServerCertificateFunc(cpID, nil, nil)}), c, cpID)
 	key := newP256(t)
 	resp, err := client.CreateCertificate(ctx(t), &capb.CreateCertificateRequest{Csr: string(makeCSR(t, key, testID.String())), NodeId: "n"})

@@ -60,6 +60,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		deleteCommand(g),
 		proxyStatusCommand(g),
 		proxyConfigCommand(g),
+		tlsCheckCommand(g),
+		tokenCommand(g),
 		caCommand(g),
 		versionCommand(g),
 	)

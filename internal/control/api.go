@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/pprof"
-	"slices"
 	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -34,6 +33,9 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("DELETE "+controlapi.PathResources, cp.handleDelete)
 	mux.HandleFunc("GET "+controlapi.PathProxies, cp.handleProxies)
 	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
+	mux.HandleFunc("POST "+controlapi.PathTokens, cp.handleCreateTokens)
+	mux.HandleFunc("GET "+controlapi.PathTokens, cp.handleListTokens)
+	mux.HandleFunc("POST "+controlapi.PathTokens+"/{id}/revoke", cp.handleRevokeToken)
 	cp.caRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{}))
 	// Profiles, on the debug port (loopback by default).
@@ -42,6 +44,7 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET "+controlapi.PathConfig, cp.handleConfigDump)
+	mux.HandleFunc("GET "+controlapi.PathTLSCheck, cp.handleTLSCheck)
 	// Not ready while starting, or while etcd does not answer: the control
 	// plane then still serves its proxies the last config it has, but
 	// cannot take changes or new registrations.
@@ -102,27 +105,19 @@ func (cp *controlPlane) handleFindings(w http.ResponseWriter, r *http.Request) {
 
 // analyzeCurrent returns the findings of the stored configuration.
 func (cp *controlPlane) analyzeCurrent() []analyze.Finding {
-	current, amend, _ := cp.analysisInput()
-	return cp.models.Analyze(sortedObjects(current), amend)
+	stored, amend, _ := cp.analysisInput()
+	return stored.Analyze(amend)
 }
 
 // analysisInput snapshots the stored resources and a function that adds
 // the registered workloads to a model.
-func (cp *controlPlane) analysisInput() (map[string]*trellisresource.Object, func(*model.Config), [2]uint64) {
+func (cp *controlPlane) analysisInput() (*trellisresource.Stored, func(*model.Config), [2]uint64) {
 	cp.mu.Lock()
-	current := maps.Clone(cp.objects)
+	stored := cp.storedLocked()
 	regs := maps.Clone(cp.registrations)
 	gen := [2]uint64{cp.objectsGen, cp.regsGen}
 	cp.mu.Unlock()
-	return current, func(c *model.Config) { addRegistered(c, regs) }, gen
-}
-
-func sortedObjects(m map[string]*trellisresource.Object) []*trellisresource.Object {
-	out := make([]*trellisresource.Object, 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, m[k])
-	}
-	return out
+	return stored, func(c *model.Config) { addRegistered(c, regs) }, gen
 }
 
 // lookupKind resolves the kind query parameter.
@@ -199,7 +194,7 @@ func (cp *controlPlane) handleDelete(w http.ResponseWriter, r *http.Request) {
 		// Judged as an apply is: a deletion that breaks what remains (a
 		// route left without its backend) is refused.
 		var errs []string
-		for _, f := range cp.analyzeChange(nil, key).added {
+		for _, f := range cp.analyzeChange(nil, analyze.Resource{Kind: k.Kind, Namespace: ns, Name: name}).added {
 			if f.Severity == analyze.Error {
 				errs = append(errs, f.String())
 			} else {

@@ -3,7 +3,6 @@ package control
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,6 +12,7 @@ import (
 
 	"trellis.dev/trellis/internal/analyze"
 	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/internal/model"
 	trellisresource "trellis.dev/trellis/internal/resource"
 	"trellis.dev/trellis/internal/store"
 )
@@ -68,12 +68,15 @@ const maxWave = 128
 // valid and the change adds no error finding to the config, stores them
 // in one transaction.
 func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) (*controlapi.ApplyResponse, []string) {
+	cp.loading.Add(1)
 	j, errs := loadApply(ctx, req)
 	if len(errs) > 0 {
+		cp.loading.Add(-1)
 		return nil, append(errs, "nothing was applied")
 	}
 	cp.queueMu.Lock()
 	cp.queue = append(cp.queue, j)
+	cp.loading.Add(-1)
 	cp.queueMu.Unlock()
 
 	cp.applyMu.Lock()
@@ -81,6 +84,7 @@ func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) 
 		select {
 		case <-j.done:
 		default:
+			cp.gather()
 			cp.queueMu.Lock()
 			batch := cp.queue
 			cp.queue = nil
@@ -92,6 +96,21 @@ func (cp *controlPlane) apply(ctx context.Context, req controlapi.ApplyRequest) 
 	}
 	cp.applyMu.Unlock()
 	return j.resp, j.errs
+}
+
+// maxGather bounds how long the holder of applyMu waits for applies still
+// being loaded before it takes the queue.
+const maxGather = 10 * time.Millisecond
+
+// gather waits, briefly, for applies still being loaded to join the
+// queue: applies that arrive together, as when the callers of the last
+// wave send their next ones, then form one wave rather than a wave of
+// the first and another of the rest. An apply alone never waits.
+func (cp *controlPlane) gather() {
+	deadline := time.Now().Add(maxGather)
+	for cp.loading.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // loadApply decodes, defaults and validates a request: what depends on
@@ -171,7 +190,20 @@ func nextWave(pending []*applyJob) (wave, rest []*applyJob) {
 
 // applyOne judges one apply alone and stores it if it passes.
 func (cp *controlPlane) applyOne(j *applyJob) {
-	if errs := cp.stage(j); len(errs) > 0 {
+	start := time.Now()
+	stored, err := cp.store.GetMany(j.ctx, j.keys)
+	cp.metrics.applySteps.WithLabelValues("read").Observe(time.Since(start).Seconds())
+	if err != nil {
+		j.finish("apply: " + err.Error())
+		return
+	}
+	cp.applyStaged(j, stored)
+}
+
+// applyStaged judges one apply alone, given what is stored under its
+// keys, and stores it if it passes.
+func (cp *controlPlane) applyStaged(j *applyJob, stored map[string]store.Item) {
+	if errs := cp.stage(j, stored); len(errs) > 0 {
 		j.finish(errs...)
 		return
 	}
@@ -200,10 +232,25 @@ func (cp *controlPlane) applyOne(j *applyJob) {
 // falls back to judging them one by one when their combined change adds
 // an error or a finding that cannot be told apart as one apply's.
 func (cp *controlPlane) applyWave(wave []*applyJob) {
+	// What is stored under the wave's keys, read at once: the applies
+	// touch distinct keys, so none changes what another reads.
+	var keys []string
+	for _, j := range wave {
+		keys = append(keys, j.keys...)
+	}
+	start := time.Now()
+	stored, err := cp.store.GetMany(context.Background(), keys)
+	cp.metrics.applySteps.WithLabelValues("read").Observe(time.Since(start).Seconds())
+	if err != nil {
+		for _, j := range wave {
+			j.finish("apply: " + err.Error())
+		}
+		return
+	}
 	staged := wave[:0:0]
 	var objs []*trellisresource.Object
 	for _, j := range wave {
-		if errs := cp.stage(j); len(errs) > 0 {
+		if errs := cp.stage(j, stored); len(errs) > 0 {
 			j.finish(errs...)
 			continue
 		}
@@ -212,7 +259,7 @@ func (cp *controlPlane) applyWave(wave []*applyJob) {
 	}
 	if len(staged) < 2 {
 		for _, j := range staged {
-			cp.applyOne(j)
+			cp.applyStaged(j, stored)
 		}
 		return
 	}
@@ -236,6 +283,7 @@ func (cp *controlPlane) applyWave(wave []*applyJob) {
 	if alone {
 		cp.metrics.applyWaves.WithLabelValues("one by one").Inc()
 		for _, j := range staged {
+			// Each is judged after those before it were stored: read again.
 			cp.applyOne(j)
 		}
 		return
@@ -244,20 +292,69 @@ func (cp *controlPlane) applyWave(wave []*applyJob) {
 	for i, f := range c.added {
 		owner[i].resp.Warnings = append(owner[i].resp.Warnings, f.String())
 	}
-	for n, j := range staged {
-		// Only the last commit leaves the config the analysis saw.
-		last := c
-		if n < len(staged)-1 {
-			last = nil
+	cp.commitWave(staged, c)
+}
+
+// commitWave stores the writes of applies judged together, several
+// applies to a transaction (group commit: one write to the store's log
+// for many applies), each apply whole in one transaction. An apply whose
+// caller has gone is not stored.
+func (cp *controlPlane) commitWave(jobs []*applyJob, c *change) {
+	var batch []*applyJob
+	ops := 0
+	flush := func(last bool) {
+		if len(batch) == 0 {
+			return
 		}
-		j.finish(cp.commit(j, last)...)
+		var writes []store.Write
+		for _, j := range batch {
+			writes = append(writes, j.writes...)
+		}
+		var errs []string
+		start := time.Now()
+		_, err := cp.store.Apply(context.Background(), writes)
+		cp.metrics.applySteps.WithLabelValues("commit").Observe(time.Since(start).Seconds())
+		if err != nil {
+			errs = []string{"apply: " + err.Error()}
+		} else {
+			// Only the last transaction leaves the config the analysis saw.
+			var judged *change
+			if last {
+				judged = c
+			}
+			cp.madeVisible(writes, judged)
+		}
+		for _, j := range batch {
+			j.finish(errs...)
+		}
+		batch, ops = nil, 0
 	}
+	for n, j := range jobs {
+		if err := j.ctx.Err(); err != nil {
+			j.finish("apply: " + err.Error())
+			c = nil // the config the analysis saw will not be stored
+			continue
+		}
+		if len(j.writes) == 0 {
+			j.finish()
+			continue
+		}
+		if ops > 0 && ops+len(j.writes) > store.TxnOps {
+			flush(false)
+		}
+		batch = append(batch, j)
+		ops += len(j.writes)
+		if n == len(jobs)-1 {
+			flush(true)
+		}
+	}
+	flush(false)
 }
 
 // stage reads what is stored under the apply's keys and prepares its
 // writes and results: creation time and generation are kept, and an
 // object identical to the stored one is left unchanged.
-func (cp *controlPlane) stage(j *applyJob) []string {
+func (cp *controlPlane) stage(j *applyJob, stored map[string]store.Item) []string {
 	if err := j.ctx.Err(); err != nil {
 		return []string{"apply: " + err.Error()}
 	}
@@ -274,7 +371,7 @@ func (cp *controlPlane) stage(j *applyJob) []string {
 		meta.SetCreationTimestamp(metav1.NewTime(now.Truncate(time.Second)))
 		meta.SetGeneration(1)
 		meta.SetResourceVersion("")
-		if old, err := cp.store.Get(j.ctx, key); err == nil {
+		if old, ok := stored[key]; ok {
 			action = "configured"
 			if prev, err := trellisresource.DecodeOne(o.Kind, old.Value); err == nil {
 				if pm, ok := prev.Obj.(metav1.Object); ok {
@@ -287,8 +384,6 @@ func (cp *controlPlane) stage(j *applyJob) []string {
 				continue
 			}
 			meta.SetGeneration(meta.GetGeneration() + 1)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return []string{"apply: " + err.Error()}
 		}
 		value, err := trellisresource.Encode(o)
 		if err != nil {
@@ -308,13 +403,23 @@ func (cp *controlPlane) commit(j *applyJob, c *change) []string {
 	if len(j.writes) == 0 {
 		return nil
 	}
-	if _, err := cp.store.Apply(j.ctx, j.writes); err != nil {
+	start := time.Now()
+	_, err := cp.store.Apply(j.ctx, j.writes)
+	cp.metrics.applySteps.WithLabelValues("commit").Observe(time.Since(start).Seconds())
+	if err != nil {
 		return []string{"apply: " + err.Error()}
 	}
-	// Read your writes: the next apply is judged with this one, even before
-	// the store's watch delivers it.
+	cp.madeVisible(j.writes, c)
+	return nil
+}
+
+// madeVisible makes writes just stored visible at once (read your writes: the
+// next apply is judged with them, even before the store's watch delivers
+// them). When c is the analysis of exactly the config they leave, its
+// findings become those the next apply is judged against.
+func (cp *controlPlane) madeVisible(writes []store.Write, c *change) {
 	cp.mu.Lock()
-	for _, w := range j.writes {
+	for _, w := range writes {
 		cp.applyItemLocked(store.Event{Item: store.Item{Key: w.Key, Value: w.Value}})
 	}
 	if c != nil && cp.objectsGen == c.gen[0]+uint64(c.writes) && cp.regsGen == c.gen[1] {
@@ -323,53 +428,97 @@ func (cp *controlPlane) commit(j *applyJob, c *change) []string {
 	}
 	cp.mu.Unlock()
 	cp.trigger()
-	return nil
 }
 
 // change is what analyzeChange found.
 type change struct {
 	// added are the findings the change adds to the current config's.
 	added []analyze.Finding
-	// after are the keys of all findings of the changed config; gen the
-	// generations of the config it was judged against.
-	after map[string]bool
+	// after is the analysis of the changed config; gen the generations of
+	// the config it was judged against.
+	after *analysis
 	gen   [2]uint64
 	// writes is how many stored objects the judged change writes.
 	writes int
 }
 
+// analysis is the findings of a config, by key (findingKey): all of them,
+// and those of the analyzer's checks that read no workload (PartRest),
+// which a change of workloads alone leaves as they were.
+type analysis struct {
+	all, rest map[string]bool
+}
+
+// analyzeStored analyzes stored with amend. When rest is not nil it holds
+// the findings of analyze.PartRest, which are not sought again. It
+// returns the analysis and the findings it sought.
+func analyzeStored(stored *trellisresource.Stored, amend func(*model.Config), rest map[string]bool) (*analysis, []analyze.Finding) {
+	a := &analysis{all: map[string]bool{}, rest: rest}
+	var found []analyze.Finding
+	if rest == nil {
+		a.rest = map[string]bool{}
+		found = stored.AnalyzeParts(amend, analyze.PartRest)
+		for _, f := range found {
+			a.rest[findingKey(f)] = true
+		}
+	}
+	maps.Copy(a.all, a.rest)
+	// Conversion errors go with PartWorkloads, sought every time.
+	w := stored.AnalyzeParts(amend, analyze.PartWorkloads)
+	for _, f := range w {
+		a.all[findingKey(f)] = true
+	}
+	return a, append(found, w...)
+}
+
 // analyzeChange returns the findings that storing objs and deleting the
-// objects stored under the keys removed would add to those of the current
-// config (stored resources and registered workloads).
+// resources removed would add to those of the current config (stored
+// resources and registered workloads).
 //
 // The findings of the current config are kept until it changes: applies
 // follow one another far more often than the config they are judged
-// against changes otherwise. Callers hold applyMu.
-func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object, removed ...string) *change {
+// against changes otherwise. A change of Workloads alone runs only the
+// analyzer's checks that read workloads. Callers hold applyMu.
+func (cp *controlPlane) analyzeChange(objs []*trellisresource.Object, removed ...analyze.Resource) *change {
+	start := time.Now()
+	defer func() { cp.metrics.applySteps.WithLabelValues("analyze").Observe(time.Since(start).Seconds()) }()
 	current, amend, gen := cp.analysisInput()
 	if cp.before == nil || cp.beforeGen != gen {
-		cp.before = map[string]bool{}
-		for _, f := range cp.models.Analyze(sortedObjects(current), amend) {
-			cp.before[findingKey(f)] = true
-		}
+		cp.before, _ = analyzeStored(current, amend, nil)
 		cp.beforeGen = gen
 	}
-	next := maps.Clone(current)
-	for _, o := range objs {
-		next[resourceKey(o.Kind, o.Namespace, o.Name)] = o
+	next := current.With(objs, removed)
+	var rest map[string]bool
+	if workloadsOnly(objs, removed) {
+		rest = cp.before.rest
 	}
-	for _, k := range removed {
-		delete(next, k)
-	}
-	c := &change{after: map[string]bool{}, gen: gen}
-	for _, f := range cp.models.Analyze(sortedObjects(next), amend) {
+	after, found := analyzeStored(next, amend, rest)
+	c := &change{after: after, gen: gen}
+	seen := map[string]bool{}
+	for _, f := range found {
 		k := findingKey(f)
-		c.after[k] = true
-		if !cp.before[k] {
+		if !cp.before.all[k] && !seen[k] {
+			seen[k] = true
 			c.added = append(c.added, f)
 		}
 	}
+	analyze.Sort(c.added)
 	return c
+}
+
+// workloadsOnly reports whether a change touches Workloads alone.
+func workloadsOnly(objs []*trellisresource.Object, removed []analyze.Resource) bool {
+	for _, o := range objs {
+		if o.Kind != "Workload" {
+			return false
+		}
+	}
+	for _, r := range removed {
+		if r.Kind != "Workload" {
+			return false
+		}
+	}
+	return true
 }
 
 // findingKey identifies a finding independently of where it was read.

@@ -3,8 +3,9 @@
 // certificate authority, and the HTTP API the CLI uses.
 //
 //	trellis apply ──HTTP :15014──► api ──► store (etcd) ──watch──┐
-//	                                                            ▼
-//	proxy ──CSR──► ca (gRPC :15012)                      mesh state ──debounce──► translate ──► xds
+//	trellis token ──HTTP :15014──► api ──► tokens/ (jointoken)  │
+//	                                          ▲ spend           ▼
+//	proxy ──CSR + token──► ca (gRPC :15012) ──┘          mesh state ──debounce──► translate ──► xds
 //	proxy ══ADS (mTLS :15012)══► xds ──Connected──► registry ──lease──► store     │
 //	      ◄═════════════════════════════════════════════════════════ snapshots ◄─┘
 //
@@ -13,6 +14,11 @@
 // certificate they present. Registrations are stored under an etcd lease
 // kept alive while the proxy's stream is up, so a control plane restart
 // does not forget running workloads.
+//
+// Certificates: a proxy's first request carries a join token for its
+// identity (`trellis token create`), spent in the store as the request is
+// approved; renewals authenticate with the proxy's current certificate
+// (ca.PeerOrToken).
 //
 // Several control planes serve one mesh when they share an external etcd
 // cluster and a CA (sealed in the store, or in one directory): each

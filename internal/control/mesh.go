@@ -16,7 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"trellis.dev/trellis/internal/analyze"
 	"trellis.dev/trellis/internal/ca"
+	"trellis.dev/trellis/internal/jointoken"
 	"trellis.dev/trellis/internal/model"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
@@ -48,8 +50,10 @@ type controlPlane struct {
 	ca    *ca.CA
 	trust *caTrust
 	xds   *xds.Server
-	ready atomic.Bool
-	stop  atomic.Bool
+	// tokens are the join tokens, under their own prefix of the store.
+	tokens *jointoken.Store
+	ready  atomic.Bool
+	stop   atomic.Bool
 
 	// kick asks the push loop for a rebuild.
 	kick chan struct{}
@@ -78,11 +82,18 @@ type controlPlane struct {
 	applyMu sync.Mutex
 	queueMu sync.Mutex
 	queue   []*applyJob
-	// objectsGen counts changes to objects; model is the model built from
-	// them at modelGen (guarded by pushMu).
-	objectsGen uint64
-	model      *model.Config
-	modelGen   uint64
+	// loading counts applies being decoded and validated, on their way to
+	// the queue.
+	loading atomic.Int64
+	// objectsGen counts changes to objects. stored is the set of them with
+	// its model, brought up to date with the resources changed since
+	// (storedDirty) when asked for (storedLocked); guarded by mu.
+	objectsGen  uint64
+	stored      *resource.Stored
+	storedDirty map[analyze.Resource]bool
+	// warned is the set whose conversion errors were last logged
+	// (guarded by pushMu).
+	warned *resource.Stored
 	// models remembers each stored object's conversion to the model, for
 	// analysis and translation.
 	models *resource.ModelCache
@@ -95,11 +106,14 @@ type controlPlane struct {
 	dirty    map[string]bool
 	dirtyAll bool
 	deps     map[string]map[string]bool
+	// built is the config last built for each proxy, which endpoint
+	// changes refresh (translate.RefreshEndpoints). Guarded by mu.
+	built    map[string]*translate.Resources
 	lastFull time.Time
 	// regsGen counts changes to registrations; before are the findings of
 	// the config at beforeGen (objectsGen, regsGen), guarded by applyMu.
 	regsGen   uint64
-	before    map[string]bool
+	before    *analysis
 	beforeGen [2]uint64
 	metrics   *metrics
 	// wg tracks the goroutines keeping registrations alive.
@@ -118,6 +132,7 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		log:           opts.Logger,
 		store:         st,
 		ca:            authority,
+		tokens:        jointoken.New(st, jointoken.Options{TrustDomain: opts.TrustDomain, Logger: opts.Logger}),
 		kick:          make(chan struct{}, 1),
 		objects:       map[string]*resource.Object{},
 		values:        map[string][]byte{},
@@ -129,7 +144,9 @@ func newControlPlane(ctx context.Context, opts Options, st *store.Store, authori
 		problems:      map[string][]string{},
 		pending:       map[string]*time.Timer{},
 		dirty:         map[string]bool{},
+		storedDirty:   map[analyze.Resource]bool{},
 		deps:          map[string]map[string]bool{},
+		built:         map[string]*translate.Resources{},
 	}
 	cp.xds = xds.New(ctx, cp, opts.Logger)
 	cp.metrics = newMetrics(func() float64 {
@@ -161,6 +178,7 @@ func (cp *controlPlane) load(ctx context.Context) (int64, error) {
 	defer cp.mu.Unlock()
 	cp.objects = map[string]*resource.Object{}
 	cp.values = map[string][]byte{}
+	cp.stored = nil
 	cp.services = map[string]map[model.Key]*model.Service{}
 	cp.registrations = map[string]*nodemeta.Metadata{}
 	cp.objectsGen++
@@ -178,13 +196,15 @@ func (cp *controlPlane) load(ctx context.Context) (int64, error) {
 func (cp *controlPlane) watch(ctx context.Context, rev int64) error {
 	for ctx.Err() == nil {
 		err := cp.store.Watch(ctx, "", rev, func(events []store.Event) {
-			cp.mu.Lock()
 			mesh := false
+			cp.mu.Lock()
 			for _, ev := range events {
-				cp.applyItemLocked(ev)
-				// What the control planes report about the CA (ca/...)
-				// changes no proxy's config.
-				mesh = mesh || !strings.HasPrefix(ev.Key, "ca/")
+				// Join tokens, and what the control planes report about
+				// the CA, change nothing any proxy is sent.
+				if !strings.HasPrefix(ev.Key, jointoken.Prefix) && !strings.HasPrefix(ev.Key, "ca/") {
+					cp.applyItemLocked(ev)
+					mesh = true
+				}
 			}
 			cp.mu.Unlock()
 			if mesh {
@@ -226,6 +246,7 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 		if old := cp.objects[ev.Key]; old != nil {
 			cp.markDirtyLocked(cp.changeKeysLocked(old)...)
 			cp.indexServiceLocked(old, false)
+			cp.storedDirty[resourceOf(old)] = true
 		}
 		delete(cp.values, ev.Key)
 		if ev.Deleted {
@@ -243,6 +264,7 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 		}
 		cp.objects[ev.Key] = obj
 		cp.values[ev.Key] = ev.Value
+		cp.storedDirty[resourceOf(obj)] = true
 		cp.indexServiceLocked(obj, true)
 		cp.markDirtyLocked(cp.changeKeysLocked(obj)...)
 	case strings.HasPrefix(ev.Key, proxiesPrefix):
@@ -263,6 +285,36 @@ func (cp *controlPlane) applyItemLocked(ev store.Event) {
 		cp.registrations[id] = meta
 		cp.markDirtyLocked(cp.registrationKeysLocked(id, meta)...)
 	}
+}
+
+// resourceOf names an object for the analyzer.
+func resourceOf(o *resource.Object) analyze.Resource {
+	return analyze.Resource{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name}
+}
+
+// storedLocked returns the set of stored objects, brought up to date.
+// Callers hold cp.mu.
+func (cp *controlPlane) storedLocked() *resource.Stored {
+	if cp.stored == nil {
+		cp.stored = resource.NewStored(slices.Collect(maps.Values(cp.objects)), cp.models)
+		clear(cp.storedDirty)
+		return cp.stored
+	}
+	if len(cp.storedDirty) == 0 {
+		return cp.stored
+	}
+	var changed []*resource.Object
+	var removed []analyze.Resource
+	for r := range cp.storedDirty {
+		if o := cp.objects[resourceKey(r.Kind, r.Namespace, r.Name)]; o != nil {
+			changed = append(changed, o)
+		} else {
+			removed = append(removed, r)
+		}
+	}
+	clear(cp.storedDirty)
+	cp.stored = cp.stored.With(changed, removed)
+	return cp.stored
 }
 
 // markDirtyLocked records dependency keys a change touched; "*" asks for
@@ -295,13 +347,14 @@ func (cp *controlPlane) registrationKeysLocked(id string, m *nodemeta.Metadata) 
 	return keys
 }
 
-// selectingKeysLocked are the keys of the stored services that select w:
-// a change of w changes their endpoints and nothing else of other
-// proxies' config. Callers hold cp.mu.
+// selectingKeysLocked are the endpoint keys of the stored services that
+// select w: a change of w changes their endpoints and, at most, their
+// clusters in other proxies' config (see translate.RefreshEndpoints).
+// Callers hold cp.mu.
 func (cp *controlPlane) selectingKeysLocked(w *model.Workload) []string {
 	var keys []string
 	for _, s := range model.ServicesSelecting(slices.Collect(maps.Values(cp.services[w.Namespace])), w) {
-		keys = append(keys, translate.ServiceKey(s.Key))
+		keys = append(keys, translate.EndpointsKey(s.Key))
 	}
 	return keys
 }
@@ -460,30 +513,20 @@ type snapshot struct {
 // far more often. Callers hold pushMu.
 func (cp *controlPlane) build() *snapshot {
 	cp.mu.Lock()
-	var objs []*resource.Object
-	gen := cp.objectsGen
-	if cp.model == nil || cp.modelGen != gen {
-		for _, k := range slices.Sorted(maps.Keys(cp.objects)) {
-			objs = append(objs, cp.objects[k])
-		}
-	}
+	stored := cp.storedLocked()
 	regs := maps.Clone(cp.registrations)
 	connected := slices.Collect(maps.Keys(cp.connected))
 	chains := maps.Clone(cp.chains)
 	cp.mu.Unlock()
 
-	if cp.model == nil || cp.modelGen != gen {
-		cfg, err := cp.models.Model(objs)
-		if err != nil {
+	if stored != cp.warned {
+		if err := stored.Errors(); err != nil {
 			cp.log.Warn("some stored resources are not in effect", "err", err)
 		}
-		if cfg == nil {
-			cfg = &model.Config{}
-		}
-		cp.model, cp.modelGen = cfg, gen
+		cp.warned = stored
 	}
 	// A shallow copy: only the workloads differ.
-	cfg := *cp.model
+	cfg := *stored.Model()
 	cfg.Workloads = slices.Clone(cfg.Workloads)
 	addRegistered(&cfg, regs)
 	slices.SortFunc(cfg.Workloads, func(a, b *model.Workload) int { return a.Key.Compare(b.Key) })
@@ -508,31 +551,42 @@ func (cp *controlPlane) pushAll(ctx context.Context) {
 // pushAffected rebuilds the configs that depend on one of keys, and those
 // of proxies never built.
 func (cp *controlPlane) pushAffected(ctx context.Context, keys map[string]bool) {
-	cp.pushRound(ctx, func(id string, deps map[string]bool) bool {
-		if deps == nil {
-			return true
-		}
-		for k := range keys {
-			if deps[k] {
-				return true
-			}
-		}
-		return false
-	})
+	cp.pushRound(ctx, keys)
 }
 
 // pushRound rebuilds, in parallel, the configs of the connected proxies
-// that affected selects (all when nil), and pushes what changed.
-func (cp *controlPlane) pushRound(ctx context.Context, affected func(id string, deps map[string]bool) bool) {
+// that depend on one of the dirty keys (all when dirty is nil), and
+// pushes what changed.
+func (cp *controlPlane) pushRound(ctx context.Context, dirty map[string]bool) {
 	cp.pushMu.Lock()
 	defer cp.pushMu.Unlock()
 	start := time.Now()
 	snap := cp.build()
 	ids := slices.Sorted(maps.Keys(snap.proxies))
-	if affected != nil {
+	// touched are the dirty keys each proxy depends on; nil for a proxy
+	// to build in full.
+	touched := make([][]string, len(ids))
+	if dirty != nil {
 		cp.mu.Lock()
-		ids = slices.DeleteFunc(ids, func(id string) bool { return !affected(id, cp.deps[id]) })
+		n := 0
+		for _, id := range ids {
+			deps := cp.deps[id]
+			var keys []string
+			for k := range dirty {
+				if deps[k] {
+					keys = append(keys, k)
+				}
+			}
+			if deps == nil || len(keys) > 0 {
+				ids[n], touched[n] = id, keys
+				if deps == nil {
+					touched[n] = nil
+				}
+				n++
+			}
+		}
 		cp.mu.Unlock()
+		ids, touched = ids[:n], touched[:n]
 		if len(ids) == 0 {
 			return
 		}
@@ -546,7 +600,7 @@ func (cp *controlPlane) pushRound(ctx context.Context, affected func(id string, 
 				if i >= len(ids) {
 					return
 				}
-				cp.pushLocked(ctx, snap, ids[i])
+				cp.pushLocked(ctx, snap, ids[i], touched[i])
 			}
 		})
 	}
@@ -561,19 +615,41 @@ func (cp *controlPlane) pushOne(ctx context.Context, id string) {
 	defer cp.pushMu.Unlock()
 	snap := cp.build()
 	if snap.proxies[id] != nil {
-		cp.pushLocked(ctx, snap, id)
+		cp.pushLocked(ctx, snap, id, nil)
 	}
 }
 
-func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id string) {
+// pushLocked builds and pushes the config of proxy id. touched are the
+// changed dependency keys that called for it: when they are all endpoint
+// keys, the config last built is refreshed rather than translated anew.
+func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id string, touched []string) {
 	start := time.Now()
-	res, problems := translate.Translate(translate.Input{
+	in := translate.Input{
 		Config:           snap.config,
 		Index:            snap.index,
 		Proxy:            snap.proxies[id],
 		CertificateChain: snap.chains[id],
 		TrustBundle:      cp.ca.BundlePEM(),
-	}, translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain})
+	}
+	opts := translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain}
+	var res *translate.Resources
+	var problems []translate.Problem
+	if services := endpointServices(touched); services != nil {
+		cp.mu.Lock()
+		prev := cp.built[id]
+		cp.mu.Unlock()
+		if prev != nil {
+			var ok bool
+			if res, problems, ok = translate.RefreshEndpoints(in, opts, prev, services); ok {
+				cp.metrics.refreshes.WithLabelValues("refreshed").Inc()
+			} else {
+				cp.metrics.refreshes.WithLabelValues("declined").Inc()
+			}
+		}
+	}
+	if res == nil {
+		res, problems = translate.Translate(in, opts)
+	}
 	cp.metrics.translateSecs.Observe(time.Since(start).Seconds())
 	msgs := make([]string, len(problems))
 	for i, p := range problems {
@@ -605,6 +681,7 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	changedProblems := !slices.Equal(cp.problems[id], msgs)
 	cp.problems[id] = msgs
 	cp.deps[id] = deps
+	cp.built[id] = res
 	cp.mu.Unlock()
 	if changedProblems && len(msgs) > 0 {
 		cp.log.Warn("parts of a proxy's config are not in effect", "node", id, "problems", strings.Join(msgs, "; "))
@@ -619,6 +696,23 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 	default:
 		cp.metrics.pushes.WithLabelValues("unchanged").Inc()
 	}
+}
+
+// endpointServices returns the services of touched when every key is an
+// endpoint key (translate.EndpointsKey), and nil otherwise.
+func endpointServices(touched []string) map[model.Key]bool {
+	if len(touched) == 0 {
+		return nil
+	}
+	services := make(map[model.Key]bool, len(touched))
+	for _, k := range touched {
+		s, ok := translate.EndpointsKeyService(k)
+		if !ok {
+			return nil
+		}
+		services[s] = true
+	}
+	return services
 }
 
 // addRegistered adds the workloads that sidecars and proxyless gRPC

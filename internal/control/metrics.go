@@ -13,8 +13,10 @@ type metrics struct {
 	rounds        prometheus.Counter
 	roundSeconds  prometheus.Histogram
 	translateSecs prometheus.Histogram
+	refreshes     *prometheus.CounterVec
 	applies       *prometheus.CounterVec
 	applyWaves    *prometheus.CounterVec
+	applySteps    *prometheus.HistogramVec
 }
 
 func newMetrics(connected func() float64) *metrics {
@@ -39,6 +41,10 @@ func newMetrics(connected func() float64) *metrics {
 			Help:    "Time to translate one proxy's config.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "endpoint_refreshes_total",
+			Help: "Proxy configs whose changed dependencies were endpoints only, by outcome: refreshed (only those clusters' endpoints rebuilt), declined (more had changed: translated in full).",
+		}, []string{"outcome"}),
 		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "applies_total",
 			Help: "trellis apply requests, by result: applied, refused.",
@@ -47,8 +53,13 @@ func newMetrics(connected func() float64) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "apply_waves_total",
 			Help: "Groups of concurrent applies judged with one analysis, by how they were stored: together, or one by one (their combined change added an error or a finding of no single apply).",
 		}, []string{"how"}),
+		applySteps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "apply_step_seconds",
+			Help:    "Time of each step of judging and storing a wave of applies: read (what is stored under their keys), analyze, commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"step"}),
 	}
-	m.registry.MustRegister(m.pushes, m.rounds, m.roundSeconds, m.translateSecs, m.applies, m.applyWaves,
+	m.registry.MustRegister(m.pushes, m.rounds, m.roundSeconds, m.translateSecs, m.refreshes, m.applies, m.applyWaves, m.applySteps,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "proxies_connected",
 			Help: "Proxies with an open ADS stream to this control plane.",

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -13,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"trellis.dev/trellis/internal/ca"
-	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/store"
@@ -162,21 +160,17 @@ func (cp *controlPlane) deregister(id string, lease *store.Lease) {
 	delete(cp.chains, id)
 	delete(cp.problems, id)
 	delete(cp.deps, id)
+	delete(cp.built, id)
 	cp.mu.Unlock()
 	cp.xds.Forget(id)
 	cp.log.Info("proxy deregistered", "node", id)
 	cp.trigger()
 }
 
-// authenticator approves certificate requests. Join tokens and Kubernetes
-// service account tokens come with the identity work; until then every
-// request for an identity in the trust domain is approved and logged.
+// authenticator approves certificate requests: renewals by the
+// certificate the proxy presents, first contacts by a join token. The
+// Kubernetes service account token (TokenReview) will join the join token
+// store as a second judge of tokens, told apart by their form.
 func (cp *controlPlane) authenticator() ca.Authenticator {
-	return ca.AuthenticatorFunc(func(ctx context.Context, req *capb.CreateCertificateRequest, id identity.ID) error {
-		if id.TrustDomain != cp.opts.TrustDomain {
-			return fmt.Errorf("trust domain %q is not %q", id.TrustDomain, cp.opts.TrustDomain)
-		}
-		cp.log.Info("certificate request approved without authentication", "identity", id.String(), "node", req.GetNodeId())
-		return nil
-	})
+	return ca.PeerOrToken(cp.ca, cp.tokens)
 }

@@ -1,10 +1,12 @@
 // Package controlapi is the HTTP API of the control plane that the trellis
-// CLI uses: applying, reading and deleting resources, and reading proxy
-// status. It holds the wire types and a client; the control plane serves
-// the other side.
+// CLI uses: applying, reading and deleting resources, reading proxy status,
+// and making, listing and revoking join tokens. It holds the wire types and
+// a client; the control plane serves the other side.
 //
 // The API listens on the control plane's debug port (15014), bound to
-// loopback by default.
+// loopback by default. It has no authentication of its own: whoever reaches
+// it can change the mesh and make join tokens, so keep it on loopback or
+// behind something that authenticates.
 package controlapi
 
 import (

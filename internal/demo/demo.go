@@ -179,13 +179,23 @@ func Run(ctx context.Context, o Options) error {
 
 	bundle := filepath.Join(dataDir, "control", "ca", "root-cert.pem")
 	common := []string{"--control-plane", addrs.XDS, "--ca-bundle", bundle}
+	// Each sidecar serves the SPIFFE Workload API on a socket of its own,
+	// never on the shared default path.
+	socketDir := filepath.Join(dataDir, "workload-api")
+	if err := os.MkdirAll(socketDir, 0o700); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	identity, err := joinTokens(ctx, client, dataDir)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(o.Stdout, "starting the ingress gateway and 4 workloads with their sidecars")
-	err = sup.start("ingress", o.Proxy, append([]string{
+	err = sup.start("ingress", o.Proxy, append(append([]string{
 		"--gateway", namespace + "/ingress",
 		"--name", "ingress", "--namespace", namespace, "--service-account", "ingress",
 		"--address", o.IP.String(),
 		"--admin-address", net.JoinHostPort(o.IP.String(), strconv.Itoa(adminPort)),
-	}, common...)...)
+	}, identity("ingress")...), common...)...)
 	if err != nil {
 		return err
 	}
@@ -199,6 +209,7 @@ func Run(ctx context.Context, o Options) error {
 			"--label", "app=" + w.service, "--label", "version=" + w.version,
 			"--port", "http:" + strconv.Itoa(appPort) + "/HTTP",
 			"--admin-address", net.JoinHostPort(ip.String(), strconv.Itoa(adminPort)),
+			"--workload-api-socket=" + workloadAPISocket(socketDir, w.name),
 		}
 		if w.next != "" {
 			appArgs = append(appArgs, "--next", "http://"+net.JoinHostPort(ip.String(), strconv.Itoa(w.nextPort)))
@@ -207,12 +218,27 @@ func Run(ctx context.Context, o Options) error {
 		if err := sup.start(w.name, o.Trellis, appArgs...); err != nil {
 			return err
 		}
+		sidecarArgs = append(sidecarArgs, identity(w.name)...)
 		if err := sup.start(w.name+"-sidecar", o.Proxy, append(sidecarArgs, common...)...); err != nil {
 			return err
 		}
 	}
+	// Ready when every version of the last hop has answered, and the last
+	// ten calls in a row went through: a workload whose sidecar registered
+	// last may not be every caller's endpoint yet.
+	versions := map[string]bool{}
+	inARow := 0
 	if err := sup.waitFor(ctx, 60*time.Second, "the mesh to answer at "+addrs.Ingress, func() error {
-		return checkChain(ctx, addrs.Ingress)
+		for inARow < 10 || len(versions) < 2 {
+			version, err := checkChain(ctx, addrs.Ingress)
+			if err != nil {
+				inARow = 0
+				return err
+			}
+			versions[version] = true
+			inARow++
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -221,13 +247,14 @@ Trellis demo is running: a gateway and three services (reviews in two versions),
 ingress: %s
 control plane: %s (API), %s (xDS and CA)
 logs: %s
+SPIFFE Workload API of each sidecar: unix://%s/NAME.sock
 
 Try:
   curl %s
   trellis proxy-status
   TRELLIS_CONTROL_PLANE=%s trellis get httproutes -n demo
 Press Ctrl-C to stop.
-`, addrs.Ingress, addrs.ControlPlane, addrs.XDS, logDir, addrs.Ingress, addrs.ControlPlane)
+`, addrs.Ingress, addrs.ControlPlane, addrs.XDS, logDir, socketDir, addrs.Ingress, addrs.ControlPlane)
 
 	select {
 	case <-ctx.Done():
@@ -238,36 +265,82 @@ Press Ctrl-C to stop.
 	}
 }
 
+// workloadAPISocket is the Workload API socket of a demo sidecar in dir,
+// or empty (none) when the path is too long for a UNIX socket, as a deep
+// --data-dir can make it.
+func workloadAPISocket(dir, name string) string {
+	const maxSocketPath = 100 // sun_path holds 108 bytes on Linux, 104 on BSDs
+	path := filepath.Join(dir, name+".sock")
+	if len(path) > maxSocketPath {
+		return ""
+	}
+	return path
+}
+
+// joinTokens makes a single-use join token through the control plane's API
+// for the ingress gateway and each workload's sidecar, as an operator would
+// with `trellis token create`, and writes each to DATA/tokens/NAME.token
+// (mode 0600). It returns the flags that give the proxy NAME its token file
+// and an identity directory, DATA/identity/NAME.
+func joinTokens(ctx context.Context, client *controlapi.Client, dataDir string) (func(name string) []string, error) {
+	names := []string{"ingress"}
+	specs := []controlapi.TokenSpec{{Namespace: namespace, ServiceAccount: "ingress", TTLSeconds: 3600}}
+	for _, w := range workloads {
+		names = append(names, w.name)
+		specs = append(specs, controlapi.TokenSpec{Namespace: namespace, ServiceAccount: w.account, TTLSeconds: 3600})
+	}
+	made, err := client.CreateTokens(ctx, specs)
+	if err != nil {
+		return nil, fmt.Errorf("demo: making join tokens: %w", err)
+	}
+	tokenDir := filepath.Join(dataDir, "tokens")
+	if err := os.MkdirAll(tokenDir, 0o700); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	for i, name := range names {
+		if err := os.WriteFile(filepath.Join(tokenDir, name+".token"), []byte(made[i].Token+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+	}
+	return func(name string) []string {
+		return []string{
+			"--token-file", filepath.Join(tokenDir, name+".token"),
+			"--identity-dir", filepath.Join(dataDir, "identity", name),
+		}
+	}, nil
+}
+
 // checkChain asks the ingress for the chain and checks that it crossed
-// every service with a verified identity at each hop.
-func checkChain(ctx context.Context, url string) error {
+// every service with a verified identity at each hop, and returns the
+// version of the last hop.
+func checkChain(ctx context.Context, url string) (version string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+		return "", fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
 	}
 	var chain app.Chain
 	if err := json.Unmarshal(body, &chain); err != nil {
-		return err
+		return "", err
 	}
 	if len(chain.Hops) != 3 {
-		return fmt.Errorf("the chain has %d hops, want 3", len(chain.Hops))
+		return "", fmt.Errorf("the chain has %d hops, want 3", len(chain.Hops))
 	}
 	for _, h := range chain.Hops {
 		if h.Caller == "" {
-			return fmt.Errorf("hop %s has no verified caller", h.Service)
+			return "", fmt.Errorf("hop %s has no verified caller", h.Service)
 		}
 	}
-	return nil
+	return chain.Hops[2].Version, nil
 }
 
 type exit struct {

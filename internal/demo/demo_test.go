@@ -166,6 +166,27 @@ func TestDemo(t *testing.T) {
 		}
 	}
 
+	// Every proxy got its first certificate with a join token of its own,
+	// made through the API: five tokens, each used once.
+	tl := exec.Command(filepath.Join(bin, "trellis"), "token", "list", "-o", "json")
+	tl.Env = ps.Env
+	out, err = tl.Output()
+	if err != nil {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
+	var tokens []controlapi.TokenInfo
+	if err := json.Unmarshal(out, &tokens); err != nil {
+		t.Fatalf("token list -o json: %v\n%s", err, out)
+	}
+	if len(tokens) != 5 {
+		t.Errorf("token list shows %d tokens, want 5 (ingress and 4 sidecars):\n%s", len(tokens), out)
+	}
+	for _, tok := range tokens {
+		if tok.State != "used" || tok.UsesLeft != 0 || tok.Namespace != "demo" {
+			t.Errorf("token %s for %s is %s with %d uses left, want used", tok.ID, tok.Identity, tok.State, tok.UsesLeft)
+		}
+	}
+
 	// A second demo on the same address fails at once, saying why.
 	start := time.Now()
 	second := exec.Command(filepath.Join(bin, "trellis"), "demo", "--ip", ip)

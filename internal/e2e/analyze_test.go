@@ -117,6 +117,36 @@ func TestApplyRunsTheAnalyzer(t *testing.T) {
 	if _, stderr, err := trellis(t, cp, "apply", "-f", filepath.Join(dir, "base.yaml")); err != nil || stderr != "" {
 		t.Errorf("re-apply: %v, stderr %q", err, stderr)
 	}
+
+	// A change of Workloads alone is judged by the checks that read
+	// workloads only: their findings still reach the caller.
+	if _, _, err := trellis(t, cp, "apply", "-f", write("ledger.yaml", `apiVersion: v1
+kind: Service
+metadata: {name: ledger, namespace: finance}
+spec:
+  selector: {app: ledger}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: ledger, namespace: finance}
+spec:
+  targetRefs: [{group: "", kind: Service, name: ledger}]
+  tls: {mode: Disable}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = trellis(t, cp, "apply", "-f", write("ledger-1.yaml", `apiVersion: trellis.dev/v1alpha1
+kind: Workload
+metadata: {name: ledger-1, namespace: finance, labels: {app: ledger}}
+spec:
+  address: 10.0.0.5
+  meshPort: 15008
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+`))
+	if err != nil || !strings.Contains(stderr, "warning TRL3013: BackendPolicy finance/ledger") {
+		t.Errorf("a Workload left out by a BackendPolicy: %v, stderr %q; want a TRL3013 warning", err, stderr)
+	}
 }
 
 // TestAnalyzeCommand runs trellis analyze offline: exit status, JSON

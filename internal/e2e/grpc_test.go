@@ -377,6 +377,7 @@ func grpcBootstrap(t *testing.T, cp *controlPlane, xdsAddr, nodeID string, meta 
 	defer cancel()
 	resp, err := capb.NewCertificateServiceClient(conn).CreateCertificate(ctx, &capb.CreateCertificateRequest{
 		Csr: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})), NodeId: nodeID,
+		Token: cp.token(t, meta.Namespace, meta.ServiceAccount),
 	})
 	if err != nil {
 		t.Fatalf("certificate for %s: %v", id, err)

@@ -132,6 +132,17 @@ func (cp *controlPlane) apply(t *testing.T, yaml string) {
 	}
 }
 
+// token makes a single-use join token for namespace/serviceAccount through
+// the control plane's API, as `trellis token create` does.
+func (cp *controlPlane) token(t *testing.T, namespace, serviceAccount string) string {
+	t.Helper()
+	made, err := cp.client(t).CreateTokens(context.Background(), []controlapi.TokenSpec{{Namespace: namespace, ServiceAccount: serviceAccount, TTLSeconds: 600}})
+	if err != nil {
+		t.Fatalf("token for %s/%s: %v", namespace, serviceAccount, err)
+	}
+	return made[0].Token
+}
+
 func (cp *controlPlane) bundle(t *testing.T) string {
 	return filepath.Join(cp.caDir, "root-cert.pem")
 }
@@ -177,9 +188,17 @@ func startWorkload(t *testing.T, s subnet, cp *controlPlane, w sidecar) (stop fu
 }
 
 // startProxy runs a trellis-proxy in-process for the workload meta
-// describes, with its admin endpoint on the workload's address, following
-// cp and, if it goes away, the control planes also.
+// describes, with its admin endpoint on the workload's address and a join
+// token made through cp's API, following cp and, if it goes away, the
+// control planes also.
 func startProxy(t *testing.T, cp *controlPlane, meta nodemeta.Metadata, also ...*controlPlane) (stop func()) {
+	t.Helper()
+	return startProxyWith(t, cp, meta, proxy.Options{Token: cp.token(t, meta.Namespace, meta.ServiceAccount)}, also...)
+}
+
+// startProxyWith is startProxy with the token, identity and logger
+// options of extra instead of a new token.
+func startProxyWith(t *testing.T, cp *controlPlane, meta nodemeta.Metadata, extra proxy.Options, also ...*controlPlane) (stop func()) {
 	t.Helper()
 	pemBytes, err := os.ReadFile(cp.bundle(t))
 	if err != nil {
@@ -193,10 +212,15 @@ func startProxy(t *testing.T, cp *controlPlane, meta nodemeta.Metadata, also ...
 	for _, c := range also {
 		addrs = append(addrs, c.xds)
 	}
+	log := extra.Logger
+	if log == nil {
+		log = testLogger(t, meta.Name)
+	}
 	p, err := proxy.New(proxy.Options{
 		ControlPlane: strings.Join(addrs, ","), TrustBundle: bundle, NodeID: meta.Name + "." + meta.Namespace, Registration: meta,
-		AdminAddress: net.JoinHostPort(meta.Address, "15000"), Logger: testLogger(t, meta.Name),
+		AdminAddress: net.JoinHostPort(meta.Address, "15000"), Logger: log,
 		DrainTimeout: time.Second,
+		Token:        extra.Token, TokenFile: extra.TokenFile, IdentityDir: extra.IdentityDir,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -251,4 +251,56 @@ spec:
 	if got := translations() - before; got != 1 {
 		t.Errorf("an endpoint change of catalog-v2 translated %v proxy configs, want 1 (web-1, its only caller)", got)
 	}
+
+	// Endpoint churn refreshes the endpoints of web-1's config, and
+	// nothing else: the workload's address moves, then it goes.
+	refreshed := func() float64 { return metric(`trellis_control_endpoint_refreshes_total{outcome="refreshed"}`) }
+	acked := func(addr string, want bool) {
+		t.Helper()
+		eventually(t, 30*time.Second, fmt.Sprintf("web-1 acked endpoints with %s: %v", addr, want), func() error {
+			cfgs, err := cp.client(t).ProxyConfig(context.Background(), "web-1.demo", "EDS")
+			if err != nil {
+				return err
+			}
+			for _, c := range cfgs {
+				if c.Acked.Version != c.Sent.Version {
+					return fmt.Errorf("%s not acked yet", c.Type)
+				}
+				has := false
+				for _, r := range c.Acked.Resources {
+					has = has || strings.Contains(string(r), `"`+addr+`"`)
+				}
+				if has != want {
+					return fmt.Errorf("acked endpoints hold %s: %v", addr, has)
+				}
+			}
+			return nil
+		})
+	}
+	acked(s.ip(20), true)
+	before, beforeRefreshed := translations(), refreshed()
+	cp.apply(t, `apiVersion: trellis.dev/v1alpha1
+kind: Workload
+metadata: {name: catalog-vm, namespace: demo, labels: {app: catalog, version: v2}}
+spec:
+  address: `+s.ip(21)+`
+  ports: [{name: http, port: 8080, protocol: HTTP}]
+`)
+	acked(s.ip(21), true)
+	acked(s.ip(20), false)
+	if got := refreshed() - beforeRefreshed; got != 1 {
+		t.Errorf("an address change refreshed %v proxy configs, want 1 (web-1)", got)
+	}
+	if got := translations() - before; got != 1 {
+		t.Errorf("an address change built %v proxy configs, want 1 (web-1)", got)
+	}
+	beforeRefreshed = refreshed()
+	if _, err := cp.client(t).Delete(context.Background(), "Workload", "demo", "catalog-vm", false); err != nil {
+		t.Fatal(err)
+	}
+	acked(s.ip(21), false)
+	if got := refreshed() - beforeRefreshed; got != 1 {
+		t.Errorf("a removed endpoint refreshed %v proxy configs, want 1 (web-1)", got)
+	}
+	onlyCatalog(t, web, "catalog-2")
 }

@@ -71,17 +71,30 @@ func Check(c Config) error {
 			errs = append(errs, err)
 		}
 	}
-	byName := map[string]*cluster{}
-	clusterKeys := map[string]string{}
+	// A cluster is compiled when it, or its endpoints, were not judged
+	// before: endpoints are judged with their cluster.
+	type edsCluster struct {
+		source   *clusterv3.Cluster
+		key      string
+		compiled *cluster
+	}
+	byName := map[string]*edsCluster{}
 	for _, cl := range c.Clusters {
+		k := key(xdsclient.ClusterType, cl.GetName())
+		if k != "" && checked.known(k) {
+			if name := edsServiceName(cl); name != "" {
+				byName[name] = &edsCluster{source: cl, key: k}
+			}
+			continue
+		}
 		compiled, err := checker.compileCluster(cl)
+		checked.remember(k, err)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cluster %q: %w", cl.GetName(), err))
 			continue
 		}
 		if compiled.edsName != "" {
-			byName[compiled.edsName] = compiled
-			clusterKeys[compiled.edsName] = key(xdsclient.ClusterType, cl.GetName())
+			byName[compiled.edsName] = &edsCluster{source: cl, key: k, compiled: compiled}
 		}
 	}
 	for _, cla := range c.Endpoints {
@@ -89,15 +102,21 @@ func Check(c Config) error {
 		if cl == nil {
 			continue
 		}
-		// Endpoints are judged with their cluster.
 		k := key(xdsclient.EndpointType, cla.GetClusterName())
-		if k != "" && clusterKeys[cla.GetClusterName()] != "" {
-			k += "\x00" + clusterKeys[cla.GetClusterName()]
+		if k != "" && cl.key != "" {
+			k += "\x00" + cl.key
 		} else {
 			k = ""
 		}
 		err := checked.do(k, func() error {
-			_, err := cl.compileEndpoints(cla)
+			if cl.compiled == nil {
+				compiled, err := checker.compileCluster(cl.source)
+				if err != nil {
+					return fmt.Errorf("its cluster: %w", err)
+				}
+				cl.compiled = compiled
+			}
+			_, err := cl.compiled.compileEndpoints(cla)
 			return err
 		})
 		if err != nil {
@@ -120,6 +139,28 @@ type checkCache struct {
 // maxChecked bounds the memo: tens of thousands of distinct resources.
 const maxChecked = 1 << 16
 
+// known reports whether key was judged and found sound.
+func (c *checkCache) known(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err, ok := c.done[key]
+	return ok && err == nil
+}
+
+// remember records the outcome of judging key; an empty key is not
+// remembered.
+func (c *checkCache) remember(key string, err error) {
+	if key == "" {
+		return
+	}
+	c.mu.Lock()
+	if len(c.done) >= maxChecked {
+		c.done = map[string]error{}
+	}
+	c.done[key] = err
+	c.mu.Unlock()
+}
+
 // do returns what check returns, from the memo when key was judged
 // before; an empty key is never remembered.
 func (c *checkCache) do(key string, check func() error) error {
@@ -133,11 +174,18 @@ func (c *checkCache) do(key string, check func() error) error {
 		return err
 	}
 	err = check()
-	c.mu.Lock()
-	if len(c.done) >= maxChecked {
-		c.done = map[string]error{}
-	}
-	c.done[key] = err
-	c.mu.Unlock()
+	c.remember(key, err)
 	return err
+}
+
+// edsServiceName is the name of an EDS cluster's endpoints, as
+// compileCluster finds it; "" for a static cluster.
+func edsServiceName(c *clusterv3.Cluster) string {
+	if c.GetType() != clusterv3.Cluster_EDS {
+		return ""
+	}
+	if n := c.GetEdsClusterConfig().GetServiceName(); n != "" {
+		return n
+	}
+	return c.GetName()
 }

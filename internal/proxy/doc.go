@@ -17,6 +17,7 @@
 //	                                              │    circuit breakers and retry budget (circuitbreaker.go, retrybudget.go),
 //	                                              │    outlier detection (outlier.go), upstream idle timeout, mTLS
 //	                                              └─ secrets (key, SVID, trust bundle)
+//	                                                   └─ SPIFFE Workload API on a UNIX socket (workloadapi.go)
 //
 // The HTTP path runs the HTTP filters (RBAC, access.go; CORS, cors.go;
 // local rate limit, ratelimit.go), which register themselves

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,24 @@ type Options struct {
 	// incremental (delta) xDS, in which the control plane sends only what
 	// changed.
 	StateOfTheWorld bool
+	// WorkloadAPISocket is the path of the UNIX socket on which the proxy
+	// serves the SPIFFE Workload API (workloadapi.go); empty disables it.
+	WorkloadAPISocket string
+	// Token is a join token for the proxy's identity (`trellis token
+	// create`). It is sent only while the proxy has no valid certificate:
+	// on first contact, or when the certificate expired. Renewals
+	// authenticate with the current certificate.
+	Token string
+	// TokenFile names a file holding the join token, read (surrounding
+	// space trimmed) each time a token is needed, so that a token written
+	// there later is picked up without a restart. When set, Token is
+	// ignored.
+	TokenFile string
+	// IdentityDir keeps the proxy's key and certificate chain on disk
+	// (secrets.Manager.UseDir): after a restart the proxy goes on with a
+	// certificate still valid there, and needs no new token. Empty keeps
+	// them in memory only.
+	IdentityDir string
 }
 
 // Proxy is a running data plane.
@@ -132,10 +151,11 @@ func (p *Proxy) controlPlaneCreds() credentials.TransportCredentials {
 	want := identity.ControlPlane(p.opts.TrustDomain)
 	conf := p.secrets.ClientConfig("", secrets.AllowIDs(want.TrustDomain, want))
 	conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		if c := p.secrets.Certificate(); c != nil {
+		if c := p.secrets.ValidCertificate(); c != nil {
 			return c, nil
 		}
-		// First contact: no certificate yet, send none.
+		// First contact, or the certificate expired (the control plane
+		// would refuse the handshake): send none, and a token instead.
 		return &tls.Certificate{}, nil
 	}
 	return credentials.NewTLS(conf)
@@ -216,13 +236,18 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 	p.ctx = ctx
 
-	conn, err := p.dial()
-	if err != nil {
+	restored := false
+	if p.opts.IdentityDir != "" {
+		var err error
+		if restored, err = p.secrets.UseDir(p.opts.IdentityDir); err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+	}
+	issuer := p.issuer()
+
+	if err := p.startWorkloadAPI(ctx); err != nil {
 		return err
 	}
-	defer conn.Close()
-	issuer := p.issuer(capb.NewCertificateServiceClient(conn))
-
 	var admin *http.Server
 	if p.opts.AdminAddress != "" {
 		ln, err := net.Listen("tcp", p.opts.AdminAddress)
@@ -233,9 +258,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.goRun(func() { _ = admin.Serve(ln) })
 	}
 
-	// The first certificate: retry until the control plane answers.
+	// The first certificate: retry until the control plane answers and
+	// accepts the token. A token file is read again on each attempt.
 	backoff := 250 * time.Millisecond
-	for {
+	for !restored {
 		err := p.secrets.Renew(ctx, issuer)
 		if err == nil {
 			break
@@ -249,15 +275,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
-	// Connections made before the certificate existed carry none; ADS needs
-	// one, so start from a fresh connection.
-	conn.Close()
-	conn, err = p.dial()
+	if restored {
+		p.log.Info("going on with the certificate in the identity directory", "dir", p.opts.IdentityDir)
+	}
+	// ADS needs the certificate: its connection is made now that there is
+	// one.
+	conn, err := p.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	issuer = p.issuer(capb.NewCertificateServiceClient(conn))
 	p.goRun(func() { p.secrets.Run(ctx, issuer) })
 
 	meta, err := p.opts.Registration.Encode()
@@ -277,11 +304,29 @@ func (p *Proxy) Run(ctx context.Context) error {
 	return nil
 }
 
-func (p *Proxy) issuer(c capb.CertificateServiceClient) secrets.Issuer {
+// issuer asks the control plane's CA for certificates, each time over a
+// connection of its own: its TLS handshake presents the proxy's current
+// certificate, which is what authenticates a renewal (a connection kept
+// open would still present the certificate it was made with). Without a
+// valid certificate, the request carries the join token.
+func (p *Proxy) issuer() secrets.Issuer {
 	return secrets.IssuerFunc(func(ctx context.Context, csr []byte) ([][]byte, []*x509.Certificate, error) {
+		req := &capb.CreateCertificateRequest{Csr: string(csr), NodeId: p.opts.NodeID}
+		if p.secrets.ValidCertificate() == nil {
+			token, err := p.token()
+			if err != nil {
+				return nil, nil, err
+			}
+			req.Token = token
+		}
+		conn, err := p.dial()
+		if err != nil {
+			return nil, nil, err
+		}
+		defer conn.Close()
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		resp, err := c.CreateCertificate(ctx, &capb.CreateCertificateRequest{Csr: string(csr), NodeId: p.opts.NodeID})
+		resp, err := capb.NewCertificateServiceClient(conn).CreateCertificate(ctx, req)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -305,6 +350,19 @@ func (p *Proxy) issuer(c capb.CertificateServiceClient) secrets.Issuer {
 		}
 		return chain, bundle, nil
 	})
+}
+
+// token returns the join token: the token file's content, or
+// Options.Token; empty if there is none.
+func (p *Proxy) token() (string, error) {
+	if p.opts.TokenFile == "" {
+		return p.opts.Token, nil
+	}
+	b, err := os.ReadFile(p.opts.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("proxy: join token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // goRun runs f in a goroutine the proxy waits for on shutdown.

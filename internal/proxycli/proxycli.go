@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -30,6 +31,11 @@ type flags struct {
 	labels, ports, upstreams            []string
 	showVersion                         bool
 	xdsProtocol                         string
+	// workloadAPISocket is --workload-api-socket; workloadAPISocketSet
+	// tells whether it was given, as opposed to defaulted.
+	workloadAPISocket             string
+	workloadAPISocketSet          bool
+	token, tokenFile, identityDir string
 }
 
 // Run executes the trellis-proxy command line args.
@@ -42,10 +48,23 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 resource with --gateway NAMESPACE/NAME. It registers with the control plane,
 obtains its SPIFFE certificate, and follows its config over ADS.
 
+Its first certificate needs a join token for its identity (--token-file,
+from 'trellis token create'); it renews the certificate with the certificate
+itself. With --identity-dir, a restarted proxy goes on with the certificate
+it has while that is valid.
+
 A sidecar accepts mesh mTLS on --mesh-port and forwards to the app on
 --app-address; the app calls the services named by --upstream through
 plaintext listeners on --outbound-address, which the sidecar carries over
-mTLS.`,
+mTLS.
+
+A sidecar serves the SPIFFE Workload API on --workload-api-socket, so that
+SPIFFE-aware applications (go-spiffe, java-spiffe, ...; point them at it with
+SPIFFE_ENDPOINT_SOCKET=unix://PATH) fetch the workload's X.509-SVID and trust
+bundle. By default it is served at ` + DefaultWorkloadAPISocket + ` when
+that directory exists: share it with the application (a volume mounted in
+both containers, or a directory whose permissions admit the application's
+user). Whoever can connect to the socket gets the workload's identity.`,
 		Args:          cobra.NoArgs,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -54,6 +73,7 @@ mTLS.`,
 				_, err := fmt.Fprintln(stdout, version.String("trellis-proxy"))
 				return err
 			}
+			f.workloadAPISocketSet = c.Flags().Changed("workload-api-socket")
 			opts, err := f.options(stderr)
 			if err != nil {
 				return err
@@ -89,6 +109,10 @@ mTLS.`,
 	fl.StringArrayVar(&f.upstreams, "upstream", nil, "outbound listener SERVICE[.NAMESPACE]:PORT=LOCALPORT; repeatable")
 	fl.StringVar(&f.meta.Locality, "locality", "", "region/zone/subzone")
 	fl.StringVar(&f.xdsProtocol, "xds-protocol", "delta", "xDS protocol: delta (incremental: only what changed is sent) or sotw (state of the world)")
+	fl.StringVar(&f.workloadAPISocket, "workload-api-socket", DefaultWorkloadAPISocket, "UNIX socket the SPIFFE Workload API is served on; empty disables it. Without the flag a sidecar serves it at the default path if that directory exists")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the join token for this identity (from 'trellis token create'), sent on first contact only; read again on each attempt until a certificate is issued")
+	fl.StringVar(&f.token, "token", "", "the join token itself (prefer --token-file: a command line is visible to other users)")
+	fl.StringVar(&f.identityDir, "identity-dir", "", "directory to keep the key (0600) and certificate chain in, so that a restart goes on with a still-valid certificate instead of needing a new token")
 	fl.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	c.SetArgs(args)
 	c.SetOut(stdout)
@@ -102,6 +126,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		return proxy.Options{}, usage.Errorf("--log-level %q: %v", f.logLevel, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if f.token != "" && f.tokenFile != "" {
+		return proxy.Options{}, usage.Errorf("--token and --token-file: give one of them")
+	}
 	m := f.meta
 	m.Kind = nodemeta.KindSidecar
 	m.Version = version.Version
@@ -172,16 +199,58 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	if f.xdsProtocol != "delta" && f.xdsProtocol != "sotw" {
 		return proxy.Options{}, usage.Errorf("--xds-protocol %q: want delta or sotw", f.xdsProtocol)
 	}
+	socket, err := f.workloadAPIPath(m.Kind, DefaultWorkloadAPISocket, log)
+	if err != nil {
+		return proxy.Options{}, err
+	}
 	return proxy.Options{
-		StateOfTheWorld: f.xdsProtocol == "sotw",
-		ControlPlane:    f.controlPlane,
-		TrustBundle:     bundle,
-		TrustDomain:     f.trustDomain,
-		NodeID:          id,
-		Registration:    m,
-		AdminAddress:    f.adminAddress,
-		Logger:          log,
+		StateOfTheWorld:   f.xdsProtocol == "sotw",
+		ControlPlane:      f.controlPlane,
+		TrustBundle:       bundle,
+		TrustDomain:       f.trustDomain,
+		NodeID:            id,
+		Registration:      m,
+		AdminAddress:      f.adminAddress,
+		Logger:            log,
+		WorkloadAPISocket: socket,
+		Token:             strings.TrimSpace(f.token),
+		TokenFile:         f.tokenFile,
+		IdentityDir:       f.identityDir,
 	}, nil
+}
+
+// DefaultWorkloadAPISocket is where a sidecar serves the SPIFFE Workload
+// API unless told otherwise, if the directory exists.
+const DefaultWorkloadAPISocket = "/var/run/trellis/workload-api/socket"
+
+// workloadAPIPath decides where the Workload API is served. A path given
+// with --workload-api-socket is used as it is, and its directory must
+// exist (its permissions decide who gets the identity, so the proxy does
+// not create it); an empty one disables the API. Without the flag a
+// sidecar serves it at def if def's directory exists, and a gateway does
+// not serve it.
+func (f *flags) workloadAPIPath(kind, def string, log *slog.Logger) (string, error) {
+	if f.workloadAPISocketSet {
+		path := f.workloadAPISocket
+		if path == "" {
+			return "", nil
+		}
+		if !filepath.IsAbs(path) {
+			return "", usage.Errorf("--workload-api-socket %q: want an absolute path", path)
+		}
+		if _, err := os.Stat(filepath.Dir(path)); err != nil {
+			return "", fmt.Errorf("--workload-api-socket: %w; create the directory, shared with the application, or pass --workload-api-socket= to serve no Workload API", err)
+		}
+		return path, nil
+	}
+	if kind != nodemeta.KindSidecar {
+		return "", nil
+	}
+	if _, err := os.Stat(filepath.Dir(def)); err != nil {
+		log.Info("not serving the SPIFFE Workload API: its directory does not exist; share it with the application to serve the API there, or set --workload-api-socket", "dir", filepath.Dir(def))
+		return "", nil
+	}
+	return def, nil
 }
 
 // parsePort reads [NAME:]PORT[/PROTOCOL].

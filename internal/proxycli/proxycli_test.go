@@ -3,6 +3,8 @@ package proxycli
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -59,6 +61,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--name", "a", "--address", "example.com", "--ca-bundle", "x"}, `address: "example.com" is not an IP address`},
 		{[]string{"--name", "a", "--control-plane", "cp-a:15012,"}, `--control-plane: proxy: control plane address "": want HOST:PORT`},
 		{[]string{"--name", "a", "--control-plane", "cp-a:15012,cp-b"}, `control plane address "cp-b"`},
+		{[]string{"--name", "a", "--ca-bundle", "testdata/none.pem", "--token", "t", "--token-file", "f"}, "--token and --token-file: give one of them"},
 	} {
 		var out bytes.Buffer
 		err := Run(context.Background(), tc.args, &out, &out)
@@ -83,5 +86,44 @@ func TestControlPlanes(t *testing.T) {
 		if got, err := proxy.ParseControlPlanes(in); err == nil {
 			t.Errorf("ParseControlPlanes(%q) = %q, want an error", in, got)
 		}
+	}
+}
+
+func TestWorkloadAPIPath(t *testing.T) {
+	dir := t.TempDir()
+	def := filepath.Join(dir, "socket")
+	missing := filepath.Join(dir, "none", "socket")
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		name      string
+		set       bool
+		flag      string
+		kind, def string
+		want      string
+		usage     bool
+		err       string
+	}{
+		{name: "sidecar, default directory exists", kind: nodemeta.KindSidecar, def: def, want: def},
+		{name: "sidecar, no default directory", kind: nodemeta.KindSidecar, def: missing, want: ""},
+		{name: "gateway by default", kind: nodemeta.KindGateway, def: def, want: ""},
+		{name: "explicit", set: true, flag: def, kind: nodemeta.KindSidecar, def: missing, want: def},
+		{name: "explicit for a gateway", set: true, flag: def, kind: nodemeta.KindGateway, def: missing, want: def},
+		{name: "explicitly disabled", set: true, flag: "", kind: nodemeta.KindSidecar, def: def, want: ""},
+		{name: "explicit, missing directory", set: true, flag: missing, kind: nodemeta.KindSidecar, err: "create the directory"},
+		{name: "relative", set: true, flag: "api.sock", kind: nodemeta.KindSidecar, usage: true, err: "want an absolute path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := flags{workloadAPISocket: tc.flag, workloadAPISocketSet: tc.set}
+			got, err := f.workloadAPIPath(tc.kind, tc.def, log)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || usage.Is(err) != tc.usage {
+					t.Fatalf("error %v, want one containing %q (usage error: %v)", err, tc.err, tc.usage)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }

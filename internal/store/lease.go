@@ -40,7 +40,7 @@ func (s *Store) Grant(ctx context.Context, ttl time.Duration) (*Lease, error) {
 func (s *Store) grant(ctx context.Context, ttl time.Duration) (clientv3.LeaseID, error) {
 	rctx, cancel := s.request(ctx)
 	defer cancel()
-	resp, err := s.client.Grant(rctx, int64(ttl.Seconds()))
+	resp, err := s.client.Grant(rctx, leaseSeconds(ttl))
 	if err != nil {
 		return 0, s.fail(ctx, "lease", err)
 	}

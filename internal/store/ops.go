@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -49,6 +50,35 @@ func (s *Store) Get(ctx context.Context, key string) (Item, error) {
 		return Item{}, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	return item(resp.Kvs[0]), nil
+}
+
+// TxnOps is how many operations a transaction of GetMany holds at most:
+// etcd's default limit (--max-txn-ops), which an external cluster may keep.
+const TxnOps = 128
+
+// GetMany returns the items stored at keys, by key; keys that hold nothing
+// are left out. One read serves TxnOps keys.
+func (s *Store) GetMany(ctx context.Context, keys []string) (map[string]Item, error) {
+	out := make(map[string]Item, len(keys))
+	for chunk := range slices.Chunk(keys, TxnOps) {
+		ops := make([]clientv3.Op, len(chunk))
+		for i, k := range chunk {
+			ops[i] = clientv3.OpGet(Prefix + k)
+		}
+		rctx, cancel := s.request(ctx)
+		resp, err := s.client.Txn(rctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return nil, s.fail(ctx, fmt.Sprintf("reading %d keys", len(chunk)), err)
+		}
+		for _, r := range resp.Responses {
+			for _, kv := range r.GetResponseRange().GetKvs() {
+				it := item(kv)
+				out[it.Key] = it
+			}
+		}
+	}
+	return out, nil
 }
 
 // List returns every item under prefix, in key order, and the revision the

@@ -6,7 +6,10 @@
 // Keys live under /trellis/. The store knows nothing about resource kinds:
 // it stores bytes under keys, applies many writes in one transaction (all or
 // nothing), and watches prefixes. Registrations of proxies are kept under
-// leases, so they outlive a control plane restart but not the proxy.
+// leases, so they outlive a control plane restart but not the proxy. Keys
+// made with CreateExpiring (join tokens) live under a lease that is never
+// renewed: etcd deletes them when it runs out. Swap changes a key in place,
+// keeping its lease, if nobody changed it since it was read.
 //
 // etcd can become unavailable (quorum lost, every member down). The store
 // then fails requests after Options.RequestTimeout instead of waiting, Health

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -205,6 +206,93 @@ func TestUnavailable(t *testing.T) {
 	}
 	if err := s.Health(); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Health = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestGetMany(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	var writes []Write
+	var keys []string
+	for i := range 300 {
+		k := fmt.Sprintf("r/%03d", i)
+		keys = append(keys, k)
+		if i%3 != 0 {
+			writes = append(writes, Write{Key: k, Value: []byte(k)})
+		}
+	}
+	if _, err := s.Apply(ctx, writes); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetMany(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(writes) {
+		t.Fatalf("GetMany found %d keys, want %d", len(got), len(writes))
+	}
+	for _, w := range writes {
+		if it, ok := got[w.Key]; !ok || string(it.Value) != w.Key || it.Revision == 0 {
+			t.Errorf("GetMany[%s] = %+v, %v", w.Key, it, ok)
+		}
+	}
+}
+
+// TestCreateExpiringAndSwap: keys created together exist until their lease
+// runs out; an existing key refuses the whole batch; Swap writes only over
+// the revision it read and keeps the lease.
+func TestCreateExpiringAndSwap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+
+	if _, err := s.CreateExpiring(ctx, []Write{{Key: "x/a", Value: []byte("1")}, {Key: "x/b", Value: []byte("2")}}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.CreateExpiring(ctx, []Write{{Key: "x/c", Value: []byte("3")}, {Key: "x/a", Value: []byte("again")}}, time.Hour)
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("creating over an existing key: %v, want ErrExists", err)
+	}
+	items, _, err := s.List(ctx, "x/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 2 || string(items[0].Value) != "1" {
+		t.Fatalf("after a refused batch: %+v, want only a and b", items)
+	}
+
+	a := items[0]
+	if ok, err := s.Swap(ctx, a, []byte("1b")); err != nil || !ok {
+		t.Fatalf("Swap = %v, %v", ok, err)
+	}
+	// a is stale now: a second swap from the same read loses.
+	if ok, err := s.Swap(ctx, a, []byte("1c")); err != nil || ok {
+		t.Fatalf("stale Swap = %v, %v; want false", ok, err)
+	}
+	got, err := s.Get(ctx, "x/a")
+	if err != nil || string(got.Value) != "1b" {
+		t.Fatalf("x/a = %q, %v", got.Value, err)
+	}
+	resp, err := s.client.Get(ctx, Prefix+"x/a")
+	if err != nil || resp.Kvs[0].Lease == 0 {
+		t.Fatalf("the swapped key lost its lease: %v", err)
+	}
+
+	// A short lease: etcd deletes its key by itself.
+	if _, err := s.CreateExpiring(ctx, []Write{{Key: "x/short", Value: []byte("v")}}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := s.Get(ctx, "x/short"); errors.Is(err, ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the key of an expired lease is still there")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -105,7 +105,7 @@ func TestBackendPolicyLoadBalancing(t *testing.T) {
 	// A BackendPolicy change marks the Services it targets (see
 	// control's changeKeys): the proxy depends on exactly those.
 	res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
-	if want := []string{"access/shop", "ns/shop", "svc/shop/api", "svc/shop/cart", "svc/shop/db"}; !slices.Equal(res.Deps, want) {
+	if want := []string{"access/shop", "ep/shop/api", "ep/shop/cart", "ep/shop/db", "ns/shop", "svc/shop/api", "svc/shop/cart", "svc/shop/db"}; !slices.Equal(res.Deps, want) {
 		t.Errorf("deps %v, want %v", res.Deps, want)
 	}
 }

@@ -21,14 +21,26 @@ import (
 func (b *builder) outboundClusters() {
 	for _, name := range slices.Sorted(maps.Keys(b.clusters)) {
 		ref := b.clusters[name]
-		b.outboundCluster(name, ref.service, ref.port)
+		b.outboundClusterOf(name, ref.service, ref.port)
 	}
+}
+
+// outboundClusterOf builds an outbound cluster and records what it was
+// built from, with the problems met, for RefreshEndpoints.
+func (b *builder) outboundClusterOf(name string, s *model.Service, sp model.ServicePort) {
+	before := len(b.problems)
+	b.outboundCluster(name, s, sp)
+	if b.out.outbound == nil {
+		b.out.outbound = map[string]outboundRef{}
+	}
+	b.out.outbound[name] = outboundRef{service: s.Key, port: sp.Port, problems: slices.Clone(b.problems[before:])}
+	b.problems = b.problems[:before]
 }
 
 // outboundCluster builds the EDS cluster of port sp of service s and its
 // endpoints, under the BackendPolicy that applies to the port (see
 // backendpolicy.go): its TLS mode decides which members are reached and
-// how, and with outlier detection the endpoints are ordered into
+// how (model.ReachMember), and with outlier detection the endpoints are ordered into
 // priorities by locality, nearest first.
 func (b *builder) outboundCluster(name string, s *model.Service, sp model.ServicePort) {
 	bp := b.backendPolicy(s, sp)
@@ -41,7 +53,7 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 	// detection (as Istio requires too), and only for a proxy that knows
 	// its own locality.
 	failover := bp != nil && bp.OutlierDetection != nil && !b.proxyless && b.in.Proxy.Workload.Locality != ""
-	members := b.members(s)
+	members := b.clusterMembers(s)
 	var ids []string
 	meshed := false
 	type group struct {
@@ -58,23 +70,20 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 		if !ok {
 			continue
 		}
-		var ep *endpointv3.LbEndpoint
-		switch {
-		case w.MeshPort != 0 && b.proxyless:
+		if w.HasSidecar() && b.proxyless {
 			b.problem(ref, "", fmt.Sprintf("workload %s is reached through its sidecar over mesh mTLS, "+
 				"which proxyless gRPC does not speak yet; it is left out of %s", w.Key, name))
 			continue
-		case w.MeshPort != 0 && mode == model.BackendTLSDisable:
-			b.problem("BackendPolicy "+bp.Key.String(), "spec.tls.mode", fmt.Sprintf("Disable: workload %s has a sidecar, which accepts only mesh mTLS, "+
-				"and plaintext to its application port would bypass it (and the MTLSPolicy and AccessPolicies that protect it); it is left out of %s", w.Key, name))
+		}
+		var ep *endpointv3.LbEndpoint
+		switch reach, why := model.ReachMember(mode, w); reach {
+		case model.MemberLeftOut:
+			b.problem("BackendPolicy "+bp.Key.String(), "spec.tls.mode", fmt.Sprintf("%s; it is left out of %s", why, name))
 			continue
-		case w.MeshPort != 0:
+		case model.MemberMTLS:
 			meshed = true
 			ids = append(ids, b.workloadID(w))
 			ep = lbEndpoint(w.Address, w.MeshPort, mtlsEndpointMetadata)
-		case mode == model.BackendTLSRequireMesh:
-			b.problem("BackendPolicy "+bp.Key.String(), "spec.tls.mode", fmt.Sprintf("RequireMesh: workload %s has no sidecar to speak mesh mTLS with; it is left out of %s", w.Key, name))
-			continue
 		default:
 			ep = lbEndpoint(w.Address, target, nil)
 		}

@@ -3,6 +3,7 @@ package translate
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	"trellis.dev/trellis/internal/model"
 )
@@ -10,8 +11,10 @@ import (
 // Dependencies of a proxy's config: the parts of the model it was built
 // from, so that a change elsewhere need not rebuild it. A key names
 //
-//	svc/NS/NAME   a Service, with the routes attached to it, its endpoints and
+//	svc/NS/NAME   a Service, with the routes attached to it, its members and
 //	              the BackendPolicies targeting it
+//	ep/NS/NAME    the endpoints of a Service: its members' addresses, ports
+//	              and localities
 //	ns/NS         the Services of a namespace (which exist, which select a workload)
 //	gw/NS/NAME    a Gateway, with the routes attached to it
 //	access/NS     the AccessPolicies of a namespace without targetRefs
@@ -23,6 +26,14 @@ import (
 // svc/ and ns/ keys; a Workload or a registration touches the svc/ keys of
 // the services selecting it (before and after the change), so that
 // endpoint churn rebuilds only the callers of those services.
+//
+// A workload change touches ep/ keys only, never svc/ keys: members are
+// read only by outboundCluster (through clusterMembers), and a proxy whose
+// changed dependencies are all ep/ keys has just the clusters of those
+// services rebuilt (RefreshEndpoints). What else a member might change of
+// a cluster (its mesh identities) is caught there by comparing the
+// rebuilt cluster with the one pushed: a difference sends the proxy
+// through a full translation.
 
 // ServiceKey, NamespaceKey and GatewayKey build dependency keys.
 func ServiceKey(k model.Key) string { return "svc/" + k.String() }
@@ -49,9 +60,24 @@ func (b *builder) service(k model.Key) *model.Service {
 	return b.in.Index.Service(k)
 }
 
-// members returns a service's workloads, recording the dependency.
-func (b *builder) members(s *model.Service) []*model.Workload {
-	b.dependOn(ServiceKey(s.Key), NamespaceKey(s.Namespace))
+// EndpointsKey is the dependency key of a Service's endpoints.
+func EndpointsKey(k model.Key) string { return "ep/" + k.String() }
+
+// EndpointsKeyService returns the Service an ep/ key names.
+func EndpointsKeyService(key string) (model.Key, bool) {
+	rest, ok := strings.CutPrefix(key, "ep/")
+	if !ok {
+		return model.Key{}, false
+	}
+	ns, name, ok := strings.Cut(rest, "/")
+	return model.Key{Namespace: ns, Name: name}, ok && ns != "" && name != ""
+}
+
+// clusterMembers returns a service's workloads for its outbound cluster,
+// recording the dependencies. Nothing but outboundCluster may read
+// members: RefreshEndpoints rebuilds only clusters when they change.
+func (b *builder) clusterMembers(s *model.Service) []*model.Workload {
+	b.dependOn(ServiceKey(s.Key), NamespaceKey(s.Namespace), EndpointsKey(s.Key))
 	return b.in.Index.Members(s.Key)
 }
 

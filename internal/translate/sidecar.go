@@ -27,11 +27,12 @@ func (b *builder) sidecar() {
 
 // inbound builds the mesh mTLS listener in front of the app: one filter
 // chain per (service, port) the workload serves, selected by the SNI the
-// client proxy sent.
+// client proxy sent, each requiring mesh mTLS (model.MemberAccepts: there
+// is no plaintext way in, whatever an MTLSPolicy says).
 func (b *builder) inbound() {
 	p := b.in.Proxy
 	w := &p.Workload
-	if w.MeshPort == 0 {
+	if !w.HasSidecar() {
 		return
 	}
 	ref := "proxy " + p.ID

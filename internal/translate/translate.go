@@ -61,6 +61,18 @@ type Resources struct {
 	Secrets   []*tlsv3.Secret
 	// Deps are the dependency keys of the config, sorted (see deps.go).
 	Deps []string
+
+	// outbound are the outbound clusters by name, with the problems of
+	// each; problems are the others (refresh.go).
+	outbound map[string]outboundRef
+	problems []Problem
+}
+
+// outboundRef is what an outbound cluster was built from.
+type outboundRef struct {
+	service  model.Key
+	port     uint32
+	problems []Problem
 }
 
 // Problem is something in the config that could not be translated for this
@@ -166,7 +178,17 @@ func (b *builder) finish() (*Resources, []Problem) {
 		return cmp.Compare(a.ClusterName, b.ClusterName)
 	})
 	slices.SortFunc(out.Secrets, func(a, b *tlsv3.Secret) int { return cmp.Compare(a.Name, b.Name) })
-	slices.SortFunc(b.problems, func(x, y Problem) int { return cmp.Compare(x.String(), y.String()) })
 	out.Deps = sortedKeys(b.deps)
-	return out, slices.Compact(b.problems)
+	out.problems = b.problems
+	return out, out.allProblems()
+}
+
+// allProblems returns the problems of the config, sorted.
+func (r *Resources) allProblems() []Problem {
+	all := slices.Clone(r.problems)
+	for _, o := range r.outbound {
+		all = append(all, o.problems...)
+	}
+	slices.SortFunc(all, func(x, y Problem) int { return cmp.Compare(x.String(), y.String()) })
+	return slices.Compact(all)
 }

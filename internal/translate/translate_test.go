@@ -284,9 +284,11 @@ func TestDeps(t *testing.T) {
 	c := demoMesh()
 	proxies := demoProxies(c)
 	for name, want := range map[string][]string{
-		"web":     {"access/demo", "access/svc/demo/web", "ns/demo", "svc/demo/catalog"},
-		"catalog": {"access/demo", "access/svc/demo/catalog", "ns/demo", "svc/demo/db", "svc/demo/nope", "svc/demo/reviews", "svc/demo/reviews-v1", "svc/demo/reviews-v2"},
-		"gateway": {"access/gw/demo/ingress", "gw/demo/ingress", "ns/demo", "svc/demo/catalog", "svc/demo/missing", "svc/demo/web"},
+		"web": {"access/demo", "access/svc/demo/web", "ep/demo/catalog", "ns/demo", "svc/demo/catalog"},
+		"catalog": {"access/demo", "access/svc/demo/catalog", "ep/demo/db", "ep/demo/reviews-v1", "ep/demo/reviews-v2", "ns/demo",
+			"svc/demo/db", "svc/demo/nope", "svc/demo/reviews", "svc/demo/reviews-v1", "svc/demo/reviews-v2"},
+		"gateway": {"access/gw/demo/ingress", "ep/demo/catalog", "ep/demo/web", "gw/demo/ingress", "ns/demo",
+			"svc/demo/catalog", "svc/demo/missing", "svc/demo/web"},
 	} {
 		res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: proxies[name]}, Options{})
 		if !slices.Equal(res.Deps, want) {

@@ -21,8 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
+	"weak"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -211,6 +213,7 @@ func (s *Server) accept(id int64, reqNode *corev3.Node) error {
 	}
 	s.mu.Lock()
 	st.accepted = true
+	prev := s.nodes[node.GetId()]
 	s.nodes[node.GetId()] = &nodeState{
 		streamID:    id,
 		delta:       st.delta,
@@ -218,7 +221,10 @@ func (s *Server) accept(id int64, reqNode *corev3.Node) error {
 		connected:   true,
 		connectedAt: time.Now(),
 		types:       map[string]*typeStatus{},
-		current:     s.nodes[node.GetId()].currentSnapshot(),
+		current:     prev.currentSnapshot(),
+	}
+	if prev != nil {
+		s.nodes[node.GetId()].hashes = prev.hashes
 	}
 	s.mu.Unlock()
 	s.log.Info("proxy connected", "node", node.GetId(), "stream", id, "delta", st.delta)
@@ -253,17 +259,33 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 	// One marshal of each resource gives both its own version, which delta
 	// xDS compares (the snapshot's VersionMap, as go-control-plane would
 	// build it), and the version of its type.
-	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
-	set := func(typ string, items []types.Resource) {
-		versions := make(map[string]string, len(items))
-		snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(version(items, versions), items)
-		snap.VersionMap[typ] = versions
+	//
+	// Resources pushed before keep the version they had: translated
+	// resources are never modified once built, and a config rebuilt in
+	// part shares them. A resource equal to one in use (same type and
+	// version) is replaced by it in res: configs share what they have in
+	// common instead of holding copies.
+	s.mu.Lock()
+	var known map[types.Resource]string
+	if ns := s.nodes[node]; ns != nil {
+		known = ns.hashes
 	}
-	set(resource.ListenerType, asResources(res.Listeners))
-	set(resource.RouteType, asResources(res.Routes))
-	set(resource.ClusterType, asResources(res.Clusters))
-	set(resource.EndpointType, asResources(res.Endpoints))
-	set(resource.SecretType, asResources(res.Secrets))
+	s.mu.Unlock()
+	hashes := make(map[types.Resource]string, len(known))
+	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
+	pushType(snap, resource.ListenerType, res.Listeners, known, hashes)
+	pushType(snap, resource.RouteType, res.Routes, known, hashes)
+	pushType(snap, resource.ClusterType, res.Clusters, known, hashes)
+	pushType(snap, resource.EndpointType, res.Endpoints, known, hashes)
+	pushType(snap, resource.SecretType, res.Secrets, known, hashes)
+	s.mu.Lock()
+	ns := s.nodes[node]
+	if ns == nil {
+		ns = &nodeState{node: &corev3.Node{Id: node}, types: map[string]*typeStatus{}}
+		s.nodes[node] = ns
+	}
+	ns.hashes = hashes
+	s.mu.Unlock()
 	if err := consistent(snap); err != nil {
 		return false, fmt.Errorf("xds: config of %s is inconsistent and was not pushed: %w", node, err)
 	}
@@ -282,11 +304,6 @@ func (s *Server) Push(ctx context.Context, node string, res *translate.Resources
 		return false, fmt.Errorf("xds: %w", err)
 	}
 	s.mu.Lock()
-	ns := s.nodes[node]
-	if ns == nil {
-		ns = &nodeState{node: &corev3.Node{Id: node}, types: map[string]*typeStatus{}}
-		s.nodes[node] = ns
-	}
 	ns.current = snap
 	s.mu.Unlock()
 	return true, nil
@@ -316,26 +333,71 @@ func sameVersions(old cache.ResourceSnapshot, snap *cache.Snapshot) bool {
 	return true
 }
 
-func asResources[T types.Resource](in []T) []types.Resource {
-	out := make([]types.Resource, len(in))
-	for i, r := range in {
-		out[i] = r
+// pushType adds the resources of type typ to snap, with their versions,
+// replacing each in items by an equal one already in use (interned).
+func pushType[E any, T interface {
+	*E
+	types.Resource
+}](snap *cache.Snapshot, typ string, items []T, known, hashes map[types.Resource]string) {
+	list := make([]types.Resource, len(items))
+	for i, r := range items {
+		list[i] = r
 	}
-	return out
+	versions := make(map[string]string, len(items))
+	v := version(list, versions, known, hashes)
+	for i, r := range items {
+		if o := intern(typ, hashes[list[i]], r); o != r {
+			delete(hashes, list[i])
+			items[i], list[i] = o, o
+			hashes[o] = versions[cache.GetResourceName(o)]
+		}
+	}
+	snap.Resources[cache.GetResponseType(typ)] = cache.NewResources(v, list)
+	snap.VersionMap[typ] = versions
+}
+
+// interned are the resources of the configs built, by type and version
+// (content hash): proxies that call one service get one cluster of it,
+// equal in every config, and the control plane holds it once. An entry
+// goes when nothing holds its resource any more.
+var interned sync.Map // string -> weak pointer
+
+// intern returns the resource of type typ and version v in use, or r,
+// which is then recorded as that one.
+func intern[E any, T interface{ *E }](typ, v string, r T) T {
+	key := typ + "\x00" + v
+	for {
+		wp := weak.Make((*E)(r))
+		prev, loaded := interned.LoadOrStore(key, wp)
+		if !loaded {
+			runtime.AddCleanup((*E)(r), func(wp weak.Pointer[E]) { interned.CompareAndDelete(key, wp) }, wp)
+			return r
+		}
+		if p := prev.(weak.Pointer[E]).Value(); p != nil {
+			return T(p)
+		}
+		// Its resource is gone and its cleanup has yet to run.
+		interned.CompareAndDelete(key, prev)
+	}
 }
 
 // version hashes resources (already sorted by name) into a short version
 // string: equal content, equal version. It records each resource's own
-// version in versions, by name.
-func version(items []types.Resource, versions map[string]string) string {
+// version in versions, by name, and in hashes, by resource; a resource in
+// known has the version recorded there.
+func version(items []types.Resource, versions map[string]string, known, hashes map[types.Resource]string) string {
 	h := sha256.New()
 	for _, r := range items {
-		b, err := cache.MarshalResource(r)
-		if err != nil {
-			// Resources come from translate and always marshal.
-			panic("xds: marshal: " + err.Error())
+		v, ok := known[r]
+		if !ok {
+			b, err := cache.MarshalResource(r)
+			if err != nil {
+				// Resources come from translate and always marshal.
+				panic("xds: marshal: " + err.Error())
+			}
+			v = cache.HashResource(b)
 		}
-		v := cache.HashResource(b)
+		hashes[r] = v
 		versions[cache.GetResourceName(r)] = v
 		fmt.Fprintf(h, "%s:", v)
 	}

@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -35,6 +36,10 @@ type nodeState struct {
 	disconnectedAt time.Time
 	types          map[string]*typeStatus
 	current        *cache.Snapshot
+	// hashes are the versions of the resources last pushed, by resource
+	// (pointer): a config rebuilt in part shares its other resources, and
+	// their versions need no marshalling again.
+	hashes map[types.Resource]string
 }
 
 func (ns *nodeState) currentSnapshot() *cache.Snapshot {

@@ -7,12 +7,16 @@
 //	                         TLS configs for inbound and outbound mTLS
 //
 // Certificates are renewed at half their lifetime; connections already
-// established keep going, new handshakes use the new certificate.
+// established keep going, new handshakes use the new certificate. Changed
+// tells watchers (the Workload API) when the certificate or the trust
+// bundle changes. With an identity directory (UseDir) the key and chain
+// are also kept on disk, so that a restarted proxy goes on with its
+// certificate while it is valid.
 //
 // The trust bundle lists the mesh's active root first. A certificate that
 // does not chain to it is renewed early, after a random delay of up to a
-// tenth of its remaining lifetime (at most 30 s) so that a mesh's proxies do not
-// all ask at once: that is how a root rotation gets every workload
+// tenth of its remaining lifetime (at most 30 s) so that a mesh's proxies
+// do not all ask at once: that is how a root rotation gets every workload
 // certificate reissued. If the renewed certificate still does not chain
 // to it (the CA has not switched yet), the next attempt waits twice as
 // long, up to a minute.
@@ -70,6 +74,10 @@ type Manager struct {
 	early     time.Time
 	earlyWait time.Duration
 	changed   chan struct{}
+	// dir is the identity directory (UseDir); persistMu serializes writes
+	// to it.
+	dir       string
+	persistMu sync.Mutex
 }
 
 // New returns a manager for id with an initial trust bundle (the roots the
@@ -116,6 +124,9 @@ func (m *Manager) setBundle(bundle []*x509.Certificate) {
 		pool.AddCert(c)
 	}
 	m.mu.Lock()
+	if !sameCertificates(m.bundle, bundle) {
+		m.notifyLocked()
+	}
 	m.roots, m.bundle = pool, bundle
 	m.checkRootLocked(false)
 	m.mu.Unlock()
@@ -125,13 +136,12 @@ func (m *Manager) setBundle(bundle []*x509.Certificate) {
 // chain to the first root of the bundle, the active one, and cancels it
 // when it does. renewed tells that the certificate was just renewed: if it
 // still does not chain to the active root, the next attempt waits longer.
-// Callers hold m.mu for writing.
+// Callers hold m.mu for writing and wake Run (notifyLocked) when the
+// certificate or the bundle changed, the only changes that move the
+// schedule.
 func (m *Manager) checkRootLocked(renewed bool) {
 	if m.cert == nil || len(m.bundle) == 0 || chainsTo(m.cert, m.bundle[0]) {
-		if !m.early.IsZero() {
-			m.early, m.earlyWait = time.Time{}, 0
-			m.notifyLocked()
-		}
+		m.early, m.earlyWait = time.Time{}, 0
 		return
 	}
 	now := time.Now()
@@ -147,7 +157,6 @@ func (m *Manager) checkRootLocked(renewed bool) {
 		m.earlyWait = min(max(2*m.earlyWait, time.Second), time.Minute)
 	}
 	m.early = now.Add(m.earlyWait)
-	m.notifyLocked()
 }
 
 // chainsTo reports whether cert's chain ends under root.
@@ -161,13 +170,6 @@ func chainsTo(cert *tls.Certificate, root *x509.Certificate) bool {
 		top = c
 	}
 	return top.CheckSignatureFrom(root) == nil
-}
-
-// notifyLocked wakes Run to reconsider when to renew. Callers hold m.mu
-// for writing.
-func (m *Manager) notifyLocked() {
-	close(m.changed)
-	m.changed = make(chan struct{})
 }
 
 // SetTrustBundle replaces the roots peers are verified against (SDS
@@ -246,6 +248,7 @@ func (m *Manager) install(key *ecdsa.PrivateKey, chain [][]byte) error {
 	m.checkRootLocked(true)
 	m.mu.Unlock()
 	m.log.Info("certificate installed", "identity", m.id.String(), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
+	m.persist()
 	return nil
 }
 
@@ -325,6 +328,16 @@ func (m *Manager) Certificate() *tls.Certificate {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.cert
+}
+
+// ValidCertificate returns the current certificate if it has not expired,
+// else nil: what the proxy can authenticate with.
+func (m *Manager) ValidCertificate() *tls.Certificate {
+	c := m.Certificate()
+	if c == nil || !time.Now().Before(c.Leaf.NotAfter) {
+		return nil
+	}
+	return c
 }
 
 // Verify checks a peer's chain against the trust bundle and returns its
