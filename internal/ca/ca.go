@@ -2,37 +2,31 @@ package ca
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math/big"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"trellis.dev/trellis/internal/identity"
 )
 
-// Files in Options.Dir.
-const (
-	RootCertFile         = "root-cert.pem"
-	RootKeyFile          = "root-key.pem"
-	IntermediateCertFile = "ca-cert.pem"
-	IntermediateKeyFile  = "ca-key.pem"
-)
-
 // Lifetimes and bounds.
 const (
-	// RootLifetime is the validity of a root created by Open.
+	// RootLifetime is the validity of a root the CA generates.
 	RootLifetime = 10 * 365 * 24 * time.Hour
 	// IntermediateLifetime is the validity of an intermediate, never past
 	// the root's expiry.
@@ -58,17 +52,26 @@ const (
 	ClockSkew = time.Minute
 )
 
+// Log keys of the CA's state (server.go has those of requests).
+const (
+	logKeyStorage  = "storage"
+	logKeySource   = "source"
+	logKeyRoot     = "root"
+	logKeyRotation = "rotation"
+)
+
 // ErrInvalidRequest is wrapped by every error caused by what a caller asked
 // for (a bad CSR, identity or lifetime), as opposed to a failure of the CA.
 var ErrInvalidRequest = errors.New("ca: invalid certificate request")
 
 // Options configure Open.
 type Options struct {
-	// Dir holds the root and intermediate (see the package comment). It is
-	// created with mode 0700 if missing. Required.
+	// Storage keeps the CA's state. Nil means NewDirStorage(Dir).
+	Storage Storage
+	// Dir is the CA directory when Storage is nil (see dir.go).
 	Dir string
 	// TrustDomain the CA issues identities in. Empty means
-	// identity.DefaultTrustDomain. A Dir created for one trust domain is
+	// identity.DefaultTrustDomain. A CA created for one trust domain is
 	// refused for another.
 	TrustDomain string
 	// WorkloadTTL is the default and the maximum lifetime of workload
@@ -76,46 +79,51 @@ type Options struct {
 	// DefaultWorkloadTTL; otherwise it must lie within
 	// [MinWorkloadTTL, MaxWorkloadTTL].
 	WorkloadTTL time.Duration
+	// Supplied, when not nil, is a root or intermediate an operator
+	// supplied (LoadSupplied). An empty storage starts with it; a storage
+	// that holds a CA must hold this one (or have rotated away from it).
+	Supplied *Authority
 	// Logger receives CA events. Nil discards them.
 	Logger *slog.Logger
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 }
 
-// CA is a certificate authority loaded from or created in a directory. It is
+// CA is a certificate authority whose state lives in a Storage. It is
 // safe for concurrent use.
 type CA struct {
-	dir string
-	td  string
-	ttl time.Duration
-	log *slog.Logger
-	now func() time.Time
+	storage Storage
+	td      string
+	ttl     time.Duration
+	log     *slog.Logger
+	now     func() time.Time
 
-	// The root is fixed after Open. roots is the trust bundle: today only
-	// root; during a root rotation it will hold several.
-	root    *x509.Certificate
-	rootKey *ecdsa.PrivateKey
-	roots   []*x509.Certificate
+	// cur is the state in use and what is derived from it; readers load it
+	// without locking.
+	cur atomic.Pointer[view]
 
+	// mu serializes changes to the state.
 	mu           sync.Mutex
-	inter        *x509.Certificate
-	interKey     *ecdsa.PrivateKey
 	renewFailure time.Time // last failed renewal, to retry at most once a minute
 }
 
-// Open loads the CA in opts.Dir, creating the root and the intermediate on
-// first use, and renewing the intermediate if it expires within
-// IntermediateRenewBefore.
+// view is a State and what the CA derives from it.
+type view struct {
+	state     *State
+	raw       []byte
+	roots     []*x509.Certificate
+	pool      *x509.CertPool
+	bundlePEM []byte
+}
+
+// Open loads the CA from its storage, creating a root and an intermediate
+// on first use (or starting from opts.Supplied), and renewing the
+// intermediate if it expires within IntermediateRenewBefore.
 //
-// On load it checks that each certificate matches its key, that the
-// intermediate is signed by the root, that both are CA certificates with
-// keyCertSign and that both name opts.TrustDomain. Files it does not expect
-// to find in pairs are an error that says how to recover: removing both
-// intermediate files makes Open issue a new intermediate from the root.
+// The stored state is checked: each certificate matches its key, the
+// intermediate chains to the root, both are CA certificates with
+// keyCertSign, and they name opts.TrustDomain.
 func Open(opts Options) (*CA, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("ca: Options.Dir is empty; set the directory for the CA files")
-	}
 	td := opts.TrustDomain
 	if td == "" {
 		td = identity.DefaultTrustDomain
@@ -130,41 +138,215 @@ func Open(opts Options) (*CA, error) {
 	if ttl < MinWorkloadTTL || ttl > MaxWorkloadTTL {
 		return nil, fmt.Errorf("ca: workload certificate lifetime %v is outside [%v, %v]", ttl, MinWorkloadTTL, MaxWorkloadTTL)
 	}
-	c := &CA{
-		dir: opts.Dir,
-		td:  td,
-		ttl: ttl,
-		log: opts.Logger,
-		now: opts.Now,
-	}
+	c := &CA{storage: opts.Storage, td: td, ttl: ttl, log: opts.Logger, now: opts.Now}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
+	if c.storage == nil {
+		if opts.Dir == "" {
+			return nil, errors.New("ca: Options.Dir is empty; set the directory for the CA files")
+		}
+		c.storage = NewDirStorage(opts.Dir, c.log)
 	}
-	// Control planes sharing the directory create and renew one at a time.
-	unlock, err := lockDir(c.dir)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, err := c.updateLocked(context.Background(), func(s *State) (*State, error) {
+		return c.prepare(s, opts.Supplied, c.now())
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	if err := c.loadOrCreateRoot(); err != nil {
-		return nil, err
-	}
-	c.roots = []*x509.Certificate{c.root}
-	if err := c.loadOrIssueIntermediate(); err != nil {
-		return nil, err
-	}
 	c.log.Info("certificate authority ready",
-		logKeyDir, c.dir,
+		logKeyStorage, c.storage.String(),
 		logKeyTrustDomain, c.td,
-		logKeyRootExpiry, c.root.NotAfter,
-		logKeyIntermediateExpiry, c.inter.NotAfter)
+		logKeySource, string(s.Active.Source),
+		logKeyRoot, ShortFingerprint(Fingerprint(s.Active.Root)),
+		logKeyRootExpiry, s.Active.Root.NotAfter,
+		logKeyIntermediateExpiry, s.Active.Signer.NotAfter)
+	if s.Rotation != nil {
+		c.log.Info("root rotation in progress", logKeyRotation, s.Rotation.String())
+	}
 	return c, nil
+}
+
+// prepare makes a loaded state (nil: none) ready to sign: created if
+// missing, checked against the supplied authority, with a current
+// intermediate.
+func (c *CA) prepare(s *State, supplied *Authority, now time.Time) (*State, error) {
+	if s == nil {
+		a := supplied
+		if a == nil {
+			var err error
+			if a, err = c.generate(now); err != nil {
+				return nil, err
+			}
+		}
+		s = &State{TrustDomain: c.td, Active: a}
+		c.log.Info("created certificate authority", logKeyStorage, c.storage.String(), logKeySource, string(a.Source),
+			logKeyRoot, ShortFingerprint(Fingerprint(a.Root)), logKeyExpiry, a.Root.NotAfter)
+	} else if supplied != nil {
+		if err := c.checkSupplied(s, supplied); err != nil {
+			return nil, err
+		}
+	}
+	a := s.Active
+	if !now.Before(a.Root.NotAfter) {
+		return nil, fmt.Errorf("ca: root certificate in %s expired at %s; start a new CA (every proxy then needs the new trust bundle)",
+			c.storage, a.Root.NotAfter.Format(time.RFC3339))
+	}
+	if a.Root.NotAfter.Sub(now) < IntermediateLifetime {
+		c.log.Warn("root certificate expires soon; plan a root rotation (trellis ca rotate)",
+			logKeyStorage, c.storage.String(), logKeyRootExpiry, a.Root.NotAfter)
+	}
+	if !a.renewable() {
+		if !now.Before(a.Signer.NotAfter) {
+			return nil, fmt.Errorf("ca: the supplied intermediate expired at %s; rotate to a new one (trellis ca rotate --ca-cert, --ca-key)",
+				a.Signer.NotAfter.Format(time.RFC3339))
+		}
+		if a.Signer.NotAfter.Sub(now) < IntermediateRenewBefore {
+			c.log.Warn("the supplied intermediate expires soon and cannot be renewed without its root's key; rotate to a new one (trellis ca rotate --ca-cert, --ca-key)",
+				logKeyExpiry, a.Signer.NotAfter)
+		}
+		return s, nil
+	}
+	if !intermediateDue(a, now) {
+		return s, nil
+	}
+	na, err := c.issueIntermediate(a, now)
+	if err != nil {
+		if a.Signer != nil && now.Before(a.Signer.NotAfter) {
+			c.log.Error("could not renew the intermediate; keeping the current one", logKeyExpiry, a.Signer.NotAfter, logKeyError, err)
+			return s, nil
+		}
+		return nil, err
+	}
+	n := s.clone()
+	n.Active = na
+	return n, nil
+}
+
+// checkSupplied checks that a supplied authority is the one the state
+// holds, or one a rotation replaced.
+func (c *CA) checkSupplied(s *State, supplied *Authority) error {
+	fp := Fingerprint(supplied.Root)
+	active := s.Active
+	switch {
+	case supplied.Source == SourceIntermediate && active.Signer != nil && supplied.Signer.Equal(active.Signer):
+		return nil
+	case supplied.Source == SourceRoot && supplied.Root.Equal(active.Root):
+		return nil
+	case s.Rotation != nil && (fp == s.Rotation.From || fp == s.Rotation.To):
+		return nil
+	case containsString(s.Retired, fp) || (supplied.Source == SourceIntermediate && supplied.Root.Equal(active.Root)):
+		c.log.Warn("the supplied CA certificate is not the active one (a rotation replaced it); the stored CA is used, drop --ca-cert and --ca-key",
+			logKeyRoot, ShortFingerprint(fp))
+		return nil
+	}
+	return fmt.Errorf("ca: the CA in %s has root %s (%s), but the supplied certificate's root is %s (%s); to move to it, run `trellis ca rotate --ca-cert ... --ca-key ...`; to start a new CA with it, use an empty CA storage (every proxy then needs the new trust bundle)",
+		c.storage, ShortFingerprint(Fingerprint(active.Root)), active.Root.Subject, ShortFingerprint(fp), supplied.Root.Subject)
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// updateLocked changes the stored state with fn and makes the result
+// current. fn returns its argument to change nothing. Callers hold c.mu.
+func (c *CA) updateLocked(ctx context.Context, fn func(*State) (*State, error)) (*State, error) {
+	raw, err := c.storage.Update(ctx, func(cur []byte) ([]byte, error) {
+		var s *State
+		if cur != nil {
+			var err error
+			if s, err = c.decode(cur); err != nil {
+				return nil, err
+			}
+		}
+		next, err := fn(s)
+		if err != nil {
+			return nil, err
+		}
+		if next == s {
+			return nil, nil
+		}
+		next = next.clone()
+		if s != nil {
+			next.Generation = s.Generation + 1
+		} else {
+			next.Generation = 1
+		}
+		return EncodeState(next)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("ca: %s holds no CA", c.storage)
+	}
+	s, err := c.decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	c.install(s, raw)
+	return s, nil
+}
+
+// decode decodes a stored state and checks its trust domain.
+func (c *CA) decode(raw []byte) (*State, error) {
+	s, err := DecodeState(raw)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %s: %w", c.storage, err)
+	}
+	if s.TrustDomain != c.td {
+		return nil, fmt.Errorf("ca: %s was made for trust domain %q, not %q; use trust domain %q with it, or another CA storage for %q",
+			c.storage, s.TrustDomain, c.td, s.TrustDomain, c.td)
+	}
+	return s, nil
+}
+
+func (c *CA) install(s *State, raw []byte) {
+	v := &view{state: s, raw: raw, roots: s.Bundle(), pool: x509.NewCertPool()}
+	for _, r := range v.roots {
+		v.pool.AddCert(r)
+		v.bundlePEM = append(v.bundlePEM, certPEM(r)...)
+	}
+	c.cur.Store(v)
+}
+
+func (c *CA) view() *view { return c.cur.Load() }
+
+// Reload reads the state again and reports whether it changed: control
+// planes sharing a CA call it to follow each other's changes (rotations,
+// renewed intermediates).
+func (c *CA) Reload(ctx context.Context) (bool, error) {
+	raw, err := c.storage.Load(ctx)
+	if err != nil {
+		return false, err
+	}
+	if raw == nil {
+		return false, fmt.Errorf("ca: %s holds no CA any more", c.storage)
+	}
+	if bytes.Equal(raw, c.view().raw) {
+		return false, nil
+	}
+	s, err := c.decode(raw)
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.Generation < c.view().state.Generation {
+		return false, nil
+	}
+	c.install(s, raw)
+	return true, nil
 }
 
 // TrustDomain returns the trust domain the CA issues identities in.
@@ -173,222 +355,137 @@ func (c *CA) TrustDomain() string { return c.td }
 // WorkloadTTL returns the default and maximum workload certificate lifetime.
 func (c *CA) WorkloadTTL() time.Duration { return c.ttl }
 
+// State returns the state in use. It must not be modified.
+func (c *CA) State() *State { return c.view().state }
+
+// Storage returns where the CA keeps its state.
+func (c *CA) Storage() Storage { return c.storage }
+
 // Roots returns the trust bundle: the root certificates a workload should
-// trust. The slice is a copy; the certificates must not be modified.
+// trust, the active root first. The slice is a copy; the certificates must
+// not be modified.
 func (c *CA) Roots() []*x509.Certificate {
-	return append([]*x509.Certificate(nil), c.roots...)
+	return append([]*x509.Certificate(nil), c.view().roots...)
 }
+
+// RootPool returns the trust bundle as a pool. It must not be modified.
+func (c *CA) RootPool() *x509.CertPool { return c.view().pool }
 
 // BundlePEM returns Roots as concatenated PEM blocks.
-func (c *CA) BundlePEM() []byte {
-	var b bytes.Buffer
-	for _, r := range c.roots {
-		b.Write(certPEM(r))
-	}
-	return b.Bytes()
+func (c *CA) BundlePEM() []byte { return c.view().bundlePEM }
+
+// WriteCertificates writes the active root (RootCertFile), its
+// intermediate (IntermediateCertFile) and the trust bundle (BundleFile) to
+// dir, where they differ from what is there; no keys. It is for a CA
+// whose storage is not a directory, so that proxies on the host find the
+// bundle in the usual place.
+func (c *CA) WriteCertificates(dir string) error {
+	return writeViews(dir, c.view().state, false)
 }
 
-func (c *CA) path(name string) string { return filepath.Join(c.dir, name) }
-
-func (c *CA) loadOrCreateRoot() error {
-	haveCert, err := exists(c.path(RootCertFile))
-	if err != nil {
-		return err
-	}
-	haveKey, err := exists(c.path(RootKeyFile))
-	if err != nil {
-		return err
-	}
-	switch {
-	case !haveCert && !haveKey:
-		for _, name := range []string{IntermediateCertFile, IntermediateKeyFile} {
-			if ok, err := exists(c.path(name)); err != nil {
-				return err
-			} else if ok {
-				return fmt.Errorf("ca: %s has %s but no root (%s, %s); restore the root or remove the directory to start a new CA",
-					c.dir, name, RootCertFile, RootKeyFile)
-			}
-		}
-		return c.createRoot()
-	case haveCert != haveKey:
-		return fmt.Errorf("ca: %s has only one of %s and %s; restore the other, or remove the directory to start a new CA",
-			c.dir, RootCertFile, RootKeyFile)
-	}
-
-	cert, key, err := c.loadPair(RootCertFile, RootKeyFile)
-	if err != nil {
-		return err
-	}
-	if err := c.checkSigningCert(cert, RootCertFile); err != nil {
-		return err
-	}
-	if err := cert.CheckSignatureFrom(cert); err != nil {
-		return fmt.Errorf("ca: %s is not a self-signed root: %w", c.path(RootCertFile), err)
-	}
-	now := c.now()
-	if !now.Before(cert.NotAfter) {
-		return fmt.Errorf("ca: root certificate %s expired at %s; start a new CA in an empty directory (every proxy then needs the new trust bundle)",
-			c.path(RootCertFile), cert.NotAfter.Format(time.RFC3339))
-	}
-	if cert.NotAfter.Sub(now) < IntermediateLifetime {
-		c.log.Warn("root certificate expires soon; plan a root rotation",
-			logKeyDir, c.dir, logKeyRootExpiry, cert.NotAfter)
-	}
-	c.root, c.rootKey = cert, key
-	return nil
-}
-
-func (c *CA) createRoot() error {
+// generate returns a new root and intermediate.
+func (c *CA) generate(now time.Time) (*Authority, error) {
 	key, err := newKey()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	serial, err := newSerial()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	now := c.now()
 	tmpl := c.signingTemplate("Trellis Root CA", serial, now.Add(-ClockSkew), now.Add(RootLifetime), 1)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return fmt.Errorf("ca: create root certificate: %w", err)
+		return nil, fmt.Errorf("ca: create root certificate: %w", err)
 	}
-	cert, err := x509.ParseCertificate(der)
+	root, err := x509.ParseCertificate(der)
 	if err != nil {
-		return fmt.Errorf("ca: parse new root certificate: %w", err)
+		return nil, fmt.Errorf("ca: parse new root certificate: %w", err)
 	}
-	if err := c.writePair(RootCertFile, RootKeyFile, cert, key); err != nil {
-		return err
-	}
-	c.root, c.rootKey = cert, key
-	c.log.Info("created root certificate",
-		logKeyDir, c.dir, logKeyTrustDomain, c.td,
-		logKeySerial, serialHex(cert), logKeyExpiry, cert.NotAfter)
-	return nil
+	c.log.Info("created root certificate", logKeyTrustDomain, c.td,
+		logKeyRoot, ShortFingerprint(Fingerprint(root)), logKeySerial, serialHex(root), logKeyExpiry, root.NotAfter)
+	return c.issueIntermediate(&Authority{Source: SourceGenerated, Root: root, RootKey: key}, now)
 }
 
-func (c *CA) loadOrIssueIntermediate() error {
-	haveCert, err := exists(c.path(IntermediateCertFile))
-	if err != nil {
-		return err
+// intermediateDue reports whether a's intermediate should be replaced: it
+// is missing, or expires within IntermediateRenewBefore and a new one would
+// live longer (it cannot outlive the root).
+func intermediateDue(a *Authority, now time.Time) bool {
+	if a.Signer == nil {
+		return true
 	}
-	haveKey, err := exists(c.path(IntermediateKeyFile))
-	if err != nil {
-		return err
-	}
-	now := c.now()
-	switch {
-	case !haveCert && !haveKey:
-		return c.issueIntermediate(now)
-	case haveCert != haveKey:
-		return fmt.Errorf("ca: %s has only one of %s and %s; remove both to issue a new intermediate from the root",
-			c.dir, IntermediateCertFile, IntermediateKeyFile)
-	}
-
-	cert, key, err := c.loadPair(IntermediateCertFile, IntermediateKeyFile)
-	if err != nil {
-		return fmt.Errorf("%w (remove %s and %s to issue a new intermediate from the root)", err, IntermediateCertFile, IntermediateKeyFile)
-	}
-	if err := c.checkSigningCert(cert, IntermediateCertFile); err != nil {
-		return err
-	}
-	if err := cert.CheckSignatureFrom(c.root); err != nil {
-		return fmt.Errorf("ca: %s is not signed by %s: %w (remove %s and %s to issue a new intermediate from the root)",
-			c.path(IntermediateCertFile), RootCertFile, err, IntermediateCertFile, IntermediateKeyFile)
-	}
-	c.inter, c.interKey = cert, key
-	if c.intermediateDue(now) {
-		if err := c.issueIntermediate(now); err != nil {
-			if !now.Before(cert.NotAfter) {
-				return err
-			}
-			c.log.Error("could not renew the intermediate; keeping the current one",
-				logKeyExpiry, cert.NotAfter, logKeyError, err)
-		}
-	}
-	return nil
+	return now.After(a.Signer.NotAfter.Add(-IntermediateRenewBefore)) && a.Signer.NotAfter.Before(a.Root.NotAfter)
 }
 
-// intermediateDue reports whether the intermediate should be replaced: it
-// expires within IntermediateRenewBefore and a new one would live longer
-// (it cannot outlive the root).
-func (c *CA) intermediateDue(now time.Time) bool {
-	return now.After(c.inter.NotAfter.Add(-IntermediateRenewBefore)) && c.inter.NotAfter.Before(c.root.NotAfter)
-}
-
-// issueIntermediate signs a new intermediate with the root, writes it and
-// makes it current. Callers hold c.mu or have not published c yet.
-func (c *CA) issueIntermediate(now time.Time) error {
-	if !now.Before(c.root.NotAfter) {
-		return fmt.Errorf("ca: root certificate expired at %s; cannot issue an intermediate", c.root.NotAfter.Format(time.RFC3339))
+// issueIntermediate returns a copy of a with a new intermediate signed by
+// its root.
+func (c *CA) issueIntermediate(a *Authority, now time.Time) (*Authority, error) {
+	if !now.Before(a.Root.NotAfter) {
+		return nil, fmt.Errorf("ca: root certificate expired at %s; cannot issue an intermediate", a.Root.NotAfter.Format(time.RFC3339))
 	}
 	key, err := newKey()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	serial, err := newSerial()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	notAfter := now.Add(IntermediateLifetime)
-	if notAfter.After(c.root.NotAfter) {
-		notAfter = c.root.NotAfter
+	if notAfter.After(a.Root.NotAfter) {
+		notAfter = a.Root.NotAfter
 	}
 	tmpl := c.signingTemplate("Trellis Intermediate CA", serial, now.Add(-ClockSkew), notAfter, 0)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.root, key.Public(), c.rootKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Root, key.Public(), a.RootKey)
 	if err != nil {
-		return fmt.Errorf("ca: create intermediate certificate: %w", err)
+		return nil, fmt.Errorf("ca: create intermediate certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return fmt.Errorf("ca: parse new intermediate certificate: %w", err)
+		return nil, fmt.Errorf("ca: parse new intermediate certificate: %w", err)
 	}
-	if err := c.writePair(IntermediateCertFile, IntermediateKeyFile, cert, key); err != nil {
-		return err
-	}
-	c.inter, c.interKey = cert, key
 	c.log.Info("issued intermediate certificate",
-		logKeyDir, c.dir, logKeySerial, serialHex(cert), logKeyExpiry, cert.NotAfter)
-	return nil
+		logKeyRoot, ShortFingerprint(Fingerprint(a.Root)), logKeySerial, serialHex(cert), logKeyExpiry, cert.NotAfter)
+	n := *a
+	n.Signer, n.SignerKey, n.Chain = cert, key, nil
+	return &n, nil
 }
 
-// renewShared renews the intermediate under the directory lock. Another
-// control plane sharing the directory may have renewed it already: then
-// its intermediate is loaded instead of issuing a second one. Callers hold
-// c.mu.
-func (c *CA) renewShared(now time.Time) error {
-	unlock, err := lockDir(c.dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if cert, key, err := c.loadPair(IntermediateCertFile, IntermediateKeyFile); err == nil &&
-		cert.CheckSignatureFrom(c.root) == nil && cert.NotAfter.After(c.inter.NotAfter) {
-		c.inter, c.interKey = cert, key
-		if !c.intermediateDue(now) {
-			c.log.Info("loaded the intermediate another control plane renewed", logKeySerial, serialHex(cert), logKeyExpiry, cert.NotAfter)
-			return nil
+// issuer returns the authority to sign with, renewing its intermediate
+// when due. Another control plane sharing the CA may have renewed it
+// already: the stored one is used then.
+func (c *CA) issuer(now time.Time) (*Authority, error) {
+	a := c.view().state.Active
+	if a.renewable() && intermediateDue(a, now) {
+		c.mu.Lock()
+		a = c.view().state.Active
+		if intermediateDue(a, now) && now.Sub(c.renewFailure) >= time.Minute {
+			_, err := c.updateLocked(context.Background(), func(s *State) (*State, error) {
+				if !s.Active.renewable() || !intermediateDue(s.Active, now) {
+					return s, nil
+				}
+				na, err := c.issueIntermediate(s.Active, now)
+				if err != nil {
+					return nil, err
+				}
+				n := s.clone()
+				n.Active = na
+				return n, nil
+			})
+			if err != nil {
+				c.renewFailure = now
+				c.log.Error("could not renew the intermediate; keeping the current one",
+					logKeyExpiry, a.Signer.NotAfter, logKeyError, err)
+			}
+			a = c.view().state.Active
 		}
+		c.mu.Unlock()
 	}
-	return c.issueIntermediate(now)
-}
-
-// issuer returns the intermediate to sign with, renewing it when due.
-func (c *CA) issuer(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.intermediateDue(now) && now.Sub(c.renewFailure) >= time.Minute {
-		if err := c.renewShared(now); err != nil {
-			c.renewFailure = now
-			c.log.Error("could not renew the intermediate; keeping the current one",
-				logKeyExpiry, c.inter.NotAfter, logKeyError, err)
-		}
+	if !now.Before(a.Signer.NotAfter) {
+		return nil, fmt.Errorf("ca: intermediate certificate expired at %s and could not be renewed; see earlier errors",
+			a.Signer.NotAfter.Format(time.RFC3339))
 	}
-	if !now.Before(c.inter.NotAfter) {
-		return nil, nil, fmt.Errorf("ca: intermediate certificate expired at %s and could not be renewed; see earlier errors",
-			c.inter.NotAfter.Format(time.RFC3339))
-	}
-	return c.inter, c.interKey, nil
+	return a, nil
 }
 
 // signingTemplate is a root or intermediate: CA=true, keyCertSign and
@@ -413,24 +510,6 @@ func (c *CA) signingTemplate(cn string, serial *big.Int, notBefore, notAfter tim
 	}
 }
 
-// checkSigningCert checks what Open relies on in a root or intermediate read
-// from disk.
-func (c *CA) checkSigningCert(cert *x509.Certificate, name string) error {
-	p := c.path(name)
-	if !cert.BasicConstraintsValid || !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return fmt.Errorf("ca: %s is not a CA certificate (needs CA=true and keyCertSign)", p)
-	}
-	td, err := certTrustDomain(cert)
-	if err != nil {
-		return fmt.Errorf("ca: %s: %w", p, err)
-	}
-	if td != c.td {
-		return fmt.Errorf("ca: %s was made for trust domain %q, not %q; use trust domain %q with this directory, or another directory for %q",
-			c.dir, td, c.td, td, c.td)
-	}
-	return nil
-}
-
 // certTrustDomain returns the trust domain named by a signing certificate's
 // URI SAN spiffe://<td>.
 func certTrustDomain(cert *x509.Certificate) (string, error) {
@@ -446,44 +525,6 @@ func certTrustDomain(cert *x509.Certificate) (string, error) {
 
 func trustDomainURL(td string) *url.URL { return &url.URL{Scheme: "spiffe", Host: td} }
 
-// loadPair reads a certificate and its key and checks that they match.
-func (c *CA) loadPair(certName, keyName string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	certPath, keyPath := c.path(certName), c.path(keyName)
-	b, err := os.ReadFile(certPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %w", err)
-	}
-	block, rest := pem.Decode(b)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("ca: %s holds no PEM CERTIFICATE block", certPath)
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, nil, fmt.Errorf("ca: %s holds more than one PEM block; want exactly one certificate", certPath)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %s: %w", certPath, err)
-	}
-
-	if fi, err := os.Stat(keyPath); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		c.log.Warn("private key file is readable by others; chmod 600 it",
-			logKeyFile, keyPath, logKeyMode, fi.Mode().Perm().String())
-	}
-	b, err = os.ReadFile(keyPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %w", err)
-	}
-	key, err := parseKeyPEM(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %s: %w", keyPath, err)
-	}
-	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok || !pub.Equal(key.Public()) {
-		return nil, nil, fmt.Errorf("ca: %s does not hold the key of %s", keyPath, certPath)
-	}
-	return cert, key, nil
-}
-
 func parseKeyPEM(b []byte) (*ecdsa.PrivateKey, error) {
 	block, rest := pem.Decode(b)
 	if block == nil {
@@ -498,81 +539,38 @@ func parseKeyPEM(b []byte) (*ecdsa.PrivateKey, error) {
 	case "PRIVATE KEY":
 		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	case "EC PRIVATE KEY":
+		if _, encrypted := block.Headers["DEK-Info"]; encrypted {
+			return nil, errors.New("the key is encrypted; decrypt it first (openssl ec -in KEY -out PLAIN)")
+		}
 		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "ENCRYPTED PRIVATE KEY":
+		return nil, errors.New("the key is encrypted; decrypt it first (openssl pkcs8 -in KEY -out PLAIN)")
 	default:
-		return nil, fmt.Errorf("PEM block %q, want PRIVATE KEY (PKCS#8)", block.Type)
+		return nil, fmt.Errorf("PEM block %q, want PRIVATE KEY (PKCS#8) or EC PRIVATE KEY", block.Type)
 	}
 	if err != nil {
 		return nil, err
 	}
 	k, ok := key.(*ecdsa.PrivateKey)
-	if !ok || k.Curve != elliptic.P256() {
-		return nil, errors.New("not an ECDSA P-256 key")
+	if !ok {
+		return nil, fmt.Errorf("the key is %s, not ECDSA P-256", keyKind(key))
+	}
+	if k.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("the key is ECDSA %s, not P-256", k.Curve.Params().Name)
 	}
 	return k, nil
 }
 
-// writePair writes the key first, then the certificate, each atomically.
-func (c *CA) writePair(certName, keyName string, cert *x509.Certificate, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("ca: marshal key: %w", err)
+func keyKind(key any) string {
+	switch key.(type) {
+	case *rsa.PrivateKey:
+		return "RSA"
+	case ed25519.PrivateKey:
+		return "Ed25519"
+	case *ecdh.PrivateKey:
+		return "X25519"
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeFileAtomic(c.path(keyName), keyPEM, 0o600); err != nil {
-		return err
-	}
-	return writeFileAtomic(c.path(certName), certPEM(cert), 0o644)
-}
-
-// writeFileAtomic writes data to a temporary file in the same directory,
-// syncs it and renames it over path, so that path holds either the old or
-// the new content, never a part.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("ca: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = fmt.Errorf("ca: write %s: %w", path, err)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-func exists(path string) (bool, error) {
-	_, err := os.Stat(path)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	default:
-		return false, fmt.Errorf("ca: %w", err)
-	}
+	return fmt.Sprintf("%T", key)
 }
 
 func newKey() (*ecdsa.PrivateKey, error) {

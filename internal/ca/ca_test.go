@@ -187,7 +187,7 @@ func TestOpenCreatesThenReloads(t *testing.T) {
 		t.Errorf("dir mode %v, want 0700", got)
 	}
 	for name, want := range map[string]os.FileMode{
-		RootCertFile: 0o644, RootKeyFile: 0o600, IntermediateCertFile: 0o644, IntermediateKeyFile: 0o600,
+		StateFile: 0o600, RootCertFile: 0o644, RootKeyFile: 0o600, IntermediateCertFile: 0o644, IntermediateKeyFile: 0o600, BundleFile: 0o644,
 	} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
@@ -204,8 +204,11 @@ func TestOpenCreatesThenReloads(t *testing.T) {
 			names = append(names, e.Name())
 		}
 	}
-	if len(names) != 4 {
-		t.Errorf("dir holds %v besides the lock file, want the 4 CA files (no leftover temporary files)", names)
+	if len(names) != 6 {
+		t.Errorf("dir holds %v besides the lock file, want the 6 CA files (no leftover temporary files)", names)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, BundleFile)); !bytes.Equal(b, c.BundlePEM()) {
+		t.Errorf("%s is not the bundle", BundleFile)
 	}
 
 	roots := c.Roots()
@@ -214,21 +217,21 @@ func TestOpenCreatesThenReloads(t *testing.T) {
 	}
 	root := roots[0]
 	checkSigningCertSPIFFE(t, root, 1)
-	checkSigningCertSPIFFE(t, c.inter, 0)
+	checkSigningCertSPIFFE(t, c.signer(), 0)
 	if err := root.CheckSignatureFrom(root); err != nil {
 		t.Errorf("root is not self-signed: %v", err)
 	}
-	if _, err := c.inter.Verify(x509.VerifyOptions{Roots: certPool(roots), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	if _, err := c.signer().Verify(x509.VerifyOptions{Roots: certPool(roots), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		t.Errorf("intermediate does not verify against the root: %v", err)
 	}
 	if got, want := root.NotAfter.Sub(root.NotBefore), RootLifetime+ClockSkew; got != want {
 		t.Errorf("root lifetime %v, want %v", got, want)
 	}
-	if got, want := c.inter.NotAfter.Sub(c.inter.NotBefore), IntermediateLifetime+ClockSkew; got != want {
+	if got, want := c.signer().NotAfter.Sub(c.signer().NotBefore), IntermediateLifetime+ClockSkew; got != want {
 		t.Errorf("intermediate lifetime %v, want %v", got, want)
 	}
-	if root.SerialNumber.BitLen() > 128 || c.inter.SerialNumber.Cmp(root.SerialNumber) == 0 {
-		t.Errorf("serials %x, %x: want distinct and at most 128 bits", root.SerialNumber, c.inter.SerialNumber)
+	if root.SerialNumber.BitLen() > 128 || c.signer().SerialNumber.Cmp(root.SerialNumber) == 0 {
+		t.Errorf("serials %x, %x: want distinct and at most 128 bits", root.SerialNumber, c.signer().SerialNumber)
 	}
 	if !bytes.Equal(c.BundlePEM(), certPEM(root)) {
 		t.Errorf("BundlePEM is not the root's PEM")
@@ -241,7 +244,7 @@ func TestOpenCreatesThenReloads(t *testing.T) {
 	if !again.Roots()[0].Equal(root) {
 		t.Error("reload gave another root")
 	}
-	if !again.inter.Equal(c.inter) {
+	if !again.signer().Equal(c.signer()) {
 		t.Error("reload gave another intermediate")
 	}
 }
@@ -260,10 +263,23 @@ func TestOpenRefusesOtherTrustDomain(t *testing.T) {
 	}
 }
 
+// asOldDir removes what a CA directory written before StateFile existed
+// did not have.
+func asOldDir(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range []string{StateFile, BundleFile} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestOpenRefusesInconsistentDir damages the PEM files of a directory
+// written before StateFile existed, which Open reads and converts.
 func TestOpenRefusesInconsistentDir(t *testing.T) {
 	other := openCA(t, Options{})
 	otherFile := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(other.dir, name))
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(other.storage.String()), name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,6 +330,7 @@ func TestOpenRefusesInconsistentDir(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "ca")
 			openCA(t, Options{Dir: dir})
+			asOldDir(t, dir)
 			tc.damage(dir)
 			_, err := Open(Options{Dir: dir, TrustDomain: testTD})
 			if err == nil {
@@ -329,16 +346,17 @@ func TestOpenRefusesInconsistentDir(t *testing.T) {
 func TestOpenReissuesMissingIntermediate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
 	c := openCA(t, Options{Dir: dir})
+	asOldDir(t, dir)
 	os.Remove(filepath.Join(dir, IntermediateCertFile))
 	os.Remove(filepath.Join(dir, IntermediateKeyFile))
 	again := openCA(t, Options{Dir: dir})
-	if !again.root.Equal(c.root) {
+	if !again.activeRoot().Equal(c.activeRoot()) {
 		t.Error("root changed")
 	}
-	if again.inter.Equal(c.inter) {
+	if again.signer().Equal(c.signer()) {
 		t.Error("intermediate not reissued")
 	}
-	if err := again.inter.CheckSignatureFrom(c.root); err != nil {
+	if err := again.signer().CheckSignatureFrom(c.activeRoot()); err != nil {
 		t.Error(err)
 	}
 }
@@ -377,7 +395,7 @@ func TestIntermediateRenewal(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
 	clk := newClock(time.Now())
 	c := openCA(t, Options{Dir: dir, Now: clk.Now})
-	first := c.inter
+	first := c.signer()
 
 	clk.Advance(IntermediateLifetime - IntermediateRenewBefore - time.Hour)
 	key := newP256(t)
@@ -402,7 +420,7 @@ func TestIntermediateRenewal(t *testing.T) {
 	verifySVID(t, chain, key, c.Roots(), clk.Now())
 
 	again := openCA(t, Options{Dir: dir, Now: clk.Now})
-	if !again.inter.Equal(chain[1]) {
+	if !again.signer().Equal(chain[1]) {
 		t.Error("renewed intermediate not written to disk")
 	}
 }
@@ -414,14 +432,14 @@ func TestLifetimesClampedToRoot(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
 	clk := newClock(time.Now())
 	c := openCA(t, Options{Dir: dir, Now: clk.Now})
-	rootEnd := c.root.NotAfter
+	rootEnd := c.activeRoot().NotAfter
 
 	clk.t = rootEnd.Add(-time.Hour)
 	c = openCA(t, Options{Dir: dir, Now: clk.Now})
-	if !c.inter.NotAfter.Equal(rootEnd) {
-		t.Fatalf("intermediate NotAfter %v, want the root's %v", c.inter.NotAfter, rootEnd)
+	if !c.signer().NotAfter.Equal(rootEnd) {
+		t.Fatalf("intermediate NotAfter %v, want the root's %v", c.signer().NotAfter, rootEnd)
 	}
-	inter := c.inter
+	inter := c.signer()
 	key := newP256(t)
 	chain, err := c.Sign(mustParseCSR(t, makeCSR(t, key, testID.String())), testID, 0)
 	if err != nil {
@@ -471,8 +489,11 @@ func TestOpenConcurrently(t *testing.T) {
 		if c == nil || cas[0] == nil {
 			t.Fatal("an Open failed")
 		}
-		if !c.root.Equal(cas[0].root) || !c.inter.Equal(cas[0].inter) {
+		if !c.activeRoot().Equal(cas[0].activeRoot()) || !c.signer().Equal(cas[0].signer()) {
 			t.Errorf("Open %d got another root or intermediate", i+1)
 		}
 	}
 }
+
+func (c *CA) signer() *x509.Certificate     { return c.State().Active.Signer }
+func (c *CA) activeRoot() *x509.Certificate { return c.State().Active.Root }

@@ -344,7 +344,7 @@ func TestIssuedSVIDsWorkForMTLS(t *testing.T) {
 	}
 	server := &x509svid.SVID{
 		ID:           spiffeid.RequireFromString(cpID.String()),
-		Certificates: []*x509.Certificate{serverCert.Leaf, c.inter},
+		Certificates: []*x509.Certificate{serverCert.Leaf, c.signer()},
 		PrivateKey:   serverCert.PrivateKey.(*ecdsa.PrivateKey),
 	}
 

@@ -174,7 +174,8 @@ func urlStrings(us []*url.URL) []string {
 // WorkloadTTL; a longer ttl is cut to it; less than MinWorkloadTTL is an
 // error. The certificate never outlives the intermediate.
 //
-// It returns the chain leaf first, then the intermediate (without the root).
+// It returns the chain leaf first, then the intermediate (and, for a
+// supplied intermediate, the certificates up to the root, without it).
 // Errors caused by the request wrap ErrInvalidRequest. Sign does not log;
 // Server logs each issuance with the requesting node.
 func (c *CA) Sign(csr *x509.CertificateRequest, id identity.ID, ttl time.Duration) ([]*x509.Certificate, error) {
@@ -226,27 +227,29 @@ func (c *CA) ServerCertificate(id identity.ID, dnsNames []string, ips []net.IP) 
 	}
 	c.log.Info("issued server certificate",
 		logKeyIdentity, id.String(), logKeySerial, serialHex(chain[0]), logKeyExpiry, chain[0].NotAfter)
-	return tls.Certificate{
-		Certificate: [][]byte{chain[0].Raw, chain[1].Raw},
-		PrivateKey:  key,
-		Leaf:        chain[0],
-	}, nil
+	raw := make([][]byte, len(chain))
+	for i, c := range chain {
+		raw[i] = c.Raw
+	}
+	return tls.Certificate{Certificate: raw, PrivateKey: key, Leaf: chain[0]}, nil
 }
 
 // ServerCertificateFunc returns a tls.Config.GetCertificate function that
-// serves a ServerCertificate and replaces it at half its life. If a renewal
-// fails while the current certificate is still valid, it keeps serving the
+// serves a ServerCertificate and replaces it at half its life, or as soon
+// as another intermediate signs (a root rotation). If a renewal fails
+// while the current certificate is still valid, it keeps serving the
 // current one and logs the error.
 func (c *CA) ServerCertificateFunc(id identity.ID, dnsNames []string, ips []net.IP) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	var (
-		mu  sync.Mutex
-		cur *tls.Certificate
+		mu      sync.Mutex
+		cur     *tls.Certificate
+		renewAt time.Time
 	)
 	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		now := c.now()
-		if cur != nil && now.Before(halfLife(cur.Leaf)) {
+		if cur != nil && now.Before(renewAt) && c.signedByActive(cur) {
 			return cur, nil
 		}
 		cert, err := c.ServerCertificate(id, dnsNames, ips)
@@ -259,18 +262,25 @@ func (c *CA) ServerCertificateFunc(id identity.ID, dnsNames []string, ips []net.
 			return nil, err
 		}
 		cur = &cert
+		// Half of the life it has from now: NotBefore is backdated.
+		renewAt = now.Add(cert.Leaf.NotAfter.Sub(now) / 2)
 		return cur, nil
 	}
 }
 
-func halfLife(cert *x509.Certificate) time.Time {
-	return cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) / 2)
+// signedByActive reports whether cert was issued by the active
+// intermediate.
+func (c *CA) signedByActive(cert *tls.Certificate) bool {
+	a := c.view().state.Active
+	return len(cert.Certificate) > 1 && a.Signer != nil && bytes.Equal(cert.Certificate[1], a.Signer.Raw)
 }
 
-// issue signs a leaf SVID for pub with the current intermediate.
+// issue signs a leaf SVID for pub with the active intermediate and returns
+// the leaf followed by the intermediate's chain up to (not including) the
+// root.
 func (c *CA) issue(pub crypto.PublicKey, id identity.ID, dnsNames []string, ips []net.IP, ttl time.Duration) ([]*x509.Certificate, error) {
 	now := c.now()
-	inter, interKey, err := c.issuer(now)
+	a, err := c.issuer(now)
 	if err != nil {
 		return nil, err
 	}
@@ -280,8 +290,8 @@ func (c *CA) issue(pub crypto.PublicKey, id identity.ID, dnsNames []string, ips 
 	}
 	notBefore := now.Add(-ClockSkew)
 	notAfter := now.Add(ttl)
-	if notAfter.After(inter.NotAfter) {
-		notAfter = inter.NotAfter
+	if end := a.notAfter(); notAfter.After(end) {
+		notAfter = end
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -298,7 +308,7 @@ func (c *CA) issue(pub crypto.PublicKey, id identity.ID, dnsNames []string, ips 
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, inter, pub, interKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Signer, pub, a.SignerKey)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign certificate for %s: %w", id, err)
 	}
@@ -306,5 +316,5 @@ func (c *CA) issue(pub crypto.PublicKey, id identity.ID, dnsNames []string, ips 
 	if err != nil {
 		return nil, fmt.Errorf("ca: parse issued certificate: %w", err)
 	}
-	return []*x509.Certificate{leaf, inter}, nil
+	return append([]*x509.Certificate{leaf}, a.signerChain()...), nil
 }

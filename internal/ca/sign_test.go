@@ -42,7 +42,7 @@ func TestSignIssuesSVID(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(chain) != 2 || !chain[1].Equal(c.inter) {
+			if len(chain) != 2 || !chain[1].Equal(c.signer()) {
 				t.Fatalf("chain of %d, want leaf and the intermediate", len(chain))
 			}
 			id := verifySVID(t, chain, key, c.Roots(), now)
@@ -192,7 +192,7 @@ func TestSignRejects(t *testing.T) {
 		{name: "bad signature", csr: badSig(), want: "signature does not verify"},
 		{name: "garbage", csr: []byte("\x30\x82\x01\x00garbage"), want: "not a PKCS#10 CSR"},
 		{name: "empty", csr: nil, want: "CSR is empty"},
-		{name: "certificate PEM", csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.root.Raw}), want: "want CERTIFICATE REQUEST"},
+		{name: "certificate PEM", csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.activeRoot().Raw}), want: "want CERTIFICATE REQUEST"},
 		{name: "two PEM blocks", csr: append(bytes.Clone(good), good...), want: "data after the PEM block"},
 		{name: "malformed PEM", csr: []byte("-----BEGIN CERTIFICATE REQUEST-----\n!!!"), want: "malformed PEM"},
 		{name: "huge", csr: make([]byte, maxCSRSize+1), want: "more than the"},
@@ -249,8 +249,8 @@ func TestServerCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := []*x509.Certificate{cert.Leaf, c.inter}
-	if len(cert.Certificate) != 2 || !bytes.Equal(cert.Certificate[1], c.inter.Raw) || !bytes.Equal(cert.Certificate[0], cert.Leaf.Raw) {
+	chain := []*x509.Certificate{cert.Leaf, c.signer()}
+	if len(cert.Certificate) != 2 || !bytes.Equal(cert.Certificate[1], c.signer().Raw) || !bytes.Equal(cert.Certificate[0], cert.Leaf.Raw) {
 		t.Fatal("tls.Certificate does not hold leaf then intermediate")
 	}
 	key, ok := cert.PrivateKey.(*ecdsa.PrivateKey)

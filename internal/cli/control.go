@@ -33,8 +33,13 @@ func controlCommand(g *globals) *cobra.Command {
 proxies, and serves them their config over ADS on --xds-address (TLS). The CLI
 talks to its API on --debug-address.
 
+The CA generates its root, unless --ca-cert and --ca-key supply one (or an
+intermediate with its chain up to a root). Its keys live in --ca-dir, or,
+with --ca-encryption-key-file, in the store, sealed with that key.
+
 For high availability, run several control planes with the same
---etcd-endpoints and --ca-dir, and give proxies all their addresses.`,
+--etcd-endpoints and the same CA (--ca-encryption-key-file, or one shared
+--ca-dir), and give proxies all their addresses.`,
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Logger = g.logger()
@@ -43,7 +48,11 @@ For high availability, run several control planes with the same
 	}
 	f := c.Flags()
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the embedded store and the CA keys")
-	f.StringVar(&opts.CADir, "ca-dir", "", "directory of the CA's root and intermediate (default DATA_DIR/ca); control planes of one mesh share it")
+	f.StringVar(&opts.CADir, "ca-dir", "", "directory of the CA's root and intermediate (default DATA_DIR/ca); control planes of one mesh share it; with --ca-encryption-key-file, it receives copies of the certificates only")
+	f.StringVar(&opts.CACert, "ca-cert", "", "PEM file of the CA to start with: a root, or an intermediate followed by its chain up to the root (root last); default: generate a root")
+	f.StringVar(&opts.CAKey, "ca-key", "", "PEM file of the key of --ca-cert's first certificate (ECDSA P-256)")
+	f.StringVar(&opts.CAEncryptionKeyFile, "ca-encryption-key-file", "", "keep the CA's keys in the store, sealed (AES-256-GCM) with the 256-bit key in this file (base64, hex or raw); control planes sharing an external etcd then share the CA")
+	f.DurationVar(&opts.WorkloadTTL, "workload-cert-ttl", 24*time.Hour, "lifetime of workload certificates; proxies renew them at half life (1m to 168h)")
 	f.StringVar(&opts.XDSAddress, "xds-address", control.DefaultXDSAddress, "address of the xDS and CA port (TLS)")
 	f.StringSliceVar(&opts.ServerNames, "server-names", nil, "extra DNS names and IPs for the xDS port's certificate, for clients that verify the control plane by the name they dial (proxyless gRPC)")
 	f.StringVar(&opts.DebugAddress, "debug-address", control.DefaultDebugAddress, "address of the API, debug and metrics port")

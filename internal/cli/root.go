@@ -62,6 +62,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		proxyConfigCommand(g),
 		tlsCheckCommand(g),
 		tokenCommand(g),
+		caCommand(g),
 		versionCommand(g),
 	)
 	root.SetArgs(args)

@@ -36,6 +36,7 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("POST "+controlapi.PathTokens, cp.handleCreateTokens)
 	mux.HandleFunc("GET "+controlapi.PathTokens, cp.handleListTokens)
 	mux.HandleFunc("POST "+controlapi.PathTokens+"/{id}/revoke", cp.handleRevokeToken)
+	cp.caRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{}))
 	// Profiles, on the debug port (loopback by default).
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)

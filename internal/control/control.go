@@ -21,16 +21,17 @@
 // (ca.PeerOrToken).
 //
 // Several control planes serve one mesh when they share an external etcd
-// cluster and a CA directory: each watches the whole store and serves the
-// proxies connected to it. While etcd is unavailable a control plane keeps
-// serving the config it holds, and /ready says why it is not ready.
+// cluster and a CA (sealed in the store, or in one directory): each
+// watches the whole store and serves the proxies connected to it, and
+// they follow the CA and its root rotations together (ca.go). While etcd
+// is unavailable a control plane keeps serving the config it holds, and
+// /ready says why it is not ready.
 package control
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -65,8 +66,20 @@ type Options struct {
 	DataDir string
 	// CADir holds the CA's root and intermediate (default DataDir/ca). Every
 	// control plane of one mesh must use the same CA: point them at one
-	// directory, or at copies of it.
+	// directory, or keep the CA in the store (CAEncryptionKeyFile). With
+	// the CA in the store, CADir receives copies of its certificates only.
 	CADir string
+	// CACert and CAKey are a root, or an intermediate with its chain up to
+	// a root, and its key, for the CA to start with (ca.LoadSupplied);
+	// empty generates a root.
+	CACert, CAKey string
+	// CAEncryptionKeyFile, when set, keeps the CA in the store, sealed
+	// with the 256-bit key this file holds (package castore): control
+	// planes sharing an external etcd then share the CA.
+	CAEncryptionKeyFile string
+	// WorkloadTTL is the lifetime of workload certificates (default 24 h;
+	// see ca.Options).
+	WorkloadTTL time.Duration
 	// XDSAddress serves ADS and the CA over TLS (default :15012).
 	XDSAddress string
 	// ServerNames are DNS names and IPs, besides the listen address,
@@ -149,18 +162,27 @@ func Run(ctx context.Context, opts Options) error {
 	if caDir == "" {
 		caDir = filepath.Join(opts.DataDir, "ca")
 	}
-	authority, err := ca.Open(ca.Options{Dir: caDir, TrustDomain: opts.TrustDomain, Logger: log})
-	if err != nil {
-		return fmt.Errorf("control: %w", err)
-	}
-	if err := checkSharedRoot(caDir, authority); err != nil {
-		return err
+	// A CA in a directory is opened first, as before; a CA in the store
+	// needs the store.
+	var authority *ca.CA
+	if opts.CAEncryptionKeyFile == "" {
+		if authority, err = openCA(opts, caDir, nil, log); err != nil {
+			return err
+		}
+		if err := checkSharedRoot(caDir, authority); err != nil {
+			return err
+		}
 	}
 	st, err := store.Open(ctx, store.Options{DataDir: opts.DataDir, Endpoints: opts.EtcdEndpoints, Logger: log})
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
 	defer st.Close()
+	if authority == nil {
+		if authority, err = openCA(opts, caDir, st, log); err != nil {
+			return err
+		}
+	}
 
 	// The control plane's own goroutines stop when Run decides, not when
 	// ctx does: proxies' streams must end only after stopping() so that
@@ -168,6 +190,11 @@ func Run(ctx context.Context, opts Options) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	cp := newControlPlane(runCtx, opts, st, authority)
+	certDir := ""
+	if opts.CAEncryptionKeyFile != "" {
+		certDir = caDir
+	}
+	cp.trust = newCATrust(runCtx, cp, controlPlaneID(xl.Addr()), certDir)
 	rev, err := cp.load(runCtx)
 	if err != nil {
 		return err
@@ -180,7 +207,15 @@ func Run(ctx context.Context, opts Options) error {
 		// The CA service accepts callers without a certificate (first
 		// contact); ADS requires one and checks its identity.
 		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  certPool(authority.Roots()),
+		ClientCAs:  authority.RootPool(),
+	}
+	// Client certificates are verified against the current trust bundle,
+	// which a root rotation changes.
+	tlsConf.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := tlsConf.Clone()
+		c.GetConfigForClient = nil
+		c.ClientCAs = authority.RootPool()
+		return c, nil
 	}
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsConf)),
@@ -214,6 +249,7 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	run("store watch", func() error { return cp.watch(runCtx, rev) })
 	run("push loop", func() error { cp.pushLoop(runCtx); return nil })
+	run("CA", func() error { return cp.trust.run(runCtx) })
 
 	log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),
 		"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir, "caDir", caDir)
@@ -243,6 +279,16 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Wait()
 	cp.wait()
 	return runErr
+}
+
+// controlPlaneID names this control plane in what it reports to the
+// others: its host name and xDS address, the same after a restart.
+func controlPlaneID(xds net.Addr) string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return host + "/" + xds.String()
 }
 
 // checkSharedRoot makes sure that the root the CA loaded or created is the
@@ -283,14 +329,6 @@ func serverNames(addr net.Addr, extra []string) ([]string, []net.IP) {
 		}
 	}
 	return dns, ips
-}
-
-func certPool(roots []*x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, c := range roots {
-		p.AddCert(c)
-	}
-	return p
 }
 
 var _ xds.Hooks = (*controlPlane)(nil)

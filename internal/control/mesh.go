@@ -48,6 +48,7 @@ type controlPlane struct {
 	log   *slog.Logger
 	store *store.Store
 	ca    *ca.CA
+	trust *caTrust
 	xds   *xds.Server
 	// tokens are the join tokens, under their own prefix of the store.
 	tokens *jointoken.Store
@@ -198,8 +199,9 @@ func (cp *controlPlane) watch(ctx context.Context, rev int64) error {
 			mesh := false
 			cp.mu.Lock()
 			for _, ev := range events {
-				// Join tokens change nothing any proxy is sent.
-				if !strings.HasPrefix(ev.Key, jointoken.Prefix) {
+				// Join tokens, and what the control planes report about
+				// the CA, change nothing any proxy is sent.
+				if !strings.HasPrefix(ev.Key, jointoken.Prefix) && !strings.HasPrefix(ev.Key, "ca/") {
 					cp.applyItemLocked(ev)
 					mesh = true
 				}

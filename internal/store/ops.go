@@ -157,3 +157,19 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64, fn func([]E
 	}
 	return fmt.Errorf("store: watch %s closed", prefix)
 }
+
+// PutIf writes key only if its last change is at revision rev (Item.Revision;
+// 0 for a key that does not exist), and reports whether it did: a
+// compare-and-swap for values several control planes change.
+func (s *Store) PutIf(ctx context.Context, key string, value []byte, rev int64) (bool, error) {
+	rctx, cancel := s.request(ctx)
+	defer cancel()
+	resp, err := s.client.Txn(rctx).
+		If(clientv3.Compare(clientv3.ModRevision(Prefix+key), "=", rev)).
+		Then(clientv3.OpPut(Prefix+key, string(value))).
+		Commit()
+	if err != nil {
+		return false, s.fail(ctx, "put "+key, err)
+	}
+	return resp.Succeeded, nil
+}

@@ -295,3 +295,28 @@ func TestCreateExpiringAndSwap(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+func TestPutIf(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	if ok, err := s.PutIf(ctx, "k", []byte("1"), 0); err != nil || !ok {
+		t.Fatalf("create: %v, %v", ok, err)
+	}
+	if ok, err := s.PutIf(ctx, "k", []byte("x"), 0); err != nil || ok {
+		t.Fatalf("create over an existing key: %v, %v", ok, err)
+	}
+	it, err := s.Get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.PutIf(ctx, "k", []byte("2"), it.Revision); err != nil || !ok {
+		t.Fatalf("swap at the current revision: %v, %v", ok, err)
+	}
+	if ok, err := s.PutIf(ctx, "k", []byte("3"), it.Revision); err != nil || ok {
+		t.Fatalf("swap at a stale revision: %v, %v", ok, err)
+	}
+	if it, _ := s.Get(ctx, "k"); string(it.Value) != "2" {
+		t.Errorf("value %q, want 2", it.Value)
+	}
+}

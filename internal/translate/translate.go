@@ -46,7 +46,9 @@ type Input struct {
 	// CertificateChain is the PEM chain last issued to the proxy; empty
 	// leaves the certificate secret out.
 	CertificateChain []byte
-	// TrustBundle is the PEM root certificates of the mesh.
+	// TrustBundle is the PEM root certificates of the mesh, the active root
+	// first: a proxy renews a certificate that does not chain to it (a
+	// root rotation).
 	TrustBundle []byte
 }
 

@@ -54,9 +54,10 @@ type typeStatus struct {
 	bytes     int64
 	// sent are the resources the proxy has if it applied the last
 	// response; acked those it has as of its last ACK. Over delta xDS,
-	// sentDelta accumulates the responses.
-	sent, acked []*anypb.Any
-	sentDelta   map[string]*anypb.Any
+	// sentDelta accumulates the responses, and ackedDelta is sentDelta as
+	// of the last ACK.
+	sent, acked           []*anypb.Any
+	sentDelta, ackedDelta map[string]*anypb.Any
 	// initial are the versions a delta client said it had when it
 	// subscribed; nil for state-of-the-world clients.
 	initial      map[string]string
@@ -99,10 +100,17 @@ func (s *Server) recordRequest(id int64, typeURL, nonce, nackMessage string, nac
 	if nack {
 		ts.nackNonce = nonce
 		ts.nackMessage = nackMessage
+		if ts.sentDelta != nil {
+			// A delta client that rejects a response keeps what it had:
+			// the next responses add to that, not to what it rejected.
+			ts.sentDelta = maps.Clone(ts.ackedDelta)
+			ts.sent = ts.acked
+		}
 		return
 	}
 	ts.ackedVersion = ts.sentVersion
 	ts.acked = ts.sent
+	ts.ackedDelta = ts.sentDelta
 	ts.ackedAt = time.Now()
 	ts.nackNonce, ts.nackMessage = "", ""
 }

@@ -12,6 +12,14 @@
 // bundle changes. With an identity directory (UseDir) the key and chain
 // are also kept on disk, so that a restarted proxy goes on with its
 // certificate while it is valid.
+//
+// The trust bundle lists the mesh's active root first. A certificate that
+// does not chain to it is renewed early, after a random delay of up to a
+// tenth of its remaining lifetime (at most 30 s) so that a mesh's proxies
+// do not all ask at once: that is how a root rotation gets every workload
+// certificate reissued. If the renewed certificate still does not chain
+// to it (the CA has not switched yet), the next attempt waits twice as
+// long, up to a minute.
 package secrets
 
 import (
@@ -25,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/url"
 	"sync"
 	"time"
@@ -59,7 +68,12 @@ type Manager struct {
 	roots   *x509.CertPool
 	bundle  []*x509.Certificate
 	renewAt time.Time
-	changed chan struct{}
+	// early, when set, is when to renew because the certificate does not
+	// chain to the bundle's first root; earlyWait is the delay after a
+	// renewal that did not help.
+	early     time.Time
+	earlyWait time.Duration
+	changed   chan struct{}
 	// dir is the identity directory (UseDir); persistMu serializes writes
 	// to it.
 	dir       string
@@ -114,7 +128,48 @@ func (m *Manager) setBundle(bundle []*x509.Certificate) {
 		m.notifyLocked()
 	}
 	m.roots, m.bundle = pool, bundle
+	m.checkRootLocked(false)
 	m.mu.Unlock()
+}
+
+// checkRootLocked schedules an early renewal when the certificate does not
+// chain to the first root of the bundle, the active one, and cancels it
+// when it does. renewed tells that the certificate was just renewed: if it
+// still does not chain to the active root, the next attempt waits longer.
+// Callers hold m.mu for writing and wake Run (notifyLocked) when the
+// certificate or the bundle changed, the only changes that move the
+// schedule.
+func (m *Manager) checkRootLocked(renewed bool) {
+	if m.cert == nil || len(m.bundle) == 0 || chainsTo(m.cert, m.bundle[0]) {
+		m.early, m.earlyWait = time.Time{}, 0
+		return
+	}
+	now := time.Now()
+	if !m.early.IsZero() && !renewed {
+		return
+	}
+	if m.earlyWait == 0 {
+		window := max(min(m.cert.Leaf.NotAfter.Sub(now)/10, 30*time.Second), 0)
+		m.earlyWait = time.Duration(mrand.Int64N(int64(window) + 1))
+		m.log.Info("certificate does not chain to the trust bundle's active root; renewing it early",
+			"identity", m.id.String(), "in", m.earlyWait, "root", m.bundle[0].Subject.String())
+	} else if renewed {
+		m.earlyWait = min(max(2*m.earlyWait, time.Second), time.Minute)
+	}
+	m.early = now.Add(m.earlyWait)
+}
+
+// chainsTo reports whether cert's chain ends under root.
+func chainsTo(cert *tls.Certificate, root *x509.Certificate) bool {
+	top := cert.Leaf
+	if n := len(cert.Certificate); n > 1 {
+		c, err := x509.ParseCertificate(cert.Certificate[n-1])
+		if err != nil {
+			return false
+		}
+		top = c
+	}
+	return top.CheckSignatureFrom(root) == nil
 }
 
 // SetTrustBundle replaces the roots peers are verified against (SDS
@@ -140,9 +195,12 @@ func (m *Manager) TrustBundle() []*x509.Certificate {
 	return m.bundle
 }
 
-// SetChain installs a certificate chain delivered over SDS. It must be for
-// the proxy's own key and identity; a chain older than the current one is
-// ignored.
+// SetChain installs a certificate chain delivered over SDS, when it is for
+// the proxy's current key and newer than the current certificate. A chain
+// for another key is ignored, not refused: it is one the control plane
+// pushed for a key the proxy has since replaced, or pushed before the
+// certificate response that brings the key's own chain; the proxy
+// installs the certificates it renews itself.
 func (m *Manager) SetChain(pemBytes []byte) error {
 	certs, err := ParseBundle(pemBytes)
 	if err != nil {
@@ -151,12 +209,11 @@ func (m *Manager) SetChain(pemBytes []byte) error {
 	m.mu.RLock()
 	key, cur := m.key, m.cert
 	m.mu.RUnlock()
-	if key == nil {
-		return errors.New("secrets: no private key yet")
-	}
 	pub, ok := certs[0].PublicKey.(*ecdsa.PublicKey)
-	if !ok || !pub.Equal(&key.PublicKey) {
-		return errors.New("secrets: certificate chain is not for this proxy's key")
+	if key == nil || !ok || !pub.Equal(&key.PublicKey) {
+		m.log.Debug("certificate chain from the control plane is not for the current key; ignoring it",
+			"identity", m.id.String(), "serial", certs[0].SerialNumber.Text(16))
+		return nil
 	}
 	if cur != nil && !certs[0].NotAfter.After(cur.Leaf.NotAfter) {
 		return nil
@@ -186,12 +243,25 @@ func (m *Manager) install(key *ecdsa.PrivateKey, chain [][]byte) error {
 	cert := &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}
 	m.mu.Lock()
 	m.key, m.cert = key, cert
-	m.renewAt = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	m.renewAt = halfLife(leaf, time.Now())
 	m.notifyLocked()
+	m.checkRootLocked(true)
 	m.mu.Unlock()
 	m.log.Info("certificate installed", "identity", m.id.String(), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
 	m.persist()
 	return nil
+}
+
+// halfLife is when a certificate received at now has lived half of what
+// it had left. A CA backdates NotBefore to allow for clock skew (the
+// Trellis CA by a minute), which would otherwise make a short-lived
+// certificate due for renewal as soon as it arrives.
+func halfLife(leaf *x509.Certificate, now time.Time) time.Time {
+	start := now
+	if leaf.NotBefore.After(now) {
+		start = leaf.NotBefore
+	}
+	return start.Add(leaf.NotAfter.Sub(start) / 2)
 }
 
 // Renew generates a new key, has the CSR signed, and installs the result.
@@ -217,13 +287,18 @@ func (m *Manager) Renew(ctx context.Context, issuer Issuer) error {
 	return m.install(key, chain)
 }
 
-// Run renews the certificate at half its lifetime until ctx is done,
-// retrying with backoff on failure.
+// Run renews the certificate at half its lifetime, or early when it does
+// not chain to the bundle's active root, until ctx is done, retrying with
+// backoff on failure.
 func (m *Manager) Run(ctx context.Context, issuer Issuer) {
 	backoff := time.Second
 	for {
 		m.mu.RLock()
-		wait := time.Until(m.renewAt)
+		at := m.renewAt
+		if !m.early.IsZero() && m.early.Before(at) {
+			at = m.early
+		}
+		wait := time.Until(at)
 		changed := m.changed
 		m.mu.RUnlock()
 		select {
