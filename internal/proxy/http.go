@@ -81,8 +81,8 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	s, ok := l.decodeHeaders(chain, w, r)
-	if !ok {
+	s := &httpStream{p: p, l: l, chain: chain, w: w, r: r}
+	if !l.decodeHeaders(s) {
 		return
 	}
 	w, r = s.w, s.r
