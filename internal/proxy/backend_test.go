@@ -126,11 +126,13 @@ type bedOptions struct {
 	cla     *endpointv3.ClusterLoadAssignment
 	route   *routev3.Route // default: prefix "/" to "c"
 	filters []*hcmv3.HttpFilter
+	// opts edit the proxy's options.
+	opts []func(*Options)
 }
 
 func newTestBed(t *testing.T, o bedOptions) *testBed {
 	t.Helper()
-	p := testProxy(t)
+	p := testProxy(t, o.opts...)
 	t.Cleanup(func() { p.shutdown(nil) })
 	if o.cluster == nil {
 		o.cluster = edsCluster("c")

@@ -47,6 +47,10 @@ type httpStream struct {
 	matched bool
 	// flags say what happened to the request, for telemetry.
 	flags respFlags
+	// peerIn is the calling sidecar's workload (X-Trellis-Peer), inbound.
+	peerIn string
+	// bodyRead counts a request body of unknown length.
+	bodyRead int64
 }
 
 // setFlag records what happened to the request.
@@ -192,10 +196,12 @@ func compileConnFilters(fs []*listenerv3.Filter) ([]connFilter, error) {
 func (l *listener) decodeHeaders(s *httpStream) bool {
 	h, w, r := s.chain.hcm, s.w, s.r
 	if !validMethod(r.Method) {
+		s.setFlag(flagInvalidRequest)
 		localReply(w, http.StatusBadRequest, "invalid method")
 		return false
 	}
 	if !h.paths.apply(r) {
+		s.setFlag(flagInvalidRequest)
 		localReply(w, http.StatusBadRequest, "invalid path")
 		return false
 	}

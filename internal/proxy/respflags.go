@@ -21,7 +21,6 @@ const (
 	flagDownstreamTerminated
 	flagOverflow
 	flagInvalidRequest
-	flagCORSRefused
 )
 
 // flagNames are Envoy's short names and a reason for each flag, in flag
@@ -40,7 +39,6 @@ var flagNames = [...]struct{ short, reason string }{
 	{"DC", "downstream_terminated"},
 	{"UO", "upstream_overflow"},
 	{"IR", "invalid_request"},
-	{"CORS", "cors_refused"},
 }
 
 // String is the flags' short names separated by commas, "-" for none.

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -30,6 +32,8 @@ type flags struct {
 	labels, ports, upstreams            []string
 	showVersion                         bool
 	xdsProtocol                         string
+	accessLog, statsAddress             string
+	readinessAddress, appMetrics        string
 }
 
 // Run executes the trellis-proxy command line args.
@@ -57,6 +61,18 @@ mTLS.`,
 			opts, err := f.options(stderr)
 			if err != nil {
 				return err
+			}
+			switch f.accessLog {
+			case "off":
+			case "-":
+				opts.AccessLog = stdout
+			default:
+				file, err := os.OpenFile(f.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+				if err != nil {
+					return fmt.Errorf("--access-log: %w", err)
+				}
+				defer file.Close()
+				opts.AccessLog = file
 			}
 			p, err := proxy.New(opts)
 			if err != nil {
@@ -89,6 +105,10 @@ mTLS.`,
 	fl.StringArrayVar(&f.upstreams, "upstream", nil, "outbound listener SERVICE[.NAMESPACE]:PORT=LOCALPORT; repeatable")
 	fl.StringVar(&f.meta.Locality, "locality", "", "region/zone/subzone")
 	fl.StringVar(&f.xdsProtocol, "xds-protocol", "delta", "xDS protocol: delta (incremental: only what changed is sent) or sotw (state of the world)")
+	fl.StringVar(&f.accessLog, "access-log", "-", "access log: one JSON line per request and TCP connection, to PATH (appended), - (standard output) or off")
+	fl.StringVar(&f.statsAddress, "stats-address", "", "metrics (/stats/prometheus) and kubelet probe forwarding (/app-health/PORT/PATH) address (default --address with port 15020); off disables it")
+	fl.StringVar(&f.readinessAddress, "readiness-address", "", "readiness (/healthz/ready) address (default --address with port 15021); off disables it")
+	fl.StringVar(&f.appMetrics, "app-metrics", "", "the app's own Prometheus metrics, served after the proxy's on the stats port: [PORT]/PATH on --app-address, or a URL")
 	fl.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	c.SetArgs(args)
 	c.SetOut(stdout)
@@ -172,15 +192,45 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	if f.xdsProtocol != "delta" && f.xdsProtocol != "sotw" {
 		return proxy.Options{}, usage.Errorf("--xds-protocol %q: want delta or sotw", f.xdsProtocol)
 	}
+	local := func(flag, v string, port int) (string, error) {
+		switch v {
+		case "off":
+			return "", nil
+		case "":
+			return net.JoinHostPort(m.Address, strconv.Itoa(port)), nil
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return "", usage.Errorf("--%s %q: want HOST:PORT or off", flag, v)
+		}
+		return v, nil
+	}
+	statsAddr, err := local("stats-address", f.statsAddress, 15020)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	readyAddr, err := local("readiness-address", f.readinessAddress, 15021)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	appMetrics, err := appMetricsURL(f.appMetrics, m.AppAddress)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	if f.accessLog == "" {
+		return proxy.Options{}, usage.Errorf("--access-log: want PATH, - or off")
+	}
 	return proxy.Options{
-		StateOfTheWorld: f.xdsProtocol == "sotw",
-		ControlPlane:    f.controlPlane,
-		TrustBundle:     bundle,
-		TrustDomain:     f.trustDomain,
-		NodeID:          id,
-		Registration:    m,
-		AdminAddress:    f.adminAddress,
-		Logger:          log,
+		StatsAddress:     statsAddr,
+		ReadinessAddress: readyAddr,
+		AppMetricsURL:    appMetrics,
+		StateOfTheWorld:  f.xdsProtocol == "sotw",
+		ControlPlane:     f.controlPlane,
+		TrustBundle:      bundle,
+		TrustDomain:      f.trustDomain,
+		NodeID:           id,
+		Registration:     m,
+		AdminAddress:     f.adminAddress,
+		Logger:           log,
 	}, nil
 }
 
@@ -234,4 +284,28 @@ func parseUpstream(s string) (nodemeta.Upstream, error) {
 	}
 	u.Port, u.LocalPort = uint32(p), uint32(l)
 	return u, nil
+}
+
+// appMetricsURL reads --app-metrics: [PORT]/PATH on the app's address, or
+// an http URL.
+func appMetricsURL(v, appAddress string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") {
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" {
+			return "", usage.Errorf("--app-metrics %q: not a URL", v)
+		}
+		return v, nil
+	}
+	port, path, ok := strings.Cut(v, "/")
+	n, err := strconv.ParseUint(port, 10, 16)
+	if !ok || err != nil || n == 0 {
+		return "", usage.Errorf("--app-metrics %q: want PORT/PATH (e.g. 9090/metrics) or a URL", v)
+	}
+	if appAddress == "" {
+		appAddress = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(appAddress, port) + "/" + path, nil
 }
