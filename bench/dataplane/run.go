@@ -147,7 +147,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 			if m.One {
 				conns = 1
 			}
+			var profiled func()
+			if o.Profile != "" && p.Name == "trellis-l7" && m.Name == "saturation" {
+				profiled = profile(o.Profile, o.Duration)
+			}
 			meas, err := measure(ctx, dir, p, qps, conns, o.Duration)
+			if profiled != nil {
+				profiled()
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: %w", p.Name, m.Name, err)
 			}
@@ -235,4 +242,27 @@ func round(v float64, digits int) float64 {
 		p *= 10
 	}
 	return float64(int64(v*p+0.5)) / p
+}
+
+// profile starts CPU profiles of both sidecars through their admin port,
+// for d; the function returned waits for them to be written.
+func profile(prefix string, d time.Duration) func() {
+	done := make(chan struct{}, 2)
+	for _, s := range []struct{ name, ip string }{{"client", clientIP}, {"server", serverIP}} {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			resp, err := http.Get(fmt.Sprintf("http://%s:15000/debug/pprof/profile?seconds=%d", s.ip, max(1, int(d.Seconds()))))
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(prefix + "." + s.name)
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			io.Copy(f, resp.Body)
+		}()
+	}
+	return func() { <-done; <-done }
 }

@@ -49,7 +49,7 @@ type lbBackend struct {
 	conns atomic.Int64 // connections open
 }
 
-func newLBBackend(t *testing.T, name string) *lbBackend {
+func newLBBackend(t testing.TB, name string) *lbBackend {
 	t.Helper()
 	b := &lbBackend{name: name}
 	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +130,7 @@ type bedOptions struct {
 	opts []func(*Options)
 }
 
-func newTestBed(t *testing.T, o bedOptions) *testBed {
+func newTestBed(t testing.TB, o bedOptions) *testBed {
 	t.Helper()
 	p := testProxy(t, o.opts...)
 	t.Cleanup(func() { p.shutdown(nil) })

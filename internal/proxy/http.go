@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"trellis.dev/trellis/internal/xfcc"
@@ -161,6 +162,7 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	rp := &httputil.ReverseProxy{
+		BufferPool: copyBuffers,
 		Transport: &forwarder{p: p, c: c, rt: rt, body: newRequestBody(r.Body, bufferLimit(rt))},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The Host (authority) is preserved unless the route rewrites it.
@@ -250,4 +252,20 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	*b.n += int64(n)
 	return n, err
+}
+
+// copyBuffers are the buffers ReverseProxy copies response bodies with,
+// shared by every request rather than 32 KiB allocated for each.
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+var _ httputil.BufferPool = (*bufferPool)(nil)
+
+func (b *bufferPool) Get() []byte { return *b.p.Get().(*[]byte) }
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		b.p.Put(&buf)
+	}
 }
