@@ -42,6 +42,9 @@ type options struct {
 	Conns int
 	Quick bool
 	Keep  bool
+	// Proxy is a prebuilt trellis-proxy to measure instead of this
+	// checkout's (e.g. an older build, for a before/after comparison).
+	Proxy string
 	// Profile writes CPU profiles of the sidecars during the saturation
 	// run of trellis-l7 to PROFILE.client and PROFILE.server.
 	Profile string
@@ -64,6 +67,7 @@ func main() {
 	flag.IntVar(&o.Rate, "rate", o.Rate, "requests per second of the fixed-rate measurements")
 	flag.IntVar(&o.Conns, "c", o.Conns, "connections of the fixed-rate and saturation measurements")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (configs, logs)")
+	flag.StringVar(&o.Proxy, "proxy", "", "a prebuilt trellis-proxy binary to measure instead of building this checkout's")
 	flag.StringVar(&o.Profile, "profile", "", "write CPU profiles of the sidecars under saturation (trellis-l7) to PROFILE.client and PROFILE.server")
 	flag.Parse()
 	if *quick {

@@ -89,6 +89,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		return nil, err
 	}
 	defer cp.stop()
+	if o.Proxy != "" {
+		proxyBin = o.Proxy
+	}
 	client, server, err := sidecars(dir, proxyBin, xds)
 	if err != nil {
 		return nil, err

@@ -163,7 +163,7 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rp := &httputil.ReverseProxy{
 		BufferPool: copyBuffers,
-		Transport: &forwarder{p: p, c: c, rt: rt, body: newRequestBody(r.Body, bufferLimit(rt))},
+		Transport:  &forwarder{p: p, c: c, rt: rt, body: newRequestBody(r.Body, bufferLimit(rt))},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The Host (authority) is preserved unless the route rewrites it.
 			pr.Out.Host = pr.In.Host
