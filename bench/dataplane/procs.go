@@ -44,8 +44,8 @@ const (
 // missingTools says what is not on PATH and how to install it.
 func missingTools() []string {
 	var out []string
-	if _, err := exec.LookPath("fortio"); err != nil {
-		out = append(out, "fortio is not on PATH: go install fortio.org/fortio@v1.68.2 (and add $(go env GOPATH)/bin to PATH)")
+	if fortioBin() == "" {
+		out = append(out, "fortio is not on PATH nor in $(go env GOPATH)/bin: go install fortio.org/fortio@v1.68.2")
 	}
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
@@ -53,6 +53,23 @@ func missingTools() []string {
 		}
 	}
 	return out
+}
+
+// fortioBin finds fortio on PATH or where go install puts it; "" if
+// neither has it.
+func fortioBin() string {
+	if p, err := exec.LookPath("fortio"); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			p := filepath.Join(dir, "bin", "fortio")
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 func haproxyBin() string {

@@ -198,7 +198,7 @@ func measure(ctx context.Context, dir string, p path, qps, conns int, d time.Dur
 		cpu0[i], _ = cpuSeconds(pr.pid())
 	}
 	t0 := time.Now()
-	cmd := exec.CommandContext(ctx, "fortio", args...)
+	cmd := exec.CommandContext(ctx, fortioBin(), args...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("fortio %v: %w\n%s", args, err, b)
 	}
