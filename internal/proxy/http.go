@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"trellis.dev/trellis/internal/xfcc"
@@ -62,7 +63,8 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	w = rec
 	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
-		r.Body = &countingBody{ReadCloser: r.Body, n: &s.bodyRead}
+		rec.body = &countingBody{ReadCloser: r.Body}
+		r.Body = rec.body
 	}
 	chain := l.cfg.Load().chainFor(serverName)
 	if chain == nil || chain.hcm == nil {
@@ -238,34 +240,47 @@ func newRequestID() string {
 	_, _ = crand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	s := hex.EncodeToString(b[:])
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], b[10:16])
+	return string(out[:])
 }
 
-// countingBody counts the bytes of a request body of unknown length.
+// countingBody counts the bytes of a request body of unknown length. The
+// upstream transport may still read it after the handler returned.
 type countingBody struct {
 	io.ReadCloser
-	n *int64
+	n atomic.Int64
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	*b.n += int64(n)
+	b.n.Add(int64(n))
 	return n, err
 }
 
 // copyBuffers are the buffers ReverseProxy copies response bodies with,
 // shared by every request rather than 32 KiB allocated for each.
-var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+// The pool holds array pointers, so that neither Get nor Put allocates.
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
+
+const copyBufferSize = 32 << 10
 
 type bufferPool struct{ p sync.Pool }
 
 var _ httputil.BufferPool = (*bufferPool)(nil)
 
-func (b *bufferPool) Get() []byte { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
 
 func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) == 32<<10 {
-		b.p.Put(&buf)
+	if len(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf))
 	}
 }

@@ -49,8 +49,6 @@ type httpStream struct {
 	flags respFlags
 	// peerIn is the calling sidecar's workload (X-Trellis-Peer), inbound.
 	peerIn string
-	// bodyRead counts a request body of unknown length.
-	bodyRead int64
 }
 
 // setFlag records what happened to the request.

@@ -259,6 +259,8 @@ type httpRecord struct {
 	peerHeader  string // X-Trellis-Peer of the response
 	inbound     bool
 	trace       traceContext
+	// body counts a request body of unknown length; nil otherwise.
+	body *countingBody
 }
 
 var recordPool = sync.Pool{New: func() any { return new(httpRecord) }}
@@ -266,7 +268,9 @@ var recordPool = sync.Pool{New: func() any { return new(httpRecord) }}
 func (r *httpRecord) Header() http.Header { return r.w.Header() }
 
 func (r *httpRecord) WriteHeader(code int) {
-	if !r.wroteHeader && code >= 200 {
+	// 101 Switching Protocols is final too: the connection is the
+	// upgraded protocol's from then on.
+	if !r.wroteHeader && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.code, r.wroteHeader = code, true
 		if r.inbound {
 			// The caller's sidecar learns who answered.
@@ -324,8 +328,8 @@ func (t *telemetry) end(rec *httpRecord, req *http.Request, serverName string) {
 		}
 	}
 	reqBytes := req.ContentLength
-	if reqBytes < 0 {
-		reqBytes = rec.s.bodyRead
+	if rec.body != nil {
+		reqBytes = rec.body.n.Load()
 	}
 	s := t.requestSeriesFor(k)
 	s.total.Inc()
