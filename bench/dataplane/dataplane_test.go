@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,6 +36,20 @@ func TestQuick(t *testing.T) {
 			}
 			if ms.Errors > 0 {
 				t.Errorf("%s %s: %d requests failed", p, m.Name, ms.Errors)
+			}
+		}
+	}
+	// The sidecars' metrics, end to end over mesh mTLS: each side names
+	// the other.
+	for side, want := range map[string][]string{
+		"client-sidecar": {`trellis_requests_total{reporter="source",source_workload="client",source_workload_namespace="bench",source_principal="spiffe://cluster.local/ns/bench/sa/client",destination_workload="backend",destination_workload_namespace="bench",destination_principal="unknown",destination_service="backend.bench.svc.cluster.local",response_code="200"`,
+			`trellis_tcp_connections_opened_total{reporter="source",source_workload="client"`},
+		"server-sidecar": {`trellis_requests_total{reporter="destination",source_workload="client",source_workload_namespace="bench",source_principal="spiffe://cluster.local/ns/bench/sa/client",destination_workload="backend",destination_workload_namespace="bench",destination_principal="spiffe://cluster.local/ns/bench/sa/backend",destination_service="backend.bench.svc.cluster.local",response_code="200"`,
+			`trellis_tcp_connections_closed_total{reporter="destination",source_workload="unknown",source_workload_namespace="bench",source_principal="spiffe://cluster.local/ns/bench/sa/client"`},
+	} {
+		for _, w := range want {
+			if !strings.Contains(res.Metrics[side], w) {
+				t.Errorf("%s metrics lack %s\n%s", side, w, res.Metrics[side])
 			}
 		}
 	}

@@ -57,6 +57,8 @@ type result struct {
 	RSSIdleMB   map[string]float64                 `json:"rss_idle_mb"`
 	RSSLoadedMB map[string]float64                 `json:"rss_after_mb"`
 	Goals       map[string]bool                    `json:"goals"`
+	// Metrics are the sidecars' /stats/prometheus after the load.
+	Metrics map[string]string `json:"-"`
 }
 
 func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, error) {
@@ -141,6 +143,15 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		res.RSSIdleMB[pr.name] = round(rssMB(pr.pid()), 1)
 	}
 	progress("sidecars idle: client %.1f MB, server %.1f MB RSS", res.RSSIdleMB["client-sidecar"], res.RSSIdleMB["server-sidecar"])
+	if o.Profile != "" {
+		if resp, err := http.Get("http://" + clientIP + ":15000/debug/pprof/heap"); err == nil {
+			if f, err := os.Create(o.Profile + ".heap"); err == nil {
+				io.Copy(f, resp.Body)
+				f.Close()
+			}
+			resp.Body.Close()
+		}
+	}
 	for _, m := range modes {
 		for _, p := range paths {
 			qps, conns := 0, o.Conns
@@ -170,6 +181,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	}
 	for _, pr := range []*proc{client, server, hc, hs} {
 		res.RSSLoadedMB[pr.name] = round(rssMB(pr.pid()), 1)
+	}
+	res.Metrics = map[string]string{}
+	for name, ip := range map[string]string{"client-sidecar": clientIP, "server-sidecar": serverIP} {
+		if resp, err := http.Get("http://" + ip + ":15020/stats/prometheus"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			res.Metrics[name] = string(b)
+		}
 	}
 	res.ratios()
 	res.report(stdout)
