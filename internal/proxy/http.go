@@ -184,13 +184,13 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 					pr.Out.Header[k] = v
 				}
 			}
-			if !rec.inbound {
+			if !rec.inbound && c.meshTLS() {
 				pr.Out.Header.Set(headerPeer, p.tel.self.workload)
 			}
 			rt.ApplyRequestHeaders(pr.Out.Header, picked)
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if !rec.inbound {
+			if !rec.inbound && c.meshTLS() {
 				rec.peerHeader = resp.Header.Get(headerPeer)
 			}
 			resp.Header.Del(headerPeer)
