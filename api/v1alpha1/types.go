@@ -156,6 +156,9 @@ type BackendPolicySpec struct {
 	RetryBudget      *RetryBudget      `json:"retryBudget,omitempty"`
 	IdleTimeout      *gwv1.Duration    `json:"idleTimeout,omitempty"`
 	RateLimit        *LocalRateLimit   `json:"rateLimit,omitempty"`
+	// Faults injects delays and aborts into a share of the HTTP and gRPC
+	// requests toward the targets, to test how callers cope.
+	Faults *Faults `json:"faults,omitempty"`
 }
 
 // BackendTLS is how clients reach a backend.
@@ -192,6 +195,28 @@ type OutlierDetection struct {
 type RetryBudget struct {
 	Percent    int32 `json:"percent"`
 	MinRetries int32 `json:"minRetriesConcurrency,omitempty"`
+}
+
+// Faults are injected by each calling proxy, before the request is sent.
+type Faults struct {
+	Delay *FaultDelay `json:"delay,omitempty"`
+	Abort *FaultAbort `json:"abort,omitempty"`
+}
+
+// FaultDelay holds Percent of the requests (0-100) for Duration before
+// they are sent.
+type FaultDelay struct {
+	Percent  int32         `json:"percent"`
+	Duration gwv1.Duration `json:"duration"`
+}
+
+// FaultAbort answers Percent of the requests (0-100) from the proxy, with
+// HTTP status HTTPStatus (200-599) or, for gRPC, GRPCStatus (0-16); one of
+// the two is required.
+type FaultAbort struct {
+	Percent    int32  `json:"percent"`
+	HTTPStatus *int32 `json:"httpStatus,omitempty"`
+	GRPCStatus *int32 `json:"grpcStatus,omitempty"`
 }
 
 // LocalRateLimit is a token bucket per proxy.

@@ -50,6 +50,17 @@ func (a *analyzer) backendPolicy(p *model.BackendPolicy) {
 	if lb := p.LoadBalancer; lb != nil && lb.Type == "ConsistentHash" && lb.HashHeader == "" && lb.HashCookie == "" {
 		a.add(CodeHashNoKey, res, "spec.loadBalancer", "ConsistentHash without hashHeader or hashCookie: requests have no hash, so each goes to a random endpoint")
 	}
+	if f := p.Faults; f != nil {
+		if f.DelayPercent == 0 && f.Delay > 0 {
+			a.add(CodeFaultsNoEffect, res, "spec.faults.delay.percent", "0 %% of the requests are delayed: the delay does nothing")
+		}
+		if f.DelayPercent > 0 && f.Delay == 0 {
+			a.add(CodeFaultsNoEffect, res, "spec.faults.delay.duration", "a delay of 0 does nothing")
+		}
+		if f.AbortPercent == 0 && (f.AbortHTTPStatus != 0 || f.AbortGRPCStatus != 0) {
+			a.add(CodeFaultsNoEffect, res, "spec.faults.abort.percent", "0 %% of the requests are aborted: the abort does nothing")
+		}
+	}
 	for i, t := range p.Targets {
 		if t.Kind != "Service" || (t.Group != "" && t.Group != "core") {
 			continue // reported by scopes
@@ -84,6 +95,9 @@ func (a *analyzer) backendPolicy(p *model.BackendPolicy) {
 			}
 			if p.RateLimit != nil {
 				a.add(CodeHTTPOnlyPolicy, res, "spec.rateLimit", "port %d of Service %s is %s: the rate limit counts HTTP requests", sp.Port, s.Key, sp.Protocol)
+			}
+			if p.Faults != nil {
+				a.add(CodeHTTPOnlyPolicy, res, "spec.faults", "port %d of Service %s is %s: faults are injected into HTTP requests", sp.Port, s.Key, sp.Protocol)
 			}
 		}
 		// The members the translator leaves out of the clients' clusters.

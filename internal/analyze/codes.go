@@ -54,6 +54,7 @@ const (
 	CodeDisableSidecar  = "TRL3013"
 	CodeRequireMeshVM   = "TRL3014"
 	CodeHTTPOnlyPolicy  = "TRL3015"
+	CodeFaultsNoEffect  = "TRL3016"
 
 	CodeStrictClients = "TRL4001"
 	CodeDisableMesh   = "TRL4002"
@@ -147,8 +148,10 @@ var Codes = []Code{
 		"A sidecar accepts only mesh mTLS, and plaintext to the application would bypass it; use tls.mode Mesh (plaintext goes to members without a sidecar anyway)."},
 	{CodeRequireMeshVM, Warning, "tls.mode RequireMesh leaves out the Service's members without a sidecar",
 		"Give those workloads a sidecar (meshPort), or use tls.mode Mesh to reach them in plaintext."},
-	{CodeHTTPOnlyPolicy, Warning, "idleTimeout and rateLimit act on HTTP only: they do nothing on this TCP port",
+	{CodeHTTPOnlyPolicy, Warning, "idleTimeout, rateLimit and faults act on HTTP only: they do nothing on this TCP port",
 		"Narrow the policy to the Service's HTTP ports with sectionName, or declare the port's protocol (appProtocol) if it is HTTP."},
+	{CodeFaultsNoEffect, Warning, "A fault injects nothing",
+		"Give the delay a percent and a duration above 0, and the abort a percent above 0, or remove the fault; set 100 to affect every request."},
 
 	{CodeStrictClients, Error, "STRICT mTLS locks out clients that cannot do mesh mTLS",
 		"Use PERMISSIVE on the port until every client has a sidecar (or drop the BackendPolicy that disables TLS)."},

@@ -160,6 +160,7 @@ type BackendPolicy struct {
 	RetryBudget      *RetryBudget
 	IdleTimeout      time.Duration
 	RateLimit        *RateLimit
+	Faults           *Faults
 }
 
 // LoadBalancer picks the algorithm: RoundRobin, LeastRequest or
@@ -202,4 +203,16 @@ type RateLimit struct {
 	Requests uint32
 	Per      time.Duration
 	Burst    uint32
+}
+
+// Faults are injected by the calling proxy: DelayPercent of the requests
+// wait Delay before they are sent, AbortPercent are answered by the proxy
+// with AbortHTTPStatus or, when it is zero, with gRPC status
+// AbortGRPCStatus. A zero percent injects nothing.
+type Faults struct {
+	DelayPercent    uint32
+	Delay           time.Duration
+	AbortPercent    uint32
+	AbortHTTPStatus uint32
+	AbortGRPCStatus uint32
 }

@@ -156,6 +156,7 @@ func (f *rbacFilter) decodeHeaders(s *httpStream) bool {
 	if d.Allowed {
 		return true
 	}
+	s.setFlag(flagDeniedRBAC)
 	// Envoy's answer, word for word.
 	s.w.Header().Set("Content-Type", "text/plain")
 	s.w.Header().Set("X-Trellis-Local-Reply", "true")

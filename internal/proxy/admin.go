@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"time"
 
@@ -21,8 +22,13 @@ func nowNanos() int64 { return time.Now().UnixNano() }
 //	/ready        200 once the proxy has a certificate and its first config
 //	/config_dump  the xDS resources in force, by type (never private keys)
 //	/clusters     each cluster's endpoints
+//	/debug/pprof/ Go profiles (CPU, heap, allocations, goroutines)
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		if err := p.Ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)

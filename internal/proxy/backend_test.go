@@ -49,7 +49,7 @@ type lbBackend struct {
 	conns atomic.Int64 // connections open
 }
 
-func newLBBackend(t *testing.T, name string) *lbBackend {
+func newLBBackend(t testing.TB, name string) *lbBackend {
 	t.Helper()
 	b := &lbBackend{name: name}
 	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -126,11 +126,13 @@ type bedOptions struct {
 	cla     *endpointv3.ClusterLoadAssignment
 	route   *routev3.Route // default: prefix "/" to "c"
 	filters []*hcmv3.HttpFilter
+	// opts edit the proxy's options.
+	opts []func(*Options)
 }
 
-func newTestBed(t *testing.T, o bedOptions) *testBed {
+func newTestBed(t testing.TB, o bedOptions) *testBed {
 	t.Helper()
-	p := testProxy(t)
+	p := testProxy(t, o.opts...)
 	t.Cleanup(func() { p.shutdown(nil) })
 	if o.cluster == nil {
 		o.cluster = edsCluster("c")

@@ -622,6 +622,11 @@ func (b *trackedRWBody) Close() error {
 	return err
 }
 
+// meshTLS reports whether the cluster may reach endpoints over TLS (mesh
+// mTLS): the workload names of X-Trellis-Peer are exchanged only with
+// them, never told to or taken from a plaintext destination.
+func (c *cluster) meshTLS() bool { return c.defaultTLS != nil || len(c.matches) > 0 }
+
 func isConnectError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"

@@ -9,7 +9,7 @@
 //	                                              ├─ listeners (accept, TLS by SNI, filter chains)
 //	                                              │    ├─ network filters (RBAC) per connection
 //	                                              │    ├─ HTTP connection manager: path normalization,
-//	                                              │    │    HTTP filters (RBAC, CORS, local rate limit),
+//	                                              │    │    HTTP filters (fault, RBAC, CORS, local rate limit),
 //	                                              │    │    router (forward.go) ──route.Table──────────────┐
 //	                                              │    └─ TCP proxy ───────────────────────────────────────┤
 //	                                              ├─ clusters ◄────────────────────────────────────────────┘
@@ -19,14 +19,19 @@
 //	                                              └─ secrets (key, SVID, trust bundle)
 //	                                                   └─ SPIFFE Workload API on a UNIX socket (workloadapi.go)
 //
-// The HTTP path runs the HTTP filters (RBAC, access.go; CORS, cors.go;
-// local rate limit, ratelimit.go), which register themselves
+// The HTTP path runs the HTTP filters (fault injection, fault.go; RBAC,
+// access.go; CORS, cors.go; local rate limit, ratelimit.go), which
+// register themselves
 // (httpfilter.go), and the router: a request
 // that matched a forwarding route goes to its cluster in attempts governed
 // by the route's retry_policy and timeouts (forward.go), each attempt to
 // one endpoint, with the body kept up to 1 MiB so that it can be sent
 // again (requestbody.go); sampled requests are copied to the route's
 // mirrors (mirror.go).
+//
+// Every request and TCP connection is counted and logged (telemetry.go,
+// accesslog.go, trace.go); the stats port serves the metrics and forwards
+// kubelet probes to the app (statsport.go).
 //
 // Config is applied per xDS type and swapped atomically: connections in
 // flight keep the config they started with. The package never imports the

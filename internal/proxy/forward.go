@@ -123,7 +123,9 @@ func (f *forwarder) try(out *http.Request, tried *triedEndpoints, perTry time.Du
 		timer = &attemptTimer{d: perTry, fire: func() { cancel(errPerTryTimeout) }}
 		f.body.whenRead(timer.start)
 	}
-	req := out.Clone(ctx)
+	// A shallow copy: RoundTrippers must not change the request, so the
+	// attempts can share its headers (ReverseProxy already cloned them).
+	req := out.WithContext(ctx)
 	if body := f.body.reader(); body != nil {
 		req.Body = body
 		req.GetBody = func() (io.ReadCloser, error) {

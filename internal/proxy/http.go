@@ -13,6 +13,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"trellis.dev/trellis/internal/xfcc"
 )
@@ -44,14 +47,34 @@ func randInt64n(n int64) int64 {
 // connection is closed.
 func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	serverName, _ := r.Context().Value(serverNameKey{}).(string)
+	p := l.p
+	rec := recordPool.Get().(*httpRecord)
+	*rec = httpRecord{w: w, start: time.Now(), inbound: isInbound(l.name)}
+	rec.s = httpStream{p: p, l: l, w: rec, r: r}
+	s := &rec.s
+	defer func() {
+		req := r
+		if s.r != nil {
+			req = s.r
+		}
+		p.tel.end(rec, req, serverName)
+		*rec = httpRecord{}
+		recordPool.Put(rec)
+	}()
+	w = rec
+	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		rec.body = &countingBody{ReadCloser: r.Body}
+		r.Body = rec.body
+	}
 	chain := l.cfg.Load().chainFor(serverName)
 	if chain == nil || chain.hcm == nil {
+		s.setFlag(flagNoRoute)
 		w.Header().Set("Connection", "close")
 		localReply(w, http.StatusServiceUnavailable, "the listener's config no longer serves this connection")
 		return
 	}
+	s.chain = chain
 	h := chain.hcm
-	p := l.p
 
 	switch h.xfcc {
 	case xfccSanitize:
@@ -67,6 +90,14 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get(headerRequestID) == "" {
 		r.Header.Set(headerRequestID, newRequestID())
 	}
+	rec.trace = startTrace(r)
+	if rec.inbound {
+		// Only a mesh peer's claim is taken; it goes no further.
+		if r.TLS != nil {
+			s.peerIn = r.Header.Get(headerPeer)
+		}
+		r.Header.Del(headerPeer)
+	}
 	if h.useRemoteAddress {
 		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 			if prior := r.Header.Values(headerXFF); len(prior) > 0 {
@@ -81,17 +112,18 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	s, ok := l.decodeHeaders(chain, w, r)
-	if !ok {
+	if !l.decodeHeaders(s) {
 		return
 	}
 	w, r = s.w, s.r
 	if s.routeTable() == nil {
+		s.setFlag(flagNoRoute)
 		localReply(w, http.StatusNotFound, fmt.Sprintf("route configuration %q not received yet", h.rds))
 		return
 	}
 	rt := s.matchRoute()
 	if rt == nil {
+		s.setFlag(flagNoRoute)
 		localReply(w, http.StatusNotFound, "no route matched "+r.Host+r.URL.Path)
 		return
 	}
@@ -117,8 +149,10 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if picked != nil {
 		name = picked.Name
 	}
+	rec.cluster = name
 	c := (*p.clusters.Load())[name]
 	if c == nil {
+		s.setFlag(flagNoCluster)
 		localReply(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %q not found", name))
 		return
 	}
@@ -130,7 +164,8 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	rp := &httputil.ReverseProxy{
-		Transport: &forwarder{p: p, c: c, rt: rt, body: newRequestBody(r.Body, bufferLimit(rt))},
+		BufferPool: copyBuffers,
+		Transport:  &forwarder{p: p, c: c, rt: rt, body: newRequestBody(r.Body, bufferLimit(rt))},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The Host (authority) is preserved unless the route rewrites it.
 			pr.Out.Host = pr.In.Host
@@ -149,25 +184,41 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 					pr.Out.Header[k] = v
 				}
 			}
+			if !rec.inbound && c.meshTLS() {
+				pr.Out.Header.Set(headerPeer, p.tel.self.workload)
+			}
 			rt.ApplyRequestHeaders(pr.Out.Header, picked)
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			if !rec.inbound && c.meshTLS() {
+				rec.peerHeader = resp.Header.Get(headerPeer)
+			}
+			resp.Header.Del(headerPeer)
 			rt.ApplyResponseHeaders(resp.Header, picked)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			if overflowReply(w, err) {
+				s.setFlag(flagOverflow)
 				return
 			}
 			switch {
 			case errors.Is(err, errNoHealthyUpstream):
+				s.setFlag(flagNoHealthyUpstream)
 				localReply(w, http.StatusServiceUnavailable, "no healthy upstream")
 			case errors.Is(context.Cause(req.Context()), errRouteTimeout), errors.Is(err, errPerTryTimeout),
 				errors.Is(err, context.DeadlineExceeded):
+				s.setFlag(flagUpstreamTimeout)
 				localReply(w, http.StatusGatewayTimeout, "upstream request timeout")
 			case errors.Is(err, context.Canceled):
 				// The client went away.
+				s.setFlag(flagDownstreamTerminated)
 			default:
+				if isConnectError(err) {
+					s.setFlag(flagUpstreamConnectFailure)
+				} else {
+					s.setFlag(flagUpstreamReset)
+				}
 				localReply(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers: "+err.Error())
 			}
 		},
@@ -189,6 +240,47 @@ func newRequestID() string {
 	_, _ = crand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	s := hex.EncodeToString(b[:])
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], b[10:16])
+	return string(out[:])
+}
+
+// countingBody counts the bytes of a request body of unknown length. The
+// upstream transport may still read it after the handler returned.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// copyBuffers are the buffers ReverseProxy copies response bodies with,
+// shared by every request rather than 32 KiB allocated for each.
+// The pool holds array pointers, so that neither Get nor Put allocates.
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
+
+const copyBufferSize = 32 << 10
+
+type bufferPool struct{ p sync.Pool }
+
+var _ httputil.BufferPool = (*bufferPool)(nil)
+
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
+
+func (b *bufferPool) Put(buf []byte) {
+	if len(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf))
+	}
 }

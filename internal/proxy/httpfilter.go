@@ -45,7 +45,14 @@ type httpStream struct {
 	// route is the route the request matched, once matchRoute ran.
 	route   *route.Route
 	matched bool
+	// flags say what happened to the request, for telemetry.
+	flags respFlags
+	// peerIn is the calling sidecar's workload (X-Trellis-Peer), inbound.
+	peerIn string
 }
+
+// setFlag records what happened to the request.
+func (s *httpStream) setFlag(f respFlags) { s.flags |= f }
 
 // routeTable is the route configuration of the stream's connection
 // manager, nil until it arrived.
@@ -184,23 +191,24 @@ func compileConnFilters(fs []*listenerv3.Filter) ([]connFilter, error) {
 // request and routing it: it refuses a lower-case method, normalizes the
 // path, then runs the HTTP filters in order. It returns false when the
 // request has been answered.
-func (l *listener) decodeHeaders(chain *filterChain, w http.ResponseWriter, r *http.Request) (*httpStream, bool) {
-	h := chain.hcm
-	s := &httpStream{p: l.p, l: l, chain: chain, w: w, r: r}
+func (l *listener) decodeHeaders(s *httpStream) bool {
+	h, w, r := s.chain.hcm, s.w, s.r
 	if !validMethod(r.Method) {
+		s.setFlag(flagInvalidRequest)
 		localReply(w, http.StatusBadRequest, "invalid method")
-		return s, false
+		return false
 	}
 	if !h.paths.apply(r) {
+		s.setFlag(flagInvalidRequest)
 		localReply(w, http.StatusBadRequest, "invalid path")
-		return s, false
+		return false
 	}
 	for _, f := range h.filters {
 		if !f.decodeHeaders(s) {
-			return s, false
+			return false
 		}
 	}
-	return s, true
+	return true
 }
 
 // connAllowed runs a chain's network filters on a new connection.

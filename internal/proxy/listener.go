@@ -348,6 +348,7 @@ func (p *Proxy) startListener(lc *listenerConfig) (*listener, error) {
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          nil,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ctx = withConnPeer(ctx)
 			if sn, ok := l.serverNames.LoadAndDelete(c); ok {
 				return context.WithValue(ctx, serverNameKey{}, sn)
 			}
@@ -412,6 +413,9 @@ func (l *listener) handle(conn net.Conn) {
 		chain = lc.chainFor("")
 	}
 	if !l.connAllowed(chain, connInfoOf(conn)) {
+		if chain.tcp != nil {
+			l.p.tel.tcpDenied(l, conn, chain.tcp)
+		}
 		conn.Close()
 		return
 	}
@@ -428,7 +432,7 @@ func (l *listener) handle(conn net.Conn) {
 			return
 		}
 		defer l.track(conn, false)
-		l.p.proxyTCP(conn, chain.tcp)
+		l.p.proxyTCP(l, conn, chain.tcp)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,6 +53,19 @@ type Options struct {
 	// DrainTimeout bounds how long listeners wait for requests in flight
 	// on shutdown (default 5 s).
 	DrainTimeout time.Duration
+	// AccessLog receives one JSON line per request and TCP connection
+	// (accesslog.go); nil disables access logs.
+	AccessLog io.Writer
+	// StatsAddress serves Prometheus metrics (/stats/prometheus, merged
+	// with the app's, see AppMetricsURL) and forwards kubelet probes to the
+	// app (/app-health/PORT/PATH); empty disables it. Istio's port is 15020.
+	StatsAddress string
+	// ReadinessAddress serves /healthz/ready, 200 once the proxy is ready;
+	// empty disables it. Istio's port is 15021.
+	ReadinessAddress string
+	// AppMetricsURL is where the app serves its own Prometheus metrics
+	// (http://HOST:PORT/PATH), appended to the proxy's; empty: none.
+	AppMetricsURL string
 	// StateOfTheWorld selects state-of-the-world xDS instead of the default,
 	// incremental (delta) xDS, in which the control plane sends only what
 	// changed.
@@ -100,6 +114,8 @@ type Proxy struct {
 	mirrors mirrorSet
 	// access counts the decisions of RBAC filters (access.go).
 	access accessCounters
+	// tel holds the request and connection metrics and the access log.
+	tel *telemetry
 
 	applied   sync.Map // typeURL -> true once a first update was accepted
 	connected atomic.Bool
@@ -140,6 +156,7 @@ func New(opts Options) (*Proxy, error) {
 		listeners:     map[string]*listener{},
 		raw:           map[string]map[string]proto.Message{},
 	}
+	p.tel = newTelemetry(selfPeer(opts.Registration.Name, opts.Registration.Namespace, id.String(), opts.Registration.Labels), newAccessLog(opts.AccessLog))
 	p.clusters.Store(&map[string]*cluster{})
 	p.routes.Store(&map[string]*route.Table{})
 	return p, nil
@@ -257,6 +274,21 @@ func (p *Proxy) Run(ctx context.Context) error {
 		admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		p.goRun(func() { _ = admin.Serve(ln) })
 	}
+	servers := []*http.Server{admin}
+	for _, s := range []struct {
+		what, addr string
+		h          func() http.Handler
+	}{{"stats", p.opts.StatsAddress, p.statsHandler}, {"readiness", p.opts.ReadinessAddress, p.readinessHandler}} {
+		if s.addr == "" {
+			continue
+		}
+		srv, err := p.serveLocal(s.what, s.addr, s.h())
+		if err != nil {
+			p.shutdown(servers...)
+			return err
+		}
+		servers = append(servers, srv)
+	}
 
 	// The first certificate: retry until the control plane answers and
 	// accepts the token. A token file is read again on each attempt.
@@ -269,7 +301,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.log.Warn("no certificate yet; retrying", "controlPlane", p.opts.ControlPlane, "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
-			p.shutdown(admin)
+			p.shutdown(servers...)
 			return nil
 		case <-time.After(backoff):
 		}
@@ -300,7 +332,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}, p)
 	p.log.Info("proxy starting", "node", p.opts.NodeID, "identity", p.secrets.ID().String(), "controlPlane", p.opts.ControlPlane)
 	_ = client.Run(ctx)
-	p.shutdown(admin)
+	p.shutdown(servers...)
 	return nil
 }
 
@@ -376,7 +408,7 @@ func (p *Proxy) goRun(f func()) {
 
 // shutdown closes the listeners, lets requests in flight finish within
 // the drain timeout, and stops the admin server.
-func (p *Proxy) shutdown(admin *http.Server) {
+func (p *Proxy) shutdown(servers ...*http.Server) {
 	p.mu.Lock()
 	ls := p.listeners
 	p.listeners = map[string]*listener{}
@@ -392,8 +424,10 @@ func (p *Proxy) shutdown(admin *http.Server) {
 		}()
 	}
 	wg.Wait()
-	if admin != nil {
-		_ = admin.Shutdown(ctx)
+	for _, s := range servers {
+		if s != nil {
+			_ = s.Shutdown(ctx)
+		}
 	}
 	p.mirrors.stop()
 	p.wg.Wait()

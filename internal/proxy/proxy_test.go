@@ -31,7 +31,7 @@ import (
 )
 
 // testProxy is a proxy that is never run: enough to compile config.
-func testProxy(t testing.TB) *Proxy {
+func testProxy(t testing.TB, edit ...func(*Options)) *Proxy {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -47,10 +47,14 @@ func testProxy(t testing.TB) *Proxy {
 		t.Fatal(err)
 	}
 	root, _ := x509.ParseCertificate(der)
-	p, err := New(Options{
+	opts := Options{
 		ControlPlane: "127.0.0.1:1", TrustBundle: []*x509.Certificate{root}, NodeID: "t",
 		Registration: nodemeta.Metadata{Kind: nodemeta.KindSidecar, Name: "t", Namespace: "ns", ServiceAccount: "sa", Address: "10.0.0.1"},
-	})
+	}
+	for _, e := range edit {
+		e(&opts)
+	}
+	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,6 +167,7 @@ func (f *localRateLimitFilter) decodeHeaders(s *httpStream) bool {
 	if cfg.bucket.take(time.Now()) || !cfg.enforced.roll() {
 		return true
 	}
+	s.setFlag(flagRateLimited)
 	s.w.Header().Set("X-Envoy-Ratelimited", "true")
 	localReply(s.w, http.StatusTooManyRequests, "local_rate_limited")
 	return false

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +38,8 @@ type flags struct {
 	workloadAPISocket             string
 	workloadAPISocketSet          bool
 	token, tokenFile, identityDir string
+	accessLog, statsAddress       string
+	readinessAddress, appMetrics  string
 }
 
 // Run executes the trellis-proxy command line args.
@@ -78,6 +82,18 @@ user). Whoever can connect to the socket gets the workload's identity.`,
 			if err != nil {
 				return err
 			}
+			switch f.accessLog {
+			case "off":
+			case "-":
+				opts.AccessLog = stdout
+			default:
+				file, err := os.OpenFile(f.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+				if err != nil {
+					return fmt.Errorf("--access-log: %w", err)
+				}
+				defer file.Close()
+				opts.AccessLog = file
+			}
 			p, err := proxy.New(opts)
 			if err != nil {
 				return err
@@ -113,6 +129,10 @@ user). Whoever can connect to the socket gets the workload's identity.`,
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the join token for this identity (from 'trellis token create'), sent on first contact only; read again on each attempt until a certificate is issued")
 	fl.StringVar(&f.token, "token", "", "the join token itself (prefer --token-file: a command line is visible to other users)")
 	fl.StringVar(&f.identityDir, "identity-dir", "", "directory to keep the key (0600) and certificate chain in, so that a restart goes on with a still-valid certificate instead of needing a new token")
+	fl.StringVar(&f.accessLog, "access-log", "-", "access log: one JSON line per request and TCP connection, to PATH (appended), - (standard output) or off")
+	fl.StringVar(&f.statsAddress, "stats-address", "", "metrics (/stats/prometheus) and kubelet probe forwarding (/app-health/PORT/PATH) address (default --address with port 15020); off disables it")
+	fl.StringVar(&f.readinessAddress, "readiness-address", "", "readiness (/healthz/ready) address (default --address with port 15021); off disables it")
+	fl.StringVar(&f.appMetrics, "app-metrics", "", "the app's own Prometheus metrics, served after the proxy's on the stats port: [PORT]/PATH on --app-address, or a URL")
 	fl.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	c.SetArgs(args)
 	c.SetOut(stdout)
@@ -203,6 +223,33 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	if err != nil {
 		return proxy.Options{}, err
 	}
+	local := func(flag, v string, port int) (string, error) {
+		switch v {
+		case "off":
+			return "", nil
+		case "":
+			return net.JoinHostPort(m.Address, strconv.Itoa(port)), nil
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return "", usage.Errorf("--%s %q: want HOST:PORT or off", flag, v)
+		}
+		return v, nil
+	}
+	statsAddr, err := local("stats-address", f.statsAddress, 15020)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	readyAddr, err := local("readiness-address", f.readinessAddress, 15021)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	appMetrics, err := appMetricsURL(f.appMetrics, m.AppAddress)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	if f.accessLog == "" {
+		return proxy.Options{}, usage.Errorf("--access-log: want PATH, - or off")
+	}
 	return proxy.Options{
 		StateOfTheWorld:   f.xdsProtocol == "sotw",
 		ControlPlane:      f.controlPlane,
@@ -216,6 +263,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		Token:             strings.TrimSpace(f.token),
 		TokenFile:         f.tokenFile,
 		IdentityDir:       f.identityDir,
+		StatsAddress:      statsAddr,
+		ReadinessAddress:  readyAddr,
+		AppMetricsURL:     appMetrics,
 	}, nil
 }
 
@@ -303,4 +353,28 @@ func parseUpstream(s string) (nodemeta.Upstream, error) {
 	}
 	u.Port, u.LocalPort = uint32(p), uint32(l)
 	return u, nil
+}
+
+// appMetricsURL reads --app-metrics: [PORT]/PATH on the app's address, or
+// an http URL.
+func appMetricsURL(v, appAddress string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") {
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" {
+			return "", usage.Errorf("--app-metrics %q: not a URL", v)
+		}
+		return v, nil
+	}
+	port, path, ok := strings.Cut(v, "/")
+	n, err := strconv.ParseUint(port, 10, 16)
+	if !ok || err != nil || n == 0 {
+		return "", usage.Errorf("--app-metrics %q: want PORT/PATH (e.g. 9090/metrics) or a URL", v)
+	}
+	if appAddress == "" {
+		appAddress = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(appAddress, port) + "/" + path, nil
 }

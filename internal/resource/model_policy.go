@@ -117,5 +117,17 @@ func (c *converter) backendPolicy(p *v1alpha1.BackendPolicy) *model.BackendPolic
 			Burst:    c.count("spec.rateLimit.burst", rl.Burst),
 		}
 	}
+	if f := spec.Faults; f != nil {
+		bp.Faults = &model.Faults{}
+		if d := f.Delay; d != nil {
+			bp.Faults.DelayPercent = c.unsigned("spec.faults.delay.percent", d.Percent)
+			bp.Faults.Delay = c.duration("spec.faults.delay.duration", &d.Duration)
+		}
+		if a := f.Abort; a != nil {
+			bp.Faults.AbortPercent = c.unsigned("spec.faults.abort.percent", a.Percent)
+			bp.Faults.AbortHTTPStatus = c.count("spec.faults.abort.httpStatus", a.HTTPStatus)
+			bp.Faults.AbortGRPCStatus = c.count("spec.faults.abort.grpcStatus", a.GRPCStatus)
+		}
+	}
 	return bp
 }

@@ -595,6 +595,38 @@ func (v *validator) backendPolicy(spec *v1alpha1.BackendPolicySpec) {
 		}
 		v.nonNegative("spec.rateLimit.burst", rl.Burst)
 	}
+	if f := spec.Faults; f != nil {
+		if f.Delay == nil && f.Abort == nil {
+			v.add("spec.faults", "set delay, abort or both")
+		}
+		if d := f.Delay; d != nil {
+			v.percent("spec.faults.delay.percent", d.Percent)
+			if d.Duration == "" {
+				v.add("spec.faults.delay.duration", "required, e.g. 2s")
+			} else {
+				v.duration("spec.faults.delay.duration", &d.Duration)
+			}
+		}
+		if a := f.Abort; a != nil {
+			v.percent("spec.faults.abort.percent", a.Percent)
+			switch {
+			case a.HTTPStatus == nil && a.GRPCStatus == nil:
+				v.add("spec.faults.abort", "set httpStatus (200-599) or grpcStatus (0-16)")
+			case a.HTTPStatus != nil && a.GRPCStatus != nil:
+				v.add("spec.faults.abort", "set httpStatus or grpcStatus, not both")
+			case a.HTTPStatus != nil && (*a.HTTPStatus < 200 || *a.HTTPStatus > 599):
+				v.add("spec.faults.abort.httpStatus", "%d is out of range 200-599", *a.HTTPStatus)
+			case a.GRPCStatus != nil && (*a.GRPCStatus < 0 || *a.GRPCStatus > 16):
+				v.add("spec.faults.abort.grpcStatus", "%d is out of range 0-16", *a.GRPCStatus)
+			}
+		}
+	}
+}
+
+func (v *validator) percent(field string, p int32) {
+	if p < 0 || p > 100 {
+		v.add(field, "%d is out of range 0-100", p)
+	}
 }
 
 func (v *validator) nonNegative(field string, n *int32) {

@@ -285,6 +285,48 @@ spec:
 			`t.yaml:6: BackendPolicy default/p: spec.rateLimit.per: 10ms is shorter than 50ms, the shortest refill interval of the proxies' token bucket`,
 		},
 	}, {
+		name: "BackendPolicy faults",
+		in: `apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: p}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}]
+  faults:
+    delay: {percent: 101}
+    abort: {percent: -1, httpStatus: 700}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: q}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}]
+  faults: {abort: {percent: 10, httpStatus: 503, grpcStatus: 14}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: r}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}]
+  faults: {abort: {percent: 10, grpcStatus: 17}, delay: {percent: 5, duration: 2d}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: s}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}]
+  faults: {}
+`,
+		want: []string{
+			`t.yaml:7: BackendPolicy default/p: spec.faults.delay.percent: 101 is out of range 0-100`,
+			`t.yaml:7: BackendPolicy default/p: spec.faults.delay.duration: required, e.g. 2s`,
+			`t.yaml:8: BackendPolicy default/p: spec.faults.abort.percent: -1 is out of range 0-100`,
+			`t.yaml:8: BackendPolicy default/p: spec.faults.abort.httpStatus: 700 is out of range 200-599`,
+			`t.yaml:15: BackendPolicy default/q: spec.faults.abort: set httpStatus or grpcStatus, not both`,
+			`t.yaml:22: BackendPolicy default/r: spec.faults.delay.duration: invalid duration "2d": use up to four number-unit pairs with units h, m, s, ms, e.g. 1h30m or 500ms`,
+			`t.yaml:22: BackendPolicy default/r: spec.faults.abort.grpcStatus: 17 is out of range 0-16`,
+			`t.yaml:29: BackendPolicy default/s: spec.faults: set delay, abort or both`,
+		},
+	}, {
 		name: "BackendPolicy tls mode required",
 		in:   "apiVersion: trellis.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: \"\", kind: Service, name: api}]\n  tls: {}\n",
 		want: []string{`t.yaml:6: BackendPolicy default/p: spec.tls.mode: required; one of Mesh, RequireMesh, Disable`},

@@ -8,10 +8,13 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -33,6 +36,8 @@ import (
 //	idleTimeout       HttpProtocolOptions common_http_protocol_options.idle_timeout
 //	rateLimit         the local rate limit filter in the connection manager, a
 //	                  token bucket per route in typed_per_filter_config
+//	faults            the fault filter in the connection manager (first), an
+//	                  HTTPFault per route in typed_per_filter_config
 //	tls               which members are reached and how (cluster.go)
 //
 // Proxyless gRPC clients get only what grpc-go's xDS client implements:
@@ -42,6 +47,10 @@ import (
 // LocalRateLimitFilter is the name of the local rate limit HTTP filter, by
 // which routes key its typed_per_filter_config.
 const LocalRateLimitFilter = "envoy.filters.http.local_ratelimit"
+
+// FaultFilter is the name of the fault injection HTTP filter, by which
+// routes key its typed_per_filter_config.
+const FaultFilter = "envoy.filters.http.fault"
 
 // httpProtocolOptionsKey is the typed_extension_protocol_options key of the
 // upstream HTTP protocol options.
@@ -159,6 +168,14 @@ func (b *builder) applyBackendPolicy(c *clusterv3.Cluster, bp *model.BackendPoli
 			b.problem(res, "spec.rateLimit", fmt.Sprintf("port %d is %s: the rate limit applies to HTTP requests; not applied to %s", sp.Port, sp.Protocol, c.Name))
 		}
 	}
+	if bp.Faults != nil {
+		switch {
+		case b.proxyless:
+			unsupported("spec.faults", "are not given fault injection by Trellis yet")
+		case !sp.Protocol.IsHTTP():
+			b.problem(res, "spec.faults", fmt.Sprintf("port %d is %s: faults are injected into HTTP requests; not applied to %s", sp.Port, sp.Protocol, c.Name))
+		}
+	}
 }
 
 // outlierDetection ejects endpoints after consecutive 5xx responses and,
@@ -192,38 +209,45 @@ func outlierDetection(od *model.OutlierDetection) *clusterv3.OutlierDetection {
 
 // routePolicies adds to the routes what the BackendPolicies of their
 // backends ask of them: the hash policy of a ConsistentHash load balancer,
-// and a local rate limit. It runs once every route is built; the clusters
-// the routes send to are known then. Connection managers whose routes
-// rate-limit get the local rate limit filter.
+// a local rate limit and faults. It runs once every route is built; the
+// clusters the routes send to are known then. Connection managers whose
+// routes rate-limit get the local rate limit filter; those whose routes
+// inject faults get the fault filter, first.
 func (b *builder) routePolicies() {
 	limited := map[string]bool{} // route configurations with a rate limit
+	faulty := map[string]bool{}  // route configurations with faults
 	for _, rc := range b.out.Routes {
 		for _, vh := range rc.GetVirtualHosts() {
 			for _, r := range vh.GetRoutes() {
-				if b.routePolicy(r) {
+				limits, faults := b.routePolicy(r)
+				if limits {
 					limited[rc.GetName()] = true
+				}
+				if faults {
+					faulty[rc.GetName()] = true
 				}
 			}
 		}
 	}
-	if len(limited) == 0 {
+	if len(limited) == 0 && len(faulty) == 0 {
 		return
 	}
 	for _, l := range b.out.Listeners {
 		for _, fc := range l.GetFilterChains() {
 			for _, f := range fc.GetFilters() {
-				withRateLimitFilter(f, limited)
+				withRouteFilter(f, limited, LocalRateLimitFilter, &localratelimitv3.LocalRateLimit{StatPrefix: "local_rate_limit"})
+				withRouteFilter(f, faulty, FaultFilter, &faultv3.HTTPFault{})
 			}
 		}
 	}
 }
 
-// routePolicy sets the hash policy and rate limit of one route and reports
-// whether it rate-limits.
-func (b *builder) routePolicy(r *routev3.Route) bool {
+// routePolicy sets the hash policy, rate limit and faults of one route and
+// reports whether it rate-limits and whether it injects faults.
+func (b *builder) routePolicy(r *routev3.Route) (limits, faults bool) {
 	action := r.GetRoute()
 	if action == nil {
-		return false
+		return false, false
 	}
 	var clusters []string
 	if c := action.GetCluster(); c != "" {
@@ -238,10 +262,13 @@ func (b *builder) routePolicy(r *routev3.Route) bool {
 	var limit *model.RateLimit
 	var limitFrom []string
 	limitAgree := true
+	var fault *model.Faults
+	var faultFrom []string
+	faultAgree := true
 	for i, name := range clusters {
 		ref, ok := b.clusters[name]
 		if !ok {
-			return false
+			return false, false
 		}
 		bp := b.policiesFor(ref.service, ref.port)
 		var p *model.BackendPolicy
@@ -268,6 +295,19 @@ func (b *builder) routePolicy(r *routev3.Route) bool {
 		if rl != nil {
 			limitFrom = append(limitFrom, "BackendPolicy "+p.Key.String())
 		}
+		var f *model.Faults
+		if p != nil && ref.port.Protocol.IsHTTP() {
+			f = p.Faults
+		}
+		switch {
+		case i == 0:
+			fault = f
+		case (fault == nil) != (f == nil) || fault != nil && *fault != *f:
+			faultAgree = false
+		}
+		if f != nil {
+			faultFrom = append(faultFrom, "BackendPolicy "+p.Key.String())
+		}
 	}
 	where := "route " + r.GetName()
 	if r.GetName() == "" {
@@ -293,15 +333,58 @@ func (b *builder) routePolicy(r *routev3.Route) bool {
 			}
 		}
 	}
-	if b.proxyless || len(limitFrom) == 0 {
-		return false
+	if b.proxyless {
+		return false, false
 	}
-	if !limitAgree {
-		b.problem(strings.Join(limitFrom, ", "), "spec.rateLimit", fmt.Sprintf("%s splits requests between services with different rate limits (or none); it is not rate-limited", where))
-		return false
+	if len(limitFrom) > 0 {
+		if !limitAgree {
+			b.problem(strings.Join(limitFrom, ", "), "spec.rateLimit", fmt.Sprintf("%s splits requests between services with different rate limits (or none); it is not rate-limited", where))
+		} else {
+			perFilter(r)[LocalRateLimitFilter] = typed(localRateLimit(limit))
+			limits = true
+		}
 	}
-	r.TypedPerFilterConfig = map[string]*anypb.Any{LocalRateLimitFilter: typed(localRateLimit(limit))}
-	return true
+	if len(faultFrom) > 0 {
+		switch {
+		case !faultAgree:
+			b.problem(strings.Join(faultFrom, ", "), "spec.faults", fmt.Sprintf("%s splits requests between services with different faults (or none); no fault is injected", where))
+		case fault.DelayPercent > 0 && fault.Delay > 0 || fault.AbortPercent > 0:
+			perFilter(r)[FaultFilter] = typed(httpFault(fault))
+			faults = true
+		}
+	}
+	return limits, faults
+}
+
+// perFilter returns the route's typed_per_filter_config, made if nil.
+func perFilter(r *routev3.Route) map[string]*anypb.Any {
+	if r.TypedPerFilterConfig == nil {
+		r.TypedPerFilterConfig = map[string]*anypb.Any{}
+	}
+	return r.TypedPerFilterConfig
+}
+
+// httpFault is the per-route fault filter config of faults; a part with a
+// zero percent (or delay) is left out.
+func httpFault(f *model.Faults) *faultv3.HTTPFault {
+	out := &faultv3.HTTPFault{}
+	if f.DelayPercent > 0 && f.Delay > 0 {
+		out.Delay = &faultcommonv3.FaultDelay{
+			FaultDelaySecifier: &faultcommonv3.FaultDelay_FixedDelay{FixedDelay: durationpb.New(f.Delay)},
+			Percentage:         &typev3.FractionalPercent{Numerator: f.DelayPercent, Denominator: typev3.FractionalPercent_HUNDRED},
+		}
+	}
+	if f.AbortPercent > 0 {
+		out.Abort = &faultv3.FaultAbort{
+			Percentage: &typev3.FractionalPercent{Numerator: f.AbortPercent, Denominator: typev3.FractionalPercent_HUNDRED},
+		}
+		if f.AbortHTTPStatus != 0 {
+			out.Abort.ErrorType = &faultv3.FaultAbort_HttpStatus{HttpStatus: f.AbortHTTPStatus}
+		} else {
+			out.Abort.ErrorType = &faultv3.FaultAbort_GrpcStatus{GrpcStatus: f.AbortGRPCStatus}
+		}
+	}
+	return out
 }
 
 // localRateLimit is the per-route token bucket of a rate limit: Requests
@@ -321,10 +404,11 @@ func localRateLimit(rl *model.RateLimit) *localratelimitv3.LocalRateLimit {
 	}
 }
 
-// withRateLimitFilter adds the local rate limit filter, without a bucket
-// of its own, before the router of an HTTP connection manager whose routes
-// (by RDS name or inline) are among limited.
-func withRateLimitFilter(f *listenerv3.Filter, limited map[string]bool) {
+// withRouteFilter adds the HTTP filter named name, with config m (which
+// does nothing by itself: routes configure it), first in an HTTP
+// connection manager whose routes (by RDS name or inline) are among
+// configured.
+func withRouteFilter(f *listenerv3.Filter, configured map[string]bool, filterName string, m proto.Message) {
 	tc := f.GetTypedConfig()
 	if tc == nil || !tc.MessageIs(&hcmv3.HttpConnectionManager{}) {
 		return
@@ -337,12 +421,12 @@ func withRateLimitFilter(f *listenerv3.Filter, limited map[string]bool) {
 	if name == "" {
 		name = hcm.GetRouteConfig().GetName()
 	}
-	if !limited[name] {
+	if !configured[name] {
 		return
 	}
 	filter := &hcmv3.HttpFilter{
-		Name:       LocalRateLimitFilter,
-		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: typed(&localratelimitv3.LocalRateLimit{StatPrefix: "local_rate_limit"})},
+		Name:       filterName,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: typed(m)},
 	}
 	hcm.HttpFilters = append([]*hcmv3.HttpFilter{filter}, hcm.HttpFilters...)
 	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: typed(hcm)}

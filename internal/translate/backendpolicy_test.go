@@ -308,3 +308,27 @@ func TestLocalityPriority(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendPolicyFaults: a sidecar's routes toward a service with faults
+// carry an HTTPFault, and its connection manager the fault filter, first;
+// a route splitting between services with different faults injects none
+// (reported).
+func TestBackendPolicyFaults(t *testing.T) {
+	c := &model.Config{
+		Services:  []*model.Service{bpService("api"), bpService("web"), bpService("pay")},
+		Workloads: []*model.Workload{bpWorkload("api-1", "api", "10.1.1.1", "", false), bpWorkload("web-1", "web", "10.1.2.1", "", false), bpWorkload("pay-1", "pay", "10.1.3.1", "", false)},
+		HTTPRoutes: []*model.HTTPRoute{
+			route("pay-split", "pay", model.HTTPRouteRule{Backends: []model.Backend{backend("pay", 90), backend("api", 10)}}),
+		},
+		BackendPolicies: []*model.BackendPolicy{
+			bpPolicy("api", 0, svcTarget("api", ""), func(p *model.BackendPolicy) {
+				p.Faults = &model.Faults{DelayPercent: 10, Delay: 2 * time.Second, AbortPercent: 5, AbortHTTPStatus: 503}
+			}),
+			bpPolicy("web", 0, svcTarget("web", ""), func(p *model.BackendPolicy) {
+				p.RateLimit = &model.RateLimit{Requests: 100, Per: time.Second}
+				p.Faults = &model.Faults{AbortPercent: 100, AbortGRPCStatus: 14}
+			}),
+		},
+	}
+	bpGolden(t, "faults", c, bpSidecar(c, "", up("api", 80), up("web", 80), up("pay", 80)))
+}

@@ -55,6 +55,9 @@
 //   - rateLimit: a local rate limit token bucket in each route's
 //     typed_per_filter_config, and the filter in the connection managers
 //     using those routes (HTTP ports);
+//   - faults: an HTTPFault (delay, abort) in each route's
+//     typed_per_filter_config, and the fault filter first in the
+//     connection managers using those routes (HTTP ports);
 //   - tls: Mesh as above; RequireMesh leaves out members without a sidecar,
 //     Disable those with one (plaintext would bypass their sidecar), both
 //     reported.

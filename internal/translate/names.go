@@ -15,7 +15,9 @@ const (
 	SecretTrustBundle = "ROOTCA"
 )
 
-// InboundListener is the name of a sidecar's mesh mTLS listener.
+// InboundListener is the name of a sidecar's mesh mTLS listener. The
+// proxy's telemetry reports requests on listeners whose names start with
+// "inbound" as their destination.
 const InboundListener = "inbound_mesh"
 
 // TransportSocketMatchKey and TLSModeMTLS mark endpoints reached over mesh

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// ratios compares every path with direct, and checks the goals on this
+// machine:
+//
+//	added p99 at the fixed rate     at most 0.3 ms (trellis-l7)
+//	p50 on one connection           at most 3× direct
+//	throughput at saturation        at least half of direct (L7 with mTLS)
+//	sidecar CPU                     at most 0.1 vCPU per 1,000 requests/s
+//	p99 at the fixed rate           no worse than the haproxy pair
+//	idle sidecar memory             at most 20 MB RSS
+func (r *result) ratios() {
+	direct := r.Paths["direct"]
+	for name, ms := range r.Paths {
+		if name == "direct" {
+			continue
+		}
+		rt := map[string]float64{}
+		if d, m := direct["fixed"], ms["fixed"]; d != nil && m != nil {
+			rt["fixed_p50"] = ratio(m.P50ms, d.P50ms)
+			rt["fixed_p99"] = ratio(m.P99ms, d.P99ms)
+			rt["fixed_added_p99_ms"] = round(m.P99ms-d.P99ms, 3)
+		}
+		if d, m := direct["one_conn"], ms["one_conn"]; d != nil && m != nil {
+			rt["one_conn_p50"] = ratio(m.P50ms, d.P50ms)
+		}
+		if d, m := direct["saturation"], ms["saturation"]; d != nil && m != nil {
+			rt["saturation_qps"] = ratio(m.QPS, d.QPS)
+		}
+		r.Ratios[name] = rt
+	}
+	t := r.Ratios["trellis-l7"]
+	tl7 := r.Paths["trellis-l7"]
+	r.Goals = map[string]bool{
+		"added_p99_fixed_le_0.3ms":    t["fixed_added_p99_ms"] <= 0.3,
+		"one_conn_p50_le_3x":          t["one_conn_p50"] <= 3,
+		"saturation_qps_ge_half":      t["saturation_qps"] >= 0.5,
+		"cpu_le_0.1_vcpu_per_1000rps": tl7["fixed"] != nil && tl7["fixed"].CPUPer1000 <= 0.1,
+		"p99_fixed_le_haproxy":        r.Paths["trellis-l7"]["fixed"].P99ms <= r.Paths["haproxy-l7"]["fixed"].P99ms,
+		"sidecar_idle_rss_le_20mb":    r.RSSIdleMB["client-sidecar"] <= 20 && r.RSSIdleMB["server-sidecar"] <= 20,
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return round(a/b, 2)
+}
+
+func (r *result) report(w io.Writer) {
+	fmt.Fprintf(w, "\nData plane benchmark: 1 KB HTTP/1.1 responses; fixed = %d req/s over %d connections, saturation = as fast as possible over %d, one_conn = as fast as possible over 1; %s each.\n\n",
+		r.Rate, r.Conns, r.Conns, r.Duration)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tmode\tp50 ms\tp90 ms\tp99 ms\treq/s\terrors\tproxy vCPU\tvCPU/1k rps\tp50 ×direct\tp99 ×direct\t")
+	for _, name := range []string{"direct", "trellis-l7", "haproxy-l7", "trellis-l4", "haproxy-l4"} {
+		for _, m := range modes {
+			ms := r.Paths[name][m.Name]
+			if ms == nil {
+				continue
+			}
+			d := r.Paths["direct"][m.Name]
+			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.3f\t%.3f\t%.0f\t%d\t%.3f\t%.3f\t%.2f\t%.2f\t\n", name, m.Name, ms.P50ms, ms.P90ms, ms.P99ms, ms.QPS, ms.Errors,
+				ms.CPU, ms.CPUPer1000, ratio(ms.P50ms, d.P50ms), ratio(ms.P99ms, d.P99ms))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nRSS idle (MB): ")
+	for _, n := range []string{"client-sidecar", "server-sidecar", "haproxy-client", "haproxy-server"} {
+		fmt.Fprintf(w, "%s %.1f  ", n, r.RSSIdleMB[n])
+	}
+	fmt.Fprintf(w, "\nRSS after the load (MB): ")
+	for _, n := range []string{"client-sidecar", "server-sidecar", "haproxy-client", "haproxy-server"} {
+		fmt.Fprintf(w, "%s %.1f  ", n, r.RSSLoadedMB[n])
+	}
+	fmt.Fprintf(w, "\n\nGoals:\n")
+	for _, g := range []string{"added_p99_fixed_le_0.3ms", "one_conn_p50_le_3x", "saturation_qps_ge_half", "cpu_le_0.1_vcpu_per_1000rps", "p99_fixed_le_haproxy", "sidecar_idle_rss_le_20mb"} {
+		mark := "MISSED"
+		if r.Goals[g] {
+			mark = "met"
+		}
+		fmt.Fprintf(w, "  %-30s %s\n", g, mark)
+	}
+	fmt.Fprintln(w)
+}
