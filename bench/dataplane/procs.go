@@ -265,6 +265,21 @@ func controlPlane(ctx context.Context, dir, trellis string) (p *proc, xds string
 		p.stop()
 		return nil, "", fmt.Errorf("applying the mesh: %w", err)
 	}
+	// A join token for each sidecar's identity, as an operator makes them
+	// with trellis token create.
+	made, err := client.CreateTokens(ctx, []controlapi.TokenSpec{
+		{Namespace: namespace, ServiceAccount: "backend"}, {Namespace: namespace, ServiceAccount: "client"},
+	})
+	if err != nil {
+		p.stop()
+		return nil, "", fmt.Errorf("making join tokens: %w", err)
+	}
+	for i, name := range []string{"backend", "client"} {
+		if err := os.WriteFile(tokenFile(dir, name), []byte(made[i].Token+"\n"), 0o600); err != nil {
+			p.stop()
+			return nil, "", err
+		}
+	}
 	return p, xds, nil
 }
 
@@ -286,6 +301,10 @@ func waitFor(ctx context.Context, d time.Duration, what string, f func() error) 
 	}
 }
 
+// tokenFile is where controlPlane writes the join token of a service
+// account.
+func tokenFile(dir, account string) string { return filepath.Join(dir, account+".token") }
+
 // sidecars starts the client and server sidecars.
 func sidecars(dir, proxy, xds string) (client, server *proc, err error) {
 	bundle := filepath.Join(dir, "data", "ca", "root-cert.pem")
@@ -295,7 +314,7 @@ func sidecars(dir, proxy, xds string) (client, server *proc, err error) {
 		common = append(common, "--access-log", "off")
 	}
 	server, err = start(dir, "server-sidecar", proxy, append([]string{
-		"--name", "backend-1", "--service-account", "backend", "--label", "app=backend",
+		"--name", "backend-1", "--service-account", "backend", "--label", "app=backend", "--token-file", tokenFile(dir, "backend"),
 		"--address", serverIP, "--app-address", serverIP, "--outbound-address", serverIP,
 		"--admin-address", serverIP + ":15000",
 		"--port", "http:" + strconv.Itoa(backendHTTP) + "/HTTP", "--port", "tcp:" + strconv.Itoa(backendTCP) + "/TCP",
@@ -304,7 +323,7 @@ func sidecars(dir, proxy, xds string) (client, server *proc, err error) {
 		return nil, nil, err
 	}
 	client, err = start(dir, "client-sidecar", proxy, append([]string{
-		"--name", "client-1", "--service-account", "client", "--label", "app=client",
+		"--name", "client-1", "--service-account", "client", "--label", "app=client", "--token-file", tokenFile(dir, "client"),
 		"--address", clientIP, "--app-address", clientIP, "--outbound-address", clientIP,
 		"--admin-address", clientIP + ":15000",
 		"--upstream", fmt.Sprintf("backend:80=%d", localHTTP), "--upstream", fmt.Sprintf("backend:81=%d", localTCP),
