@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"trellis.dev/trellis/internal/capture"
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
@@ -68,6 +69,7 @@ mTLS.`,
 	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usage.Errorf("%w\nsee 'trellis-proxy --help'", err)
 	})
+	c.AddCommand(initCommand(stdout, capture.ExecRunner))
 	fl := c.Flags()
 	fl.StringVar(&f.controlPlane, "control-plane", "127.0.0.1:15012", "control plane xDS and CA address HOST:PORT; several, comma-separated, are tried in order and the proxy moves to the next when one goes away")
 	fl.StringVar(&f.caBundle, "ca-bundle", "", "PEM file with the mesh's root certificate(s), to verify the control plane")
