@@ -138,7 +138,7 @@ func TestInstallClean(t *testing.T) {
 				}
 			}
 			dump := rulesOf(t, r, mode, c.IPv6)
-			if n := strings.Count(dump, "REDIRECT")+strings.Count(dump, "redirect to"); n < 2 {
+			if n := strings.Count(dump, "REDIRECT") + strings.Count(dump, "redirect to"); n < 2 {
 				t.Fatalf("after install: want the redirects, got\n%s", dump)
 			}
 			if mode == ModeIPTables && strings.Count(dump, "-A OUTPUT -p tcp -j TRELLIS_OUTPUT") != len(families(c.IPv6)) {

@@ -43,8 +43,8 @@ func randInt64n(n int64) int64 {
 // the connection's server name no longer leads to an HTTP chain, the
 // connection is closed.
 func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	serverName, _ := r.Context().Value(serverNameKey{}).(string)
-	chain := l.cfg.Load().chainFor(serverName)
+	m, _ := r.Context().Value(connMatchKey{}).(connMatch)
+	chain := l.cfg.Load().match(m)
 	if chain == nil || chain.hcm == nil {
 		w.Header().Set("Connection", "close")
 		localReply(w, http.StatusServiceUnavailable, "the listener's config no longer serves this connection")

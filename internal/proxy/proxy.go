@@ -51,6 +51,10 @@ type Options struct {
 	// DrainTimeout bounds how long listeners wait for requests in flight
 	// on shutdown (default 5 s).
 	DrainTimeout time.Duration
+	// SocketMark, when not zero, marks the proxy's upstream connections
+	// (SO_MARK), so that capture rules installed with the same mark
+	// (trellis-proxy init --proxy-mark) let them through.
+	SocketMark uint32
 	// StateOfTheWorld selects state-of-the-world xDS instead of the default,
 	// incremental (delta) xDS, in which the control plane sends only what
 	// changed.
