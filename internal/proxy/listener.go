@@ -478,10 +478,10 @@ type listener struct {
 	// matches maps a connection to what its filter chain was chosen by,
 	// until the HTTP server takes it.
 	matches sync.Map
-	mu          sync.Mutex
-	tcp         map[net.Conn]struct{}
-	closing     bool
-	done        chan struct{}
+	mu      sync.Mutex
+	tcp     map[net.Conn]struct{}
+	closing bool
+	done    chan struct{}
 }
 
 // connMatchKey carries what a connection's filter chain was chosen by
