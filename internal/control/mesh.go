@@ -749,6 +749,9 @@ func proxyOf(id string, m *nodemeta.Metadata) *model.Proxy {
 		Workload:        workloadOf(m),
 		OutboundAddress: m.OutboundAddress,
 		AppAddress:      m.AppAddress,
+
+		OutboundCapturePort: m.OutboundCapturePort,
+		InboundCapturePort:  m.InboundCapturePort,
 	}
 	if ns, name, ok := strings.Cut(m.Gateway, "/"); ok {
 		p.Gateway = model.Key{Namespace: ns, Name: name}

@@ -44,6 +44,53 @@ type listenerConfig struct {
 	origDst, inspectTLS, inspectHTTP bool
 	filtersTimeout                   time.Duration
 	continueOnTimeout                bool
+	// tlsOff and httpOff are the inspectors' filter_disabled predicates
+	// over the destination port; nil: never disabled.
+	tlsOff, httpOff func(port uint32) bool
+}
+
+// compilePredicate compiles a ListenerFilterChainMatchPredicate over the
+// destination port.
+func compilePredicate(pr *listenerv3.ListenerFilterChainMatchPredicate) (func(uint32) bool, error) {
+	switch r := pr.GetRule().(type) {
+	case *listenerv3.ListenerFilterChainMatchPredicate_AnyMatch:
+		return func(uint32) bool { return true }, nil
+	case *listenerv3.ListenerFilterChainMatchPredicate_DestinationPortRange:
+		lo, hi := uint32(r.DestinationPortRange.GetStart()), uint32(r.DestinationPortRange.GetEnd())
+		return func(p uint32) bool { return p >= lo && p < hi }, nil
+	case *listenerv3.ListenerFilterChainMatchPredicate_NotMatch:
+		f, err := compilePredicate(r.NotMatch)
+		if err != nil {
+			return nil, err
+		}
+		return func(p uint32) bool { return !f(p) }, nil
+	case *listenerv3.ListenerFilterChainMatchPredicate_OrMatch, *listenerv3.ListenerFilterChainMatchPredicate_AndMatch:
+		var rules []*listenerv3.ListenerFilterChainMatchPredicate
+		and := false
+		if o, ok := r.(*listenerv3.ListenerFilterChainMatchPredicate_OrMatch); ok {
+			rules = o.OrMatch.GetRules()
+		} else {
+			rules, and = r.(*listenerv3.ListenerFilterChainMatchPredicate_AndMatch).AndMatch.GetRules(), true
+		}
+		var fs []func(uint32) bool
+		for _, sub := range rules {
+			f, err := compilePredicate(sub)
+			if err != nil {
+				return nil, err
+			}
+			fs = append(fs, f)
+		}
+		return func(p uint32) bool {
+			for _, f := range fs {
+				if f(p) != and {
+					return !and
+				}
+			}
+			return and
+		}, nil
+	default:
+		return nil, fmt.Errorf("filter_disabled: %T is not supported (any_match, destination_port_range, not_match, or_match, and_match are)", r)
+	}
 }
 
 // defaultFiltersTimeout is Envoy's listener_filters_timeout default.
@@ -175,12 +222,24 @@ func (p *Proxy) compileListener(l *listenerv3.Listener) (*listenerConfig, error)
 		if err != nil {
 			return nil, fmt.Errorf("listener_filters[%d]: %w", i, err)
 		}
+		if err := unsupported(f, "name", "typed_config", "filter_disabled"); err != nil {
+			return nil, fmt.Errorf("listener_filters[%d]: %w", i, err)
+		}
+		var off func(uint32) bool
+		if d := f.GetFilterDisabled(); d != nil {
+			if off, err = compilePredicate(d); err != nil {
+				return nil, fmt.Errorf("listener_filters[%d]: %w", i, err)
+			}
+		}
 		switch msg.(type) {
 		case *tlsinspectorv3.TlsInspector:
-			lc.inspectTLS = true
+			lc.inspectTLS, lc.tlsOff = true, off
 		case *httpinspectorv3.HttpInspector:
-			lc.inspectHTTP = true
+			lc.inspectHTTP, lc.httpOff = true, off
 		case *origdstv3.OriginalDst:
+			if off != nil {
+				return nil, fmt.Errorf("listener_filters[%d]: filter_disabled is not supported on original_dst", i)
+			}
 			lc.origDst = true
 		default:
 			return nil, fmt.Errorf("listener_filters[%d]: %T is not supported (TlsInspector, HttpInspector and OriginalDst are)", i, msg)
@@ -542,7 +601,7 @@ func (l *listener) handle(conn net.Conn) {
 		}
 	}()
 	lc := l.cfg.Load()
-	m := connMatch{dst: conn.LocalAddr()}
+	m := connMatch{dst: conn.LocalAddr(), transport: transportRaw}
 	if lc.origDst || lc.inspectTLS || lc.inspectHTTP {
 		dc := &downConn{Conn: conn, local: conn.LocalAddr()}
 		if lc.origDst {
@@ -550,7 +609,13 @@ func (l *listener) handle(conn net.Conn) {
 				dc.local = net.TCPAddrFromAddrPort(d)
 			}
 		}
-		found, err := inspect(dc, lc.inspectTLS, lc.inspectHTTP, time.Now().Add(lc.filtersTimeout))
+		port := uint32(0)
+		if a, ok := dc.local.(*net.TCPAddr); ok {
+			port = uint32(a.Port)
+		}
+		tlsOn := lc.inspectTLS && (lc.tlsOff == nil || !lc.tlsOff(port))
+		httpOn := lc.inspectHTTP && (lc.httpOff == nil || !lc.httpOff(port))
+		found, err := inspect(dc, tlsOn, httpOn, time.Now().Add(lc.filtersTimeout))
 		if err != nil && !(errors.Is(err, errInspectTimeout) && lc.continueOnTimeout) {
 			l.p.log.Debug("listener filters failed", "listener", l.name, "remote", conn.RemoteAddr().String(), "err", err)
 			conn.Close()
@@ -558,7 +623,8 @@ func (l *listener) handle(conn net.Conn) {
 		}
 		m = found
 		m.dst = dc.local
-		if lc.inspectTLS && m.transport == "" {
+		if m.transport == "" {
+			// As in Envoy: what the tls_inspector did not find TLS is raw.
 			m.transport = transportRaw
 		}
 		conn = dc
