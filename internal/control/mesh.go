@@ -377,7 +377,7 @@ func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 	key := model.Key{Namespace: o.Namespace, Name: o.Name}
 	switch o.Kind {
 	case "Service":
-		return []string{translate.ServiceKey(key), translate.NamespaceKey(o.Namespace)}
+		return []string{translate.ServiceKey(key), translate.NamespaceKey(o.Namespace), translate.AllServicesKey}
 	case "Workload":
 		cfg, err := cp.models.Model([]*resource.Object{o})
 		if err != nil || len(cfg.Workloads) != 1 {

@@ -31,6 +31,8 @@ type flags struct {
 	labels, ports, upstreams            []string
 	showVersion                         bool
 	xdsProtocol                         string
+	capture                             bool
+	socketMark                          uint32
 }
 
 // Run executes the trellis-proxy command line args.
@@ -90,6 +92,10 @@ mTLS.`,
 	fl.StringArrayVar(&f.ports, "port", nil, "application port [NAME:]PORT[/PROTOCOL] (PROTOCOL: HTTP, HTTP2, GRPC, TCP); repeatable")
 	fl.StringArrayVar(&f.upstreams, "upstream", nil, "outbound listener SERVICE[.NAMESPACE]:PORT=LOCALPORT; repeatable")
 	fl.StringVar(&f.meta.Locality, "locality", "", "region/zone/subzone")
+	fl.BoolVar(&f.capture, "capture", false, "serve the transparent capture listeners (outbound 15001, inbound 15006) that the rules of 'trellis-proxy init' redirect the workload's traffic to")
+	fl.Uint32Var(&f.meta.OutboundCapturePort, "outbound-capture-port", 15001, "outbound capture port, with --capture")
+	fl.Uint32Var(&f.meta.InboundCapturePort, "inbound-capture-port", 15006, "inbound capture port, with --capture")
+	fl.Uint32Var(&f.socketMark, "socket-mark", 0, "mark (SO_MARK) the proxy's upstream connections, for capture rules installed with 'init --proxy-mark'")
 	fl.StringVar(&f.xdsProtocol, "xds-protocol", "delta", "xDS protocol: delta (incremental: only what changed is sent) or sotw (state of the world)")
 	fl.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	c.SetArgs(args)
@@ -107,6 +113,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	m := f.meta
 	m.Kind = nodemeta.KindSidecar
 	m.Version = version.Version
+	if !f.capture {
+		m.OutboundCapturePort, m.InboundCapturePort = 0, 0
+	}
 	if f.gateway != "" {
 		ns, name, ok := strings.Cut(f.gateway, "/")
 		if !ok || ns == "" || name == "" {
@@ -118,6 +127,7 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 			m.Name = name
 		}
 		m.MeshPort = 0
+		m.OutboundCapturePort, m.InboundCapturePort = 0, 0
 	}
 	if m.Name == "" {
 		h, err := os.Hostname()
@@ -176,6 +186,7 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	}
 	return proxy.Options{
 		StateOfTheWorld: f.xdsProtocol == "sotw",
+		SocketMark:      f.socketMark,
 		ControlPlane:    f.controlPlane,
 		TrustBundle:     bundle,
 		TrustDomain:     f.trustDomain,

@@ -2,6 +2,8 @@ package translate
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,7 +21,11 @@ import (
 // sidecar builds the inbound mesh listener and the explicit outbound
 // listeners of a sidecar.
 func (b *builder) sidecar() {
+	b.appPorts = map[uint32]bool{}
 	b.inbound()
+	b.inboundCapture()
+	b.inboundClusters()
+	b.outboundCapture()
 	for i, u := range b.in.Proxy.Upstreams {
 		b.upstream(i, u)
 	}
@@ -40,7 +46,7 @@ func (b *builder) inbound() {
 		Address:         socketAddress(w.Address, w.MeshPort),
 		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()},
 	}
-	appPorts := map[uint32]bool{}
+	appPorts := b.appPorts
 	seenSNI := map[string]bool{}
 	services := b.memberOf(w)
 	policies := b.accessPolicies(w, services)
@@ -63,27 +69,8 @@ func (b *builder) inbound() {
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
 				TransportSocket:  b.downstreamMTLS(),
 			}
-			cluster := InboundCluster(target)
-			statPrefix := "inbound_" + strconv.FormatUint(uint64(target), 10)
 			access := b.inboundAccess(policies, target, sp.Protocol.IsHTTP())
-			if sp.Protocol.IsHTTP() {
-				chain.Filters = []*listenerv3.Filter{httpFilter(inboundPathNormalization(&hcmv3.HttpConnectionManager{
-					StatPrefix:                  statPrefix,
-					ForwardClientCertDetails:    hcmv3.HttpConnectionManager_SANITIZE_SET,
-					SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true},
-					HttpFilters:                 accessHTTPFilters(access),
-					RouteSpecifier: inlineRoutes(&routev3.RouteConfiguration{
-						Name: cluster,
-						VirtualHosts: []*routev3.VirtualHost{{
-							Name:    cluster,
-							Domains: []string{"*"},
-							Routes:  []*routev3.Route{prefixRoute("/", cluster)},
-						}},
-					}),
-				}))}
-			} else {
-				chain.Filters = append(accessNetworkFilters(access, statPrefix), tcpFilter(statPrefix, cluster))
-			}
+			chain.Filters = b.inboundFilters(target, sp.Protocol.IsHTTP(), access, true)
 			ln.FilterChains = append(ln.FilterChains, chain)
 		}
 	}
@@ -92,11 +79,16 @@ func (b *builder) inbound() {
 		return
 	}
 	b.out.Listeners = append(b.out.Listeners, ln)
-	appAddr := p.AppAddress
+}
+
+// inboundClusters builds the static clusters that reach the app's ports
+// the inbound listeners forward to.
+func (b *builder) inboundClusters() {
+	appAddr := b.in.Proxy.AppAddress
 	if appAddr == "" {
 		appAddr = "127.0.0.1"
 	}
-	for port := range appPorts {
+	for _, port := range slices.Sorted(maps.Keys(b.appPorts)) {
 		name := InboundCluster(port)
 		b.out.Clusters = append(b.out.Clusters, &clusterv3.Cluster{
 			Name:                 name,
@@ -110,6 +102,37 @@ func (b *builder) inbound() {
 			},
 		})
 	}
+}
+
+// inboundFilters are the filters of an inbound chain toward the app's
+// port target: an HTTP connection manager or a TCP proxy, behind the
+// chain's access policies. Over mesh mTLS the connection manager passes
+// the caller's identity to the app in x-forwarded-client-cert; in
+// plaintext it strips the header.
+func (b *builder) inboundFilters(target uint32, http bool, access accessRBAC, mtls bool) []*listenerv3.Filter {
+	cluster := InboundCluster(target)
+	statPrefix := "inbound_" + strconv.FormatUint(uint64(target), 10)
+	if !http {
+		return append(accessNetworkFilters(access, statPrefix), tcpFilter(statPrefix, cluster))
+	}
+	h := &hcmv3.HttpConnectionManager{
+		StatPrefix:               statPrefix,
+		ForwardClientCertDetails: hcmv3.HttpConnectionManager_SANITIZE,
+		HttpFilters:              accessHTTPFilters(access),
+		RouteSpecifier: inlineRoutes(&routev3.RouteConfiguration{
+			Name: cluster,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    cluster,
+				Domains: []string{"*"},
+				Routes:  []*routev3.Route{prefixRoute("/", cluster)},
+			}},
+		}),
+	}
+	if mtls {
+		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
+		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true}
+	}
+	return []*listenerv3.Filter{httpFilter(inboundPathNormalization(h))}
 }
 
 // upstream builds the explicit outbound listener of one declared upstream.
