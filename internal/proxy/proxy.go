@@ -176,6 +176,14 @@ func (p *Proxy) dial() (*grpc.ClientConn, error) {
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {}}]}`),
 	}
+	if p.opts.SocketMark != 0 {
+		// The control plane connection is the proxy's own traffic too:
+		// the capture rules must let it through.
+		d := &net.Dialer{Control: markControl(p.opts.SocketMark)}
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}))
+	}
 	if len(p.controlPlanes) > 1 {
 		target = controlPlaneScheme + ":///control-planes"
 		opts = append(opts, grpc.WithResolvers(staticResolver(p.controlPlanes)))

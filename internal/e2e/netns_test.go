@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"trellis.dev/trellis/internal/control"
+	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/internal/proxycli"
+)
+
+// Tests with transparent capture run each part (control plane, apps,
+// proxies, one-shot clients) as a process of this test binary in a
+// network namespace of its own: a socket belongs to the namespace of the
+// thread that creates it, which goroutines cannot be pinned to safely.
+// TestMain runs the part named by roleEnv instead of the tests.
+
+// roleEnv names the part a re-executed test binary plays.
+const roleEnv = "TRELLIS_E2E_ROLE"
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runRole(ctx, role, os.Args[1:])
+		stop()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runRole runs one part:
+//
+//	control DATADIR XDS API YAMLFILE READYFILE   a control plane, with YAMLFILE applied
+//	proxy ARGS...                                trellis-proxy (also init)
+//	app HTTPPORT BANNERPORT...                   an HTTP echo server and server-first TCP servers
+//	get URL                                      prints "STATUS BODY"
+//	banner ADDR                                  prints the first line the server sends
+func runRole(ctx context.Context, role string, args []string) error {
+	switch role {
+	case "control":
+		return roleControl(ctx, args)
+	case "proxy":
+		return proxycli.Run(ctx, args, os.Stdout, os.Stderr)
+	case "app":
+		return roleApp(ctx, args)
+	case "get":
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get(args[0])
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		fmt.Printf("%d %s", resp.StatusCode, body)
+		return nil
+	case "banner":
+		conn, err := net.DialTimeout("tcp", args[0], 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("read banner: %w (got %q)", err, line)
+		}
+		fmt.Print(line)
+		return nil
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+func roleControl(ctx context.Context, args []string) error {
+	dataDir, xdsAddr, apiAddr, yamlFile, readyFile := args[0], args[1], args[2], args[3], args[4]
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- control.Run(ctx, control.Options{DataDir: dataDir, XDSAddress: xdsAddr, DebugAddress: apiAddr,
+			Ready: func(_, _ net.Addr) { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		return err
+	}
+	yaml, err := os.ReadFile(yamlFile)
+	if err != nil {
+		return err
+	}
+	c, err := controlapi.NewClient(apiAddr)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: yamlFile, Content: string(yaml)}}}); err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if err := os.WriteFile(readyFile, []byte("ready"), 0o644); err != nil {
+		return err
+	}
+	return <-done
+}
+
+// roleApp serves HTTP on the first port, answering with what it saw of
+// the caller (JSON: the x-forwarded-client-cert header), and a
+// server-first protocol, SMTP-like, on the others: the server greets
+// first, the client sends nothing until it has read the greeting.
+func roleApp(ctx context.Context, args []string) error {
+	var lns []net.Listener
+	for _, p := range args {
+		ln, err := net.Listen("tcp", ":"+p)
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"xfcc": r.Header.Get("X-Forwarded-Client-Cert")})
+	}), ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = srv.Serve(lns[0]) }()
+	for _, ln := range lns[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					fmt.Fprintf(c, "220 banner on %s\r\n", ln.Addr())
+					_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					_, _ = bufio.NewReader(c).ReadString('\n')
+				}()
+			}
+		}()
+	}
+	<-ctx.Done()
+	_ = srv.Close()
+	for _, ln := range lns[1:] {
+		ln.Close()
+	}
+	wg.Wait()
+	return nil
+}
+
+// netns is a set of network namespaces on one bridge: each gets an
+// address of a /24 that exists only inside them.
+type netns struct {
+	t      *testing.T
+	prefix string // unique name prefix
+	subnet string // "198.18.N"
+	hub    string
+	n      int
+	mu     sync.Mutex
+	procs  []*exec.Cmd
+}
+
+// newNetns creates the bridge namespace; everything is deleted when the
+// test ends, also on failure.
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("transparent capture needs root: it creates network namespaces and installs iptables/nftables rules")
+	}
+	for _, bin := range []string{"ip", "iptables", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed (.ci/run installs iproute2, iptables and nftables)", bin)
+		}
+	}
+	id := fmt.Sprintf("%d%03d", os.Getpid()%100000, time.Now().Nanosecond()%1000)
+	n := &netns{t: t, prefix: "trl" + id, subnet: fmt.Sprintf("198.18.%d", time.Now().Nanosecond()%250+1)}
+	n.hub = n.prefix + "-hub"
+	t.Cleanup(n.cleanup)
+	n.ip("netns", "add", n.hub)
+	n.ip("-n", n.hub, "link", "add", "br0", "type", "bridge")
+	n.ip("-n", n.hub, "link", "set", "br0", "up")
+	return n
+}
+
+func (n *netns) ip(args ...string) {
+	n.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		n.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// add creates a namespace on the bridge and returns its name and address.
+func (n *netns) add(name string) (ns, addr string) {
+	n.t.Helper()
+	n.n++
+	ns = n.prefix + "-" + name
+	addr = fmt.Sprintf("%s.%d", n.subnet, n.n)
+	veth := fmt.Sprintf("v%d", n.n)
+	n.ip("netns", "add", ns)
+	n.ip("-n", n.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	n.ip("-n", n.hub, "link", "set", veth, "master", "br0", "up")
+	n.ip("-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
+	n.ip("-n", ns, "link", "set", "eth0", "up")
+	n.ip("-n", ns, "link", "set", "lo", "up")
+	return ns, addr
+}
+
+// start runs a role in ns until the test ends.
+func (n *netns) start(ns, role string, args ...string) {
+	n.t.Helper()
+	cmd := n.command(ns, role, args...)
+	if os.Getenv("TRELLIS_TEST_LOGS") != "" {
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("start %s in %s: %v", role, ns, err)
+	}
+	n.mu.Lock()
+	n.procs = append(n.procs, cmd)
+	n.mu.Unlock()
+}
+
+func (n *netns) command(ns, role string, args ...string) *exec.Cmd {
+	// ip netns exec runs the binary in place of itself: the process is
+	// the test binary, which the signals reach.
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, os.Args[0]}, args...)...)
+	cmd.Env = append(os.Environ(), roleEnv+"="+role)
+	return cmd
+}
+
+// run runs a one-shot role in ns and returns its output.
+func (n *netns) run(ns, role string, args ...string) (string, error) {
+	out, err := n.command(ns, role, args...).CombinedOutput()
+	return string(out), err
+}
+
+func (n *netns) cleanup() {
+	n.mu.Lock()
+	procs := n.procs
+	n.procs = nil
+	n.mu.Unlock()
+	for _, c := range procs {
+		_ = c.Process.Signal(syscall.SIGTERM)
+	}
+	for _, c := range procs {
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+		}
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(name, n.prefix+"-") {
+			if err := exec.Command("ip", "netns", "del", name).Run(); err != nil {
+				n.t.Errorf("ip netns del %s: %v", name, err)
+			}
+		}
+	}
+}
+
+// waitFile waits for a file the control role writes once it is ready.
+func waitFile(t *testing.T, path string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear in %s", path, timeout)
+}
+
+var errNotYet = errors.New("not yet")
