@@ -134,6 +134,10 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The Host (authority) is preserved unless the route rewrites it.
 			pr.Out.Host = pr.In.Host
+			// As Envoy does (proxy_100_continue off), the proxy answers
+			// Expect: 100-continue itself, when the body is first read,
+			// and does not pass it on.
+			pr.Out.Header.Del("Expect")
 			if host := rt.RewriteHost(picked); host != "" {
 				pr.Out.Host = host
 			}
