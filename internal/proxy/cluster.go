@@ -53,6 +53,8 @@ type cluster struct {
 	edsName        string // "" for a static cluster
 	connectTimeout time.Duration
 	idleTimeout    time.Duration
+	// http2: requests go upstream over HTTP/2 (h2c in plaintext).
+	http2 bool
 	// defaultTLS is the cluster's transport socket; nil means plaintext.
 	defaultTLS *upstreamTLS
 	matches    []socketMatch
@@ -119,7 +121,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 	if out.od, err = compileOutlierDetection(c.GetOutlierDetection()); err != nil {
 		return nil, fmt.Errorf("outlier_detection: %w", err)
 	}
-	if out.idleTimeout, err = compileProtocolOptions(c.GetTypedExtensionProtocolOptions()); err != nil {
+	if out.idleTimeout, out.http2, err = compileProtocolOptions(c.GetTypedExtensionProtocolOptions()); err != nil {
 		return nil, err
 	}
 	if c.GetTransportSocket() != nil {
@@ -518,6 +520,17 @@ func (c *cluster) transport(t *upstreamTLS) *http.Transport {
 	if t != nil {
 		tr.TLSClientConfig = t.config
 		tr.TLSHandshakeTimeout = c.connectTimeout
+	}
+	if c.http2 {
+		var protos http.Protocols
+		if t != nil {
+			protos.SetHTTP2(true)
+			tr.TLSClientConfig = t.config.Clone()
+			tr.TLSClientConfig.NextProtos = []string{"h2"}
+		} else {
+			protos.SetUnencryptedHTTP2(true)
+		}
+		tr.Protocols = &protos
 	}
 	c.transports[t] = tr
 	return tr

@@ -379,6 +379,11 @@ func (p *Proxy) compileChain(fc *listenerv3.FilterChain, lc *listenerConfig) (*f
 	default:
 		return nil, fmt.Errorf("filters[%d]: %T is not supported", last, msg)
 	}
+	if ch.tls != nil && ch.hcm != nil {
+		// The connection manager speaks HTTP/2 or HTTP/1.1, as the client
+		// negotiates.
+		ch.tls.NextProtos = []string{"h2", "http/1.1"}
+	}
 	return ch, nil
 }
 
@@ -390,6 +395,8 @@ func compileHCM(h *hcmv3.HttpConnectionManager) (*httpConnManager, error) {
 	}
 	out := &httpConnManager{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue()}
 	if h.GetCodecType() != hcmv3.HttpConnectionManager_AUTO && h.GetCodecType() != hcmv3.HttpConnectionManager_HTTP1 {
+		// HTTP/1.1 and HTTP/2 are told apart per connection (ALPN, the
+		// HTTP/2 preface).
 		return nil, fmt.Errorf("codec_type %s is not supported yet", h.GetCodecType())
 	}
 	var err error
@@ -555,7 +562,14 @@ func (p *Proxy) startListener(lc *listenerConfig) (*listener, error) {
 	l := &listener{p: p, name: lc.name, addr: lc.addr, ln: ln, tcp: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	l.cfg.Store(lc)
 	l.httpLn = newConnQueue(ln.Addr())
+	// HTTP/1.1 and HTTP/2: over TLS as ALPN negotiates it, in plaintext
+	// with prior knowledge (h2c).
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
 	l.http = &http.Server{
+		Protocols:         &protos,
 		Handler:           http.HandlerFunc(l.serveHTTP),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
