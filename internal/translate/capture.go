@@ -189,7 +189,8 @@ func (b *builder) outboundCapture() {
 							LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(w.Address, w.MeshPort, nil)},
 						}},
 					},
-					TransportSocket: b.upstreamMTLS(SNI(sp.Port, host), []string{b.workloadID(w)}),
+					TransportSocket:               b.upstreamMTLS(SNI(sp.Port, host), []string{b.workloadID(w)}),
+					TypedExtensionProtocolOptions: httpProtocolOptions(sp.Protocol, 0),
 				})
 				match := func() *listenerv3.FilterChainMatch {
 					return &listenerv3.FilterChainMatch{
@@ -258,12 +259,12 @@ func (b *builder) inboundCapture() {
 			}
 			ap.http = ap.http || sp.Protocol.IsHTTP()
 			ap.declared = ap.declared || sp.ProtocolDeclared
+			b.useAppPort(target, sp.Protocol)
 		}
 	}
 	sniff, disabled := map[uint32]bool{}, map[uint32]bool{}
 	for _, port := range sortedPorts(ports) {
 		ap := ports[port]
-		b.appPorts[port] = true
 		mode := model.MTLSModeFor(b.in.Config, b.in.Index, w, port)
 		name := "inbound|" + strconv.FormatUint(uint64(port), 10)
 		match := func(transport string) *listenerv3.FilterChainMatch {

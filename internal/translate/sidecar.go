@@ -21,7 +21,7 @@ import (
 // sidecar builds the inbound mesh listener and the explicit outbound
 // listeners of a sidecar.
 func (b *builder) sidecar() {
-	b.appPorts = map[uint32]bool{}
+	b.appPorts = map[uint32]model.Protocol{}
 	b.inbound()
 	b.inboundCapture()
 	b.inboundClusters()
@@ -46,7 +46,6 @@ func (b *builder) inbound() {
 		Address:         socketAddress(w.Address, w.MeshPort),
 		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()},
 	}
-	appPorts := b.appPorts
 	seenSNI := map[string]bool{}
 	services := b.memberOf(w)
 	policies := b.accessPolicies(w, services)
@@ -63,7 +62,7 @@ func (b *builder) inbound() {
 				continue
 			}
 			seenSNI[sni] = true
-			appPorts[target] = true
+			b.useAppPort(target, sp.Protocol)
 			chain := &listenerv3.FilterChain{
 				Name:             sni,
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
@@ -100,7 +99,17 @@ func (b *builder) inboundClusters() {
 					LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(appAddr, port, nil)},
 				}},
 			},
+			TypedExtensionProtocolOptions: httpProtocolOptions(b.appPorts[port], 0),
 		})
+	}
+}
+
+// useAppPort records that an inbound listener forwards to the app's port
+// with protocol p; a port served as HTTP/2 by one service port is reached
+// over HTTP/2.
+func (b *builder) useAppPort(port uint32, p model.Protocol) {
+	if prev, ok := b.appPorts[port]; !ok || !speaksHTTP2(prev) {
+		b.appPorts[port] = p
 	}
 }
 

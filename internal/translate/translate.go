@@ -144,7 +144,7 @@ type builder struct {
 	clusters  map[string]clusterRef
 	// appPorts are the app's ports a sidecar's inbound listeners forward
 	// to (inbound|PORT|| clusters).
-	appPorts map[uint32]bool
+	appPorts map[uint32]model.Protocol
 	problems []Problem
 	deps     map[string]bool
 }
