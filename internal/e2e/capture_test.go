@@ -24,6 +24,7 @@ spec:
   selector: {app: web}
   ports:
   - {name: http, port: 8080}
+  - {name: grpc, port: 9090}
   - {name: tcp-smtp, port: 2525}
   - {name: banner, port: 2526}
 ---
@@ -55,6 +56,8 @@ const proxyMark = "1337"
 //     x-forwarded-client-cert;
 //   - PERMISSIVE accepts plaintext from a client outside the mesh, STRICT
 //     refuses it (and still accepts the mesh client);
+//   - a gRPC bidirectional stream, with its trailer, goes through both
+//     sidecars;
 //   - a server-first protocol works on a declared TCP port and, after the
 //     bounded protocol detection wait, on a port with no declared
 //     protocol, from the mesh client and from outside;
@@ -83,7 +86,7 @@ func TestTransparentCapture(t *testing.T) {
 	}
 	workloads := []workload{
 		{clientNS, clientIP, "client-0", "client", "iptables", nil},
-		{webNS, webIP, "web-0", "web", "nftables", []string{"http:8080/HTTP", "tcp-smtp:2525/TCP", "banner:2526"}},
+		{webNS, webIP, "web-0", "web", "nftables", []string{"http:8080/HTTP", "grpc:9090/GRPC", "tcp-smtp:2525/TCP", "banner:2526"}},
 		{vaultNS, vaultIP, "vault-0", "vault", "iptables", []string{"http:8080/HTTP"}},
 	}
 	for _, w := range workloads {
@@ -92,7 +95,7 @@ func TestTransparentCapture(t *testing.T) {
 		}
 		app, _, _ := strings.Cut(w.name, "-")
 		if len(w.ports) > 0 {
-			n.start(w.ns, "app", "8080", "2525", "2526")
+			n.start(w.ns, "app", "8080", "9090", "2525", "2526")
 		}
 		args := []string{"--control-plane", cpIP + ":15012", "--ca-bundle", bundle, "--name", w.name, "--namespace", "shop",
 			"--service-account", w.account, "--address", w.ip, "--app-address", "127.0.0.1", "--label", "app=" + app,
@@ -122,6 +125,16 @@ func TestTransparentCapture(t *testing.T) {
 	eventually(t, 30*time.Second, "mesh client to the STRICT vault over mTLS", func() error {
 		out, err := fromClient("get", "http://"+vaultIP+":8080/")
 		if err != nil || !strings.HasPrefix(out, "200 ") || !strings.Contains(out, wantID) {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	// gRPC through both sidecars: h2c from the app, HTTP/2 over mTLS
+	// (ALPN h2) between the sidecars, h2c to the server app; streaming
+	// and trailers.
+	eventually(t, 30*time.Second, "mesh client, gRPC stream", func() error {
+		out, err := fromClient("grpc", webIP+":9090")
+		if err != nil || out != "trailer=clean" {
 			return fmt.Errorf("%v: %q", err, out)
 		}
 		return nil
@@ -164,6 +177,9 @@ func TestTransparentCapture(t *testing.T) {
 			dump, err = exec.Command("ip", "netns", "exec", w.ns, "nft", "list", "ruleset").CombinedOutput()
 		} else {
 			dump, err = exec.Command("ip", "netns", "exec", w.ns, "iptables-save", "-t", "nat").CombinedOutput()
+			// IPv6 rules, which init added where the namespace has IPv6.
+			v6, _ := exec.Command("ip", "netns", "exec", w.ns, "ip6tables-save", "-t", "nat").CombinedOutput()
+			dump = append(dump, v6...)
 		}
 		if err != nil {
 			t.Fatalf("listing rules in %s: %v: %s", w.name, err, dump)

@@ -18,6 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+
 	"trellis.dev/trellis/internal/control"
 	"trellis.dev/trellis/internal/controlapi"
 	"trellis.dev/trellis/internal/proxycli"
@@ -50,9 +55,10 @@ func TestMain(m *testing.M) {
 //
 //	control DATADIR XDS API YAMLFILE READYFILE   a control plane, with YAMLFILE applied
 //	proxy ARGS...                                trellis-proxy (also init)
-//	app HTTPPORT BANNERPORT...                   an HTTP echo server and server-first TCP servers
+//	app HTTPPORT GRPCPORT BANNERPORT...          an HTTP echo server, a gRPC stream server and server-first TCP servers
 //	get URL                                      prints "STATUS BODY"
 //	banner ADDR                                  prints the first line the server sends
+//	grpc ADDR                                    a bidirectional stream; prints its trailer
 func runRole(ctx context.Context, role string, args []string) error {
 	switch role {
 	case "control":
@@ -71,6 +77,8 @@ func runRole(ctx context.Context, role string, args []string) error {
 		body, _ := io.ReadAll(resp.Body)
 		fmt.Printf("%d %s", resp.StatusCode, body)
 		return nil
+	case "grpc":
+		return roleGRPCClient(ctx, args[0])
 	case "banner":
 		conn, err := net.DialTimeout("tcp", args[0], 10*time.Second)
 		if err != nil {
@@ -134,10 +142,13 @@ func roleApp(ctx context.Context, args []string) error {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]string{"xfcc": r.Header.Get("X-Forwarded-Client-Cert")})
 	}), ReadHeaderTimeout: 10 * time.Second}
+	gs := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(gs, streamServer{})
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); _ = srv.Serve(lns[0]) }()
-	for _, ln := range lns[1:] {
+	go func() { defer wg.Done(); _ = gs.Serve(lns[1]) }()
+	for _, ln := range lns[2:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -157,10 +168,70 @@ func roleApp(ctx context.Context, args []string) error {
 	}
 	<-ctx.Done()
 	_ = srv.Close()
-	for _, ln := range lns[1:] {
+	gs.Stop()
+	for _, ln := range lns[2:] {
 		ln.Close()
 	}
 	wg.Wait()
+	return nil
+}
+
+// streamServer answers each message of a bidirectional stream, and ends
+// the stream with a trailer.
+type streamServer struct {
+	testgrpc.UnimplementedTestServiceServer
+}
+
+func (streamServer) FullDuplexCall(s testgrpc.TestService_FullDuplexCallServer) error {
+	s.SetTrailer(metadata.Pairs("x-stream-end", "clean"))
+	for {
+		req, err := s.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		size := req.GetResponseParameters()[0].GetSize()
+		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, size)}}); err != nil {
+			return err
+		}
+	}
+}
+
+// roleGRPCClient runs a bidirectional stream, each message answered
+// before the next is sent, and prints the stream's trailer.
+func roleGRPCClient(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := testgrpc.NewTestServiceClient(conn).FullDuplexCall(ctx)
+	if err != nil {
+		return err
+	}
+	for _, size := range []int32{1, 1000, 10} {
+		if err := stream.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: size}}}); err != nil {
+			return err
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if len(resp.GetPayload().GetBody()) != int(size) {
+			return fmt.Errorf("got %d bytes, want %d", len(resp.GetPayload().GetBody()), size)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		return fmt.Errorf("end of stream: %v", err)
+	}
+	fmt.Printf("trailer=%s", strings.Join(stream.Trailer().Get("x-stream-end"), ","))
 	return nil
 }
 
