@@ -162,9 +162,25 @@ func TestTransparentCapture(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "200 ") || strings.Contains(out, "spiffe://") {
 		t.Errorf("PERMISSIVE, plaintext from outside: %v: %q; want 200 without identity", err, out)
 	}
-	// STRICT: plaintext is refused.
-	if out, err := outside("get", "http://"+vaultIP+":8080/"); err == nil {
-		t.Errorf("STRICT, plaintext from outside: got %q, want the connection refused", out)
+	// IPv6: the rules capture it too (ip6tables on the client, the inet
+	// table on the server); an address the mesh does not know passes
+	// through the client's sidecar, and the server's PERMISSIVE inbound
+	// listener takes the plaintext.
+	web6 := "http://[" + n.addr6(3) + "]:8080/"
+	for name, from := range map[string]func(string, string) (string, error){"outside": outside, "mesh client": fromClient} {
+		eventually(t, 30*time.Second, "IPv6 from "+name, func() error {
+			out, err := from("get", web6)
+			if err != nil || !strings.HasPrefix(out, "200 ") {
+				return fmt.Errorf("%v: %q", err, out)
+			}
+			return nil
+		})
+	}
+	// STRICT: plaintext is refused, over IPv4 and IPv6.
+	for _, url := range []string{"http://" + vaultIP + ":8080/", "http://[" + n.addr6(4) + "]:8080/"} {
+		if out, err := outside("get", url); err == nil {
+			t.Errorf("STRICT, plaintext from outside to %s: got %q, want the connection refused", url, out)
+		}
 	}
 
 	// init --clean removes every rule init added.

@@ -241,10 +241,12 @@ type netns struct {
 	t      *testing.T
 	prefix string // unique name prefix
 	subnet string // "198.18.N"
-	hub    string
-	n      int
-	mu     sync.Mutex
-	procs  []*exec.Cmd
+	// subnet6 is the IPv6 prefix of the same link, without the host part.
+	subnet6 string
+	hub     string
+	n       int
+	mu      sync.Mutex
+	procs   []*exec.Cmd
 }
 
 // newNetns creates the bridge namespace; everything is deleted when the
@@ -260,12 +262,15 @@ func newNetns(t *testing.T) *netns {
 		}
 	}
 	id := fmt.Sprintf("%d%03d", os.Getpid()%100000, time.Now().Nanosecond()%1000)
-	n := &netns{t: t, prefix: "trl" + id, subnet: fmt.Sprintf("198.18.%d", time.Now().Nanosecond()%250+1)}
+	link := time.Now().Nanosecond()%250 + 1
+	n := &netns{t: t, prefix: "trl" + id, subnet: fmt.Sprintf("198.18.%d", link), subnet6: fmt.Sprintf("fd00:198:18:%x::", link)}
 	n.hub = n.prefix + "-hub"
 	t.Cleanup(n.cleanup)
 	n.ip("netns", "add", n.hub)
 	n.ip("-n", n.hub, "link", "add", "br0", "type", "bridge")
 	n.ip("-n", n.hub, "link", "set", "br0", "up")
+	// A bridge forwards at once, without waiting to learn the topology.
+	n.ip("-n", n.hub, "link", "set", "br0", "type", "bridge", "forward_delay", "0")
 	return n
 }
 
@@ -276,7 +281,8 @@ func (n *netns) ip(args ...string) {
 	}
 }
 
-// add creates a namespace on the bridge and returns its name and address.
+// add creates a namespace on the bridge and returns its name and IPv4
+// address; addr6 returns its IPv6 address.
 func (n *netns) add(name string) (ns, addr string) {
 	n.t.Helper()
 	n.n++
@@ -287,10 +293,14 @@ func (n *netns) add(name string) (ns, addr string) {
 	n.ip("-n", n.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
 	n.ip("-n", n.hub, "link", "set", veth, "master", "br0", "up")
 	n.ip("-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
+	n.ip("-n", ns, "addr", "add", n.addr6(n.n)+"/64", "dev", "eth0", "nodad")
 	n.ip("-n", ns, "link", "set", "eth0", "up")
 	n.ip("-n", ns, "link", "set", "lo", "up")
 	return ns, addr
 }
+
+// addr6 is the IPv6 address of the k-th namespace added.
+func (n *netns) addr6(k int) string { return fmt.Sprintf("%s%x", n.subnet6, k) }
 
 // start runs a role in ns until the test ends.
 func (n *netns) start(ns, role string, args ...string) {

@@ -211,6 +211,13 @@ func (p *Proxy) compileListener(l *listenerv3.Listener) (*listenerConfig, error)
 		name: l.GetName(), addr: net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)),
 		filtersTimeout: defaultFiltersTimeout, continueOnTimeout: l.GetContinueOnListenerFiltersTimeout(),
 	}
+	if sa.GetIpv4Compat() {
+		if a, err := netip.ParseAddr(sa.GetAddress()); err != nil || !a.IsUnspecified() || !a.Is6() {
+			return nil, errors.New("address: ipv4_compat is supported on :: only")
+		}
+		// Both families where the host has IPv6, IPv4 where it has not.
+		lc.addr = ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10)
+	}
 	if d := l.GetListenerFiltersTimeout(); d != nil {
 		// Zero disables the timeout in Envoy; here it is bounded anyway.
 		if lc.filtersTimeout = d.AsDuration(); lc.filtersTimeout <= 0 {

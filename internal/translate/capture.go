@@ -101,21 +101,16 @@ func portsPredicate(ports []uint32) *listenerv3.ListenerFilterChainMatchPredicat
 	return &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_OrMatch{OrMatch: set}}
 }
 
-// anyAddress is the wildcard address of addr's family: the capture rules
-// redirect to the primary address of the interface (inbound) or to the
-// loopback address (outbound).
-func anyAddress(addr string) string {
-	if a, err := netip.ParseAddr(addr); err == nil && a.Is6() && !a.Is4In6() {
-		return "::"
-	}
-	return "0.0.0.0"
-}
-
 // captureListener starts a capture listener.
 func (b *builder) captureListener(name string, port uint32) *listenerv3.Listener {
+	// The wildcard address of both families: the capture rules redirect
+	// to the primary address of the receiving interface (inbound) or to
+	// the loopback address (outbound), of IPv4 or IPv6.
+	addr := socketAddress("::", port)
+	addr.GetSocketAddress().Ipv4Compat = true
 	return &listenerv3.Listener{
 		Name:            name,
-		Address:         socketAddress(anyAddress(b.in.Proxy.Workload.Address), port),
+		Address:         addr,
 		ListenerFilters: []*listenerv3.ListenerFilter{originalDstFilter()},
 		// The inspectors wait this long for the client's first bytes;
 		// a client that sends nothing (a server-first protocol) then goes
