@@ -129,3 +129,29 @@ func TestMatch(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecide feeds the inspectors arbitrary first bytes: they never
+// panic, never claim TLS for bytes that are not a handshake record, and
+// once decided stay decided as more bytes arrive.
+func FuzzDecide(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\n"), true, true)
+	f.Add([]byte(http2Preface), false, true)
+	f.Add([]byte{0x16, 3, 1, 0, 5, 1, 0, 0, 1, 0}, true, false)
+	f.Add([]byte{0x16, 3, 1, 0xff, 0xff}, true, true)
+	f.Fuzz(func(t *testing.T, b []byte, tlsOn, httpOn bool) {
+		if len(b) > maxPeek {
+			b = b[:maxPeek]
+		}
+		var m connMatch
+		done := decide(b, tlsOn, httpOn, &m)
+		if m.transport == transportTLS && (len(b) == 0 || b[0] != 0x16) {
+			t.Fatalf("TLS claimed for %q", b)
+		}
+		if done {
+			var again connMatch
+			if !decide(append(b[:len(b):len(b)], "more"...), tlsOn, httpOn, &again) {
+				t.Fatalf("decided on %q, undecided with more bytes", b)
+			}
+		}
+	})
+}
