@@ -32,7 +32,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: vault, namespace: shop}
 spec:
-  clusterIP: None
+  clusterIP: VAULT_VIP
   selector: {app: vault}
   ports: [{name: http, port: 8080}]
 ---
@@ -42,6 +42,17 @@ metadata: {name: vault, namespace: shop}
 spec:
   targetRefs: [{group: "", kind: Service, name: vault}]
   mode: STRICT
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: vault, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: vault, port: 8080}]
+  rules:
+  - filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-via, value: vault-route}]}
+    backendRefs: [{name: vault, port: 8080}]
 `
 
 // proxyMark is the socket mark of the proxies' own connections, which the
@@ -72,7 +83,11 @@ func TestTransparentCapture(t *testing.T) {
 
 	dir := t.TempDir()
 	yaml := filepath.Join(dir, "mesh.yaml")
-	if err := os.WriteFile(yaml, []byte(captureMesh), 0o644); err != nil {
+	// The virtual address of vault is on the namespaces' link, so that
+	// the app's connect has a route; the capture rules redirect it before
+	// anything answers for it.
+	vaultVIP := n.subnet + ".200"
+	if err := os.WriteFile(yaml, []byte(strings.ReplaceAll(captureMesh, "VAULT_VIP", vaultVIP)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ready := filepath.Join(dir, "ready")
@@ -136,6 +151,15 @@ func TestTransparentCapture(t *testing.T) {
 		out, err := fromClient("grpc", webIP+":9090")
 		if err != nil || out != "trailer=clean" {
 			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	// The service's virtual address: routed by the HTTPRoute attached to
+	// the Service (GAMMA), then over mTLS to a member.
+	eventually(t, 30*time.Second, "mesh client to vault's ClusterIP", func() error {
+		out, err := fromClient("get", "http://"+vaultVIP+":8080/")
+		if err != nil || !strings.HasPrefix(out, "200 ") || !strings.Contains(out, wantID) || !strings.Contains(out, "vault-route") {
+			return fmt.Errorf("%v: %q; want 200 through the HTTPRoute, with the caller's identity", err, out)
 		}
 		return nil
 	})

@@ -127,7 +127,7 @@ func roleControl(ctx context.Context, args []string) error {
 }
 
 // roleApp serves HTTP on the first port, answering with what it saw of
-// the caller (JSON: the x-forwarded-client-cert header), and a
+// the caller (JSON: the x-forwarded-client-cert and x-via headers), and a
 // server-first protocol, SMTP-like, on the others: the server greets
 // first, the client sends nothing until it has read the greeting.
 func roleApp(ctx context.Context, args []string) error {
@@ -140,7 +140,7 @@ func roleApp(ctx context.Context, args []string) error {
 		lns = append(lns, ln)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]string{"xfcc": r.Header.Get("X-Forwarded-Client-Cert")})
+		json.NewEncoder(w).Encode(map[string]string{"xfcc": r.Header.Get("X-Forwarded-Client-Cert"), "via": r.Header.Get("X-Via")})
 	}), ReadHeaderTimeout: 10 * time.Second}
 	gs := grpc.NewServer()
 	testgrpc.RegisterTestServiceServer(gs, streamServer{})

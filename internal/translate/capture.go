@@ -27,7 +27,9 @@ import (
 // rules (trellis-proxy init) redirect gets two more listeners.
 //
 //	outbound_capture (15001): original_dst, http_inspector on ports with
-//	  no declared protocol; a chain per mesh workload address and port
+//	  no declared protocol; a chain per service port on its ClusterIPs,
+//	  routed as an explicit upstream is (GAMMA routes, TCPRoutes, the
+//	  service's cluster); a chain per mesh workload address and port
 //	  (destination_port + prefix_ranges) to a cluster of that one workload,
 //	  over mTLS with its identity and the SNI of its service port, to its
 //	  mesh port; anything else to PassthroughCluster (ORIGINAL_DST), or
@@ -144,6 +146,50 @@ func directHCM(statPrefix, cluster string) *listenerv3.Filter {
 	})
 }
 
+// serviceAddressChains adds the chains of a service port's virtual
+// addresses (ClusterIPs): like an explicit upstream listener, HTTP by the
+// routes attached to the service (GAMMA), TCP by its TCPRoute, to the
+// service's cluster.
+func (b *builder) serviceAddressChains(ln *listenerv3.Listener, s *model.Service, sp model.ServicePort, sniff map[uint32]bool) {
+	var prefixes []*corev3.CidrRange
+	for _, ip := range s.ClusterIPs {
+		if p := hostPrefix(ip); p != nil {
+			prefixes = append(prefixes, p)
+		}
+	}
+	if len(prefixes) == 0 {
+		return
+	}
+	b.dependOn(ServiceKey(s.Key))
+	host := b.host(s.Key)
+	name := OutboundCluster(sp.Port, host)
+	match := func() *listenerv3.FilterChainMatch {
+		return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(sp.Port), PrefixRanges: prefixes}
+	}
+	httpChain := func(m *listenerv3.FilterChainMatch, chainName string) *listenerv3.FilterChain {
+		rc := b.meshRoutes(name, s, sp)
+		return &listenerv3.FilterChain{Name: chainName, FilterChainMatch: m, Filters: []*listenerv3.Filter{httpFilter(withCORS(&hcmv3.HttpConnectionManager{
+			StatPrefix:     name,
+			RouteSpecifier: rds(name),
+		}, rc))}}
+	}
+	if sp.Protocol.IsHTTP() {
+		ln.FilterChains = append(ln.FilterChains, httpChain(match(), name))
+		return
+	}
+	tcp := b.meshTCP(name, s, sp)
+	if tcp == nil {
+		return
+	}
+	if !sp.ProtocolDeclared {
+		sniff[sp.Port] = true
+		m := match()
+		m.ApplicationProtocols = protocolsHTTP
+		ln.FilterChains = append(ln.FilterChains, httpChain(m, name+"|http"))
+	}
+	ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{Name: name, FilterChainMatch: match(), Filters: []*listenerv3.Filter{tcp}})
+}
+
 // outboundCapture builds the outbound capture listener.
 func (b *builder) outboundCapture() {
 	p := b.in.Proxy
@@ -164,6 +210,7 @@ func (b *builder) outboundCapture() {
 			if sp.Protocol == model.ProtocolUDP {
 				continue
 			}
+			b.serviceAddressChains(ln, s, sp, sniff)
 			for _, w := range members {
 				target, ok := w.TargetPort(sp)
 				prefix := hostPrefix(w.Address)

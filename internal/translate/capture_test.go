@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,7 +22,7 @@ func captureMesh() *model.Config {
 				{Name: "tcp-sql", Port: 5432, Protocol: model.ProtocolTCP, ProtocolDeclared: true},
 				{Name: "admin", Port: 7000, Protocol: model.ProtocolTCP},
 			}},
-			{Key: key("web"), Selector: map[string]string{"app": "web"}, Ports: []model.ServicePort{
+			{Key: key("web"), Selector: map[string]string{"app": "web"}, ClusterIPs: []string{"10.96.0.20"}, Ports: []model.ServicePort{
 				{Name: "http", Port: 80, TargetPort: 8080, Protocol: model.ProtocolHTTP, ProtocolDeclared: true},
 			}},
 			{Key: key("legacy"), Selector: map[string]string{"app": "legacy"}, Ports: []model.ServicePort{
@@ -89,6 +90,7 @@ func TestCaptureChains(t *testing.T) {
 		"outbound|5432|pod.db-0|db.shop.svc.cluster.local",
 		"outbound|7000|pod.db-1|db.shop.svc.cluster.local|http",
 		"outbound|80|pod.web-0|web.shop.svc.cluster.local",
+		"outbound|80||web.shop.svc.cluster.local",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("outbound chains lack %q:\n%s", want, got)
@@ -96,6 +98,9 @@ func TestCaptureChains(t *testing.T) {
 	}
 	if strings.Contains(got, "legacy") || strings.Contains(got, "5432|pod.db-0|db.shop.svc.cluster.local|http") {
 		t.Errorf("unexpected chains:\n%s", got)
+	}
+	if !slices.Contains(res.Deps, AllServicesKey) {
+		t.Errorf("deps %q lack %q: a new Service must rebuild a capturing sidecar", res.Deps, AllServicesKey)
 	}
 	if out.DefaultFilterChain.GetName() != PassthroughCluster {
 		t.Errorf("default chain %q", out.DefaultFilterChain.GetName())
