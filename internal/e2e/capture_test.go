@@ -67,7 +67,7 @@ const proxyMark = "1337"
 //     x-forwarded-client-cert;
 //   - PERMISSIVE accepts plaintext from a client outside the mesh, STRICT
 //     refuses it (and still accepts the mesh client);
-//   - a gRPC bidirectional stream, with its trailer, goes through both
+//   - an HTTP/1.1 Upgrade and a gRPC bidirectional stream, with its trailer, goes through both
 //     sidecars;
 //   - a server-first protocol works on a declared TCP port and, after the
 //     bounded protocol detection wait, on a port with no declared
@@ -150,6 +150,14 @@ func TestTransparentCapture(t *testing.T) {
 	eventually(t, 30*time.Second, "mesh client, gRPC stream", func() error {
 		out, err := fromClient("grpc", webIP+":9090")
 		if err != nil || out != "trailer=clean" {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	// HTTP/1.1 Upgrade (as WebSocket does) through both sidecars.
+	eventually(t, 30*time.Second, "mesh client, HTTP/1.1 Upgrade", func() error {
+		out, err := fromClient("upgrade", webIP+":8080")
+		if err != nil || out != "echo: ping\n" {
 			return fmt.Errorf("%v: %q", err, out)
 		}
 		return nil

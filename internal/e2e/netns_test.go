@@ -59,6 +59,7 @@ func TestMain(m *testing.M) {
 //	get URL                                      prints "STATUS BODY"
 //	banner ADDR                                  prints the first line the server sends
 //	grpc ADDR                                    a bidirectional stream; prints its trailer
+//	upgrade ADDR                                 an HTTP/1.1 Upgrade; prints the echo of "ping"
 func runRole(ctx context.Context, role string, args []string) error {
 	switch role {
 	case "control":
@@ -79,6 +80,29 @@ func runRole(ctx context.Context, role string, args []string) error {
 		return nil
 	case "grpc":
 		return roleGRPCClient(ctx, args[0])
+	case "upgrade":
+		conn, err := net.DialTimeout("tcp", args[0], 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		fmt.Fprint(conn, "ping\n")
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		fmt.Print(line)
+		return nil
 	case "banner":
 		conn, err := net.DialTimeout("tcp", args[0], 10*time.Second)
 		if err != nil {
@@ -140,6 +164,24 @@ func roleApp(ctx context.Context, args []string) error {
 		lns = append(lns, ln)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "echo" {
+			// After 101 the connection echoes lines.
+			conn, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			fmt.Fprint(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			rw.Flush()
+			for {
+				line, err := rw.ReadString('\n')
+				if err != nil {
+					return
+				}
+				fmt.Fprint(rw, "echo: "+line)
+				rw.Flush()
+			}
+		}
 		json.NewEncoder(w).Encode(map[string]string{"xfcc": r.Header.Get("X-Forwarded-Client-Cert"), "via": r.Header.Get("X-Via")})
 	}), ReadHeaderTimeout: 10 * time.Second}
 	gs := grpc.NewServer()
