@@ -67,8 +67,9 @@ const proxyMark = "1337"
 //     x-forwarded-client-cert;
 //   - PERMISSIVE accepts plaintext from a client outside the mesh, STRICT
 //     refuses it (and still accepts the mesh client);
-//   - an HTTP/1.1 Upgrade and a gRPC bidirectional stream, with its trailer, goes through both
-//     sidecars;
+//   - an HTTP/1.1 Upgrade, and a gRPC bidirectional stream with its
+//     trailer, go through both sidecars;
+//   - a Service's ClusterIP is routed by the HTTPRoute attached to it;
 //   - a server-first protocol works on a declared TCP port and, after the
 //     bounded protocol detection wait, on a port with no declared
 //     protocol, from the mesh client and from outside;
