@@ -390,7 +390,7 @@ func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 	key := model.Key{Namespace: o.Namespace, Name: o.Name}
 	switch o.Kind {
 	case "Service":
-		return []string{translate.ServiceKey(key), translate.NamespaceKey(o.Namespace)}
+		return []string{translate.ServiceKey(key), translate.NamespaceKey(o.Namespace), translate.AllServicesKey}
 	case "Workload":
 		cfg, err := cp.models.Model([]*resource.Object{o})
 		if err != nil || len(cfg.Workloads) != 1 {
@@ -762,6 +762,9 @@ func proxyOf(id string, m *nodemeta.Metadata) *model.Proxy {
 		Workload:        workloadOf(m),
 		OutboundAddress: m.OutboundAddress,
 		AppAddress:      m.AppAddress,
+
+		OutboundCapturePort: m.OutboundCapturePort,
+		InboundCapturePort:  m.InboundCapturePort,
 	}
 	if ns, name, ok := strings.Cut(m.Gateway, "/"); ok {
 		p.Gateway = model.Key{Namespace: ns, Name: name}

@@ -133,6 +133,9 @@ type Service struct {
 	Ports    []ServicePort
 	// Headless services (clusterIP: None) are addressed per endpoint.
 	Headless bool
+	// ClusterIPs are the service's virtual addresses (spec.clusterIPs),
+	// which sidecars with transparent capture route by.
+	ClusterIPs []string
 	// ExternalName is set for a Service of type ExternalName: a DNS name
 	// outside the mesh.
 	ExternalName string

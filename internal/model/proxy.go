@@ -36,6 +36,11 @@ type Proxy struct {
 	OutboundAddress string
 	// AppAddress is where the sidecar reaches its app's ports.
 	AppAddress string
+	// OutboundCapturePort and InboundCapturePort are the sidecar's
+	// transparent capture listeners (the capture rules redirect the
+	// workload's traffic there); zero: the explicit mode only.
+	OutboundCapturePort uint32
+	InboundCapturePort  uint32
 }
 
 // Upstream binds a local port of the sidecar to a service port.

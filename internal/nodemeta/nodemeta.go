@@ -62,6 +62,12 @@ type Metadata struct {
 	// OutboundAddress is where explicit outbound listeners bind (default
 	// 127.0.0.1). Sidecars only.
 	OutboundAddress string `json:"outboundAddress,omitempty"`
+	// OutboundCapturePort and InboundCapturePort are where the sidecar's
+	// capture listeners bind when `trellis-proxy init` redirects the
+	// workload's outbound and inbound traffic to them (15001 and 15006 by
+	// default); zero: no capture, the explicit mode. Sidecars only.
+	OutboundCapturePort uint32 `json:"outboundCapturePort,omitempty"`
+	InboundCapturePort  uint32 `json:"inboundCapturePort,omitempty"`
 	// Upstreams are the explicit outbound listeners the app calls. For a
 	// gRPC application they name services it calls besides the gRPC
 	// services of its own namespace, and have no LocalPort.
@@ -149,6 +155,9 @@ func (m *Metadata) Validate() error {
 	switch m.Kind {
 	case KindSidecar:
 	case KindGateway:
+		if m.OutboundCapturePort != 0 || m.InboundCapturePort != 0 {
+			bad("outboundCapturePort", "a gateway captures no traffic; leave the capture ports out")
+		}
 		ns, name, ok := strings.Cut(m.Gateway, "/")
 		if !ok || ns == "" || name == "" {
 			bad("gateway", "%q is not NAMESPACE/NAME", m.Gateway)
@@ -162,6 +171,7 @@ func (m *Metadata) Validate() error {
 		}{
 			{"meshPort", m.MeshPort != 0}, {"appAddress", m.AppAddress != ""},
 			{"outboundAddress", m.OutboundAddress != ""}, {"gateway", m.Gateway != ""},
+			{"outboundCapturePort", m.OutboundCapturePort != 0}, {"inboundCapturePort", m.InboundCapturePort != 0},
 		} {
 			if f.set {
 				bad(f.name, "a gRPC application (kind %q) has no sidecar; leave it out", KindGRPC)
@@ -193,8 +203,10 @@ func (m *Metadata) Validate() error {
 		}
 		seen[p.Port] = true
 	}
-	if m.MeshPort > 65535 {
-		bad("meshPort", "%d is not a port number", m.MeshPort)
+	for field, v := range map[string]uint32{"meshPort": m.MeshPort, "outboundCapturePort": m.OutboundCapturePort, "inboundCapturePort": m.InboundCapturePort} {
+		if v > 65535 {
+			bad(field, "%d is not a port number", v)
+		}
 	}
 	local := map[uint32]bool{}
 	for i, u := range m.Upstreams {

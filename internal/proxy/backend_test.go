@@ -976,11 +976,6 @@ func TestBackendPolicyConfigRefused(t *testing.T) {
 			c.LbPolicy = clusterv3.Cluster_RING_HASH
 			c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{HashFunction: clusterv3.Cluster_RingHashLbConfig_MURMUR_HASH_2}}
 		}, "MURMUR_HASH_2"},
-		"http2 upstream": {func(c *clusterv3.Cluster) {
-			c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsKey: mustAny(t, &upstreamhttpv3.HttpProtocolOptions{
-				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}})}
-		}, "http_protocol_options (HTTP/1.1) is required"},
 		"slow start": {func(c *clusterv3.Cluster) {
 			c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{UpdateMergeWindow: durationpb.New(time.Second)}
 		}, "update_merge_window"},

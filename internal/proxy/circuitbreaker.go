@@ -265,7 +265,7 @@ func (c *cluster) dialContext(ctx context.Context, network, addr string) (net.Co
 	if err != nil {
 		return nil, err
 	}
-	conn, err := (&net.Dialer{Timeout: c.connectTimeout, KeepAlive: keepAlive}).DialContext(ctx, network, addr)
+	conn, err := (&net.Dialer{Timeout: c.connectTimeout, KeepAlive: keepAlive, Control: markControl(c.mark)}).DialContext(ctx, network, addr)
 	if err != nil {
 		release()
 		return nil, err

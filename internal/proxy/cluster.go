@@ -41,6 +41,11 @@ const keepAlive = 30 * time.Second
 // cluster is a compiled Cluster: its endpoints, how to reach them and how
 // to balance and limit requests over them.
 type cluster struct {
+	// origDst: an ORIGINAL_DST cluster, whose connections go where they
+	// were headed before the capture rules redirected them.
+	origDst bool
+	// mark is the SO_MARK of upstream sockets (Options.SocketMark).
+	mark uint32
 	name string
 	// src is the Cluster it was compiled from; an identical update keeps
 	// the running cluster.
@@ -48,6 +53,8 @@ type cluster struct {
 	edsName        string // "" for a static cluster
 	connectTimeout time.Duration
 	idleTimeout    time.Duration
+	// http2: requests go upstream over HTTP/2 (h2c in plaintext).
+	http2 bool
 	// defaultTLS is the cluster's transport socket; nil means plaintext.
 	defaultTLS *upstreamTLS
 	matches    []socketMatch
@@ -99,7 +106,8 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		"typed_extension_protocol_options"); err != nil {
 		return nil, err
 	}
-	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]*http.Transport{}, warm: make(chan struct{})}
+	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]*http.Transport{}, warm: make(chan struct{}),
+		mark: p.opts.SocketMark}
 	if d := c.GetConnectTimeout(); d != nil {
 		out.connectTimeout = d.AsDuration()
 	}
@@ -113,7 +121,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 	if out.od, err = compileOutlierDetection(c.GetOutlierDetection()); err != nil {
 		return nil, fmt.Errorf("outlier_detection: %w", err)
 	}
-	if out.idleTimeout, err = compileProtocolOptions(c.GetTypedExtensionProtocolOptions()); err != nil {
+	if out.idleTimeout, out.http2, err = compileProtocolOptions(c.GetTypedExtensionProtocolOptions()); err != nil {
 		return nil, err
 	}
 	if c.GetTransportSocket() != nil {
@@ -141,6 +149,14 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 			return nil, fmt.Errorf("load_assignment: %w", err)
 		}
 		out.setAssignment(a)
+	case clusterv3.Cluster_ORIGINAL_DST:
+		// Connections go where they were headed (tcp.go); there are no
+		// endpoints to balance over.
+		if c.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED || c.GetLoadAssignment() != nil || c.GetEdsClusterConfig() != nil {
+			return nil, errors.New("an ORIGINAL_DST cluster needs lb_policy CLUSTER_PROVIDED and no endpoints")
+		}
+		out.origDst = true
+		out.warmOnce.Do(func() { close(out.warm) })
 	case clusterv3.Cluster_EDS:
 		if c.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
 			return nil, errors.New("eds_cluster_config must take endpoints from ADS")
@@ -150,7 +166,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 			out.edsName = c.GetName()
 		}
 	default:
-		return nil, fmt.Errorf("type %s is not supported (STATIC and EDS are)", c.GetType())
+		return nil, fmt.Errorf("type %s is not supported (STATIC, EDS and ORIGINAL_DST are)", c.GetType())
 	}
 	return out, nil
 }
@@ -165,6 +181,10 @@ func (c *cluster) compileLB(pc *clusterv3.Cluster) error {
 		c.lb.policy = lbLeastRequest
 	case clusterv3.Cluster_RING_HASH:
 		c.lb.policy = lbRingHash
+	case clusterv3.Cluster_CLUSTER_PROVIDED:
+		if pc.GetType() != clusterv3.Cluster_ORIGINAL_DST {
+			return errors.New("lb_policy CLUSTER_PROVIDED needs type ORIGINAL_DST")
+		}
 	default:
 		return fmt.Errorf("lb_policy %s is not supported (ROUND_ROBIN, LEAST_REQUEST and RING_HASH are)", pc.GetLbPolicy())
 	}
@@ -474,7 +494,7 @@ var errNoHealthyUpstream = errors.New("no healthy upstream")
 // dial connects to an endpoint, over mTLS if its transport socket says
 // so.
 func (c *cluster) dial(ctx context.Context, ep *endpoint) (net.Conn, error) {
-	d := &net.Dialer{Timeout: c.connectTimeout}
+	d := &net.Dialer{Timeout: c.connectTimeout, Control: markControl(c.mark)}
 	if ep.tls == nil {
 		return d.DialContext(ctx, "tcp", ep.addr)
 	}
@@ -500,6 +520,17 @@ func (c *cluster) transport(t *upstreamTLS) *http.Transport {
 	if t != nil {
 		tr.TLSClientConfig = t.config
 		tr.TLSHandshakeTimeout = c.connectTimeout
+	}
+	if c.http2 {
+		var protos http.Protocols
+		if t != nil {
+			protos.SetHTTP2(true)
+			tr.TLSClientConfig = t.config.Clone()
+			tr.TLSClientConfig.NextProtos = []string{"h2"}
+		} else {
+			protos.SetUnencryptedHTTP2(true)
+		}
+		tr.Protocols = &protos
 	}
 	c.transports[t] = tr
 	return tr

@@ -6,7 +6,9 @@
 // keeps serving its last good config.
 //
 //	control plane ══ADS══► xdsclient ──Apply──► Proxy
-//	                                              ├─ listeners (accept, TLS by SNI, filter chains)
+//	                                              ├─ listeners (accept; listener filters: original_dst,
+//	                                              │    tls_inspector, http_inspector (inspect.go);
+//	                                              │    filter chain match; TLS)
 //	                                              │    ├─ network filters (RBAC) per connection
 //	                                              │    ├─ HTTP connection manager: path normalization,
 //	                                              │    │    HTTP filters (fault, RBAC, CORS, local rate limit),
@@ -32,6 +34,16 @@
 // Every request and TCP connection is counted and logged (telemetry.go,
 // accesslog.go, trace.go); the stats port serves the metrics and forwards
 // kubelet probes to the app (statsport.go).
+//
+// Listeners follow Envoy's filter chain match (destination port,
+// destination address, server name, transport protocol, application
+// protocols) with a default chain; the inspectors peek at the first bytes
+// within listener_filters_timeout and replay them. Transparent capture
+// rests on the original destination (SO_ORIGINAL_DST, origdst_linux.go)
+// and ORIGINAL_DST clusters; Options.SocketMark marks the proxy's own
+// connections so that the capture rules let them through. HTTP/1.1 and
+// HTTP/2 (ALPN h2 over mTLS, h2c in plaintext) are served downstream;
+// clusters with http2_protocol_options speak HTTP/2 upstream.
 //
 // Config is applied per xDS type and swapped atomically: connections in
 // flight keep the config they started with. The package never imports the

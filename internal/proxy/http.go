@@ -46,7 +46,8 @@ func randInt64n(n int64) int64 {
 // the connection's server name no longer leads to an HTTP chain, the
 // connection is closed.
 func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	serverName, _ := r.Context().Value(serverNameKey{}).(string)
+	m, _ := r.Context().Value(connMatchKey{}).(connMatch)
+	serverName := m.serverName
 	p := l.p
 	rec := recordPool.Get().(*httpRecord)
 	*rec = httpRecord{w: w, start: time.Now(), inbound: isInbound(l.name)}
@@ -66,7 +67,7 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.body = &countingBody{ReadCloser: r.Body}
 		r.Body = rec.body
 	}
-	chain := l.cfg.Load().chainFor(serverName)
+	chain := l.cfg.Load().match(m)
 	if chain == nil || chain.hcm == nil {
 		s.setFlag(flagNoRoute)
 		w.Header().Set("Connection", "close")
@@ -169,6 +170,10 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The Host (authority) is preserved unless the route rewrites it.
 			pr.Out.Host = pr.In.Host
+			// As Envoy does (proxy_100_continue off), the proxy answers
+			// Expect: 100-continue itself, when the body is first read,
+			// and does not pass it on.
+			pr.Out.Header.Del("Expect")
 			if host := rt.RewriteHost(picked); host != "" {
 				pr.Out.Host = host
 			}

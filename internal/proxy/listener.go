@@ -7,17 +7,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/proxy/route"
 )
@@ -30,14 +35,81 @@ type listenerConfig struct {
 	name   string
 	addr   string
 	chains []*filterChain
-	// inspectTLS: connections are TLS and chains are chosen by SNI.
-	inspectTLS bool
+	// defaultChain takes connections no chain matches; nil closes them.
+	defaultChain *filterChain
+	// The listener filters (inspect.go): origDst recovers the destination
+	// of redirected connections; inspectTLS and inspectHTTP peek at the
+	// first bytes, for at most filtersTimeout, after which the connection
+	// is closed unless continueOnTimeout.
+	origDst, inspectTLS, inspectHTTP bool
+	filtersTimeout                   time.Duration
+	continueOnTimeout                bool
+	// tlsOff and httpOff are the inspectors' filter_disabled predicates
+	// over the destination port; nil: never disabled.
+	tlsOff, httpOff func(port uint32) bool
+}
+
+// compilePredicate compiles a ListenerFilterChainMatchPredicate over the
+// destination port.
+func compilePredicate(pr *listenerv3.ListenerFilterChainMatchPredicate) (func(uint32) bool, error) {
+	switch r := pr.GetRule().(type) {
+	case *listenerv3.ListenerFilterChainMatchPredicate_AnyMatch:
+		return func(uint32) bool { return true }, nil
+	case *listenerv3.ListenerFilterChainMatchPredicate_DestinationPortRange:
+		lo, hi := uint32(r.DestinationPortRange.GetStart()), uint32(r.DestinationPortRange.GetEnd())
+		return func(p uint32) bool { return p >= lo && p < hi }, nil
+	case *listenerv3.ListenerFilterChainMatchPredicate_NotMatch:
+		f, err := compilePredicate(r.NotMatch)
+		if err != nil {
+			return nil, err
+		}
+		return func(p uint32) bool { return !f(p) }, nil
+	case *listenerv3.ListenerFilterChainMatchPredicate_OrMatch, *listenerv3.ListenerFilterChainMatchPredicate_AndMatch:
+		var rules []*listenerv3.ListenerFilterChainMatchPredicate
+		and := false
+		if o, ok := r.(*listenerv3.ListenerFilterChainMatchPredicate_OrMatch); ok {
+			rules = o.OrMatch.GetRules()
+		} else {
+			rules, and = r.(*listenerv3.ListenerFilterChainMatchPredicate_AndMatch).AndMatch.GetRules(), true
+		}
+		var fs []func(uint32) bool
+		for _, sub := range rules {
+			f, err := compilePredicate(sub)
+			if err != nil {
+				return nil, err
+			}
+			fs = append(fs, f)
+		}
+		return func(p uint32) bool {
+			for _, f := range fs {
+				if f(p) != and {
+					return !and
+				}
+			}
+			return and
+		}, nil
+	default:
+		return nil, fmt.Errorf("filter_disabled: %T is not supported (any_match, destination_port_range, not_match, or_match, and_match are)", r)
+	}
+}
+
+// defaultFiltersTimeout is Envoy's listener_filters_timeout default.
+const defaultFiltersTimeout = 15 * time.Second
+
+// chainMatch is a compiled filter_chain_match; zero fields match
+// anything.
+type chainMatch struct {
+	port        uint32
+	prefixes    []netip.Prefix
+	serverNames []string
+	transport   string
+	protocols   []string
 }
 
 // filterChain is one way to handle a connection.
 type filterChain struct {
-	name        string
-	serverNames []string
+	name  string
+	match chainMatch
 	// tls terminates downstream mTLS; nil means plaintext.
 	tls *tls.Config
 	// connFilters run on each new connection before hcm or tcp
@@ -127,54 +199,142 @@ func compileTCPProxy(f *tcpproxyv3.TcpProxy) (*tcpProxy, error) {
 }
 
 func (p *Proxy) compileListener(l *listenerv3.Listener) (*listenerConfig, error) {
-	if err := unsupported(l, "name", "address", "filter_chains", "listener_filters"); err != nil {
+	if err := unsupported(l, "name", "address", "filter_chains", "listener_filters", "listener_filters_timeout",
+		"continue_on_listener_filters_timeout", "default_filter_chain"); err != nil {
 		return nil, err
 	}
 	sa := l.GetAddress().GetSocketAddress()
 	if sa == nil || sa.GetPortValue() == 0 {
 		return nil, errors.New("address: a socket address with a port is required")
 	}
-	lc := &listenerConfig{name: l.GetName(), addr: net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))}
+	lc := &listenerConfig{
+		name: l.GetName(), addr: net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)),
+		filtersTimeout: defaultFiltersTimeout, continueOnTimeout: l.GetContinueOnListenerFiltersTimeout(),
+	}
+	if sa.GetIpv4Compat() {
+		if a, err := netip.ParseAddr(sa.GetAddress()); err != nil || !a.IsUnspecified() || !a.Is6() {
+			return nil, errors.New("address: ipv4_compat is supported on :: only")
+		}
+		// Both families where the host has IPv6, IPv4 where it has not.
+		lc.addr = ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10)
+	}
+	if d := l.GetListenerFiltersTimeout(); d != nil {
+		// Zero disables the timeout in Envoy; here it is bounded anyway.
+		if lc.filtersTimeout = d.AsDuration(); lc.filtersTimeout <= 0 {
+			lc.filtersTimeout = defaultFiltersTimeout
+		}
+	}
 	for i, f := range l.GetListenerFilters() {
 		msg, err := f.GetTypedConfig().UnmarshalNew()
 		if err != nil {
 			return nil, fmt.Errorf("listener_filters[%d]: %w", i, err)
 		}
-		if _, ok := msg.(*tlsinspectorv3.TlsInspector); !ok {
-			return nil, fmt.Errorf("listener_filters[%d]: %T is not supported (TlsInspector is)", i, msg)
+		if err := unsupported(f, "name", "typed_config", "filter_disabled"); err != nil {
+			return nil, fmt.Errorf("listener_filters[%d]: %w", i, err)
 		}
-		lc.inspectTLS = true
+		var off func(uint32) bool
+		if d := f.GetFilterDisabled(); d != nil {
+			if off, err = compilePredicate(d); err != nil {
+				return nil, fmt.Errorf("listener_filters[%d]: %w", i, err)
+			}
+		}
+		switch msg.(type) {
+		case *tlsinspectorv3.TlsInspector:
+			lc.inspectTLS, lc.tlsOff = true, off
+		case *httpinspectorv3.HttpInspector:
+			lc.inspectHTTP, lc.httpOff = true, off
+		case *origdstv3.OriginalDst:
+			if off != nil {
+				return nil, fmt.Errorf("listener_filters[%d]: filter_disabled is not supported on original_dst", i)
+			}
+			lc.origDst = true
+		default:
+			return nil, fmt.Errorf("listener_filters[%d]: %T is not supported (TlsInspector, HttpInspector and OriginalDst are)", i, msg)
+		}
+		if err := unsupported(msg); err != nil {
+			return nil, fmt.Errorf("listener_filters[%d]: %w", i, err)
+		}
 	}
-	if len(l.GetFilterChains()) == 0 {
+	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
 		return nil, errors.New("filter_chains: at least one is required")
 	}
+	seen := make([]*listenerv3.FilterChainMatch, 0, len(l.GetFilterChains()))
 	for i, fc := range l.GetFilterChains() {
-		ch, err := p.compileChain(fc)
+		ch, err := p.compileChain(fc, lc)
 		if err != nil {
 			return nil, fmt.Errorf("filter_chains[%d]: %w", i, err)
 		}
-		if lc.inspectTLS != (ch.tls != nil) {
-			return nil, fmt.Errorf("filter_chains[%d]: a listener is either all TLS (with the tls_inspector) or all plaintext", i)
+		for j, m := range seen {
+			if proto.Equal(m, fc.GetFilterChainMatch()) {
+				return nil, fmt.Errorf("filter_chains[%d]: the same filter_chain_match as filter_chains[%d]", i, j)
+			}
 		}
+		seen = append(seen, fc.GetFilterChainMatch())
 		lc.chains = append(lc.chains, ch)
 	}
-	if !lc.inspectTLS && len(lc.chains) > 1 {
-		return nil, errors.New("filter_chains: a plaintext listener has exactly one chain")
+	if d := l.GetDefaultFilterChain(); d != nil {
+		if d.GetFilterChainMatch() != nil {
+			return nil, errors.New("default_filter_chain: filter_chain_match is not allowed")
+		}
+		ch, err := p.compileChain(d, lc)
+		if err != nil {
+			return nil, fmt.Errorf("default_filter_chain: %w", err)
+		}
+		lc.defaultChain = ch
 	}
 	return lc, nil
 }
 
-func (p *Proxy) compileChain(fc *listenerv3.FilterChain) (*filterChain, error) {
+// compileMatch reads a filter_chain_match; what it matches on must be
+// something the listener's filters find out.
+func compileMatch(m *listenerv3.FilterChainMatch, lc *listenerConfig) (chainMatch, error) {
+	var out chainMatch
+	if m == nil {
+		return out, nil
+	}
+	if err := unsupported(m, "destination_port", "prefix_ranges", "server_names", "transport_protocol", "application_protocols"); err != nil {
+		return out, err
+	}
+	out.port = m.GetDestinationPort().GetValue()
+	for i, r := range m.GetPrefixRanges() {
+		a, err := netip.ParseAddr(r.GetAddressPrefix())
+		if err != nil {
+			return out, fmt.Errorf("prefix_ranges[%d]: %w", i, err)
+		}
+		bits := a.BitLen()
+		if r.GetPrefixLen() != nil {
+			bits = int(r.GetPrefixLen().GetValue())
+		}
+		pfx, err := a.Prefix(bits)
+		if err != nil {
+			return out, fmt.Errorf("prefix_ranges[%d]: %w", i, err)
+		}
+		out.prefixes = append(out.prefixes, pfx)
+	}
+	out.serverNames = m.GetServerNames()
+	out.transport = m.GetTransportProtocol()
+	out.protocols = m.GetApplicationProtocols()
+	switch {
+	case out.transport != "" && out.transport != transportTLS && out.transport != transportRaw:
+		return out, fmt.Errorf("transport_protocol %q: want %q or %q", out.transport, transportTLS, transportRaw)
+	case (len(out.serverNames) > 0 || out.transport != "") && !lc.inspectTLS:
+		return out, errors.New("server_names and transport_protocol need the tls_inspector listener filter")
+	case len(out.protocols) > 0 && !lc.inspectTLS && !lc.inspectHTTP:
+		return out, errors.New("application_protocols need the tls_inspector or http_inspector listener filter")
+	}
+	return out, nil
+}
+
+func (p *Proxy) compileChain(fc *listenerv3.FilterChain, lc *listenerConfig) (*filterChain, error) {
 	if err := unsupported(fc, "name", "filter_chain_match", "filters", "transport_socket"); err != nil {
 		return nil, err
 	}
 	ch := &filterChain{name: fc.GetName()}
-	if m := fc.GetFilterChainMatch(); m != nil {
-		if err := unsupported(m, "server_names"); err != nil {
-			return nil, err
-		}
-		ch.serverNames = m.GetServerNames()
+	m, err := compileMatch(fc.GetFilterChainMatch(), lc)
+	if err != nil {
+		return nil, fmt.Errorf("filter_chain_match: %w", err)
 	}
+	ch.match = m
 	if ts := fc.GetTransportSocket(); ts != nil {
 		msg, err := ts.GetTypedConfig().UnmarshalNew()
 		if err != nil {
@@ -226,6 +386,11 @@ func (p *Proxy) compileChain(fc *listenerv3.FilterChain) (*filterChain, error) {
 	default:
 		return nil, fmt.Errorf("filters[%d]: %T is not supported", last, msg)
 	}
+	if ch.tls != nil && ch.hcm != nil {
+		// The connection manager speaks HTTP/2 or HTTP/1.1, as the client
+		// negotiates.
+		ch.tls.NextProtos = []string{"h2", "http/1.1"}
+	}
 	return ch, nil
 }
 
@@ -237,6 +402,8 @@ func compileHCM(h *hcmv3.HttpConnectionManager) (*httpConnManager, error) {
 	}
 	out := &httpConnManager{statPrefix: h.GetStatPrefix(), useRemoteAddress: h.GetUseRemoteAddress().GetValue()}
 	if h.GetCodecType() != hcmv3.HttpConnectionManager_AUTO && h.GetCodecType() != hcmv3.HttpConnectionManager_HTTP1 {
+		// HTTP/1.1 and HTTP/2 are told apart per connection (ALPN, the
+		// HTTP/2 preface).
 		return nil, fmt.Errorf("codec_type %s is not supported yet", h.GetCodecType())
 	}
 	var err error
@@ -275,40 +442,100 @@ func compileHCM(h *hcmv3.HttpConnectionManager) (*httpConnManager, error) {
 	return out, nil
 }
 
-// chainFor returns the chain the listener's current config gives a
-// connection accepted with serverName.
-func (lc *listenerConfig) chainFor(serverName string) *filterChain {
-	if lc.inspectTLS {
-		return lc.match(serverName)
+// match chooses the filter chain of a connection as Envoy does, narrowing
+// the candidates by one criterion after another: destination port,
+// destination address (longest prefix), server name (exact, then longest
+// wildcard such as *.example.com), transport protocol, application
+// protocols. At each step the chains that name a matching value win over
+// those that leave the criterion unset; a connection no chain matches
+// goes to the default chain, if there is one.
+func (lc *listenerConfig) match(m connMatch) *filterChain {
+	var dst netip.AddrPort
+	if m.dst != nil {
+		dst, _ = netip.ParseAddrPort(m.dst.String())
 	}
-	return lc.chains[0]
-}
-
-// match chooses the filter chain for a server name, as Envoy does: an
-// exact server name, else the longest matching wildcard (*.example.com),
-// else a chain with no server names.
-func (lc *listenerConfig) match(serverName string) *filterChain {
-	var best *filterChain
-	bestLen := -1
-	for _, ch := range lc.chains {
-		if len(ch.serverNames) == 0 {
-			if bestLen < 0 {
-				best, bestLen = ch, 0
-			}
-			continue
+	addr := dst.Addr().Unmap()
+	cands := lc.chains
+	cands = narrow(cands, func(c chainMatch) (int, bool) {
+		if c.port == 0 {
+			return -1, false
 		}
-		for _, n := range ch.serverNames {
+		return 0, c.port == uint32(dst.Port())
+	})
+	cands = narrow(cands, func(c chainMatch) (int, bool) {
+		if len(c.prefixes) == 0 {
+			return -1, false
+		}
+		best, ok := -2, false
+		for _, p := range c.prefixes {
+			if addr.IsValid() && p.Contains(addr) && p.Bits() > best {
+				best, ok = p.Bits(), true
+			}
+		}
+		return best, ok
+	})
+	cands = narrow(cands, func(c chainMatch) (int, bool) {
+		if len(c.serverNames) == 0 {
+			return -1, false
+		}
+		best, ok := -2, false
+		for _, n := range c.serverNames {
 			switch {
-			case n == serverName:
-				return ch
-			case len(n) > 1 && n[0] == '*' && len(serverName) > len(n)-1 && serverName[len(serverName)-len(n)+1:] == n[1:]:
-				if len(n) > bestLen {
-					best, bestLen = ch, len(n)
+			case n == m.serverName:
+				return 1 << 20, true
+			case len(n) > 1 && n[0] == '*' && len(m.serverName) > len(n)-1 && m.serverName[len(m.serverName)-len(n)+1:] == n[1:]:
+				if len(n) > best {
+					best, ok = len(n), true
 				}
 			}
 		}
+		return best, ok
+	})
+	cands = narrow(cands, func(c chainMatch) (int, bool) {
+		if c.transport == "" {
+			return -1, false
+		}
+		return 0, c.transport == m.transport
+	})
+	cands = narrow(cands, func(c chainMatch) (int, bool) {
+		if len(c.protocols) == 0 {
+			return -1, false
+		}
+		for _, p := range c.protocols {
+			if slices.Contains(m.protocols, p) {
+				return 0, true
+			}
+		}
+		return 0, false
+	})
+	if len(cands) == 0 {
+		return lc.defaultChain
 	}
-	return best
+	return cands[0]
+}
+
+// narrow keeps the chains whose criterion matches with the best score, or
+// when none does, those that leave it unset (score -1, not ok); a chain
+// that sets the criterion to something else reports another score, not
+// ok.
+func narrow(chains []*filterChain, score func(chainMatch) (int, bool)) []*filterChain {
+	var matched, unset []*filterChain
+	best := -1
+	for _, ch := range chains {
+		s, ok := score(ch.match)
+		switch {
+		case ok && s > best:
+			matched, best = []*filterChain{ch}, s
+		case ok && s == best:
+			matched = append(matched, ch)
+		case !ok && s == -1:
+			unset = append(unset, ch)
+		}
+	}
+	if len(matched) > 0 {
+		return matched
+	}
+	return unset
 }
 
 // listener is a bound socket and the config its connections follow.
@@ -321,18 +548,18 @@ type listener struct {
 
 	http   *http.Server
 	httpLn *connQueue
-	// serverNames maps a connection to the server name it was accepted
-	// with, until the HTTP server takes it.
-	serverNames sync.Map
-	mu          sync.Mutex
-	tcp         map[net.Conn]struct{}
-	closing     bool
-	done        chan struct{}
+	// matches maps a connection to what its filter chain was chosen by,
+	// until the HTTP server takes it.
+	matches sync.Map
+	mu      sync.Mutex
+	tcp     map[net.Conn]struct{}
+	closing bool
+	done    chan struct{}
 }
 
-// serverNameKey carries a connection's TLS server name into its requests'
-// context.
-type serverNameKey struct{}
+// connMatchKey carries what a connection's filter chain was chosen by
+// into its requests' context.
+type connMatchKey struct{}
 
 func (p *Proxy) startListener(lc *listenerConfig) (*listener, error) {
 	ln, err := net.Listen("tcp", lc.addr)
@@ -342,15 +569,22 @@ func (p *Proxy) startListener(lc *listenerConfig) (*listener, error) {
 	l := &listener{p: p, name: lc.name, addr: lc.addr, ln: ln, tcp: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	l.cfg.Store(lc)
 	l.httpLn = newConnQueue(ln.Addr())
+	// HTTP/1.1 and HTTP/2: over TLS as ALPN negotiates it, in plaintext
+	// with prior knowledge (h2c).
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
 	l.http = &http.Server{
+		Protocols:         &protos,
 		Handler:           http.HandlerFunc(l.serveHTTP),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          nil,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			ctx = withConnPeer(ctx)
-			if sn, ok := l.serverNames.LoadAndDelete(c); ok {
-				return context.WithValue(ctx, serverNameKey{}, sn)
+			if m, ok := l.matches.LoadAndDelete(c); ok {
+				return context.WithValue(ctx, connMatchKey{}, m)
 			}
 			return ctx
 		},
@@ -377,8 +611,10 @@ func (l *listener) accept() {
 	}
 }
 
-// handle runs one downstream connection: the TLS handshake when the
-// listener terminates mTLS, then the chosen chain's filter.
+// handle runs one downstream connection: the listener filters (the
+// original destination, peeking at the first bytes), the filter chain
+// match, the TLS handshake when the chain terminates mTLS, then the
+// chain's filters.
 func (l *listener) handle(conn net.Conn) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -387,18 +623,43 @@ func (l *listener) handle(conn net.Conn) {
 		}
 	}()
 	lc := l.cfg.Load()
-	var chain *filterChain
-	var serverName string
-	if lc.inspectTLS {
-		tconn := tls.Server(conn, &tls.Config{
-			GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-				chain = lc.match(hello.ServerName)
-				if chain == nil {
-					return nil, fmt.Errorf("no filter chain for server name %q", hello.ServerName)
-				}
-				return chain.tls, nil
-			},
-		})
+	m := connMatch{dst: conn.LocalAddr(), transport: transportRaw}
+	if lc.origDst || lc.inspectTLS || lc.inspectHTTP {
+		dc := &downConn{Conn: conn, local: conn.LocalAddr()}
+		if lc.origDst {
+			if d, ok := originalDst(conn); ok {
+				dc.local = net.TCPAddrFromAddrPort(d)
+			}
+		}
+		port := uint32(0)
+		if a, ok := dc.local.(*net.TCPAddr); ok {
+			port = uint32(a.Port)
+		}
+		tlsOn := lc.inspectTLS && (lc.tlsOff == nil || !lc.tlsOff(port))
+		httpOn := lc.inspectHTTP && (lc.httpOff == nil || !lc.httpOff(port))
+		found, err := inspect(dc, tlsOn, httpOn, time.Now().Add(lc.filtersTimeout))
+		if err != nil && !(errors.Is(err, errInspectTimeout) && lc.continueOnTimeout) {
+			l.p.log.Debug("listener filters failed", "listener", l.name, "remote", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			return
+		}
+		m = found
+		m.dst = dc.local
+		if m.transport == "" {
+			// As in Envoy: what the tls_inspector did not find TLS is raw.
+			m.transport = transportRaw
+		}
+		conn = dc
+	}
+	chain := lc.match(m)
+	if chain == nil {
+		l.p.log.Debug("no filter chain matches", "listener", l.name, "remote", conn.RemoteAddr().String(),
+			"destination", m.dst.String(), "serverName", m.serverName, "transport", m.transport)
+		conn.Close()
+		return
+	}
+	if chain.tls != nil {
+		tconn := tls.Server(conn, chain.tls)
 		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 		err := tconn.HandshakeContext(ctx)
 		cancel()
@@ -408,9 +669,6 @@ func (l *listener) handle(conn net.Conn) {
 			return
 		}
 		conn = tconn
-		serverName = tconn.ConnectionState().ServerName
-	} else {
-		chain = lc.chainFor("")
 	}
 	if !l.connAllowed(chain, connInfoOf(conn)) {
 		if chain.tcp != nil {
@@ -421,9 +679,9 @@ func (l *listener) handle(conn net.Conn) {
 	}
 	switch {
 	case chain.hcm != nil:
-		l.serverNames.Store(conn, serverName)
+		l.matches.Store(conn, m)
 		if !l.httpLn.push(conn) {
-			l.serverNames.Delete(conn)
+			l.matches.Delete(conn)
 			conn.Close()
 		}
 	case chain.tcp != nil:

@@ -66,6 +66,10 @@ type Options struct {
 	// AppMetricsURL is where the app serves its own Prometheus metrics
 	// (http://HOST:PORT/PATH), appended to the proxy's; empty: none.
 	AppMetricsURL string
+	// SocketMark, when not zero, marks the proxy's upstream connections
+	// (SO_MARK), so that capture rules installed with the same mark
+	// (trellis-proxy init --proxy-mark) let them through.
+	SocketMark uint32
 	// StateOfTheWorld selects state-of-the-world xDS instead of the default,
 	// incremental (delta) xDS, in which the control plane sends only what
 	// changed.
@@ -208,6 +212,14 @@ func (p *Proxy) dial() (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(p.controlPlaneCreds()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {}}]}`),
+	}
+	if p.opts.SocketMark != 0 {
+		// The control plane connection is the proxy's own traffic too:
+		// the capture rules must let it through.
+		d := &net.Dialer{Control: markControl(p.opts.SocketMark)}
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}))
 	}
 	if len(p.controlPlanes) > 1 {
 		target = controlPlaneScheme + ":///control-planes"

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -33,25 +34,64 @@ func (p *Proxy) proxyTCP(l *listener, down net.Conn, t *tcpProxy) {
 		p.log.Warn("tcp proxy: cluster not found", "cluster", name)
 		return
 	}
-	c.waitWarm(context.Background())
-	up, release, err := c.connectTCP(context.Background())
-	if err != nil {
-		flags = flagUpstreamConnectFailure
-		if len(c.hosts.Load().all) == 0 {
-			flags = flagNoHealthyUpstream
+	var up net.Conn
+	var err error
+	if c.origDst {
+		up, err = p.dialOriginal(down, c)
+		if err != nil {
+			flags = flagUpstreamConnectFailure
+			p.log.Debug("tcp proxy: original destination unreachable", "cluster", name, "err", err)
+			return
 		}
-		p.log.Warn("tcp proxy: no upstream reachable", "cluster", name, "err", err)
-		return
+	} else {
+		c.waitWarm(context.Background())
+		var release func()
+		up, release, err = c.connectTCP(context.Background())
+		if err != nil {
+			flags = flagUpstreamConnectFailure
+			if len(c.hosts.Load().all) == 0 {
+				flags = flagNoHealthyUpstream
+			}
+			p.log.Warn("tcp proxy: no upstream reachable", "cluster", name, "err", err)
+			return
+		}
+		defer release()
 	}
 	upstream = up.RemoteAddr().String()
-	defer release()
 	defer up.Close()
+	// Bytes the listener filters peeked at go first; then the plain
+	// connection, so that the copy can splice.
+	if dc, ok := down.(*downConn); ok {
+		if len(dc.buf) > 0 {
+			if _, err := up.Write(dc.buf); err != nil {
+				return
+			}
+			dc.buf = nil
+		}
+		down = dc.Conn
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	// io.Copy between two *net.TCPConn uses splice; no wrapper in between.
 	go func() { defer wg.Done(); received = pipe(up, down) }()
 	go func() { defer wg.Done(); sent = pipe(down, up) }()
 	wg.Wait()
+}
+
+// errLoop refuses a passthrough connection whose destination is the
+// listener itself: the connection was not redirected.
+var errLoop = errors.New("the original destination is the listener itself")
+
+// dialOriginal connects to the destination a redirected connection was
+// headed for (an ORIGINAL_DST cluster): the downstream connection's local
+// address, which the original_dst listener filter restored.
+func (p *Proxy) dialOriginal(down net.Conn, c *cluster) (net.Conn, error) {
+	dst := down.LocalAddr()
+	if dc, ok := down.(*downConn); ok && dst.String() == dc.Conn.LocalAddr().String() {
+		return nil, errLoop
+	}
+	d := &net.Dialer{Timeout: c.connectTimeout, Control: markControl(p.opts.SocketMark)}
+	return d.Dial("tcp", dst.String())
 }
 
 // pipe copies src to dst, then half-closes dst so that the peer sees the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"trellis.dev/trellis/internal/capture"
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
@@ -40,6 +41,8 @@ type flags struct {
 	token, tokenFile, identityDir string
 	accessLog, statsAddress       string
 	readinessAddress, appMetrics  string
+	capture                       bool
+	socketMark                    uint32
 }
 
 // Run executes the trellis-proxy command line args.
@@ -104,6 +107,7 @@ user). Whoever can connect to the socket gets the workload's identity.`,
 	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usage.Errorf("%w\nsee 'trellis-proxy --help'", err)
 	})
+	c.AddCommand(initCommand(stdout, capture.ExecRunner))
 	fl := c.Flags()
 	fl.StringVar(&f.controlPlane, "control-plane", "127.0.0.1:15012", "control plane xDS and CA address HOST:PORT; several, comma-separated, are tried in order and the proxy moves to the next when one goes away")
 	fl.StringVar(&f.caBundle, "ca-bundle", "", "PEM file with the mesh's root certificate(s), to verify the control plane")
@@ -124,6 +128,10 @@ user). Whoever can connect to the socket gets the workload's identity.`,
 	fl.StringArrayVar(&f.ports, "port", nil, "application port [NAME:]PORT[/PROTOCOL] (PROTOCOL: HTTP, HTTP2, GRPC, TCP); repeatable")
 	fl.StringArrayVar(&f.upstreams, "upstream", nil, "outbound listener SERVICE[.NAMESPACE]:PORT=LOCALPORT; repeatable")
 	fl.StringVar(&f.meta.Locality, "locality", "", "region/zone/subzone")
+	fl.BoolVar(&f.capture, "capture", false, "serve the transparent capture listeners (outbound 15001, inbound 15006) that the rules of 'trellis-proxy init' redirect the workload's traffic to")
+	fl.Uint32Var(&f.meta.OutboundCapturePort, "outbound-capture-port", 15001, "outbound capture port, with --capture")
+	fl.Uint32Var(&f.meta.InboundCapturePort, "inbound-capture-port", 15006, "inbound capture port, with --capture")
+	fl.Uint32Var(&f.socketMark, "socket-mark", 0, "mark (SO_MARK) the proxy's upstream connections, for capture rules installed with 'init --proxy-mark'")
 	fl.StringVar(&f.xdsProtocol, "xds-protocol", "delta", "xDS protocol: delta (incremental: only what changed is sent) or sotw (state of the world)")
 	fl.StringVar(&f.workloadAPISocket, "workload-api-socket", DefaultWorkloadAPISocket, "UNIX socket the SPIFFE Workload API is served on; empty disables it. Without the flag a sidecar serves it at the default path if that directory exists")
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the join token for this identity (from 'trellis token create'), sent on first contact only; read again on each attempt until a certificate is issued")
@@ -152,6 +160,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 	m := f.meta
 	m.Kind = nodemeta.KindSidecar
 	m.Version = version.Version
+	if !f.capture {
+		m.OutboundCapturePort, m.InboundCapturePort = 0, 0
+	}
 	if f.gateway != "" {
 		ns, name, ok := strings.Cut(f.gateway, "/")
 		if !ok || ns == "" || name == "" {
@@ -163,6 +174,7 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 			m.Name = name
 		}
 		m.MeshPort = 0
+		m.OutboundCapturePort, m.InboundCapturePort = 0, 0
 	}
 	if m.Name == "" {
 		h, err := os.Hostname()
@@ -266,6 +278,7 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		StatsAddress:      statsAddr,
 		ReadinessAddress:  readyAddr,
 		AppMetricsURL:     appMetrics,
+		SocketMark:        f.socketMark,
 	}, nil
 }
 

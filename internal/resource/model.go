@@ -335,6 +335,17 @@ func (c *converter) service(svc *corev1.Service) *model.Service {
 		Source:   c.source(),
 		Headless: svc.Spec.ClusterIP == corev1.ClusterIPNone,
 	}
+	if !s.Headless {
+		ips := svc.Spec.ClusterIPs
+		if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+			ips = []string{svc.Spec.ClusterIP}
+		}
+		for _, ip := range ips {
+			if _, err := netip.ParseAddr(ip); err == nil {
+				s.ClusterIPs = append(s.ClusterIPs, ip)
+			}
+		}
+	}
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		s.ExternalName = svc.Spec.ExternalName
 	}

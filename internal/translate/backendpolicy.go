@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -55,6 +56,34 @@ const FaultFilter = "envoy.filters.http.fault"
 // httpProtocolOptionsKey is the typed_extension_protocol_options key of the
 // upstream HTTP protocol options.
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// speaksHTTP2 reports whether the app of a port of protocol p speaks
+// HTTP/2 (h2c): the proxy then does too, toward it and toward the
+// sidecar in front of it.
+func speaksHTTP2(p model.Protocol) bool { return p == model.ProtocolHTTP2 || p == model.ProtocolGRPC }
+
+// httpProtocolOptions are the upstream HTTP protocol options of a cluster
+// toward a port of protocol p: HTTP/2 for HTTP2 and GRPC ports, else
+// HTTP/1.1, with an idle timeout when idle is set. Nil when there is
+// nothing to say (HTTP/1.1, the default idle timeout).
+func httpProtocolOptions(p model.Protocol, idle time.Duration) map[string]*anypb.Any {
+	if !speaksHTTP2(p) && idle == 0 {
+		return nil
+	}
+	ex := &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+		ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+	}
+	if speaksHTTP2(p) {
+		ex.ProtocolConfig = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}
+	}
+	po := &upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: ex},
+	}
+	if idle > 0 {
+		po.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(idle)}
+	}
+	return map[string]*anypb.Any{httpProtocolOptionsKey: typed(po)}
+}
 
 // policiesFor returns the BackendPolicies that target port sp of service
 // s, the one in effect first (model.BackendPoliciesFor).
@@ -151,13 +180,7 @@ func (b *builder) applyBackendPolicy(c *clusterv3.Cluster, bp *model.BackendPoli
 		case !sp.Protocol.IsHTTP():
 			b.problem(res, "spec.idleTimeout", fmt.Sprintf("port %d is %s: the idle timeout applies to HTTP connection pools; not applied to %s", sp.Port, sp.Protocol, c.Name))
 		default:
-			c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: typed(&upstreamhttpv3.HttpProtocolOptions{
-				CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(bp.IdleTimeout)},
-				// The proxy speaks HTTP/1.1 to upstreams.
-				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
-				}},
-			})}
+			c.TypedExtensionProtocolOptions = httpProtocolOptions(sp.Protocol, bp.IdleTimeout)
 		}
 	}
 	if bp.RateLimit != nil {

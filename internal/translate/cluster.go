@@ -119,6 +119,9 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 	if bp != nil {
 		b.applyBackendPolicy(c, bp, sp)
 	}
+	if !b.proxyless && c.TypedExtensionProtocolOptions == nil {
+		c.TypedExtensionProtocolOptions = httpProtocolOptions(sp.Protocol, 0)
+	}
 	b.out.Clusters = append(b.out.Clusters, c)
 
 	// Priorities run from 0 without a gap, as Envoy and gRPC require.

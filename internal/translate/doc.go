@@ -31,6 +31,17 @@
 //     OutboundAddress, routing HTTP by the routes attached to the service
 //     (GAMMA) or forwarding TCP, split by the TCPRoute attached to the
 //     service port when there is one (tcproutes.go);
+//   - with capture ports in its registration, the capture listeners
+//     (capture.go): outbound_capture, matching each mesh workload's
+//     address and port to a cluster of that workload (mTLS with its
+//     identity and SNI, to its mesh port; pod IP to pod IP) and passing
+//     the rest through; inbound_capture, per app port by its MTLSPolicy
+//     mode (model.MTLSModeFor): STRICT refuses plaintext, PERMISSIVE
+//     tells mTLS from plaintext by the ClientHello, DISABLE forwards; on
+//     ports with no declared protocol the http_inspector tells HTTP from
+//     TCP within ProtocolDetectionTimeout;
+//   - clusters toward HTTP2 and GRPC ports speak HTTP/2
+//     (http2_protocol_options);
 //   - a backend in another namespace only with a ReferenceGrant there
 //     (model.Index.Granted, as the analyzer checks it);
 //   - outbound|PORT||HOST clusters with EDS endpoints; mesh endpoints are

@@ -19,11 +19,16 @@ import (
 // prev. Endpoint churn thus costs a proxy the clusters it concerns, not a
 // whole translation.
 //
-// It reports false when the change reaches further, and the caller must
+// It reports false when the change reaches further (always for a sidecar
+// with an outbound capture listener), and the caller must
 // then translate in full: a service or port that is gone, a rebuilt
 // cluster that differs from the one in prev (its members' identities
 // changed, for instance), or a rebuilt resource that is invalid.
 func RefreshEndpoints(in Input, opts Options, prev *Resources, services map[model.Key]bool) (*Resources, []Problem, bool) {
+	if in.Proxy.OutboundCapturePort != 0 {
+		// The outbound capture listener matches on the members' addresses.
+		return nil, nil, false
+	}
 	b := &builder{in: in, opts: opts.withDefaults(), clusters: map[string]clusterRef{}, proxyless: in.Proxy.Kind == model.KindGRPC}
 	for _, name := range slices.Sorted(maps.Keys(prev.outbound)) {
 		ref := prev.outbound[name]

@@ -2,6 +2,8 @@ package translate
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,7 +21,11 @@ import (
 // sidecar builds the inbound mesh listener and the explicit outbound
 // listeners of a sidecar.
 func (b *builder) sidecar() {
+	b.appPorts = map[uint32]model.Protocol{}
 	b.inbound()
+	b.inboundCapture()
+	b.inboundClusters()
+	b.outboundCapture()
 	for i, u := range b.in.Proxy.Upstreams {
 		b.upstream(i, u)
 	}
@@ -41,7 +47,6 @@ func (b *builder) inbound() {
 		Address:         socketAddress(w.Address, w.MeshPort),
 		ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector()},
 	}
-	appPorts := map[uint32]bool{}
 	seenSNI := map[string]bool{}
 	services := b.memberOf(w)
 	policies := b.accessPolicies(w, services)
@@ -58,33 +63,14 @@ func (b *builder) inbound() {
 				continue
 			}
 			seenSNI[sni] = true
-			appPorts[target] = true
+			b.useAppPort(target, sp.Protocol)
 			chain := &listenerv3.FilterChain{
 				Name:             sni,
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
 				TransportSocket:  b.downstreamMTLS(),
 			}
-			cluster := InboundCluster(target)
-			statPrefix := "inbound_" + strconv.FormatUint(uint64(target), 10)
 			access := b.inboundAccess(policies, target, sp.Protocol.IsHTTP())
-			if sp.Protocol.IsHTTP() {
-				chain.Filters = []*listenerv3.Filter{httpFilter(inboundPathNormalization(&hcmv3.HttpConnectionManager{
-					StatPrefix:                  statPrefix,
-					ForwardClientCertDetails:    hcmv3.HttpConnectionManager_SANITIZE_SET,
-					SetCurrentClientCertDetails: &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true},
-					HttpFilters:                 accessHTTPFilters(access),
-					RouteSpecifier: inlineRoutes(&routev3.RouteConfiguration{
-						Name: cluster,
-						VirtualHosts: []*routev3.VirtualHost{{
-							Name:    cluster,
-							Domains: []string{"*"},
-							Routes:  []*routev3.Route{prefixRoute("/", cluster)},
-						}},
-					}),
-				}))}
-			} else {
-				chain.Filters = append(accessNetworkFilters(access, statPrefix), tcpFilter(statPrefix, cluster))
-			}
+			chain.Filters = b.inboundFilters(target, sp.Protocol.IsHTTP(), access, true)
 			ln.FilterChains = append(ln.FilterChains, chain)
 		}
 	}
@@ -93,11 +79,16 @@ func (b *builder) inbound() {
 		return
 	}
 	b.out.Listeners = append(b.out.Listeners, ln)
-	appAddr := p.AppAddress
+}
+
+// inboundClusters builds the static clusters that reach the app's ports
+// the inbound listeners forward to.
+func (b *builder) inboundClusters() {
+	appAddr := b.in.Proxy.AppAddress
 	if appAddr == "" {
 		appAddr = "127.0.0.1"
 	}
-	for port := range appPorts {
+	for _, port := range slices.Sorted(maps.Keys(b.appPorts)) {
 		name := InboundCluster(port)
 		b.out.Clusters = append(b.out.Clusters, &clusterv3.Cluster{
 			Name:                 name,
@@ -109,8 +100,49 @@ func (b *builder) inbound() {
 					LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(appAddr, port, nil)},
 				}},
 			},
+			TypedExtensionProtocolOptions: httpProtocolOptions(b.appPorts[port], 0),
 		})
 	}
+}
+
+// useAppPort records that an inbound listener forwards to the app's port
+// with protocol p; a port served as HTTP/2 by one service port is reached
+// over HTTP/2.
+func (b *builder) useAppPort(port uint32, p model.Protocol) {
+	if prev, ok := b.appPorts[port]; !ok || !speaksHTTP2(prev) {
+		b.appPorts[port] = p
+	}
+}
+
+// inboundFilters are the filters of an inbound chain toward the app's
+// port target: an HTTP connection manager or a TCP proxy, behind the
+// chain's access policies. Over mesh mTLS the connection manager passes
+// the caller's identity to the app in x-forwarded-client-cert; in
+// plaintext it strips the header.
+func (b *builder) inboundFilters(target uint32, http bool, access accessRBAC, mtls bool) []*listenerv3.Filter {
+	cluster := InboundCluster(target)
+	statPrefix := "inbound_" + strconv.FormatUint(uint64(target), 10)
+	if !http {
+		return append(accessNetworkFilters(access, statPrefix), tcpFilter(statPrefix, cluster))
+	}
+	h := &hcmv3.HttpConnectionManager{
+		StatPrefix:               statPrefix,
+		ForwardClientCertDetails: hcmv3.HttpConnectionManager_SANITIZE,
+		HttpFilters:              accessHTTPFilters(access),
+		RouteSpecifier: inlineRoutes(&routev3.RouteConfiguration{
+			Name: cluster,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    cluster,
+				Domains: []string{"*"},
+				Routes:  []*routev3.Route{prefixRoute("/", cluster)},
+			}},
+		}),
+	}
+	if mtls {
+		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
+		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true}
+	}
+	return []*listenerv3.Filter{httpFilter(inboundPathNormalization(h))}
 }
 
 // upstream builds the explicit outbound listener of one declared upstream.

@@ -22,6 +22,14 @@ type Options struct {
 	ClusterDomain string
 	// ConnectTimeout bounds upstream connection setup; zero means 5 s.
 	ConnectTimeout time.Duration
+	// ProtocolDetectionTimeout bounds how long the capture listeners wait
+	// for a client's first bytes to tell TLS from plaintext and HTTP from
+	// other TCP (listener_filters_timeout); a client that sends nothing
+	// (a server-first protocol) then goes on as TCP. Zero means 100 ms.
+	ProtocolDetectionTimeout time.Duration
+	// RegistryOnly blocks captured outbound connections to destinations
+	// the mesh does not know, instead of passing them through.
+	RegistryOnly bool
 }
 
 func (o Options) withDefaults() Options {
@@ -33,6 +41,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 5 * time.Second
+	}
+	if o.ProtocolDetectionTimeout == 0 {
+		o.ProtocolDetectionTimeout = 100 * time.Millisecond
 	}
 	return o
 }
@@ -133,8 +144,11 @@ type builder struct {
 	proxyless bool
 	out       Resources
 	clusters  map[string]clusterRef
-	problems  []Problem
-	deps      map[string]bool
+	// appPorts are the app's ports a sidecar's inbound listeners forward
+	// to (inbound|PORT|| clusters).
+	appPorts map[uint32]model.Protocol
+	problems []Problem
+	deps     map[string]bool
 }
 
 func (b *builder) problem(resource, field, msg string) {

@@ -1,0 +1,418 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+
+	"trellis.dev/trellis/internal/control"
+	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/internal/proxycli"
+)
+
+// Tests with transparent capture run each part (control plane, apps,
+// proxies, one-shot clients) as a process of this test binary in a
+// network namespace of its own: a socket belongs to the namespace of the
+// thread that creates it, which goroutines cannot be pinned to safely.
+// TestMain runs the part named by roleEnv instead of the tests.
+
+// roleEnv names the part a re-executed test binary plays.
+const roleEnv = "TRELLIS_E2E_ROLE"
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runRole(ctx, role, os.Args[1:])
+		stop()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runRole runs one part:
+//
+//	control DATADIR XDS API YAMLFILE READYFILE   a control plane, with YAMLFILE applied
+//	proxy ARGS...                                trellis-proxy (also init)
+//	app HTTPPORT GRPCPORT BANNERPORT...          an HTTP echo server, a gRPC stream server and server-first TCP servers
+//	get URL                                      prints "STATUS BODY"
+//	banner ADDR                                  prints the first line the server sends
+//	grpc ADDR                                    a bidirectional stream; prints its trailer
+//	upgrade ADDR                                 an HTTP/1.1 Upgrade; prints the echo of "ping"
+func runRole(ctx context.Context, role string, args []string) error {
+	switch role {
+	case "control":
+		return roleControl(ctx, args)
+	case "proxy":
+		return proxycli.Run(ctx, args, os.Stdout, os.Stderr)
+	case "app":
+		return roleApp(ctx, args)
+	case "get":
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get(args[0])
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		fmt.Printf("%d %s", resp.StatusCode, body)
+		return nil
+	case "grpc":
+		return roleGRPCClient(ctx, args[0])
+	case "upgrade":
+		conn, err := net.DialTimeout("tcp", args[0], 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		fmt.Fprint(conn, "ping\n")
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		fmt.Print(line)
+		return nil
+	case "banner":
+		conn, err := net.DialTimeout("tcp", args[0], 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("read banner: %w (got %q)", err, line)
+		}
+		fmt.Print(line)
+		return nil
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+func roleControl(ctx context.Context, args []string) error {
+	dataDir, xdsAddr, apiAddr, yamlFile, readyFile := args[0], args[1], args[2], args[3], args[4]
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- control.Run(ctx, control.Options{DataDir: dataDir, XDSAddress: xdsAddr, DebugAddress: apiAddr,
+			Ready: func(_, _ net.Addr) { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		return err
+	}
+	yaml, err := os.ReadFile(yamlFile)
+	if err != nil {
+		return err
+	}
+	c, err := controlapi.NewClient(apiAddr)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: yamlFile, Content: string(yaml)}}}); err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if err := os.WriteFile(readyFile, []byte("ready"), 0o644); err != nil {
+		return err
+	}
+	return <-done
+}
+
+// roleApp serves HTTP on the first port, answering with what it saw of
+// the caller (JSON: the x-forwarded-client-cert and x-via headers), and a
+// server-first protocol, SMTP-like, on the others: the server greets
+// first, the client sends nothing until it has read the greeting.
+func roleApp(ctx context.Context, args []string) error {
+	var lns []net.Listener
+	for _, p := range args {
+		ln, err := net.Listen("tcp", ":"+p)
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "echo" {
+			// After 101 the connection echoes lines.
+			conn, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			fmt.Fprint(rw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			rw.Flush()
+			for {
+				line, err := rw.ReadString('\n')
+				if err != nil {
+					return
+				}
+				fmt.Fprint(rw, "echo: "+line)
+				rw.Flush()
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]string{"xfcc": r.Header.Get("X-Forwarded-Client-Cert"), "via": r.Header.Get("X-Via")})
+	}), ReadHeaderTimeout: 10 * time.Second}
+	gs := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(gs, streamServer{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = srv.Serve(lns[0]) }()
+	go func() { defer wg.Done(); _ = gs.Serve(lns[1]) }()
+	for _, ln := range lns[2:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					fmt.Fprintf(c, "220 banner on %s\r\n", ln.Addr())
+					_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					_, _ = bufio.NewReader(c).ReadString('\n')
+				}()
+			}
+		}()
+	}
+	<-ctx.Done()
+	_ = srv.Close()
+	gs.Stop()
+	for _, ln := range lns[2:] {
+		ln.Close()
+	}
+	wg.Wait()
+	return nil
+}
+
+// streamServer answers each message of a bidirectional stream, and ends
+// the stream with a trailer.
+type streamServer struct {
+	testgrpc.UnimplementedTestServiceServer
+}
+
+func (streamServer) FullDuplexCall(s testgrpc.TestService_FullDuplexCallServer) error {
+	s.SetTrailer(metadata.Pairs("x-stream-end", "clean"))
+	for {
+		req, err := s.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		size := req.GetResponseParameters()[0].GetSize()
+		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: &testgrpc.Payload{Body: make([]byte, size)}}); err != nil {
+			return err
+		}
+	}
+}
+
+// roleGRPCClient runs a bidirectional stream, each message answered
+// before the next is sent, and prints the stream's trailer.
+func roleGRPCClient(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	stream, err := testgrpc.NewTestServiceClient(conn).FullDuplexCall(ctx)
+	if err != nil {
+		return err
+	}
+	for _, size := range []int32{1, 1000, 10} {
+		if err := stream.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: size}}}); err != nil {
+			return err
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if len(resp.GetPayload().GetBody()) != int(size) {
+			return fmt.Errorf("got %d bytes, want %d", len(resp.GetPayload().GetBody()), size)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		return fmt.Errorf("end of stream: %v", err)
+	}
+	fmt.Printf("trailer=%s", strings.Join(stream.Trailer().Get("x-stream-end"), ","))
+	return nil
+}
+
+// netns is a set of network namespaces on one bridge: each gets an
+// address of a /24 that exists only inside them.
+type netns struct {
+	t      *testing.T
+	prefix string // unique name prefix
+	subnet string // "198.18.N"
+	// subnet6 is the IPv6 prefix of the same link, without the host part.
+	subnet6 string
+	hub     string
+	n       int
+	mu      sync.Mutex
+	procs   []*exec.Cmd
+}
+
+// newNetns creates the bridge namespace; everything is deleted when the
+// test ends, also on failure.
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("transparent capture needs root: it creates network namespaces and installs iptables/nftables rules")
+	}
+	for _, bin := range []string{"ip", "iptables", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed (.ci/run installs iproute2, iptables and nftables)", bin)
+		}
+	}
+	id := fmt.Sprintf("%d%03d", os.Getpid()%100000, time.Now().Nanosecond()%1000)
+	link := time.Now().Nanosecond()%250 + 1
+	n := &netns{t: t, prefix: "trl" + id, subnet: fmt.Sprintf("198.18.%d", link), subnet6: fmt.Sprintf("fd00:198:18:%x::", link)}
+	n.hub = n.prefix + "-hub"
+	t.Cleanup(n.cleanup)
+	n.ip("netns", "add", n.hub)
+	n.ip("-n", n.hub, "link", "add", "br0", "type", "bridge")
+	n.ip("-n", n.hub, "link", "set", "br0", "up")
+	// A bridge forwards at once, without waiting to learn the topology.
+	n.ip("-n", n.hub, "link", "set", "br0", "type", "bridge", "forward_delay", "0")
+	return n
+}
+
+func (n *netns) ip(args ...string) {
+	n.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		n.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// add creates a namespace on the bridge and returns its name and IPv4
+// address; addr6 returns its IPv6 address.
+func (n *netns) add(name string) (ns, addr string) {
+	n.t.Helper()
+	n.n++
+	ns = n.prefix + "-" + name
+	addr = fmt.Sprintf("%s.%d", n.subnet, n.n)
+	veth := fmt.Sprintf("v%d", n.n)
+	n.ip("netns", "add", ns)
+	n.ip("-n", n.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	n.ip("-n", n.hub, "link", "set", veth, "master", "br0", "up")
+	n.ip("-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
+	n.ip("-n", ns, "addr", "add", n.addr6(n.n)+"/64", "dev", "eth0", "nodad")
+	n.ip("-n", ns, "link", "set", "eth0", "up")
+	n.ip("-n", ns, "link", "set", "lo", "up")
+	return ns, addr
+}
+
+// addr6 is the IPv6 address of the k-th namespace added.
+func (n *netns) addr6(k int) string { return fmt.Sprintf("%s%x", n.subnet6, k) }
+
+// start runs a role in ns until the test ends.
+func (n *netns) start(ns, role string, args ...string) {
+	n.t.Helper()
+	cmd := n.command(ns, role, args...)
+	if os.Getenv("TRELLIS_TEST_LOGS") != "" {
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("start %s in %s: %v", role, ns, err)
+	}
+	n.mu.Lock()
+	n.procs = append(n.procs, cmd)
+	n.mu.Unlock()
+}
+
+func (n *netns) command(ns, role string, args ...string) *exec.Cmd {
+	// ip netns exec runs the binary in place of itself: the process is
+	// the test binary, which the signals reach.
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, os.Args[0]}, args...)...)
+	cmd.Env = append(os.Environ(), roleEnv+"="+role)
+	return cmd
+}
+
+// run runs a one-shot role in ns and returns its output.
+func (n *netns) run(ns, role string, args ...string) (string, error) {
+	out, err := n.command(ns, role, args...).CombinedOutput()
+	return string(out), err
+}
+
+func (n *netns) cleanup() {
+	n.mu.Lock()
+	procs := n.procs
+	n.procs = nil
+	n.mu.Unlock()
+	for _, c := range procs {
+		_ = c.Process.Signal(syscall.SIGTERM)
+	}
+	for _, c := range procs {
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+		}
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(name, n.prefix+"-") {
+			if err := exec.Command("ip", "netns", "del", name).Run(); err != nil {
+				n.t.Errorf("ip netns del %s: %v", name, err)
+			}
+		}
+	}
+}
+
+// waitFile waits for a file the control role writes once it is ready.
+func waitFile(t *testing.T, path string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear in %s", path, timeout)
+}
+
+var errNotYet = errors.New("not yet")
