@@ -738,6 +738,7 @@ func workloadOf(m *nodemeta.Metadata) model.Workload {
 		ServiceAccount: m.ServiceAccount,
 		Services:       m.Services,
 		MeshPort:       m.MeshPort,
+		InboundCapture: m.InboundCapturePort != 0,
 		Locality:       m.Locality,
 	}
 	for _, p := range m.Ports {

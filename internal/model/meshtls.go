@@ -58,15 +58,18 @@ func ReachMember(mode BackendTLSMode, w *Workload) (reach MemberTLS, why string)
 	}
 }
 
-// MemberAccepts is the mode a member enforces on its ports, whatever an
-// MTLSPolicy asks: STRICT when it has a sidecar, whose mesh port (the only
-// way in the translator builds) accepts only mesh mTLS; DISABLE when it
-// has none, as nothing in front of the application terminates mTLS.
-// PERMISSIVE and DISABLE behind a sidecar need a plaintext inbound that
-// the data plane does not have yet, so such an MTLSPolicy is not in
-// effect.
-func MemberAccepts(w *Workload) MTLSMode {
-	if w.HasSidecar() {
+// MemberAccepts is the mode member w enforces on its port port: with a
+// sidecar that captures inbound traffic, the mode of its MTLSPolicy
+// (MTLSModeFor, as the translator builds the inbound capture listener);
+// with a sidecar that does not, STRICT, whatever a policy asks, since only
+// its mesh port, which accepts only mesh mTLS, is in front of the
+// application; DISABLE when it has no sidecar, as nothing in front of the
+// application terminates mTLS.
+func MemberAccepts(c *Config, ix *Index, w *Workload, port uint32) MTLSMode {
+	switch {
+	case w.HasSidecar() && w.InboundCapture:
+		return MTLSModeFor(c, ix, w, port)
+	case w.HasSidecar():
 		return MTLSStrict
 	}
 	return MTLSDisable

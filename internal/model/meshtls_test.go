@@ -28,10 +28,18 @@ func TestReachMember(t *testing.T) {
 			t.Errorf("ReachMember(%q, %s) = %q, %q; want %q, %q...", tc.mode, tc.w.Key, got, why, tc.want, tc.why)
 		}
 	}
-	if got := MemberAccepts(meshed); got != MTLSStrict {
-		t.Errorf("a member with a sidecar accepts %s, want STRICT", got)
+	permissive := &MTLSPolicy{Key: Key{Namespace: "shop", Name: "ns"}, Mode: MTLSPermissive}
+	c := &Config{MTLSPolicies: []*MTLSPolicy{permissive}, Workloads: []*Workload{meshed, vm}}
+	ix := NewIndex(c)
+	if got := MemberAccepts(c, ix, meshed, 8080); got != MTLSStrict {
+		t.Errorf("a member with a sidecar without capture accepts %s, want STRICT whatever its policy", got)
 	}
-	if got := MemberAccepts(vm); got != MTLSDisable {
+	captured := *meshed
+	captured.InboundCapture = true
+	if got := MemberAccepts(c, ix, &captured, 8080); got != MTLSPermissive {
+		t.Errorf("a member whose sidecar captures inbound accepts %s, want its policy's PERMISSIVE", got)
+	}
+	if got := MemberAccepts(c, ix, vm, 8080); got != MTLSDisable {
 		t.Errorf("a member without a sidecar accepts %s, want DISABLE", got)
 	}
 }

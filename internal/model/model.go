@@ -202,7 +202,11 @@ type Workload struct {
 	// mesh mTLS; zero means the workload has no sidecar and is reached in
 	// plaintext on its own ports.
 	MeshPort uint32
-	Locality string
+	// InboundCapture is set when the workload's sidecar captures inbound
+	// traffic to the application's ports (trellis-proxy --capture): its
+	// MTLSPolicy mode is then in effect for what arrives there.
+	InboundCapture bool
+	Locality       string
 }
 
 // WorkloadPort is a port the application listens on.

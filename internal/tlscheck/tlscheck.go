@@ -4,15 +4,16 @@
 //
 //	model.Config ──► BackendPoliciesFor ─► tls.mode of the port (client side)
 //	                 ReachMember ─────────► mTLS | plaintext | left out, per member
-//	                 MemberAccepts ───────► STRICT | DISABLE, per member (server side)
+//	                 MemberAccepts ───────► STRICT | PERMISSIVE | DISABLE, per member (server side)
 //	                 MTLSPoliciesFor ─────► what the MTLSPolicies ask, per member port
 //	             ──► Port{Server, Client, Status OK|CONFLICT, Reasons}
 //
 // It calls the functions the translator builds each proxy's config with,
 // so it reports what the data plane does, including where an MTLSPolicy
-// asks for something it does not do: a sidecar accepts only mesh mTLS
-// (PERMISSIVE and DISABLE are not in effect behind it), and a workload
-// without a sidecar can enforce nothing (STRICT is not in effect there).
+// asks for something it does not do: a sidecar without inbound capture
+// accepts only mesh mTLS (PERMISSIVE and DISABLE are not in effect behind
+// it; with capture its policy's mode is), and a workload without a sidecar
+// can enforce nothing (STRICT is not in effect there).
 // The clients are sidecars and gateways; proxyless gRPC clients reach only
 // members without a sidecar.
 package tlscheck
@@ -184,7 +185,7 @@ func checkMember(c *model.Config, ix *model.Index, w *model.Workload, target uin
 		Workload:   w.Key,
 		TargetPort: target,
 		Sidecar:    w.HasSidecar(),
-		Server:     model.MemberAccepts(w),
+		Server:     model.MemberAccepts(c, ix, w, target),
 		Status:     OK,
 	}
 	for _, pm := range model.MTLSPoliciesFor(c, ix, w, target) {
@@ -198,13 +199,13 @@ func checkMember(c *model.Config, ix *model.Index, w *model.Workload, target uin
 		m.Status = Conflict
 		m.Reason = fmt.Sprintf("BackendPolicy %s: %s; clients leave it out", bp, why)
 		if unmet != nil && m.Sidecar {
-			m.Reason += fmt.Sprintf(" (MTLSPolicy %s asks for %s, which a sidecar does not do yet)", unmet.Name, unmet.Mode)
+			m.Reason += fmt.Sprintf(" (MTLSPolicy %s asks for %s, which its sidecar does not enforce without inbound capture, trellis-proxy --capture)", unmet.Name, unmet.Mode)
 		}
 	case unmet != nil && unmet.Mode == model.MTLSStrict:
 		m.Status = Conflict
 		m.Reason = fmt.Sprintf("MTLSPolicy %s asks for STRICT on port %d, but workload %s has no sidecar to enforce it: clients reach it in plaintext", unmet.Name, target, w.Key)
 	case unmet != nil && m.Sidecar:
-		m.Reason = fmt.Sprintf("MTLSPolicy %s asks for %s on port %d, which a sidecar does not do yet: workload %s accepts only mesh mTLS, which clients use", unmet.Name, unmet.Mode, target, w.Key)
+		m.Reason = fmt.Sprintf("MTLSPolicy %s asks for %s on port %d, which a sidecar enforces only with inbound capture (trellis-proxy --capture): workload %s accepts only mesh mTLS, which clients use", unmet.Name, unmet.Mode, target, w.Key)
 	}
 	return m
 }

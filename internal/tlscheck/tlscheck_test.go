@@ -93,6 +93,9 @@ func TestCheck(t *testing.T) {
 		client string
 		status tlscheck.Status
 		reason string // a substring of the reasons; "" for none
+		// captured: the sidecars capture inbound traffic (as registered
+		// with trellis-proxy --capture; a Workload resource cannot say so).
+		captured bool
 	}{
 		{
 			name:   "no policies: mesh mTLS to the sidecar",
@@ -106,12 +109,26 @@ func TestCheck(t *testing.T) {
 			reason: "BackendPolicy finance/clients: Disable: workload finance/ledger-1 has a sidecar, which accepts only mesh mTLS",
 		},
 		{
-			// PERMISSIVE would accept the plaintext, but a sidecar does
-			// not do PERMISSIVE yet: the translator leaves it out.
+			// PERMISSIVE would accept the plaintext, but a sidecar without
+			// inbound capture has only its mesh port: the translator
+			// leaves it out.
 			name:   "PERMISSIVE and Disable toward a sidecar",
 			config: ledger + meshed + mtls("PERMISSIVE") + backend("Disable"),
 			server: "STRICT (policy: PERMISSIVE)", client: "Disable: left out", status: tlscheck.Conflict,
-			reason: "MTLSPolicy finance/ledger asks for PERMISSIVE, which a sidecar does not do yet",
+			reason: "MTLSPolicy finance/ledger asks for PERMISSIVE, which its sidecar does not enforce without inbound capture",
+		},
+		{
+			// With inbound capture the policy is in effect; clients still
+			// leave the sidecar out rather than send it plaintext.
+			name:   "PERMISSIVE with capture and Disable toward a sidecar",
+			config: ledger + meshed + mtls("PERMISSIVE") + backend("Disable"), captured: true,
+			server: "PERMISSIVE", client: "Disable: left out", status: tlscheck.Conflict,
+			reason: "BackendPolicy finance/clients: Disable: workload finance/ledger-1 has a sidecar",
+		},
+		{
+			name:   "DISABLE with capture and Mesh clients",
+			config: ledger + meshed + mtls("DISABLE"), captured: true,
+			server: "DISABLE", client: "Mesh: mTLS", status: tlscheck.OK,
 		},
 		{
 			name:   "PERMISSIVE and Disable toward a workload without sidecar",
@@ -124,13 +141,13 @@ func TestCheck(t *testing.T) {
 			name:   "DISABLE and Mesh clients toward a sidecar",
 			config: ledger + meshed + mtls("DISABLE"),
 			server: "STRICT (policy: DISABLE)", client: "Mesh: mTLS", status: tlscheck.OK,
-			reason: "asks for DISABLE on port 8080, which a sidecar does not do yet: workload finance/ledger-1 accepts only mesh mTLS, which clients use",
+			reason: "asks for DISABLE on port 8080, which a sidecar enforces only with inbound capture (trellis-proxy --capture): workload finance/ledger-1 accepts only mesh mTLS, which clients use",
 		},
 		{
 			name:   "DISABLE and RequireMesh toward a sidecar",
 			config: ledger + meshed + mtls("DISABLE") + backend("RequireMesh"),
 			server: "STRICT (policy: DISABLE)", client: "RequireMesh: mTLS", status: tlscheck.OK,
-			reason: "which a sidecar does not do yet",
+			reason: "which a sidecar enforces only with inbound capture",
 		},
 		{
 			name:   "DISABLE and Disable toward a workload without sidecar",
@@ -177,6 +194,11 @@ func TestCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, ix := load(t, tc.config)
+			if tc.captured {
+				for _, w := range c.Workloads {
+					w.InboundCapture = w.HasSidecar()
+				}
+			}
 			ports, err := tlscheck.Check(c, ix, "finance", "ledger")
 			if err != nil {
 				t.Fatal(err)
