@@ -113,7 +113,11 @@ func TestTransparentCapture(t *testing.T) {
 		if len(w.ports) > 0 {
 			n.start(w.ns, "app", "8080", "9090", "2525", "2526")
 		}
-		args := []string{"--control-plane", cpIP + ":15012", "--ca-bundle", bundle, "--name", w.name, "--namespace", "shop",
+		token := filepath.Join(dir, w.name+".token")
+		if out, err := n.run(cpNS, "token", cpIP+":15014", "shop", w.account, token); err != nil {
+			t.Fatalf("join token for %s: %v\n%s", w.name, err, out)
+		}
+		args := []string{"--control-plane", cpIP + ":15012", "--ca-bundle", bundle, "--token-file", token, "--name", w.name, "--namespace", "shop",
 			"--service-account", w.account, "--address", w.ip, "--app-address", "127.0.0.1", "--label", "app=" + app,
 			"--capture", "--socket-mark", proxyMark, "--log-level", "debug"}
 		for _, p := range w.ports {

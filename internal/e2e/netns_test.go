@@ -55,6 +55,7 @@ func TestMain(m *testing.M) {
 //
 //	control DATADIR XDS API YAMLFILE READYFILE   a control plane, with YAMLFILE applied
 //	proxy ARGS...                                trellis-proxy (also init)
+//	token API NS SA FILE                         a join token made through the API, written to FILE
 //	app HTTPPORT GRPCPORT BANNERPORT...          an HTTP echo server, a gRPC stream server and server-first TCP servers
 //	get URL                                      prints "STATUS BODY"
 //	banner ADDR                                  prints the first line the server sends
@@ -66,6 +67,8 @@ func runRole(ctx context.Context, role string, args []string) error {
 		return roleControl(ctx, args)
 	case "proxy":
 		return proxycli.Run(ctx, args, os.Stdout, os.Stderr)
+	case "token":
+		return roleToken(ctx, args)
 	case "app":
 		return roleApp(ctx, args)
 	case "get":
@@ -368,6 +371,24 @@ func (n *netns) command(ns, role string, args ...string) *exec.Cmd {
 }
 
 // run runs a one-shot role in ns and returns its output.
+// roleToken makes a join token through the control plane's API at
+// args[0] for namespace args[1] and service account args[2], and writes it
+// to the file args[3].
+func roleToken(ctx context.Context, args []string) error {
+	if len(args) != 4 {
+		return errors.New("token: want API NAMESPACE SERVICE_ACCOUNT FILE")
+	}
+	c, err := controlapi.NewClient(args[0])
+	if err != nil {
+		return err
+	}
+	made, err := c.CreateTokens(ctx, []controlapi.TokenSpec{{Namespace: args[1], ServiceAccount: args[2], TTLSeconds: 600}})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(args[3], []byte(made[0].Token+"\n"), 0o600)
+}
+
 func (n *netns) run(ns, role string, args ...string) (string, error) {
 	out, err := n.command(ns, role, args...).CombinedOutput()
 	return string(out), err
