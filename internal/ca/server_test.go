@@ -30,25 +30,8 @@ import (
 
 	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/logtest"
 )
-
-// syncBuffer is a log destination shared by gRPC handler goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func testLogger(t *testing.T, also io.Writer) *slog.Logger {
 	w := t.Output()
@@ -137,7 +120,7 @@ func ctx(t *testing.T) context.Context {
 }
 
 func TestCreateCertificateOverTLS(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	log := testLogger(t, &logs)
 	c := openCA(t, Options{Logger: log})
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,32 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/internal/logtest"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
 )
-
-// syncBuffer collects the log of a proxy's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testLogWriter is where testLogger writes: standard error with
 // TRELLIS_TEST_LOGS set, else nowhere.
@@ -101,7 +82,7 @@ func TestProxyJoinsWithTokenFile(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(forDB.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs logtest.Buffer
 	opts := proxy.Options{TokenFile: tokenFile, IdentityDir: filepath.Join(dir, "identity"),
 		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLogWriter()), nil))}
 	stop := startProxyWith(t, cp, meta, opts)

@@ -1,7 +1,6 @@
 package jointoken
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -33,25 +32,8 @@ import (
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/logtest"
 )
-
-// syncBuffer collects the logs of gRPC handler goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // certService is the control plane's certificate service on a real TLS
 // port: the CA, PeerOrToken with a token store, and the control plane's
@@ -60,13 +42,13 @@ type certService struct {
 	ca     *ca.CA
 	tokens *Store
 	addr   string
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	issued atomic.Int64
 }
 
 func startCertService(t *testing.T, clk *clock) *certService {
 	t.Helper()
-	cs := &certService{logs: &syncBuffer{}}
+	cs := &certService{logs: &logtest.Buffer{}}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), cs.logs), nil))
 	authority, err := ca.Open(ca.Options{Dir: t.TempDir(), TrustDomain: testTD, Logger: log})
 	if err != nil {

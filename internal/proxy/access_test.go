@@ -22,7 +22,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,6 +36,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"trellis.dev/trellis/internal/logtest"
 	"trellis.dev/trellis/internal/model"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy/secrets"
@@ -117,24 +117,10 @@ func (ca *testMeshCA) issuer(t testing.TB) secrets.Issuer {
 	})
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// records returns the JSON log records logged so far.
-func (b *syncBuffer) records(t testing.TB) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// logRecords returns the JSON log records logged to b so far.
+func logRecords(t testing.TB, b *logtest.Buffer) []map[string]any {
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(b.Bytes()))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -279,7 +265,7 @@ var cartSNI = translate.SNI(80, "cart.shop.svc.cluster.local")
 
 func TestAccessPolicyHTTP(t *testing.T) {
 	ca := newTestMeshCA(t)
-	var logs syncBuffer
+	var logs logtest.Buffer
 	p := startSidecar(t, ca, &logs)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "path=%s xfcc=%s", r.URL.EscapedPath(), r.Header.Get("X-Forwarded-Client-Cert"))
@@ -391,7 +377,7 @@ func TestAccessPolicyHTTP(t *testing.T) {
 		do(webID, "GET", "/private")
 		do(opsID, "GET", "/admin")
 		var audit, denyAllow, denyDeny map[string]any
-		for _, r := range logs.records(t) {
+		for _, r := range logRecords(t, &logs) {
 			switch {
 			case r[logDecision] == decisionAudit && r[logPath] == "/orders":
 				audit = r
@@ -458,7 +444,7 @@ func startTCPBackend(t *testing.T) *tcpBackend {
 
 func TestAccessPolicyTCP(t *testing.T) {
 	ca := newTestMeshCA(t)
-	var logs syncBuffer
+	var logs logtest.Buffer
 	p := startSidecar(t, ca, &logs)
 	backend := startTCPBackend(t)
 	tcpPort, meshPort := uint32(backend.ln.Addr().(*net.TCPAddr).Port), freePort(t)
@@ -504,13 +490,13 @@ func TestAccessPolicyTCP(t *testing.T) {
 		t.Errorf("denied connections reached the app: %d connections, %d bytes more", backend.conns.Load()-conns, backend.read.Load()-read)
 	}
 	var byDeny bool
-	for _, r := range logs.records(t) {
+	for _, r := range logRecords(t, &logs) {
 		if r[logDecision] == decisionDeny && r[logSource] == blockedID {
 			byDeny = r[logPolicy] == "shop/deny-blocked/rules[0]" && r[logDestination] == sni
 		}
 	}
 	if !byDeny {
-		t.Errorf("no log of blocked's denial by shop/deny-blocked/rules[0]:\n%v", logs.records(t))
+		t.Errorf("no log of blocked's denial by shop/deny-blocked/rules[0]:\n%v", logRecords(t, &logs))
 	}
 }
 
