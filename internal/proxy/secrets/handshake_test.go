@@ -175,3 +175,40 @@ func TestHandshakeConfigs(t *testing.T) {
 		t.Error("a server that allows only its own identity accepted the client")
 	}
 }
+
+// TestMeshKeyExchange checks the key exchange of mesh mTLS: two proxies
+// agree on X25519MLKEM768, and a peer that offers only X25519 (one without
+// post-quantum key exchange) still connects, with X25519.
+func TestMeshKeyExchange(t *testing.T) {
+	p := newHandshakePair(t)
+	for _, tc := range []struct {
+		name         string
+		clientCurves []tls.CurveID // nil: the mesh's
+		serverCurves []tls.CurveID
+		want         tls.CurveID
+	}{
+		{"mesh", nil, nil, tls.X25519MLKEM768},
+		{"client without ML-KEM", []tls.CurveID{tls.X25519}, nil, tls.X25519},
+		{"server without ML-KEM", nil, []tls.CurveID{tls.X25519}, tls.X25519},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server := p.server.ServerConfig(AllowIDs("", p.client.ID()))
+			client := p.client.ClientConfig(handshakeServerName, AllowIDs("", p.server.ID()))
+			if tc.clientCurves != nil {
+				client.CurvePreferences = tc.clientCurves
+			}
+			if tc.serverCurves != nil {
+				server.CurvePreferences = tc.serverCurves
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go serveHandshakes(ln, server)
+			if err := handshake(ln.Addr().String(), client, tc.want); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
