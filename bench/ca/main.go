@@ -69,7 +69,7 @@ func main() {
 	o := defaultOptions()
 	quick := flag.Bool("quick", false, "50 proxies, fewer signatures and handshakes: a smoke run")
 	proxies := flag.Int("proxies", 0, "proxies certified at once (default 1000, 50 with -quick)")
-	flag.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds of handshake measurements")
+	rounds := flag.Int("rounds", 0, "rounds of handshake measurements (default 10, 2 with -quick)")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (control plane data and log)")
 	flag.Parse()
 	if *quick {
@@ -79,6 +79,9 @@ func main() {
 	}
 	if *proxies > 0 {
 		o.Proxies = *proxies
+	}
+	if *rounds > 0 {
+		o.Rounds = *rounds
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
