@@ -12,6 +12,18 @@ import (
 // Authorizer decides whether a verified peer identity may connect.
 type Authorizer func(identity.ID) error
 
+// MeshKeyExchanges are the TLS 1.3 key exchanges of mesh mTLS, in order
+// of preference: X25519MLKEM768, the hybrid of X25519 and the
+// post-quantum ML-KEM-768, so that traffic recorded today cannot be
+// decrypted by a future quantum computer (harvest now, decrypt later); and
+// X25519 alone for a peer without it. Go's client sends one X25519 key for
+// both, so the fallback costs nothing extra. They are set explicitly, not
+// left to Go's defaults, so that a Go release does not change what the mesh
+// negotiates. docs/security.md has the measured cost.
+func MeshKeyExchanges() []tls.CurveID {
+	return []tls.CurveID{tls.X25519MLKEM768, tls.X25519}
+}
+
 // ErrNoCertificate means the proxy has no certificate yet.
 var ErrNoCertificate = errors.New("secrets: no certificate issued yet")
 
@@ -46,11 +58,12 @@ func (m *Manager) verifier(allow Authorizer) func([][]byte, [][]*x509.Certificat
 
 // ServerConfig is the server side of mesh mTLS: TLS 1.3, a client
 // certificate required and verified against the trust bundle, the peer's
-// identity approved by allow.
+// identity approved by allow, the key exchange one of MeshKeyExchanges.
 func (m *Manager) ServerConfig(allow Authorizer) *tls.Config {
 	return &tls.Config{
 		MinVersion:            tls.VersionTLS13,
 		MaxVersion:            tls.VersionTLS13,
+		CurvePreferences:      MeshKeyExchanges(),
 		GetCertificate:        m.getCertificate,
 		ClientAuth:            tls.RequireAnyClientCert,
 		VerifyPeerCertificate: m.verifier(allow),
@@ -58,11 +71,12 @@ func (m *Manager) ServerConfig(allow Authorizer) *tls.Config {
 }
 
 // ClientConfig is the client side of mesh mTLS toward a peer that must
-// pass allow, sending sni.
+// pass allow, sending sni, with the key exchanges of MeshKeyExchanges.
 func (m *Manager) ClientConfig(sni string, allow Authorizer) *tls.Config {
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS13,
 		MaxVersion:           tls.VersionTLS13,
+		CurvePreferences:     MeshKeyExchanges(),
 		ServerName:           sni,
 		GetClientCertificate: m.getClientCertificate,
 		// Go's hostname verification does not apply to SPIFFE IDs; the
