@@ -155,8 +155,8 @@ var Codes = []Code{
 
 	{CodeStrictClients, Error, "STRICT mTLS locks out clients that cannot do mesh mTLS",
 		"Use PERMISSIVE on the port until every client has a sidecar (or drop the BackendPolicy that disables TLS)."},
-	{CodeDisableMesh, Error, "mTLS is disabled on a port whose clients require it",
-		"Either allow mTLS on the port (PERMISSIVE or STRICT) or change the BackendPolicy's tls.mode to Mesh."},
+	{CodeDisableMesh, Warning, "mTLS is disabled on a port whose clients require it",
+		"Say one thing: allow mTLS on the port (PERMISSIVE or STRICT), or change the BackendPolicy's tls.mode to Mesh."},
 	{CodeAccessNoWL, Warning, "The AccessPolicy selects no workload",
 		"Fix targetRefs, or check the Service's selector: as it is, the policy protects nothing."},
 	{CodeDenyAll, Warning, "A DENY rule makes an ALLOW rule unreachable",

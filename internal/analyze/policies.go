@@ -121,10 +121,12 @@ func (a *analyzer) mtlsAgainstBackend(p *model.MTLSPolicy, s scope, bp *model.Ba
 	for _, mf := range modeFields(p) {
 		switch {
 		case mf.mode == model.MTLSStrict && bp.TLS == model.BackendTLSDisable:
-			a.add(CodeStrictClients, res, mf.field, "STRICT%s on %s, but BackendPolicy %s makes its clients send plaintext (tls.mode Disable): every call will be refused",
+			a.add(CodeStrictClients, res, mf.field, "STRICT%s on %s, but BackendPolicy %s makes its clients send plaintext (tls.mode Disable): "+
+				"they leave out every member with a sidecar (whose STRICT would refuse plaintext anyway), so their calls to those members fail",
 				portSuffix(mf.port), s.describe, bp.Key)
 		case mf.mode == model.MTLSDisable && bp.TLS == model.BackendTLSRequireMesh:
-			a.add(CodeDisableMesh, res, mf.field, "DISABLE%s on %s, but BackendPolicy %s requires mesh mTLS to it (tls.mode RequireMesh): every call will fail",
+			a.add(CodeDisableMesh, res, mf.field, "DISABLE%s on %s, but BackendPolicy %s requires mesh mTLS to it (tls.mode RequireMesh): the two disagree. "+
+				"Sidecars still accept mesh mTLS on their mesh port (DISABLE concerns what arrives at the application's ports), so these clients reach members with a sidecar and leave out those without one",
 				portSuffix(mf.port), s.describe, bp.Key)
 		}
 	}
