@@ -56,6 +56,15 @@ func TestSmoke(t *testing.T) {
 		return err == nil, err
 	})
 
+	// The EndpointSlice controller skips Pods whose Node it cannot find
+	// (it reads the Node's topology labels), so the test registers the
+	// node a kubelet would have.
+	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-0", Labels: map[string]string{corev1.LabelTopologyZone: "zone-a"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	labels := map[string]string{"app": "cart"}
 	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "cart"},
