@@ -7,6 +7,7 @@
 //	go run ./hack/dev bench [flags]  # the control plane scale benchmark (bench/scale; -quick, -h)
 //	go run ./hack/dev generate  # regenerate protobuf code (needs protoc)
 //	go run ./hack/dev crds      # copy the Gateway API CRDs of the go.mod version into internal/schema
+//	go run ./hack/dev k8s-binaries  # build kube-apiserver and kube-controller-manager for internal/kubetest
 //
 // TRELLIS_FUZZTIME sets the time per fuzz target (default 10s for test,
 // 60s for fuzz).
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -48,6 +50,8 @@ func main() {
 		err = generate()
 	case "crds":
 		err = crds()
+	case "k8s-binaries":
+		err = k8sBinaries()
 	default:
 		usage()
 	}
@@ -58,7 +62,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./hack/dev build|demo|test|fuzz|bench|generate|crds")
+	fmt.Fprintln(os.Stderr, "usage: go run ./hack/dev build|demo|test|fuzz|bench|generate|crds|k8s-binaries")
 	os.Exit(2)
 }
 
@@ -259,3 +263,93 @@ regenerate them with
 
 A test in internal/schema fails while they differ from the module's.
 `
+
+// k8sTools is the separate module that requires k8s.io/kubernetes, so that
+// the root go.mod stays clean.
+const k8sTools = "hack/k8s-tools"
+
+// k8sCommands are the Kubernetes commands that internal/kubetest runs.
+var k8sCommands = []string{
+	"k8s.io/kubernetes/cmd/kube-apiserver",
+	"k8s.io/kubernetes/cmd/kube-controller-manager",
+}
+
+// k8sBinaries builds kube-apiserver and kube-controller-manager at the
+// Kubernetes version matching the client-go in go.mod into
+// $TRELLIS_K8S_BIN, or else the user's cache directory under
+// trellis/k8s/VERSION (the directory internal/kubetest looks in), unless
+// both are there already.
+func k8sBinaries() error {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "k8s.io/client-go").Output()
+	if err != nil {
+		return fmt.Errorf("go list -m k8s.io/client-go: %w", err)
+	}
+	clientGo := strings.TrimSpace(string(out))
+	ver, ok := strings.CutPrefix(clientGo, "v0.")
+	if !ok {
+		return fmt.Errorf("unexpected k8s.io/client-go version %q", clientGo)
+	}
+	ver = "v1." + ver
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes")
+	cmd.Dir = k8sTools
+	out, err = cmd.Output()
+	if err != nil {
+		return fmt.Errorf("go list -m k8s.io/kubernetes in %s: %w", k8sTools, err)
+	}
+	if tools := strings.TrimSpace(string(out)); tools != ver {
+		return fmt.Errorf("%s/go.mod requires k8s.io/kubernetes %s but go.mod has k8s.io/client-go %s: "+
+			"set k8s.io/kubernetes to %s there and the staging replace lines to %s", k8sTools, tools, clientGo, ver, clientGo)
+	}
+	dir := os.Getenv("TRELLIS_K8S_BIN")
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return err
+		}
+		dir = filepath.Join(cache, "trellis", "k8s", ver)
+	}
+	// go build -C resolves -o against the tools module.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
+	missing := false
+	for _, c := range k8sCommands {
+		if _, err := os.Stat(filepath.Join(dir, path.Base(c))); err != nil {
+			missing = true
+		}
+	}
+	if !missing {
+		fmt.Fprintf(os.Stderr, "Kubernetes %s binaries are in %s already\n", ver, dir)
+		return nil
+	}
+	// The version ldflags: without them the binaries report v0.0.0.
+	major, minor, _ := strings.Cut(strings.TrimPrefix(ver, "v"), ".")
+	minor, _, _ = strings.Cut(minor, ".")
+	ldflags := "-s -w"
+	for _, pkg := range []string{"k8s.io/client-go/pkg/version", "k8s.io/component-base/version"} {
+		ldflags += fmt.Sprintf(" -X %[1]s.gitVersion=%[2]s -X %[1]s.gitMajor=%[3]s -X %[1]s.gitMinor=%[4]s -X %[1]s.gitTreeState=clean",
+			pkg, ver, major, minor)
+	}
+	// Build beside the final directory and rename, so that an interrupted
+	// build leaves nothing that looks complete.
+	tmp := dir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	start := time.Now()
+	args := append([]string{"build", "-C", k8sTools, "-trimpath", "-ldflags", ldflags, "-o", tmp + "/"}, k8sCommands...)
+	if err := run("go", args...); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "built Kubernetes %s binaries into %s in %s\n", ver, dir, time.Since(start).Round(time.Second))
+	return nil
+}
