@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"trellis.dev/trellis/bench/internal/benchproc"
 	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/controlapi"
 	"trellis.dev/trellis/internal/identity"
@@ -85,20 +86,20 @@ func certify(ctx context.Context, c *control, n int) (*certifyResult, error) {
 			latencies[i] = time.Since(t0).Seconds()
 		}()
 	}
-	cpu0, err := cpuSeconds(c.pid())
+	cpu0, err := benchproc.CPUSeconds(c.Pid())
 	if err != nil {
 		return nil, err
 	}
-	self0, _ := cpuSeconds(os.Getpid())
+	self0, _ := benchproc.CPUSeconds(os.Getpid())
 	start = time.Now()
 	close(release)
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
-	cpu1, err := cpuSeconds(c.pid())
+	cpu1, err := benchproc.CPUSeconds(c.Pid())
 	if err != nil {
 		return nil, err
 	}
-	self1, _ := cpuSeconds(os.Getpid())
+	self1, _ := benchproc.CPUSeconds(os.Getpid())
 	res.ControlCPUSeconds, res.ClientCPUSeconds = cpu1-cpu0, self1-self0
 	for i, err := range errs {
 		if err != nil {

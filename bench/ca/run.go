@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"trellis.dev/trellis/bench/internal/benchproc"
 )
 
 // Goals of issue 5.
@@ -61,7 +63,7 @@ func distOf(xs []float64) dist {
 // run measures signing, certification and handshakes, writes the report
 // and the JSON line to out and progress to progress.
 func run(ctx context.Context, o options, out, progress io.Writer) (*result, error) {
-	root, err := moduleRoot()
+	root, err := benchproc.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -89,12 +91,12 @@ func run(ctx context.Context, o options, out, progress io.Writer) (*result, erro
 	if err != nil {
 		return nil, err
 	}
-	defer c.stop()
+	defer c.Stop()
 	fmt.Fprintf(progress, "certifying %d proxies at once...\n", o.Proxies)
 	if res.Certify, err = certify(ctx, c, o.Proxies); err != nil {
 		return nil, fmt.Errorf("certification: %w", err)
 	}
-	if err := c.exited(); err != nil {
+	if err := c.Exited(); err != nil {
 		return nil, err
 	}
 	res.Goals = goals(res)

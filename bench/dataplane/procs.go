@@ -20,9 +20,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"trellis.dev/trellis/bench/internal/benchproc"
 	"trellis.dev/trellis/internal/controlapi"
 )
 
@@ -79,116 +79,6 @@ func haproxyBin() string {
 	return "/usr/sbin/haproxy"
 }
 
-// proc is a child process.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-func start(dir, name, bin string, args ...string) (*proc, error) {
-	p := &proc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	f, err := os.Create(p.log)
-	if err != nil {
-		return nil, err
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// stop ends the process: SIGTERM, then SIGKILL after 5 s.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) exited() error {
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, tail(p.log, 15))
-	default:
-		return nil
-	}
-}
-
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// cpuSeconds is the user and system CPU time of a process.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:])
-	// Fields after the name: state is f[0]; utime and stime are fields 14
-	// and 15 of the line, f[11] and f[12] here.
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
-}
-
-// rssMB is a process's resident memory.
-func rssMB(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-// moduleRoot is the directory of the go.mod of the working directory.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run it from inside the trellis module")
-	}
-	return filepath.Dir(mod), nil
-}
-
 func build(ctx context.Context, root, dir string) (trellis, proxy string, err error) {
 	for _, b := range []struct{ out, pkg string }{{"trellis", "./cmd/trellis"}, {"trellis-proxy", "./cmd/trellis-proxy"}} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
@@ -198,15 +88,6 @@ func build(ctx context.Context, root, dir string) (trellis, proxy string, err er
 		}
 	}
 	return filepath.Join(dir, "trellis"), filepath.Join(dir, "trellis-proxy"), nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // mesh is the configuration the control plane serves: the backend Service
@@ -231,38 +112,38 @@ spec:
 `
 
 // controlPlane starts `trellis control` and applies the mesh.
-func controlPlane(ctx context.Context, dir, trellis string) (p *proc, xds string, err error) {
-	xp, err := freePort()
+func controlPlane(ctx context.Context, dir, trellis string) (p *benchproc.Proc, xds string, err error) {
+	xp, err := benchproc.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
-	ap, err := freePort()
+	ap, err := benchproc.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
 	xds, api := "127.0.0.1:"+strconv.Itoa(xp), "127.0.0.1:"+strconv.Itoa(ap)
-	p, err = start(dir, "control", trellis, "control", "--data-dir", filepath.Join(dir, "data"), "--xds-address", xds, "--debug-address", api)
+	p, err = benchproc.Start(dir, "control", trellis, "control", "--data-dir", filepath.Join(dir, "data"), "--xds-address", xds, "--debug-address", api)
 	if err != nil {
 		return nil, "", err
 	}
 	client, err := controlapi.NewClient(api)
 	if err != nil {
-		p.stop()
+		p.Stop()
 		return nil, "", err
 	}
 	if err := waitFor(ctx, time.Minute, "the control plane", func() error {
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return err
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		return client.Ready(rctx)
 	}); err != nil {
-		p.stop()
+		p.Stop()
 		return nil, "", err
 	}
 	if _, err := client.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: "bench.yaml", Content: mesh}}}); err != nil {
-		p.stop()
+		p.Stop()
 		return nil, "", fmt.Errorf("applying the mesh: %w", err)
 	}
 	// A join token for each sidecar's identity, as an operator makes them
@@ -271,12 +152,12 @@ func controlPlane(ctx context.Context, dir, trellis string) (p *proc, xds string
 		{Namespace: namespace, ServiceAccount: "backend"}, {Namespace: namespace, ServiceAccount: "client"},
 	})
 	if err != nil {
-		p.stop()
+		p.Stop()
 		return nil, "", fmt.Errorf("making join tokens: %w", err)
 	}
 	for i, name := range []string{"backend", "client"} {
 		if err := os.WriteFile(tokenFile(dir, name), []byte(made[i].Token+"\n"), 0o600); err != nil {
-			p.stop()
+			p.Stop()
 			return nil, "", err
 		}
 	}
@@ -306,14 +187,14 @@ func waitFor(ctx context.Context, d time.Duration, what string, f func() error) 
 func tokenFile(dir, account string) string { return filepath.Join(dir, account+".token") }
 
 // sidecars starts the client and server sidecars.
-func sidecars(dir, proxy, xds string) (client, server *proc, err error) {
+func sidecars(dir, proxy, xds string) (client, server *benchproc.Proc, err error) {
 	bundle := filepath.Join(dir, "data", "ca", "root-cert.pem")
 	common := []string{"--control-plane", xds, "--ca-bundle", bundle, "--namespace", namespace}
 	if help, _ := exec.Command(proxy, "--help").CombinedOutput(); bytes.Contains(help, []byte("--access-log")) {
 		// The figures are the proxying's; access logs are measured apart.
 		common = append(common, "--access-log", "off")
 	}
-	server, err = start(dir, "server-sidecar", proxy, append([]string{
+	server, err = benchproc.Start(dir, "server-sidecar", proxy, append([]string{
 		"--name", "backend-1", "--service-account", "backend", "--label", "app=backend", "--token-file", tokenFile(dir, "backend"),
 		"--address", serverIP, "--app-address", serverIP, "--outbound-address", serverIP,
 		"--admin-address", serverIP + ":15000",
@@ -322,14 +203,14 @@ func sidecars(dir, proxy, xds string) (client, server *proc, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err = start(dir, "client-sidecar", proxy, append([]string{
+	client, err = benchproc.Start(dir, "client-sidecar", proxy, append([]string{
 		"--name", "client-1", "--service-account", "client", "--label", "app=client", "--token-file", tokenFile(dir, "client"),
 		"--address", clientIP, "--app-address", clientIP, "--outbound-address", clientIP,
 		"--admin-address", clientIP + ":15000",
 		"--upstream", fmt.Sprintf("backend:80=%d", localHTTP), "--upstream", fmt.Sprintf("backend:81=%d", localTCP),
 	}, common...)...)
 	if err != nil {
-		server.stop()
+		server.Stop()
 		return nil, nil, err
 	}
 	return client, server, nil
@@ -436,7 +317,7 @@ backend app_tcp
 
 // haproxies starts the haproxy pair as two processes, so that each side's
 // CPU is its own.
-func haproxies(dir string) (client, server *proc, err error) {
+func haproxies(dir string) (client, server *benchproc.Proc, err error) {
 	if err := issue(dir, filepath.Join(dir, "haproxy-client.pem"), "spiffe://cluster.local/ns/bench/sa/client"); err != nil {
 		return nil, nil, err
 	}
@@ -466,11 +347,11 @@ func haproxies(dir string) (client, server *proc, err error) {
 	if err := os.WriteFile(sf, []byte(sside.String()), 0o644); err != nil {
 		return nil, nil, err
 	}
-	if server, err = start(dir, "haproxy-server", haproxyBin(), "-db", "-f", sf); err != nil {
+	if server, err = benchproc.Start(dir, "haproxy-server", haproxyBin(), "-db", "-f", sf); err != nil {
 		return nil, nil, err
 	}
-	if client, err = start(dir, "haproxy-client", haproxyBin(), "-db", "-f", cf); err != nil {
-		server.stop()
+	if client, err = benchproc.Start(dir, "haproxy-client", haproxyBin(), "-db", "-f", cf); err != nil {
+		server.Stop()
 		return nil, nil, err
 	}
 	return client, server, nil

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"trellis.dev/trellis/bench/internal/benchproc"
 )
 
 // path is one way from fortio to the backend.
@@ -18,7 +20,7 @@ type path struct {
 	Name string
 	URL  string
 	// procs are the proxies on the path, whose CPU is counted.
-	procs []*proc
+	procs []*benchproc.Proc
 }
 
 // measurement is one fortio run on one path.
@@ -72,7 +74,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	root, err := moduleRoot()
+	root, err := benchproc.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +92,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	if err != nil {
 		return nil, err
 	}
-	defer cp.stop()
+	defer cp.Stop()
 	if o.Proxy != "" {
 		proxyBin = o.Proxy
 	}
@@ -98,26 +100,26 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	if err != nil {
 		return nil, err
 	}
-	defer server.stop()
-	defer client.stop()
+	defer server.Stop()
+	defer client.Stop()
 	hc, hs, err := haproxies(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer hs.stop()
-	defer hc.stop()
+	defer hs.Stop()
+	defer hc.Stop()
 
 	paths := []path{
 		{Name: "direct", URL: fmt.Sprintf("http://%s:%d/", serverIP, backendHTTP)},
-		{Name: "trellis-l7", URL: fmt.Sprintf("http://%s:%d/", clientIP, localHTTP), procs: []*proc{client, server}},
-		{Name: "haproxy-l7", URL: fmt.Sprintf("http://%s:%d/", hapClient, localHTTP), procs: []*proc{hc, hs}},
-		{Name: "trellis-l4", URL: fmt.Sprintf("http://%s:%d/", clientIP, localTCP), procs: []*proc{client, server}},
-		{Name: "haproxy-l4", URL: fmt.Sprintf("http://%s:%d/", hapClient, localTCP), procs: []*proc{hc, hs}},
+		{Name: "trellis-l7", URL: fmt.Sprintf("http://%s:%d/", clientIP, localHTTP), procs: []*benchproc.Proc{client, server}},
+		{Name: "haproxy-l7", URL: fmt.Sprintf("http://%s:%d/", hapClient, localHTTP), procs: []*benchproc.Proc{hc, hs}},
+		{Name: "trellis-l4", URL: fmt.Sprintf("http://%s:%d/", clientIP, localTCP), procs: []*benchproc.Proc{client, server}},
+		{Name: "haproxy-l4", URL: fmt.Sprintf("http://%s:%d/", hapClient, localTCP), procs: []*benchproc.Proc{hc, hs}},
 	}
 	for _, p := range paths {
 		if err := waitFor(ctx, time.Minute, p.Name+" to answer", func() error {
-			for _, pr := range append([]*proc{cp}, p.procs...) {
-				if err := pr.exited(); err != nil {
+			for _, pr := range append([]*benchproc.Proc{cp}, p.procs...) {
+				if err := pr.Exited(); err != nil {
 					return err
 				}
 			}
@@ -139,8 +141,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		Paths: map[string]map[string]*measurement{}, Ratios: map[string]map[string]float64{},
 		RSSIdleMB: map[string]float64{}, RSSLoadedMB: map[string]float64{}}
 	time.Sleep(time.Second) // let the sidecars settle after their first requests
-	for _, pr := range []*proc{client, server, hc, hs} {
-		res.RSSIdleMB[pr.name] = round(rssMB(pr.pid()), 1)
+	for _, pr := range []*benchproc.Proc{client, server, hc, hs} {
+		res.RSSIdleMB[pr.Name] = round(benchproc.RSSMB(pr.Pid()), 1)
 	}
 	progress("sidecars idle: client %.1f MB, server %.1f MB RSS", res.RSSIdleMB["client-sidecar"], res.RSSIdleMB["server-sidecar"])
 	if o.Profile != "" {
@@ -179,8 +181,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 			progress("%-10s %-10s p50 %.3f ms  p99 %.3f ms  %.0f req/s  cpu %.3f vCPU", p.Name, m.Name, meas.P50ms, meas.P99ms, meas.QPS, meas.CPU)
 		}
 	}
-	for _, pr := range []*proc{client, server, hc, hs} {
-		res.RSSLoadedMB[pr.name] = round(rssMB(pr.pid()), 1)
+	for _, pr := range []*benchproc.Proc{client, server, hc, hs} {
+		res.RSSLoadedMB[pr.Name] = round(benchproc.RSSMB(pr.Pid()), 1)
 	}
 	res.Metrics = map[string]string{}
 	for name, ip := range map[string]string{"client-sidecar": clientIP, "server-sidecar": serverIP} {
@@ -214,7 +216,7 @@ func measure(ctx context.Context, dir string, p path, qps, conns int, d time.Dur
 		"-r", "0.00001", "-p", "50,90,99", "-json", out, p.URL}
 	cpu0 := make([]float64, len(p.procs))
 	for i, pr := range p.procs {
-		cpu0[i], _ = cpuSeconds(pr.pid())
+		cpu0[i], _ = benchproc.CPUSeconds(pr.Pid())
 	}
 	t0 := time.Now()
 	cmd := exec.CommandContext(ctx, fortioBin(), args...)
@@ -224,7 +226,7 @@ func measure(ctx context.Context, dir string, p path, qps, conns int, d time.Dur
 	elapsed := time.Since(t0).Seconds()
 	var cpu float64
 	for i, pr := range p.procs {
-		c, _ := cpuSeconds(pr.pid())
+		c, _ := benchproc.CPUSeconds(pr.Pid())
 		cpu += c - cpu0[i]
 	}
 	b, err := os.ReadFile(out)
