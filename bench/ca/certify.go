@@ -134,24 +134,6 @@ func firstContact(addr, token, node string, m *secrets.Manager) secrets.Issuer {
 		if err != nil {
 			return nil, nil, err
 		}
-		var chain [][]byte
-		for _, s := range resp.GetCertChain() {
-			certs, err := secrets.ParseBundle([]byte(s))
-			if err != nil {
-				return nil, nil, err
-			}
-			for _, c := range certs {
-				chain = append(chain, c.Raw)
-			}
-		}
-		var bundle []*x509.Certificate
-		for _, s := range resp.GetTrustBundle() {
-			certs, err := secrets.ParseBundle([]byte(s))
-			if err != nil {
-				return nil, nil, err
-			}
-			bundle = append(bundle, certs...)
-		}
-		return chain, bundle, nil
+		return secrets.ParseIssued(resp.GetCertChain(), resp.GetTrustBundle())
 	})
 }

@@ -94,6 +94,28 @@ func New(id identity.ID, bundle []*x509.Certificate, log *slog.Logger) *Manager 
 // ID is the proxy's identity.
 func (m *Manager) ID() identity.ID { return m.id }
 
+// ParseIssued turns the PEM certificates of a certificate response, the
+// chain (leaf first) and the trust bundle, into what an Issuer returns.
+func ParseIssued(chainPEM, bundlePEM []string) (chain [][]byte, bundle []*x509.Certificate, err error) {
+	for _, s := range chainPEM {
+		certs, err := ParseBundle([]byte(s))
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, c := range certs {
+			chain = append(chain, c.Raw)
+		}
+	}
+	for _, s := range bundlePEM {
+		certs, err := ParseBundle([]byte(s))
+		if err != nil {
+			return nil, nil, err
+		}
+		bundle = append(bundle, certs...)
+	}
+	return chain, bundle, nil
+}
+
 // ParseBundle reads PEM certificates.
 func ParseBundle(pemBytes []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
