@@ -17,6 +17,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -152,11 +153,47 @@ func fuzz(d time.Duration) error {
 		}
 	}
 	for _, t := range targets {
-		if err := run("go", "test", "-run", "^$", "-fuzz", "^"+t.name+"$", "-fuzztime", d.String(), t.pkg); err != nil {
+		if err := fuzzTarget(t.pkg, t.name, d); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// fuzzTarget fuzzes one target for d. Go's fuzzing coordinator may fail a
+// run that found nothing with "context deadline exceeded" as -fuzztime
+// ends, when its workers are starved of CPU (go.dev/issue/75804, fixed in
+// Go 1.27): such a run, which wrote no failing input, is run again, at
+// most twice. A run that wrote a failing input fails at once.
+func fuzzTarget(pkg, name string, d time.Duration) error {
+	dir := filepath.Join(strings.TrimSpace(mustOutput("go", "list", "-f", "{{.Dir}}", pkg)), "testdata", "fuzz", name)
+	for attempt := 1; ; attempt++ {
+		before := corpusFiles(dir)
+		args := []string{"test", "-run", "^$", "-fuzz", "^" + name + "$", "-fuzztime", d.String(), pkg}
+		fmt.Fprintf(os.Stderr, "+ go %s\n", strings.Join(args, " "))
+		var out bytes.Buffer
+		cmd := exec.Command("go", args...)
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(os.Stdout, &out), io.MultiWriter(os.Stderr, &out)
+		err := cmd.Run()
+		if err == nil {
+			return nil
+		}
+		wrote := len(corpusFiles(dir)) > len(before)
+		if wrote || attempt == 3 || !bytes.Contains(out.Bytes(), []byte("\n    context deadline exceeded\n")) {
+			return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+		}
+		fmt.Fprintf(os.Stderr, "dev: %s stopped with go.dev/issue/75804 (no failing input was written); running it again\n", name)
+	}
+}
+
+// corpusFiles lists the inputs in a fuzz target's corpus directory.
+func corpusFiles(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 func generate() error {

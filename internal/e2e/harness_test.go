@@ -21,6 +21,7 @@ import (
 	"trellis.dev/trellis/internal/control"
 	"trellis.dev/trellis/internal/controlapi"
 	"trellis.dev/trellis/internal/demo/app"
+	"trellis.dev/trellis/internal/logtest"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
 	"trellis.dev/trellis/internal/proxy/secrets"
@@ -50,10 +51,37 @@ func (s subnet) ip(host byte) string {
 }
 
 func testLogger(t *testing.T, name string) *slog.Logger {
-	if os.Getenv("TRELLIS_TEST_LOGS") == "" {
-		return slog.New(slog.DiscardHandler)
+	if os.Getenv("TRELLIS_TEST_LOGS") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", name)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", name)
+	return slog.New(slog.NewTextHandler(failureLog(t), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", name)
+}
+
+// failureLogs holds each test's log buffer: what the components of a
+// test logged is printed (its last lines) only when the test fails.
+var failureLogs sync.Map // *testing.T → *logtest.Buffer
+
+// failureLogLines is how many of the last lines a failed test prints.
+const failureLogLines = 300
+
+func failureLog(t *testing.T) *logtest.Buffer {
+	if b, ok := failureLogs.Load(t); ok {
+		return b.(*logtest.Buffer)
+	}
+	b := &logtest.Buffer{}
+	failureLogs.Store(t, b)
+	t.Cleanup(func() {
+		failureLogs.Delete(t)
+		if !t.Failed() {
+			return
+		}
+		lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+		if len(lines) > failureLogLines {
+			lines = lines[len(lines)-failureLogLines:]
+		}
+		t.Logf("the last %d lines the test's components logged (all with TRELLIS_TEST_LOGS=1):\n%s", len(lines), strings.Join(lines, "\n"))
+	})
+	return b
 }
 
 // controlPlane is an in-process `trellis control`.

@@ -88,7 +88,7 @@ func httpProtocolOptions(p model.Protocol, idle time.Duration) map[string]*anypb
 // policiesFor returns the BackendPolicies that target port sp of service
 // s, the one in effect first (model.BackendPoliciesFor).
 func (b *builder) policiesFor(s *model.Service, sp model.ServicePort) []model.BackendPolicyRef {
-	return model.BackendPoliciesFor(b.in.Index.BackendPoliciesTargeting(s.Key), s, sp)
+	return model.BackendPoliciesFor(b.backendPoliciesTargeting(s.Key), s, sp)
 }
 
 // backendPolicy returns the BackendPolicy in effect for port sp of service

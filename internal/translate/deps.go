@@ -87,6 +87,47 @@ func (b *builder) memberOf(w *model.Workload) []*model.Service {
 	return b.in.Index.MemberOf(w.Key)
 }
 
+// parentKey is the dependency key of a route parent: the routes attached
+// to a Service or a Gateway are part of what its key stands for, and a
+// route's change touches the keys of its parents.
+func parentKey(kind model.ParentKind, k model.Key) string {
+	if kind == model.ParentGateway {
+		return GatewayKey(k)
+	}
+	return ServiceKey(k)
+}
+
+// httpRoutesOf, grpcRoutesOf, tcpRoutesOf and tlsRoutesOf return the
+// routes attached to a parent, recording the dependency: whoever builds
+// from a parent's routes must be rebuilt when one of them changes.
+func (b *builder) httpRoutesOf(kind model.ParentKind, k model.Key) []*model.HTTPRoute {
+	b.dependOn(parentKey(kind, k))
+	return b.in.Index.HTTPRoutesOf(kind, k)
+}
+
+func (b *builder) grpcRoutesOf(kind model.ParentKind, k model.Key) []*model.GRPCRoute {
+	b.dependOn(parentKey(kind, k))
+	return b.in.Index.GRPCRoutesOf(kind, k)
+}
+
+func (b *builder) tcpRoutesOf(kind model.ParentKind, k model.Key) []*model.TCPRoute {
+	b.dependOn(parentKey(kind, k))
+	return b.in.Index.TCPRoutesOf(kind, k)
+}
+
+func (b *builder) tlsRoutesOf(kind model.ParentKind, k model.Key) []*model.TLSRoute {
+	b.dependOn(parentKey(kind, k))
+	return b.in.Index.TLSRoutesOf(kind, k)
+}
+
+// backendPoliciesTargeting returns the BackendPolicies that target a
+// Service, recording the dependency (a BackendPolicy's change touches the
+// keys of the Services it targets).
+func (b *builder) backendPoliciesTargeting(k model.Key) []*model.BackendPolicy {
+	b.dependOn(ServiceKey(k))
+	return b.in.Index.BackendPoliciesTargeting(k)
+}
+
 // gatewayOf looks a Gateway up, recording the dependency.
 func (b *builder) gatewayOf(k model.Key) *model.Gateway {
 	b.dependOn(GatewayKey(k))

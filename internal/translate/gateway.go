@@ -59,7 +59,7 @@ func (b *builder) gateway() {
 // virtual host per effective hostname.
 func (b *builder) gatewayRoutes(g *model.Gateway, port uint32, listeners []int) *routev3.RouteConfiguration {
 	byHost := map[string][]attachedRule{}
-	for _, r := range b.in.Index.HTTPRoutesOf(model.ParentGateway, g.Key) {
+	for _, r := range b.httpRoutesOf(model.ParentGateway, g.Key) {
 		for _, li := range listeners {
 			l := g.Listeners[li]
 			if !attaches(r, g, l) {

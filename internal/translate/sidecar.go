@@ -199,13 +199,13 @@ func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort
 		}
 	}
 	var grpcAttached []grpcRule
-	for _, r := range b.in.Index.GRPCRoutesOf(model.ParentService, s.Key) {
+	for _, r := range b.grpcRoutesOf(model.ParentService, s.Key) {
 		if attachesToService(r.Parents, s, sp) {
 			grpcAttached = append(grpcAttached, grpcRulesOf(r)...)
 		}
 	}
 	var attached []attachedRule
-	for _, r := range b.in.Index.HTTPRoutesOf(model.ParentService, s.Key) {
+	for _, r := range b.httpRoutesOf(model.ParentService, s.Key) {
 		if attachesToService(r.Parents, s, sp) {
 			attached = append(attached, rulesOf(r)...)
 		}

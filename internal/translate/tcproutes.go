@@ -21,14 +21,14 @@ import (
 // local port is then not served, as a TCP client sees a route that fails.
 func (b *builder) meshTCP(statPrefix string, s *model.Service, sp model.ServicePort) *listenerv3.Filter {
 	ref := "proxy " + b.in.Proxy.ID
-	for _, r := range b.in.Index.TLSRoutesOf(model.ParentService, s.Key) {
+	for _, r := range b.tlsRoutesOf(model.ParentService, s.Key) {
 		if attachesToService(r.Parents, s, sp) {
 			b.problem("TLSRoute "+r.Key.String(), "spec.parentRefs",
 				fmt.Sprintf("TLSRoutes on Services are not served by sidecars; connections to %s port %d go to the Service", s.Key, sp.Port))
 		}
 	}
 	var attached []*model.TCPRoute
-	for _, r := range b.in.Index.TCPRoutesOf(model.ParentService, s.Key) {
+	for _, r := range b.tcpRoutesOf(model.ParentService, s.Key) {
 		if attachesToService(r.Parents, s, sp) {
 			attached = append(attached, r)
 		}

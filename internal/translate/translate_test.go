@@ -296,3 +296,51 @@ func TestDeps(t *testing.T) {
 		}
 	}
 }
+
+// TestDepsCoverRoutes removes each route of the demo mesh in turn: every
+// proxy whose config changes must depend on one of the route's parents,
+// the keys a route's change touches, or the control plane would not
+// rebuild it (a proxyless client once kept a GRPCRoute's old weights).
+func TestDepsCoverRoutes(t *testing.T) {
+	c := demoMesh()
+	proxies := demoProxies(c)
+	type route struct {
+		name    string
+		parents []model.ParentRef
+		without func(model.Config) *model.Config
+	}
+	var routes []route
+	for i, r := range c.HTTPRoutes {
+		routes = append(routes, route{"HTTPRoute " + r.Key.String(), r.Parents, func(c model.Config) *model.Config {
+			c.HTTPRoutes = slices.Delete(slices.Clone(c.HTTPRoutes), i, i+1)
+			return &c
+		}})
+	}
+	for i, r := range c.GRPCRoutes {
+		routes = append(routes, route{"GRPCRoute " + r.Key.String(), r.Parents, func(c model.Config) *model.Config {
+			c.GRPCRoutes = slices.Delete(slices.Clone(c.GRPCRoutes), i, i+1)
+			return &c
+		}})
+	}
+	if len(routes) == 0 {
+		t.Fatal("the demo mesh has no routes")
+	}
+	for name, p := range proxies {
+		full, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
+		want := render(t, full, problems)
+		for _, r := range routes {
+			cfg := r.without(*c)
+			res, problems := Translate(Input{Config: cfg, Index: model.NewIndex(cfg), Proxy: p}, Options{})
+			if bytes.Equal(render(t, res, problems), want) {
+				continue
+			}
+			covered := false
+			for _, parent := range r.parents {
+				covered = covered || slices.Contains(full.Deps, parentKey(parent.Kind, parent.Key))
+			}
+			if !covered {
+				t.Errorf("%s: removing %s changes its config, but it depends on none of the route's parents (deps %v)", name, r.name, full.Deps)
+			}
+		}
+	}
+}
