@@ -78,7 +78,7 @@ type cluster struct {
 	warmOnce sync.Once
 
 	mu         sync.Mutex
-	transports map[*upstreamTLS]*http.Transport
+	transports map[*upstreamTLS]upstreamTransport
 }
 
 type socketMatch struct {
@@ -106,7 +106,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		"typed_extension_protocol_options"); err != nil {
 		return nil, err
 	}
-	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]*http.Transport{}, warm: make(chan struct{}),
+	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]upstreamTransport{}, warm: make(chan struct{}),
 		mark: p.opts.SocketMark}
 	if d := c.GetConnectTimeout(); d != nil {
 		out.connectTimeout = d.AsDuration()
@@ -503,7 +503,7 @@ func (c *cluster) dial(ctx context.Context, ep *endpoint) (net.Conn, error) {
 }
 
 // transport returns the HTTP transport for endpoints using t.
-func (c *cluster) transport(t *upstreamTLS) *http.Transport {
+func (c *cluster) transport(t *upstreamTLS) upstreamTransport {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if tr, ok := c.transports[t]; ok {
@@ -521,6 +521,7 @@ func (c *cluster) transport(t *upstreamTLS) *http.Transport {
 		tr.TLSClientConfig = t.config
 		tr.TLSHandshakeTimeout = c.connectTimeout
 	}
+	var out upstreamTransport
 	if c.http2 {
 		var protos http.Protocols
 		if t != nil {
@@ -531,10 +532,32 @@ func (c *cluster) transport(t *upstreamTLS) *http.Transport {
 			protos.SetUnencryptedHTTP2(true)
 		}
 		tr.Protocols = &protos
+		out = netTransport{tr}
+	} else {
+		// HTTP/1.1 on the calling goroutine; net/http's Transport only
+		// for requests that upgrade the connection.
+		var cfg *tls.Config
+		if t != nil {
+			cfg = t.config
+		}
+		out = newH1Transport(c.dialContext, cfg, c.connectTimeout, c.idleTimeout, tr)
 	}
-	c.transports[t] = tr
-	return tr
+	c.transports[t] = out
+	return out
 }
+
+// upstreamTransport sends a cluster's HTTP requests over one kind of
+// connection.
+type upstreamTransport interface {
+	http.RoundTripper
+	// close closes the idle connections.
+	close()
+}
+
+// netTransport is net/http's Transport, for HTTP/2.
+type netTransport struct{ *http.Transport }
+
+func (t netTransport) close() { t.CloseIdleConnections() }
 
 // RoundTrip sends a request to an endpoint of the cluster, chosen by its
 // load balancer (with the hash lbHash put in the request's context, for
@@ -676,6 +699,6 @@ func (c *cluster) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, tr := range c.transports {
-		tr.CloseIdleConnections()
+		tr.close()
 	}
 }
