@@ -27,6 +27,7 @@ spec:
   - {name: grpc, port: 9090}
   - {name: tcp-smtp, port: 2525}
   - {name: banner, port: 2526}
+  - {name: rpc, port: 9091}
 ---
 apiVersion: v1
 kind: Service
@@ -102,7 +103,7 @@ func TestTransparentCapture(t *testing.T) {
 	}
 	workloads := []workload{
 		{clientNS, clientIP, "client-0", "client", "iptables", nil},
-		{webNS, webIP, "web-0", "web", "nftables", []string{"http:8080/HTTP", "grpc:9090/GRPC", "tcp-smtp:2525/TCP", "banner:2526"}},
+		{webNS, webIP, "web-0", "web", "nftables", []string{"http:8080/HTTP", "grpc:9090/GRPC", "tcp-smtp:2525/TCP", "banner:2526", "rpc:9091"}},
 		{vaultNS, vaultIP, "vault-0", "vault", "iptables", []string{"http:8080/HTTP"}},
 	}
 	for _, w := range workloads {
@@ -111,7 +112,7 @@ func TestTransparentCapture(t *testing.T) {
 		}
 		app, _, _ := strings.Cut(w.name, "-")
 		if len(w.ports) > 0 {
-			n.start(w.ns, "app", "8080", "9090", "2525", "2526")
+			n.start(w.ns, "app", "8080", "9090", "2525", "2526", "grpc:9091")
 		}
 		token := filepath.Join(dir, w.name+".token")
 		if out, err := n.run(cpNS, "token", cpIP+":15014", "shop", w.account, token); err != nil {
@@ -156,6 +157,18 @@ func TestTransparentCapture(t *testing.T) {
 		out, err := fromClient("grpc", webIP+":9090")
 		if err != nil || out != "trailer=clean" {
 			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	// gRPC on a port with no declared protocol: detected by its HTTP/2
+	// preface, and sent on as HTTP/2 (the clusters use the downstream
+	// protocol), from the mesh client and from outside the mesh.
+	eventually(t, 30*time.Second, "gRPC stream on a port with no declared protocol", func() error {
+		for _, from := range []func(string, string) (string, error){fromClient, outside} {
+			out, err := from("grpc", webIP+":9091")
+			if err != nil || out != "trailer=clean" {
+				return fmt.Errorf("%v: %q", err, out)
+			}
 		}
 		return nil
 	})

@@ -158,11 +158,17 @@ func roleControl(ctx context.Context, args []string) error {
 // server-first protocol, SMTP-like, on the others: the server greets
 // first, the client sends nothing until it has read the greeting.
 func roleApp(ctx context.Context, args []string) error {
-	var lns []net.Listener
+	var lns, grpcLns []net.Listener
 	for _, p := range args {
-		ln, err := net.Listen("tcp", ":"+p)
+		// "grpc:PORT" serves gRPC there too.
+		port, isGRPC := strings.CutPrefix(p, "grpc:")
+		ln, err := net.Listen("tcp", ":"+port)
 		if err != nil {
 			return err
+		}
+		if isGRPC {
+			grpcLns = append(grpcLns, ln)
+			continue
 		}
 		lns = append(lns, ln)
 	}
@@ -193,6 +199,10 @@ func roleApp(ctx context.Context, args []string) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = srv.Serve(lns[0]) }()
 	go func() { defer wg.Done(); _ = gs.Serve(lns[1]) }()
+	for _, ln := range grpcLns {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = gs.Serve(ln) }()
+	}
 	for _, ln := range lns[2:] {
 		wg.Add(1)
 		go func() {

@@ -53,8 +53,9 @@ type cluster struct {
 	edsName        string // "" for a static cluster
 	connectTimeout time.Duration
 	idleTimeout    time.Duration
-	// http2: requests go upstream over HTTP/2 (h2c in plaintext).
-	http2 bool
+	// proto is the HTTP version of requests upstream: HTTP/2 is h2c in
+	// plaintext.
+	proto upstreamProtocol
 	// defaultTLS is the cluster's transport socket; nil means plaintext.
 	defaultTLS *upstreamTLS
 	matches    []socketMatch
@@ -78,7 +79,7 @@ type cluster struct {
 	warmOnce sync.Once
 
 	mu         sync.Mutex
-	transports map[*upstreamTLS]upstreamTransport
+	transports map[transportKey]upstreamTransport
 }
 
 type socketMatch struct {
@@ -106,7 +107,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		"typed_extension_protocol_options"); err != nil {
 		return nil, err
 	}
-	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]upstreamTransport{}, warm: make(chan struct{}),
+	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[transportKey]upstreamTransport{}, warm: make(chan struct{}),
 		mark: p.opts.SocketMark}
 	if d := c.GetConnectTimeout(); d != nil {
 		out.connectTimeout = d.AsDuration()
@@ -121,7 +122,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 	if out.od, err = compileOutlierDetection(c.GetOutlierDetection()); err != nil {
 		return nil, fmt.Errorf("outlier_detection: %w", err)
 	}
-	if out.idleTimeout, out.http2, err = compileProtocolOptions(c.GetTypedExtensionProtocolOptions()); err != nil {
+	if out.idleTimeout, out.proto, err = compileProtocolOptions(c.GetTypedExtensionProtocolOptions()); err != nil {
 		return nil, err
 	}
 	if c.GetTransportSocket() != nil {
@@ -503,10 +504,11 @@ func (c *cluster) dial(ctx context.Context, ep *endpoint) (net.Conn, error) {
 }
 
 // transport returns the HTTP transport for endpoints using t.
-func (c *cluster) transport(t *upstreamTLS) upstreamTransport {
+func (c *cluster) transport(t *upstreamTLS, http2 bool) upstreamTransport {
+	key := transportKey{t, http2}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if tr, ok := c.transports[t]; ok {
+	if tr, ok := c.transports[key]; ok {
 		return tr
 	}
 	tr := &http.Transport{
@@ -522,7 +524,7 @@ func (c *cluster) transport(t *upstreamTLS) upstreamTransport {
 		tr.TLSHandshakeTimeout = c.connectTimeout
 	}
 	var out upstreamTransport
-	if c.http2 {
+	if http2 {
 		var protos http.Protocols
 		if t != nil {
 			protos.SetHTTP2(true)
@@ -542,8 +544,15 @@ func (c *cluster) transport(t *upstreamTLS) upstreamTransport {
 		}
 		out = newH1Transport(c.dialContext, cfg, c.connectTimeout, c.idleTimeout, tr)
 	}
-	c.transports[t] = out
+	c.transports[key] = out
 	return out
+}
+
+// transportKey names a transport of a cluster: the TLS of its endpoints,
+// and the HTTP version.
+type transportKey struct {
+	tls   *upstreamTLS
+	http2 bool
 }
 
 // upstreamTransport sends a cluster's HTTP requests over one kind of
@@ -611,7 +620,8 @@ func (c *cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 		out = out.WithContext(a.context(ctx))
 		out.URL = &u
 		ep.st.active.Add(1)
-		resp, err := c.transport(ep.tls).RoundTrip(out)
+		http2 := c.proto == upstreamHTTP2 || c.proto == upstreamDownstream && req.ProtoMajor == 2
+		resp, err := c.transport(ep.tls, http2).RoundTrip(out)
 		a.release()
 		if err == nil {
 			c.httpStatus(ep, resp.StatusCode)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,49 @@ func TestGRPCStreaming(t *testing.T) {
 	}
 	if got := strings.Join(stream.Trailer().Get("x-stream-end"), ","); got != "clean" {
 		t.Errorf("trailer x-stream-end = %q, want clean", got)
+	}
+}
+
+// TestDownstreamProtocolCluster: a cluster with use_downstream_protocol_config
+// (ports whose protocol is detected) sends each request upstream in the
+// HTTP version it came in with.
+func TestDownstreamProtocolCluster(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	h := newHarness(t, routes(`{"match":{"prefix":"/"},"route":{"cluster":"g","timeout":"0s"}}`), map[string][]string{"g": {ln.Addr().String()}}, false)
+	c := staticCluster(t, "g", ln.Addr().String())
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsKey: mustAny(t, &upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+			UseDownstreamProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+				HttpProtocolOptions: &corev3.Http1ProtocolOptions{}, Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}})}
+	if err := h.p.Apply(xdsclient.ClusterType, map[string]proto.Message{"g": c}); err != nil {
+		t.Fatal(err)
+	}
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	for name, client := range map[string]*http.Client{
+		"HTTP/1.1": {Timeout: 10 * time.Second},
+		"HTTP/2.0": {Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: &h2c}},
+	} {
+		resp, err := client.Get("http://" + h.addr + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.Proto != name || string(body) != name {
+			t.Errorf("a request in %s reached the proxy in %s and the server in %q", name, resp.Proto, body)
+		}
 	}
 }

@@ -62,22 +62,45 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 // sidecar in front of it.
 func speaksHTTP2(p model.Protocol) bool { return p == model.ProtocolHTTP2 || p == model.ProtocolGRPC }
 
+// protocolDetected stands, in what clusters speak, for a port whose
+// protocol nothing declared: it is detected per connection, and requests
+// go upstream in the HTTP version they came in with (HTTP/2 from a gRPC
+// client, HTTP/1.1 from a browser).
+const protocolDetected model.Protocol = "detected"
+
+// upstreamProtocol is what clusters toward port sp speak: its protocol,
+// or protocolDetected.
+func upstreamProtocol(sp model.ServicePort) model.Protocol {
+	if !sp.ProtocolDeclared {
+		return protocolDetected
+	}
+	return sp.Protocol
+}
+
 // httpProtocolOptions are the upstream HTTP protocol options of a cluster
 // toward a port of protocol p: HTTP/2 for HTTP2 and GRPC ports, else
 // HTTP/1.1, with an idle timeout when idle is set. Nil when there is
 // nothing to say (HTTP/1.1, the default idle timeout).
 func httpProtocolOptions(p model.Protocol, idle time.Duration) map[string]*anypb.Any {
-	if !speaksHTTP2(p) && idle == 0 {
+	if !speaksHTTP2(p) && p != protocolDetected && idle == 0 {
 		return nil
 	}
-	ex := &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-		ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
-	}
-	if speaksHTTP2(p) {
-		ex.ProtocolConfig = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}
-	}
-	po := &upstreamhttpv3.HttpProtocolOptions{
-		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: ex},
+	po := &upstreamhttpv3.HttpProtocolOptions{}
+	if p == protocolDetected {
+		po.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+			UseDownstreamProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+				HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+				Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+			},
+		}
+	} else {
+		ex := &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+		}
+		if speaksHTTP2(p) {
+			ex.ProtocolConfig = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}
+		}
+		po.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: ex}
 	}
 	if idle > 0 {
 		po.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(idle)}
@@ -180,7 +203,7 @@ func (b *builder) applyBackendPolicy(c *clusterv3.Cluster, bp *model.BackendPoli
 		case !sp.Protocol.IsHTTP():
 			b.problem(res, "spec.idleTimeout", fmt.Sprintf("port %d is %s: the idle timeout applies to HTTP connection pools; not applied to %s", sp.Port, sp.Protocol, c.Name))
 		default:
-			c.TypedExtensionProtocolOptions = httpProtocolOptions(sp.Protocol, bp.IdleTimeout)
+			c.TypedExtensionProtocolOptions = httpProtocolOptions(upstreamProtocol(sp), bp.IdleTimeout)
 		}
 	}
 	if bp.RateLimit != nil {

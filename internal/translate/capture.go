@@ -232,7 +232,7 @@ func (b *builder) outboundCapture() {
 						}},
 					},
 					TransportSocket:               b.upstreamMTLS(SNI(sp.Port, host), []string{b.workloadID(w)}),
-					TypedExtensionProtocolOptions: httpProtocolOptions(sp.Protocol, 0),
+					TypedExtensionProtocolOptions: httpProtocolOptions(upstreamProtocol(sp), 0),
 				})
 				match := func() *listenerv3.FilterChainMatch {
 					return &listenerv3.FilterChainMatch{
@@ -301,7 +301,7 @@ func (b *builder) inboundCapture() {
 			}
 			ap.http = ap.http || sp.Protocol.IsHTTP()
 			ap.declared = ap.declared || sp.ProtocolDeclared
-			b.useAppPort(target, sp.Protocol)
+			b.useAppPort(target, upstreamProtocol(sp))
 		}
 	}
 	sniff, disabled := map[uint32]bool{}, map[uint32]bool{}

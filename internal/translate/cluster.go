@@ -120,7 +120,7 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 		b.applyBackendPolicy(c, bp, sp)
 	}
 	if !b.proxyless && c.TypedExtensionProtocolOptions == nil {
-		c.TypedExtensionProtocolOptions = httpProtocolOptions(sp.Protocol, 0)
+		c.TypedExtensionProtocolOptions = httpProtocolOptions(upstreamProtocol(sp), 0)
 	}
 	b.out.Clusters = append(b.out.Clusters, c)
 

@@ -41,7 +41,10 @@
 //     ports with no declared protocol the http_inspector tells HTTP from
 //     TCP within ProtocolDetectionTimeout;
 //   - clusters toward HTTP2 and GRPC ports speak HTTP/2
-//     (http2_protocol_options);
+//     (http2_protocol_options); toward ports with no declared protocol,
+//     the version each request came in with (use_downstream_protocol_config),
+//     and inbound_mesh has for such a port a chain matching ALPN h2 with
+//     a connection manager, so that gRPC keeps HTTP/2 end to end;
 //   - a backend in another namespace only with a ReferenceGrant there
 //     (model.Index.Granted, as the analyzer checks it);
 //   - outbound|PORT||HOST clusters with EDS endpoints; mesh endpoints are

@@ -63,11 +63,23 @@ func (b *builder) inbound() {
 				continue
 			}
 			seenSNI[sni] = true
-			b.useAppPort(target, sp.Protocol)
+			b.useAppPort(target, upstreamProtocol(sp))
 			chain := &listenerv3.FilterChain{
 				Name:             sni,
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}},
 				TransportSocket:  b.downstreamMTLS(),
+			}
+			if !sp.ProtocolDeclared && !sp.Protocol.IsHTTP() {
+				// A port of detected protocol: a client proxy that
+				// detected HTTP/2 says so by ALPN, and gets a connection
+				// manager that speaks HTTP/2 to the app too; anything else
+				// passes through.
+				ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
+					Name:             sni + "|h2",
+					FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{sni}, ApplicationProtocols: []string{"h2"}},
+					TransportSocket:  b.downstreamMTLS(),
+					Filters:          b.inboundFilters(target, true, b.inboundAccess(policies, target, true), true),
+				})
 			}
 			access := b.inboundAccess(policies, target, sp.Protocol.IsHTTP())
 			chain.Filters = b.inboundFilters(target, sp.Protocol.IsHTTP(), access, true)
@@ -109,7 +121,17 @@ func (b *builder) inboundClusters() {
 // with protocol p; a port served as HTTP/2 by one service port is reached
 // over HTTP/2.
 func (b *builder) useAppPort(port uint32, p model.Protocol) {
-	if prev, ok := b.appPorts[port]; !ok || !speaksHTTP2(prev) {
+	// HTTP/2 over the downstream's version, over anything else.
+	rank := func(p model.Protocol) int {
+		switch {
+		case speaksHTTP2(p):
+			return 2
+		case p == protocolDetected:
+			return 1
+		}
+		return 0
+	}
+	if prev, ok := b.appPorts[port]; !ok || rank(p) > rank(prev) {
 		b.appPorts[port] = p
 	}
 }
