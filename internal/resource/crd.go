@@ -12,18 +12,18 @@ import (
 	"trellis.dev/trellis/internal/schema"
 )
 
-// The Gateway API kinds are defaulted and validated by their CRDs, run
-// by package schema as the kube-apiserver runs them:
+// The Gateway API and trellis.dev kinds are defaulted and validated by
+// their CRDs, run by package schema as the kube-apiserver runs them:
 //
 //	Default:  typed ──unstructured──► map ──CRD defaults──► JSON ──DecodeOne──► typed
 //	Validate: typed ──unstructured──► map ──drop unwritten zero values──► CRD defaults
 //	               ──► unknown fields, OpenAPI schema, list keys, CEL rules ──► *Error (file, line, field)
 
 // crdValidator returns the CRD validator of o's kind at o's apiVersion;
-// ok is false for kinds without a CRD (Service, the trellis.dev kinds).
+// ok is false for kinds without a CRD (Service).
 func crdValidator(o *Object) (_ *schema.Validator, ok bool, err error) {
 	info, found := kindByName(o.Kind)
-	if !found || info.Group != gatewayGroup {
+	if !found || info.Group != gatewayGroup && info.Group != trellisGroup {
 		return nil, false, nil
 	}
 	v, err := schema.For(cmp.Or(o.APIVersion, info.APIVersion()), info.Kind)
