@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -53,14 +54,18 @@ func unstructured(o *Object) (map[string]any, error) {
 
 // defaultCRD applies the CRD's defaults to o. The defaulted object goes
 // back through the strict decoder, so that the typed object is exactly
-// what the store reads back.
+// what the store reads back; an object the defaults leave as it is stays.
 func defaultCRD(o *Object, v *schema.Validator) error {
 	u, err := unstructured(o)
 	if err != nil {
 		return err
 	}
+	before := runtime.DeepCopyJSON(u)
 	v.Default(u)
 	delete(u, "status") // defaulted too, and ignored
+	if reflect.DeepEqual(u, before) {
+		return nil // nothing to default: spare decoding it again
+	}
 	b, err := json.Marshal(u)
 	if err != nil {
 		return fmt.Errorf("resource: encoding defaulted %s: %w", o.Ref(), err)

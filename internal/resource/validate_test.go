@@ -745,3 +745,36 @@ func BenchmarkDefaultValidateHTTPRoute(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDefaultValidateTrellis measures Default and Validate of each
+// trellis.dev object of testdata/mesh.yaml, by their CRDs: the cost of one
+// Trellis object on the write path.
+func BenchmarkDefaultValidateTrellis(b *testing.B) {
+	objs, err := Decode("mesh.yaml", mustRead(b, "testdata/mesh.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, o := range objs {
+		if info, _ := kindByName(o.Kind); info.Group != trellisGroup || seen[o.Kind] {
+			continue
+		}
+		seen[o.Kind] = true
+		doc, err := Encode(o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(o.Kind, func(b *testing.B) {
+			for b.Loop() {
+				o, _ := DecodeOne(o.Kind, doc)
+				Default(o, "default")
+				if err := Validate(o); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	if len(seen) == 0 {
+		b.Fatal("no trellis.dev objects in testdata/mesh.yaml")
+	}
+}
