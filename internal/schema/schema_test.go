@@ -59,6 +59,48 @@ func TestCRDsMatchModule(t *testing.T) {
 	}
 }
 
+// TestTrellisCRDsGenerated fails when the embedded trellis.dev CRDs or
+// the deep-copy functions of api/v1alpha1 are not what controller-gen
+// makes of the types' markers now: run `go run ./hack/dev crds`.
+func TestTrellisCRDsGenerated(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "controller-gen")
+	build := exec.Command("go", "build", "-C", filepath.Join(root, "hack", "codegen"), "-o", bin, "sigs.k8s.io/controller-tools/cmd/controller-gen")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building controller-gen from hack/codegen: %v\n%s", err, out)
+	}
+	crdOut, objOut := filepath.Join(tmp, "crds"), filepath.Join(tmp, "object")
+	gen := exec.Command(bin, "object", "crd:crdVersions=v1", "paths=./api/...", "output:crd:dir="+crdOut, "output:object:dir="+objOut)
+	gen.Dir = root
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("controller-gen: %v\n%s", err, out)
+	}
+	const fix = "; run `go run ./hack/dev crds`"
+	generated, _ := filepath.Glob(filepath.Join(crdOut, "*.yaml"))
+	embedded, _ := fs.Glob(crdFiles, trellisCRDDir+"/*.yaml")
+	if len(generated) != len(embedded) || len(generated) == 0 {
+		t.Errorf("controller-gen makes %d CRDs, %d are embedded%s", len(generated), len(embedded), fix)
+	}
+	for _, f := range generated {
+		want, _ := os.ReadFile(f)
+		got, err := crdFiles.ReadFile(trellisCRDDir + "/" + filepath.Base(f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s/%s is not what controller-gen makes of api/v1alpha1%s", trellisCRDDir, filepath.Base(f), fix)
+		}
+	}
+	want, err := os.ReadFile(filepath.Join(objOut, "zz_generated.deepcopy.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "api", "v1alpha1", "zz_generated.deepcopy.go")); !bytes.Equal(got, want) {
+		t.Errorf("api/v1alpha1/zz_generated.deepcopy.go is not what controller-gen makes of the types%s", fix)
+	}
+}
+
 // wantKinds are the kinds with a CRD that Trellis reads (DESIGN §4), by
 // group/kind.
 var wantKinds = map[Kind]any{
