@@ -281,7 +281,7 @@ type AccessTarget struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=64
-	// +kubebuilder:validation:items:Pattern="^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$"
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$`
 	Methods []string `json:"methods,omitempty"`
 	// Headers must all match. Paths, methods and headers exist only in
 	// HTTP: see docs/resources.md for TCP ports.
@@ -365,7 +365,7 @@ type LoadBalancer struct {
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
-	// +kubebuilder:validation:Pattern="^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$"
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$`
 	HashHeader string `json:"hashHeader,omitempty"`
 	// +optional
 	// +kubebuilder:validation:MaxLength=256

@@ -511,8 +511,13 @@ func message(e *field.Error, apiVersion string) string {
 	case field.ErrorTypeInternal:
 		return "internal error: " + detail
 	}
-	// Invalid and TypeInvalid. An item count ("should have at least 1
-	// items") is no value to show.
+	// Invalid and TypeInvalid. A well-known pattern is explained.
+	if p, ok := strings.CutPrefix(detail, "should match '"); ok {
+		if hint, ok := patternHints[strings.TrimSuffix(p, "'")]; ok {
+			detail = hint
+		}
+	}
+	// An item count ("should have at least 1 items") is no value to show.
 	if strings.HasPrefix(detail, "should have at") {
 		return detail
 	}
@@ -520,6 +525,15 @@ func message(e *field.Error, apiVersion string) string {
 		return "invalid value " + s + ": " + detail
 	}
 	return detail
+}
+
+// patternHints explain the patterns of the Gateway API's shared types,
+// which the trellis.dev kinds use too, better than the patterns do.
+var patternHints = map[string]string{
+	// Duration
+	`^([0-9]{1,5}(h|m|s|ms)){1,4}$`: "must be a duration of up to four number-unit pairs with units h, m, s, ms, e.g. 1h30m or 500ms",
+	// HeaderName, HTTPHeaderName
+	"^[A-Za-z0-9!#$%&'*+\\-.^_\\x60|~]+$": "must be an HTTP token: letters, digits and !#$%&'*+-.^_`|~",
 }
 
 // stripPath removes the field path the OpenAPI validator puts in its
