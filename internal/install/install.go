@@ -41,20 +41,25 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/schema"
 	"trellis.dev/trellis/internal/version"
 )
 
 // Defaults and the names of the objects.
 const (
-	DefaultNamespace = "trellis-system"
+	// DefaultNamespace is the namespace of the control plane's SPIFFE
+	// identity (spiffe://TD/ns/trellis-system/sa/trellis-control), which
+	// proxies verify; installed in another namespace, the control plane
+	// keeps that identity.
+	DefaultNamespace = identity.ControlPlaneNamespace
 	// ImageRepository is where release images are published; the default
 	// image is this at the binary's version.
 	ImageRepository = "ghcr.io/trellis-mesh/trellis"
 
 	// Name is the name of the control plane's ServiceAccount, RBAC
-	// objects, Service and Deployment.
-	Name = "trellis-control"
+	// objects, Service and Deployment: its identity's service account.
+	Name = identity.ControlPlaneServiceAccount
 	// ValidatingWebhookName and MutatingWebhookName name the webhook
 	// configurations whose caBundle the control plane keeps current.
 	ValidatingWebhookName = "trellis-validator"
