@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -114,4 +116,37 @@ func rawObject(doc []byte) map[string]any {
 func cmpString(v any) string {
 	s, _ := v.(string)
 	return s
+}
+
+// TestKindsMatchCRDs checks that the names kinds.go gives each kind with
+// a CRD (plural, short names, scope) are the CRD's, so that `trellis get
+// wl` and `kubectl get wl` mean the same.
+func TestKindsMatchCRDs(t *testing.T) {
+	files, err := fs.Glob(schema.CRDs(), "*/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("embedded CRDs: %v, %v", files, err)
+	}
+	seen := 0
+	for _, f := range files {
+		b, _ := fs.ReadFile(schema.CRDs(), f)
+		var crd apiextensionsv1.CustomResourceDefinition
+		if err := yaml.Unmarshal(b, &crd); err != nil {
+			t.Fatal(err)
+		}
+		info, ok := kindByName(crd.Spec.Names.Kind)
+		if !ok || info.Group != crd.Spec.Group {
+			t.Errorf("%s: kind %s of group %s is not in kinds.go", f, crd.Spec.Names.Kind, crd.Spec.Group)
+			continue
+		}
+		seen++
+		names := crd.Spec.Names
+		if info.Plural != names.Plural || !slices.Equal(info.ShortNames, names.ShortNames) ||
+			info.Namespaced != (crd.Spec.Scope == apiextensionsv1.NamespaceScoped) {
+			t.Errorf("%s: kinds.go has plural %q, short names %v, namespaced %v; the CRD %q, %v, %s",
+				info.Kind, info.Plural, info.ShortNames, info.Namespaced, names.Plural, names.ShortNames, crd.Spec.Scope)
+		}
+	}
+	if seen != len(files) {
+		t.Errorf("%d of %d CRDs match a kind", seen, len(files))
+	}
 }
