@@ -496,13 +496,16 @@ func mutatingWebhooks(ns string) *admissionregistrationv1.MutatingWebhookConfigu
 }
 
 // Unstructured returns o as JSON-like maps, as printed: no status, no
-// null values (creationTimestamp: null).
+// empty spec, no null values (creationTimestamp: null).
 func Unstructured(o Object) (map[string]any, error) {
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
 	if err != nil {
 		return nil, fmt.Errorf("install: converting %s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)
 	}
 	delete(u, "status")
+	if spec, ok := u["spec"].(map[string]any); ok && len(spec) == 0 {
+		delete(u, "spec") // a Namespace's
+	}
 	dropNulls(u)
 	return u, nil
 }
