@@ -221,8 +221,9 @@ type AccessPolicyList struct {
 
 // AccessPolicySpec holds the action and the rules that select requests.
 type AccessPolicySpec struct {
-	// TargetRefs select the workloads the policy applies to (Services, or
-	// Gateways for gateway workloads); without any, the whole namespace.
+	// TargetRefs select the workloads the policy applies to: the members
+	// of Services in the policy's namespace (a Gateway may be named, but
+	// does not enforce policies yet); without any, the whole namespace.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	TargetRefs []gwv1.LocalPolicyTargetReference `json:"targetRefs,omitempty"`
