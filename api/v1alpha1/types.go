@@ -99,6 +99,7 @@ type WorkloadPort struct {
 	// +kubebuilder:validation:MaxLength=15
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]+(-[a-z0-9]+)*$') && self.matches('[a-z]')",message="must be at most 15 lowercase letters, digits and single '-', with at least one letter, not starting or ending with '-' (an IANA service name)"
 	Name string `json:"name,omitempty"`
+	// Port is the port number.
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
@@ -170,6 +171,7 @@ type MTLSPolicySpec struct {
 
 // PortMTLS overrides the mode for one port.
 type PortMTLS struct {
+	// Port is the workload's port (a Service's targetPort).
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
@@ -229,6 +231,7 @@ type AccessPolicySpec struct {
 	TargetRefs []gwv1.LocalPolicyTargetReference `json:"targetRefs,omitempty"`
 	// +required
 	Action AccessAction `json:"action"`
+	// Rules select requests; a request matching any rule gets the action.
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	Rules []AccessRule `json:"rules,omitempty"`
@@ -236,9 +239,11 @@ type AccessPolicySpec struct {
 
 // AccessRule matches a request when every present field matches.
 type AccessRule struct {
+	// From matches the caller: any one entry must match.
 	// +optional
 	// +kubebuilder:validation:MaxItems=8
 	From []AccessSource `json:"from,omitempty"`
+	// To matches the request: any one entry must match.
 	// +optional
 	// +kubebuilder:validation:MaxItems=8
 	To []AccessTarget `json:"to,omitempty"`
@@ -349,6 +354,7 @@ type BackendPolicySpec struct {
 
 // BackendTLS is how clients reach a backend.
 type BackendTLS struct {
+	// Mode is Mesh, RequireMesh or Disable.
 	// +required
 	// +kubebuilder:validation:Enum=Mesh;RequireMesh;Disable
 	Mode string `json:"mode"`
@@ -368,6 +374,7 @@ type LoadBalancer struct {
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$`
 	HashHeader string `json:"hashHeader,omitempty"`
+	// HashCookie names the cookie ConsistentHash hashes.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	HashCookie string `json:"hashCookie,omitempty"`
@@ -375,12 +382,18 @@ type LoadBalancer struct {
 
 // ConnectionLimits caps connections and requests per proxy and backend.
 type ConnectionLimits struct {
+	// MaxConnections caps the connections to the targets' endpoints from
+	// one proxy. Default 1024.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MaxConnections *int32 `json:"maxConnections,omitempty"`
+	// MaxPendingRequests caps the requests waiting for a connection; more
+	// are refused with 503. Default 1024.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MaxPendingRequests *int32 `json:"maxPendingRequests,omitempty"`
+	// MaxRequests caps the HTTP requests in flight; more are refused with
+	// 503. Default 1024.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MaxRequests *int32 `json:"maxRequests,omitempty"`
@@ -388,16 +401,24 @@ type ConnectionLimits struct {
 
 // OutlierDetection ejects failing endpoints.
 type OutlierDetection struct {
+	// Consecutive5xx is how many 5xx responses in a row eject an endpoint.
+	// Default 5.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Consecutive5xx *int32 `json:"consecutive5xx,omitempty"`
+	// ConsecutiveConnectErrors is how many connection errors in a row
+	// eject an endpoint. Default 5.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	ConsecutiveConnectError *int32 `json:"consecutiveConnectErrors,omitempty"`
+	// Interval is how often ejections are reviewed. Default 10s.
 	// +optional
 	Interval *gwv1.Duration `json:"interval,omitempty"`
+	// BaseEjectionTime is how long a first ejection lasts. Default 30s.
 	// +optional
 	BaseEjectionTime *gwv1.Duration `json:"baseEjectionTime,omitempty"`
+	// MaxEjectionPercent caps the share of endpoints ejected at once,
+	// 0-100. Default 10.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
@@ -406,10 +427,14 @@ type OutlierDetection struct {
 
 // RetryBudget bounds retries as a share of active requests.
 type RetryBudget struct {
+	// Percent is the share of the requests in flight that retries in
+	// flight may reach, 0-100.
 	// +required
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	Percent int32 `json:"percent"`
+	// MinRetries is how many retries may be in flight whatever the
+	// traffic. Default 3.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MinRetries int32 `json:"minRetriesConcurrency,omitempty"`
@@ -428,10 +453,12 @@ type Faults struct {
 // FaultDelay holds Percent of the requests (0-100) for Duration before
 // they are sent.
 type FaultDelay struct {
+	// Percent is the share of requests to delay, 0-100.
 	// +required
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	Percent int32 `json:"percent"`
+	// Duration is how long to hold them.
 	// +required
 	Duration gwv1.Duration `json:"duration"`
 }
@@ -443,14 +470,17 @@ type FaultDelay struct {
 // +kubebuilder:validation:XValidation:rule="has(self.httpStatus) || has(self.grpcStatus)",message="set httpStatus (200-599) or grpcStatus (0-16)"
 // +kubebuilder:validation:XValidation:rule="!(has(self.httpStatus) && has(self.grpcStatus))",message="set httpStatus or grpcStatus, not both"
 type FaultAbort struct {
+	// Percent is the share of requests to abort, 0-100.
 	// +required
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	Percent int32 `json:"percent"`
+	// HTTPStatus is the HTTP status (200-599) to answer with.
 	// +optional
 	// +kubebuilder:validation:Minimum=200
 	// +kubebuilder:validation:Maximum=599
 	HTTPStatus *int32 `json:"httpStatus,omitempty"`
+	// GRPCStatus is the gRPC status (0-16) to answer with.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=16
@@ -459,6 +489,7 @@ type FaultAbort struct {
 
 // LocalRateLimit is a token bucket per proxy.
 type LocalRateLimit struct {
+	// Requests is how many tokens the bucket gains every Per.
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	Requests int32 `json:"requests"`
@@ -467,6 +498,7 @@ type LocalRateLimit struct {
 	// +required
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,5}(h|m|s|ms)){1,4}$') || duration(self) >= duration('50ms')",message="shorter than 50ms, the shortest refill interval of the proxies' token bucket"
 	Per gwv1.Duration `json:"per"`
+	// Burst is the bucket's size; at least Requests.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Burst *int32 `json:"burst,omitempty"`
