@@ -6,7 +6,7 @@
 //	go run ./hack/dev fuzz    # every fuzz target, longer
 //	go run ./hack/dev bench [flags]  # the control plane scale benchmark (bench/scale; -quick, -h)
 //	go run ./hack/dev generate  # regenerate protobuf code (needs protoc)
-//	go run ./hack/dev crds      # copy the Gateway API CRDs of the go.mod version into internal/schema
+//	go run ./hack/dev crds      # generate the trellis.dev CRDs and deep-copy code (controller-gen), copy the Gateway API CRDs
 //	go run ./hack/dev k8s-binaries  # build kube-apiserver and kube-controller-manager for internal/kubetest
 //
 // TRELLIS_FUZZTIME sets the time per fuzz target (default 10s for test,
@@ -238,10 +238,50 @@ var gatewayCRDs = []string{
 
 const crdDir = "internal/schema/crds/gateway-api"
 
-// crds copies the Gateway API CRDs of the version in go.mod from the
-// module cache into crdDir, removes any other YAML there and writes its
-// README.md.
+// crds generates the trellis.dev CRDs and deep-copy functions, then
+// copies the Gateway API CRDs.
 func crds() error {
+	if err := trellisCRDs(); err != nil {
+		return err
+	}
+	return gatewayAPICRDs()
+}
+
+// codegen is the separate module that pins controller-gen, so that the
+// root go.mod stays clean.
+const codegen = "hack/codegen"
+
+// trellisCRDDir is where controller-gen writes the trellis.dev CRDs.
+const trellisCRDDir = "internal/schema/crds/trellis"
+
+// trellisCRDs builds controller-gen at the version hack/codegen/go.mod
+// pins and runs it on api/...: zz_generated.deepcopy.go beside the types,
+// and one CRD per kind, from the types' kubebuilder markers, into
+// trellisCRDDir (replacing what is there).
+func trellisCRDs() error {
+	tmp, err := os.MkdirTemp("", "trellis-codegen")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "controller-gen")
+	if err := run("go", "build", "-C", codegen, "-o", bin, "sigs.k8s.io/controller-tools/cmd/controller-gen"); err != nil {
+		return err
+	}
+	old, _ := filepath.Glob(filepath.Join(trellisCRDDir, "*.yaml"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
+	return run(bin, "object", "crd:crdVersions=v1", "paths=./api/...",
+		"output:crd:artifacts:config="+trellisCRDDir)
+}
+
+// gatewayAPICRDs copies the Gateway API CRDs of the version in go.mod from
+// the module cache into crdDir, removes any other YAML there and writes its
+// README.md.
+func gatewayAPICRDs() error {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", "sigs.k8s.io/gateway-api").Output()
 	if err != nil {
 		return fmt.Errorf("go list -m sigs.k8s.io/gateway-api: %w", err)

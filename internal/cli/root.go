@@ -63,6 +63,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		tlsCheckCommand(g),
 		tokenCommand(g),
 		caCommand(g),
+		installCommand(g),
 		versionCommand(g),
 	)
 	root.SetArgs(args)

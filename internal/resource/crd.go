@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -12,18 +13,18 @@ import (
 	"trellis.dev/trellis/internal/schema"
 )
 
-// The Gateway API kinds are defaulted and validated by their CRDs, run
-// by package schema as the kube-apiserver runs them:
+// The Gateway API and trellis.dev kinds are defaulted and validated by
+// their CRDs, run by package schema as the kube-apiserver runs them:
 //
 //	Default:  typed ──unstructured──► map ──CRD defaults──► JSON ──DecodeOne──► typed
 //	Validate: typed ──unstructured──► map ──drop unwritten zero values──► CRD defaults
 //	               ──► unknown fields, OpenAPI schema, list keys, CEL rules ──► *Error (file, line, field)
 
 // crdValidator returns the CRD validator of o's kind at o's apiVersion;
-// ok is false for kinds without a CRD (Service, the trellis.dev kinds).
+// ok is false for kinds without a CRD (Service).
 func crdValidator(o *Object) (_ *schema.Validator, ok bool, err error) {
 	info, found := kindByName(o.Kind)
-	if !found || info.Group != gatewayGroup {
+	if !found || info.Group != gatewayGroup && info.Group != trellisGroup {
 		return nil, false, nil
 	}
 	v, err := schema.For(cmp.Or(o.APIVersion, info.APIVersion()), info.Kind)
@@ -53,14 +54,18 @@ func unstructured(o *Object) (map[string]any, error) {
 
 // defaultCRD applies the CRD's defaults to o. The defaulted object goes
 // back through the strict decoder, so that the typed object is exactly
-// what the store reads back.
+// what the store reads back; an object the defaults leave as it is stays.
 func defaultCRD(o *Object, v *schema.Validator) error {
 	u, err := unstructured(o)
 	if err != nil {
 		return err
 	}
+	before := runtime.DeepCopyJSON(u)
 	v.Default(u)
 	delete(u, "status") // defaulted too, and ignored
+	if reflect.DeepEqual(u, before) {
+		return nil // nothing to default: spare decoding it again
+	}
 	b, err := json.Marshal(u)
 	if err != nil {
 		return fmt.Errorf("resource: encoding defaulted %s: %w", o.Ref(), err)

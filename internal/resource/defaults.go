@@ -4,9 +4,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-
-	"trellis.dev/trellis/api/v1alpha1"
-	"trellis.dev/trellis/internal/model"
 )
 
 // Default fills in what the user may leave out, in place, as the API
@@ -47,20 +44,9 @@ func Default(o *Object, defaultNamespace string) {
 		}
 		return
 	}
-	switch obj := o.Obj.(type) {
-	case *corev1.Service:
+	if obj, ok := o.Obj.(*corev1.Service); ok {
 		defaultService(&obj.Spec)
-	case *v1alpha1.Workload:
-		if obj.Spec.ServiceAccount == "" {
-			obj.Spec.ServiceAccount = "default"
-		}
-		for i := range obj.Spec.Ports {
-			if obj.Spec.Ports[i].Protocol == "" {
-				obj.Spec.Ports[i].Protocol = string(model.ProtocolTCP)
-			}
-		}
 	}
-	// The other Trellis kinds have no defaults.
 }
 
 func defaultService(spec *corev1.ServiceSpec) {

@@ -19,15 +19,15 @@
 //     field path. Types with their own UnmarshalJSON (metav1.Time,
 //     intstr.IntOrString) decode themselves. status is ignored.
 //   - Default fills the namespace and the defaults the API server would:
-//     for the Gateway API kinds, the defaults of their CRDs, applied by the
-//     apiserver's own code (package schema); Service and Workload defaults
-//     by hand.
+//     for the Gateway API and trellis.dev kinds, the defaults of their
+//     CRDs, applied by the apiserver's own code (package schema); Service
+//     defaults by hand.
 //   - Validate checks each object on its own and reports every problem at
-//     once: the Gateway API kinds against their CRDs (OpenAPI schema, list
-//     keys, CEL rules) exactly as a kube-apiserver would, plus the RE2
-//     syntax of regular expressions; Services as the apiserver does; the
-//     trellis.dev kinds by their own rules. Checks across resources belong
-//     to the analyzer.
+//     once: the Gateway API and trellis.dev kinds against their CRDs
+//     (OpenAPI schema, list keys, CEL rules) exactly as a kube-apiserver
+//     would, plus the RE2 syntax of regular expressions, which no CRD
+//     checks; Services as the apiserver does. Checks across resources
+//     belong to the analyzer.
 //   - Model converts every kind into the model, keeping lists index-aligned
 //     with the resources so that findings can name fields.
 //   - Load and Analyze (check.go) run the whole pipeline for `trellis

@@ -862,7 +862,7 @@ spec: {mode: PERMISSIVE}
 		in: trellisAPI + `kind: AccessPolicy
 metadata: {name: ap, namespace: ns}
 spec:
-  targetRefs: [{kind: Service, name: api}, {group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  targetRefs: [{group: "", kind: Service, name: api}, {group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
   action: DENY
   rules:
   - from:

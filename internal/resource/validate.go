@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/validate/content"
@@ -26,10 +25,11 @@ import (
 // objects read from a file) the line. Whether references resolve and
 // resources conflict is the analyzer's business.
 //
-// The Gateway API kinds are checked by their CRDs (package schema)
-// exactly as the kube-apiserver checks them: OpenAPI schema, list keys and
-// CEL rules. Services are checked as the apiserver checks them, the
-// trellis.dev kinds by their own rules; the metadata of every kind as the
+// The Gateway API and trellis.dev kinds are checked by their CRDs
+// (package schema) exactly as the kube-apiserver checks them: OpenAPI
+// schema, list keys and CEL rules; then the regular expressions of their
+// matches, which the CRDs leave to the implementation. Services are
+// checked as the apiserver checks them; the metadata of every kind as the
 // apiserver checks it.
 func Validate(o *Object) error {
 	if o == nil || o.Obj == nil {
@@ -45,20 +45,14 @@ func Validate(o *Object) error {
 		} else {
 			v.crd(sv)
 		}
-		v.regexes()
-		return errors.Join(v.errs...)
 	}
 	switch obj := o.Obj.(type) {
 	case *corev1.Service:
 		v.service(&obj.Spec)
-	case *v1alpha1.Workload:
-		v.workload(&obj.Spec)
-	case *v1alpha1.MTLSPolicy:
-		v.mtlsPolicy(&obj.Spec)
 	case *v1alpha1.AccessPolicy:
 		v.accessPolicy(&obj.Spec)
-	case *v1alpha1.BackendPolicy:
-		v.backendPolicy(&obj.Spec)
+	default:
+		v.regexes()
 	}
 	return errors.Join(v.errs...)
 }
@@ -320,42 +314,6 @@ func (v *validator) servicePorts(spec *corev1.ServiceSpec) {
 	}
 }
 
-// Formats shared with the Gateway API (shared_types.go in
-// sigs.k8s.io/gateway-api), for the trellis.dev kinds.
-var (
-	headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$")
-	durationRE   = regexp.MustCompile(`^([0-9]{1,5}(h|m|s|ms)){1,4}$`)
-)
-
-func (v *validator) headerName(field, name string) {
-	switch {
-	case name == "":
-		v.add(field, "required")
-	case len(name) > 256:
-		v.add(field, "header name is longer than 256 characters")
-	case !headerNameRE.MatchString(name):
-		v.add(field, "invalid header name %q: must be an HTTP token (letters, digits and !#$%%&'*+-.^_`|~)", name)
-	}
-}
-
-func (v *validator) duration(field string, d *gwv1.Duration) {
-	if d != nil && !durationRE.MatchString(string(*d)) {
-		v.add(field, "invalid duration %q: use up to four number-unit pairs with units h, m, s, ms, e.g. 1h30m or 500ms", *d)
-	}
-}
-
-func (v *validator) stringMatch(path string, typ *string, value string) {
-	if typ == nil {
-		return
-	}
-	v.enum(path+".type", *typ, "Exact", "RegularExpression")
-	if *typ == "RegularExpression" {
-		if _, err := regexp.Compile(value); err != nil {
-			v.add(path+".value", "invalid regular expression: %v", err)
-		}
-	}
-}
-
 // regexes checks the regular expressions of route matches, which the
 // CRDs leave to the implementation: Trellis's proxies use RE2, and a
 // regular expression they cannot compile would make them reject their
@@ -409,228 +367,18 @@ func (v *validator) regex(field, expr string) {
 	}
 }
 
-func (v *validator) uniqueName(seen map[string]int, field, list, name string, i int) {
-	if name == "" {
-		return
-	}
-	if j, dup := seen[name]; dup {
-		v.add(field, "duplicate name %q (also %s[%d])", name, list, j)
-		return
-	}
-	seen[name] = i
-}
+// Trellis kinds: what their CRDs cannot say.
 
-// policyTarget checks a targetRef; kind, when set, is the only kind the
-// policy may target.
-func (v *validator) policyTarget(path string, r gwv1.LocalPolicyTargetReference, kind string) {
-	v.required(path+".name", string(r.Name))
-	if v.required(path+".kind", string(r.Kind)) && kind != "" && (r.Kind != gwv1.Kind(kind) || r.Group != "" && r.Group != "core") {
-		target := string(r.Kind)
-		if r.Group != "" {
-			target += "." + string(r.Group)
-		}
-		v.add(path, "cannot target %s; set group \"\" and kind %s", target, kind)
-	}
-}
-
-// Trellis kinds.
-
-func (v *validator) workload(spec *v1alpha1.WorkloadSpec) {
-	if v.required("spec.address", spec.Address) {
-		if a, err := netip.ParseAddr(spec.Address); err != nil || a.Zone() != "" {
-			v.add("spec.address", "%q is not an IP address", spec.Address)
-		}
-	}
-	if spec.ServiceAccount != "" {
-		v.subdomain("spec.serviceAccount", spec.ServiceAccount)
-	}
-	for i, s := range spec.Services {
-		v.dns1035(indexPath("spec.services", i), s)
-	}
-	names := make(map[string]int)
-	ports := make(map[int32]int)
-	for i, p := range spec.Ports {
-		path := indexPath("spec.ports", i)
-		v.port(path+".port", p.Port)
-		if j, dup := ports[p.Port]; dup {
-			v.add(path+".port", "duplicate port %d (also spec.ports[%d])", p.Port, j)
-		} else {
-			ports[p.Port] = i
-		}
-		if p.Name != "" {
-			v.portName(path+".name", p.Name)
-			v.uniqueName(names, path+".name", "spec.ports", p.Name, i)
-		}
-		if p.Protocol != "" {
-			v.enum(path+".protocol", p.Protocol, "HTTP", "HTTP2", "GRPC", "TLS", "TCP")
-		}
-	}
-	if spec.MeshPort != nil {
-		v.port("spec.meshPort", *spec.MeshPort)
-		if j, dup := ports[*spec.MeshPort]; dup {
-			v.add("spec.meshPort", "port %d is also an application port (spec.ports[%d]); the sidecar needs its own port", *spec.MeshPort, j)
-		}
-	}
-}
-
-var mtlsModes = []string{string(v1alpha1.MTLSStrict), string(v1alpha1.MTLSPermissive), string(v1alpha1.MTLSDisable)}
-
-func (v *validator) mtlsPolicy(spec *v1alpha1.MTLSPolicySpec) {
-	for i, r := range spec.TargetRefs {
-		v.policyTarget(indexPath("spec.targetRefs", i), r, "Service")
-	}
-	v.enum("spec.mode", string(spec.Mode), mtlsModes...)
-	seen := make(map[int32]int)
-	for i, p := range spec.Ports {
-		path := indexPath("spec.ports", i)
-		v.port(path+".port", p.Port)
-		if j, dup := seen[p.Port]; dup {
-			v.add(path+".port", "duplicate port %d (also spec.ports[%d])", p.Port, j)
-		} else {
-			seen[p.Port] = i
-		}
-		v.enum(path+".mode", string(p.Mode), mtlsModes...)
-	}
-}
-
+// accessPolicy checks the regular expressions of header matches, which
+// the CRD leaves to the implementation, as regexes does for routes.
 func (v *validator) accessPolicy(spec *v1alpha1.AccessPolicySpec) {
-	for i, r := range spec.TargetRefs {
-		v.policyTarget(indexPath("spec.targetRefs", i), r, "")
-	}
-	v.enum("spec.action", string(spec.Action), string(v1alpha1.AccessAllow), string(v1alpha1.AccessDeny), string(v1alpha1.AccessAudit))
 	for i, rule := range spec.Rules {
-		path := indexPath("spec.rules", i)
-		for j, f := range rule.From {
-			fp := indexPath(path+".from", j)
-			for k, id := range f.Identities {
-				if !strings.HasPrefix(id, "spiffe://") && id != "*" {
-					v.add(indexPath(fp+".identities", k), "invalid identity %q: a SPIFFE ID (spiffe://trust-domain/ns/NAMESPACE/sa/ACCOUNT), optionally ending in *", id)
-				}
-			}
-			for k, ns := range f.Namespaces {
-				v.label(indexPath(fp+".namespaces", k), ns)
-			}
-		}
 		for j, t := range rule.To {
-			tp := indexPath(path+".to", j)
-			for k, p := range t.Ports {
-				v.port(indexPath(tp+".ports", k), p)
-			}
-			for k, p := range t.Paths {
-				if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "*") {
-					v.add(indexPath(tp+".paths", k), "path %q must start with \"/\" (or \"*\" for a suffix match)", p)
-				}
-			}
-			for k, m := range t.Methods {
-				if !headerNameRE.MatchString(m) {
-					v.add(indexPath(tp+".methods", k), "invalid method %q", m)
-				}
-			}
 			for k, h := range t.Headers {
-				hp := indexPath(tp+".headers", k)
-				v.headerName(hp+".name", string(h.Name))
-				v.stringMatch(hp, (*string)(h.Type), h.Value)
+				if h.Type != nil && *h.Type == gwv1.HeaderMatchRegularExpression {
+					v.regex(fmt.Sprintf("spec.rules[%d].to[%d].headers[%d].value", i, j, k), h.Value)
+				}
 			}
 		}
-	}
-}
-
-func (v *validator) backendPolicy(spec *v1alpha1.BackendPolicySpec) {
-	if len(spec.TargetRefs) == 0 {
-		v.add("spec.targetRefs", "required: at least one Service")
-	}
-	for i, r := range spec.TargetRefs {
-		path := indexPath("spec.targetRefs", i)
-		v.policyTarget(path, r.LocalPolicyTargetReference, "Service")
-		if r.SectionName != nil && v.required(path+".sectionName", string(*r.SectionName)) {
-			v.portName(path+".sectionName", string(*r.SectionName)) // a Service port's name
-		}
-	}
-	if tls := spec.TLS; tls != nil {
-		v.enum("spec.tls.mode", tls.Mode, "Mesh", "RequireMesh", "Disable")
-	}
-	if lb := spec.LoadBalancer; lb != nil {
-		v.enum("spec.loadBalancer.type", lb.Type, "RoundRobin", "LeastRequest", "ConsistentHash")
-		if lb.Type != "ConsistentHash" && (lb.HashHeader != "" || lb.HashCookie != "") {
-			v.add("spec.loadBalancer", "hashHeader and hashCookie need type ConsistentHash")
-		}
-		if lb.HashHeader != "" {
-			v.headerName("spec.loadBalancer.hashHeader", lb.HashHeader)
-		}
-	}
-	if cl := spec.ConnectionLimits; cl != nil {
-		v.nonNegative("spec.connectionLimits.maxConnections", cl.MaxConnections)
-		v.nonNegative("spec.connectionLimits.maxPendingRequests", cl.MaxPendingRequests)
-		v.nonNegative("spec.connectionLimits.maxRequests", cl.MaxRequests)
-	}
-	if od := spec.OutlierDetection; od != nil {
-		v.nonNegative("spec.outlierDetection.consecutive5xx", od.Consecutive5xx)
-		v.nonNegative("spec.outlierDetection.consecutiveConnectErrors", od.ConsecutiveConnectError)
-		v.duration("spec.outlierDetection.interval", od.Interval)
-		v.duration("spec.outlierDetection.baseEjectionTime", od.BaseEjectionTime)
-		if p := od.MaxEjectionPercent; p != nil && (*p < 0 || *p > 100) {
-			v.add("spec.outlierDetection.maxEjectionPercent", "%d is out of range 0-100", *p)
-		}
-	}
-	if rb := spec.RetryBudget; rb != nil {
-		if rb.Percent < 0 || rb.Percent > 100 {
-			v.add("spec.retryBudget.percent", "%d is out of range 0-100", rb.Percent)
-		}
-		if rb.MinRetries < 0 {
-			v.add("spec.retryBudget.minRetriesConcurrency", "must not be negative")
-		}
-	}
-	v.duration("spec.idleTimeout", spec.IdleTimeout)
-	if rl := spec.RateLimit; rl != nil {
-		if rl.Requests < 1 {
-			v.add("spec.rateLimit.requests", "must be at least 1")
-		}
-		if rl.Per == "" {
-			v.add("spec.rateLimit.per", "required, e.g. 1s")
-		} else {
-			v.duration("spec.rateLimit.per", &rl.Per)
-			if d, err := time.ParseDuration(string(rl.Per)); err == nil && d < 50*time.Millisecond {
-				v.add("spec.rateLimit.per", "%s is shorter than 50ms, the shortest refill interval of the proxies' token bucket", rl.Per)
-			}
-		}
-		v.nonNegative("spec.rateLimit.burst", rl.Burst)
-	}
-	if f := spec.Faults; f != nil {
-		if f.Delay == nil && f.Abort == nil {
-			v.add("spec.faults", "set delay, abort or both")
-		}
-		if d := f.Delay; d != nil {
-			v.percent("spec.faults.delay.percent", d.Percent)
-			if d.Duration == "" {
-				v.add("spec.faults.delay.duration", "required, e.g. 2s")
-			} else {
-				v.duration("spec.faults.delay.duration", &d.Duration)
-			}
-		}
-		if a := f.Abort; a != nil {
-			v.percent("spec.faults.abort.percent", a.Percent)
-			switch {
-			case a.HTTPStatus == nil && a.GRPCStatus == nil:
-				v.add("spec.faults.abort", "set httpStatus (200-599) or grpcStatus (0-16)")
-			case a.HTTPStatus != nil && a.GRPCStatus != nil:
-				v.add("spec.faults.abort", "set httpStatus or grpcStatus, not both")
-			case a.HTTPStatus != nil && (*a.HTTPStatus < 200 || *a.HTTPStatus > 599):
-				v.add("spec.faults.abort.httpStatus", "%d is out of range 200-599", *a.HTTPStatus)
-			case a.GRPCStatus != nil && (*a.GRPCStatus < 0 || *a.GRPCStatus > 16):
-				v.add("spec.faults.abort.grpcStatus", "%d is out of range 0-16", *a.GRPCStatus)
-			}
-		}
-	}
-}
-
-func (v *validator) percent(field string, p int32) {
-	if p < 0 || p > 100 {
-		v.add(field, "%d is out of range 0-100", p)
-	}
-}
-
-func (v *validator) nonNegative(field string, n *int32) {
-	if n != nil && *n < 0 {
-		v.add(field, "must not be negative")
 	}
 }

@@ -1,13 +1,16 @@
-// Package schema defaults and validates Gateway API resources as a
-// kube-apiserver with the Gateway API CRDs installed does, by running the
-// apiserver's own CustomResourceDefinition code on the CRDs themselves.
+// Package schema defaults and validates Gateway API and trellis.dev
+// resources as a kube-apiserver with their CRDs installed does, by running
+// the apiserver's own CustomResourceDefinition code on the CRDs themselves.
 //
-// The CRDs (standard channel, the sigs.k8s.io/gateway-api version in
-// go.mod) are embedded from crds/gateway-api, where `go run ./hack/dev crds`
-// copies them. The first For of a kind parses its CRD, and the first For
-// of a version compiles that version's schema, once:
+// The CRDs are embedded: the Gateway API ones (standard channel, the
+// sigs.k8s.io/gateway-api version in go.mod) from crds/gateway-api, where
+// `go run ./hack/dev crds` copies them, and the trellis.dev ones from
+// crds/trellis, where the same command has controller-gen generate them
+// from the kubebuilder markers of api/v1alpha1. The first For of a kind
+// parses its CRD, and the first For of a version compiles that version's
+// schema, once:
 //
-//	crds/gateway-api/*.yaml ──For(apiVersion, kind)──► *Validator (one per served version)
+//	crds/{gateway-api,trellis}/*.yaml ──For(apiVersion, kind)──► *Validator (one per served version)
 //	  openAPIV3Schema (apiextensions/v1)
 //	    ──convert──► internal JSONSchemaProps ──┬──► structural schema (defaults, pruning, list types)
 //	                                            ├──► OpenAPI schema validator
@@ -57,13 +60,17 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-//go:embed crds/gateway-api/*.yaml
+//go:embed crds/gateway-api/*.yaml crds/trellis/*.yaml
 var crdFiles embed.FS
 
-const crdDir = "crds/gateway-api"
+// The directories of the embedded CRDs.
+const (
+	crdDir        = "crds/gateway-api"
+	trellisCRDDir = "crds/trellis"
+)
 
-// CRDs returns the embedded CRD files, gateway-api/*.yaml, as they are to
-// be applied to a cluster.
+// CRDs returns the embedded CRD files, gateway-api/*.yaml and
+// trellis/*.yaml, as they are to be applied to a cluster.
 func CRDs() fs.FS {
 	sub, err := fs.Sub(crdFiles, "crds")
 	if err != nil {
@@ -142,15 +149,19 @@ type version struct {
 
 var loadIndex = sync.OnceValue(func() *index {
 	idx := &index{byGroupKind: make(map[string]*crd)}
-	entries, err := crdFiles.ReadDir(crdDir)
-	if err != nil {
-		panic(err) // the directory is embedded
-	}
-	for _, e := range entries {
-		if path.Ext(e.Name()) != ".yaml" {
-			continue
+	var files []string
+	for _, dir := range []string{crdDir, trellisCRDDir} {
+		entries, err := crdFiles.ReadDir(dir)
+		if err != nil {
+			panic(err) // the directory is embedded
 		}
-		file := path.Join(crdDir, e.Name())
+		for _, e := range entries {
+			if path.Ext(e.Name()) == ".yaml" {
+				files = append(files, path.Join(dir, e.Name()))
+			}
+		}
+	}
+	for _, file := range files {
 		k, err := readKind(file)
 		if err != nil {
 			// Reported by For, and by the tests that compile every CRD.
@@ -348,7 +359,7 @@ func (v *Validator) Validate(obj map[string]any) []FieldError {
 	}
 	out := make([]FieldError, 0, len(errs)+len(celErrs)+1)
 	for _, e := range slices.Concat(errs, celErrs) {
-		fe := FieldError{Field: e.Field, Message: message(e)}
+		fe := FieldError{Field: e.Field, Message: message(e, v.apiVersion)}
 		if e.Field == "<nil>" {
 			fe.Field = ""
 		}
@@ -457,16 +468,19 @@ func listIndex(elem string) (int, bool) {
 	return n, err == nil
 }
 
-// message turns a field.Error into a message that stands without the
-// field path: the CRD's own text (its CEL message, or the OpenAPI
+// message turns a field.Error on an object of apiVersion into a message
+// that stands without the field path: the CRD's own text (its CEL message, or the OpenAPI
 // validator's "should match '^...$'") with the offending value where it is
 // a scalar.
-func message(e *field.Error) string {
+func message(e *field.Error, apiVersion string) string {
 	detail := stripPath(e.Detail, e.Field)
 	switch e.Type {
 	case errorTypeUnknown:
 		name := e.Field[strings.LastIndexAny(e.Field, ".")+1:]
-		return fmt.Sprintf("unknown field %q (not in the Gateway API standard channel)", name)
+		if strings.HasPrefix(apiVersion, "gateway.networking.k8s.io/") {
+			return fmt.Sprintf("unknown field %q (not in the Gateway API standard channel)", name)
+		}
+		return fmt.Sprintf("unknown field %q", name)
 	case field.ErrorTypeRequired:
 		if detail == "" {
 			return "required"
@@ -497,8 +511,13 @@ func message(e *field.Error) string {
 	case field.ErrorTypeInternal:
 		return "internal error: " + detail
 	}
-	// Invalid and TypeInvalid. An item count ("should have at least 1
-	// items") is no value to show.
+	// Invalid and TypeInvalid. A well-known pattern is explained.
+	if p, ok := strings.CutPrefix(detail, "should match '"); ok {
+		if hint, ok := patternHints[strings.TrimSuffix(p, "'")]; ok {
+			detail = hint
+		}
+	}
+	// An item count ("should have at least 1 items") is no value to show.
 	if strings.HasPrefix(detail, "should have at") {
 		return detail
 	}
@@ -506,6 +525,15 @@ func message(e *field.Error) string {
 		return "invalid value " + s + ": " + detail
 	}
 	return detail
+}
+
+// patternHints explain the patterns of the Gateway API's shared types,
+// which the trellis.dev kinds use too, better than the patterns do.
+var patternHints = map[string]string{
+	// Duration
+	`^([0-9]{1,5}(h|m|s|ms)){1,4}$`: "must be a duration of up to four number-unit pairs with units h, m, s, ms, e.g. 1h30m or 500ms",
+	// HeaderName, HTTPHeaderName
+	"^[A-Za-z0-9!#$%&'*+\\-.^_\\x60|~]+$": "must be an HTTP token: letters, digits and !#$%&'*+-.^_`|~",
 }
 
 // stripPath removes the field path the OpenAPI validator puts in its

@@ -23,6 +23,8 @@ import (
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
+
+	"trellis.dev/trellis/api/v1alpha1"
 )
 
 // TestCRDsMatchModule fails when the embedded CRDs are not those of the
@@ -57,8 +59,65 @@ func TestCRDsMatchModule(t *testing.T) {
 	}
 }
 
-// wantKinds are the kinds Trellis reads (DESIGN §4).
-var wantKinds = map[string]any{
+// TestTrellisCRDsGenerated fails when the embedded trellis.dev CRDs or
+// the deep-copy functions of api/v1alpha1 are not what controller-gen
+// makes of the types' markers now: run `go run ./hack/dev crds`.
+func TestTrellisCRDsGenerated(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "controller-gen")
+	build := exec.Command("go", "build", "-C", filepath.Join(root, "hack", "codegen"), "-o", bin, "sigs.k8s.io/controller-tools/cmd/controller-gen")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building controller-gen from hack/codegen: %v\n%s", err, out)
+	}
+	crdOut, objOut := filepath.Join(tmp, "crds"), filepath.Join(tmp, "object")
+	gen := exec.Command(bin, "object", "crd:crdVersions=v1", "paths=./api/...", "output:crd:dir="+crdOut, "output:object:dir="+objOut)
+	gen.Dir = root
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("controller-gen: %v\n%s", err, out)
+	}
+	const fix = "; run `go run ./hack/dev crds`"
+	generated, _ := filepath.Glob(filepath.Join(crdOut, "*.yaml"))
+	embedded, _ := fs.Glob(crdFiles, trellisCRDDir+"/*.yaml")
+	if len(generated) != len(embedded) || len(generated) == 0 {
+		t.Errorf("controller-gen makes %d CRDs, %d are embedded%s", len(generated), len(embedded), fix)
+	}
+	for _, f := range generated {
+		want, _ := os.ReadFile(f)
+		got, err := crdFiles.ReadFile(trellisCRDDir + "/" + filepath.Base(f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s/%s is not what controller-gen makes of api/v1alpha1%s", trellisCRDDir, filepath.Base(f), fix)
+		}
+	}
+	want, err := os.ReadFile(filepath.Join(objOut, "zz_generated.deepcopy.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "api", "v1alpha1", "zz_generated.deepcopy.go")); !bytes.Equal(got, want) {
+		t.Errorf("api/v1alpha1/zz_generated.deepcopy.go is not what controller-gen makes of the types%s", fix)
+	}
+}
+
+// wantKinds are the kinds with a CRD that Trellis reads (DESIGN §4), by
+// group/kind.
+var wantKinds = map[Kind]any{
+	{v1alpha1.GroupVersion.Group, "AccessPolicy"}:  v1alpha1.AccessPolicy{},
+	{v1alpha1.GroupVersion.Group, "BackendPolicy"}: v1alpha1.BackendPolicy{},
+	{v1alpha1.GroupVersion.Group, "MTLSPolicy"}:    v1alpha1.MTLSPolicy{},
+	{v1alpha1.GroupVersion.Group, "Workload"}:      v1alpha1.Workload{},
+}
+
+func init() {
+	for k, v := range gatewayKinds {
+		wantKinds[Kind{gwv1.GroupName, k}] = v
+	}
+}
+
+// gatewayKinds are the Gateway API kinds Trellis reads.
+var gatewayKinds = map[string]any{
 	"BackendTLSPolicy": gwv1.BackendTLSPolicy{},
 	"Gateway":          gwv1.Gateway{},
 	"GatewayClass":     gwv1.GatewayClass{},
@@ -71,18 +130,8 @@ var wantKinds = map[string]any{
 }
 
 func TestKinds(t *testing.T) {
-	var got []string
-	for _, k := range Kinds() {
-		if k.Group != gwv1.GroupName {
-			t.Errorf("%s: group %q", k.Kind, k.Group)
-		}
-		got = append(got, k.Kind)
-	}
-	var want []string
-	for k := range wantKinds {
-		want = append(want, k)
-	}
-	slices.Sort(want)
+	got := Kinds()
+	want := slices.SortedFunc(maps.Keys(wantKinds), func(a, b Kind) int { return strings.Compare(a.Kind, b.Kind) })
 	if !slices.Equal(got, want) {
 		t.Errorf("Kinds() = %v, want %v", got, want)
 	}
@@ -106,7 +155,10 @@ func TestKinds(t *testing.T) {
 // rule that does not compile would otherwise only show up as an error on
 // objects).
 func TestCRDsValid(t *testing.T) {
-	files, _ := fs.Glob(crdFiles, crdDir+"/*.yaml")
+	files, _ := fs.Glob(crdFiles, "crds/*/*.yaml")
+	if len(files) != len(wantKinds) {
+		t.Errorf("%d embedded CRDs, want %d: %v", len(files), len(wantKinds), files)
+	}
 	for _, f := range files {
 		b, _ := crdFiles.ReadFile(f)
 		var v1crd apiextensionsv1.CustomResourceDefinition
@@ -165,14 +217,18 @@ func TestCompile(t *testing.T) {
 // object.
 func TestDefaultsOnOmittableFields(t *testing.T) {
 	for kind, obj := range wantKinds {
-		v, err := For(gwv1.GroupVersion.String(), kind)
+		version := "v1"
+		if kind.Group == v1alpha1.GroupVersion.Group {
+			version = v1alpha1.GroupVersion.Version
+		}
+		v, err := For(kind.Group+"/"+version, kind.Kind)
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := 0
-		checkFields(t, kind, v.structural, reflect.TypeOf(obj), &n)
-		if kind == "HTTPRoute" && n < 20 {
-			t.Errorf("%s: found only %d defaults", kind, n)
+		checkFields(t, kind.Kind, v.structural, reflect.TypeOf(obj), &n)
+		if kind.Kind == "HTTPRoute" && n < 20 || kind.Kind == "Workload" && n < 2 {
+			t.Errorf("%s: found only %d defaults", kind.Kind, n)
 		}
 	}
 }
@@ -358,13 +414,90 @@ spec:
 			`spec.rules: too many items (2): must have at most 1 item`,
 			celSkipped,
 		},
+	}, {
+		kind: "Workload",
+		in: `apiVersion: trellis.dev/v1alpha1
+kind: Workload
+metadata: {name: vm}
+spec:
+  address: 10.0.0.5
+  ports: [{name: http, port: 8080, protocol: HTTP}, {name: grpc, port: 9090, protocol: GRPC}]
+  meshPort: 15008
+`,
+	}, {
+		kind: "Workload",
+		in: `apiVersion: trellis.dev/v1alpha1
+kind: Workload
+metadata: {name: vm}
+spec:
+  serviceAccount: Web
+  ports: [{name: http, port: 0}, {name: http, port: 8080, protocol: QUIC}]
+  meshPort: 8080
+  zone: a
+`,
+		want: []string{
+			`spec.address: required`,
+			`spec.meshPort: the mesh port is also an application port (spec.ports); the sidecar needs its own port`,
+			`spec.ports: names must be unique`,
+			`spec.ports[0].port: invalid value 0: should be greater than or equal to 1`,
+			`spec.ports[1].protocol: unsupported value "QUIC"; supported values: "HTTP", "HTTP2", "GRPC", "TLS", "TCP"`,
+			`spec.serviceAccount: invalid value "Web": must consist of lowercase letters, digits, '-' and '.', start and end with a letter or digit, and be at most 253 characters (an RFC 1123 subdomain)`,
+			`spec.zone: unknown field "zone"`,
+		},
+	}, {
+		kind: "MTLSPolicy",
+		in: `apiVersion: trellis.dev/v1alpha1
+kind: MTLSPolicy
+metadata: {name: p}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  mode: NONE
+  ports: [{port: 70000, mode: STRICT}]
+`,
+		want: []string{
+			`spec.mode: unsupported value "NONE"; supported values: "STRICT", "PERMISSIVE", "DISABLE"`,
+			`spec.ports[0].port: invalid value 70000: should be less than or equal to 65535`,
+			`spec.targetRefs[0]: an MTLSPolicy targets Services: set group "" and kind Service`,
+		},
+	}, {
+		kind: "AccessPolicy",
+		in: `apiVersion: trellis.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: p}
+spec:
+  action: ALLOW
+  rules: [{from: [{identities: [web]}], to: [{paths: [api]}]}]
+`,
+		want: []string{
+			`spec.rules[0].from[0].identities[0]: invalid value "web": must be a SPIFFE ID (spiffe://trust-domain/ns/NAMESPACE/sa/ACCOUNT), optionally ending in *`,
+			`spec.rules[0].to[0].paths[0]: invalid value "api": must start with "/" (or "*" for a suffix match)`,
+		},
+	}, {
+		kind: "BackendPolicy",
+		in: `apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: p}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api, sectionName: a.b}]
+  loadBalancer: {type: RoundRobin, hashCookie: session}
+  retryBudget: {percent: 120}
+  rateLimit: {requests: 10, per: 10ms}
+  faults: {abort: {percent: 10}}
+`,
+		want: []string{
+			`spec.faults.abort: set httpStatus (200-599) or grpcStatus (0-16)`,
+			`spec.loadBalancer: hashHeader and hashCookie need type ConsistentHash`,
+			`spec.rateLimit.per: invalid value "10ms": shorter than 50ms, the shortest refill interval of the proxies' token bucket`,
+			`spec.retryBudget.percent: invalid value 120: should be less than or equal to 100`,
+			`spec.targetRefs[0].sectionName: sectionName must name a Service port: at most 15 lowercase letters, digits and single '-', with at least one letter, not starting or ending with '-' (an IANA service name)`,
+		},
 	}} {
 		t.Run(tt.kind, func(t *testing.T) {
-			v, err := For("gateway.networking.k8s.io/v1", tt.kind)
+			obj := object(t, tt.in)
+			v, err := For(obj["apiVersion"].(string), tt.kind)
 			if err != nil {
 				t.Fatal(err)
 			}
-			obj := object(t, tt.in)
 			v.Default(obj)
 			var got []string
 			for _, e := range v.Validate(obj) {
