@@ -15,6 +15,10 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 
+	"fmt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"trellis.dev/trellis/internal/nodemeta"
 )
 
@@ -258,5 +262,58 @@ func TestAppendJSONString(t *testing.T) {
 		if s != "bad\xff" && back != s {
 			t.Errorf("%q came back as %q", s, back)
 		}
+	}
+}
+
+// TestTCPAndGRPCProbes: tcpSocket and grpc probes, rewritten to the stats
+// port, open a connection to the app's port and ask its gRPC health
+// service.
+func TestTCPAndGRPCProbes(t *testing.T) {
+	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("shop.Cart", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(grpcLn)
+	t.Cleanup(gs.Stop)
+	// A port that was declared but where nothing listens.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	grpcPort := grpcLn.Addr().(*net.TCPAddr).Port
+	p := testProxy(t, func(o *Options) {
+		o.Registration.AppAddress = "127.0.0.1"
+		o.Registration.Ports = []nodemeta.Port{{Name: "grpc", Port: uint32(grpcPort), Protocol: "GRPC"}, {Name: "tcp", Port: uint32(closedPort), Protocol: "TCP"}}
+	})
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		p.statsHandler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{fmt.Sprintf("/app-tcp/%d", grpcPort), 200},
+		{fmt.Sprintf("/app-tcp/%d", closedPort), 503},
+		{"/app-tcp/1", 404},
+		{fmt.Sprintf("/app-grpc/%d", grpcPort), 200},
+		{fmt.Sprintf("/app-grpc/%d/shop.Cart", grpcPort), 503},
+		{fmt.Sprintf("/app-grpc/%d/shop.Unknown", grpcPort), 503},
+		{fmt.Sprintf("/app-grpc/%d", closedPort), 503},
+	} {
+		if code, body := get(tc.path); code != tc.want {
+			t.Errorf("GET %s: %d %q, want %d", tc.path, code, body, tc.want)
+		}
+	}
+	hs.SetServingStatus("shop.Cart", healthpb.HealthCheckResponse_SERVING)
+	if code, body := get(fmt.Sprintf("/app-grpc/%d/shop.Cart", grpcPort)); code != 200 {
+		t.Errorf("a service back to SERVING: %d %q", code, body)
 	}
 }
