@@ -64,6 +64,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		tokenCommand(g),
 		caCommand(g),
 		installCommand(g),
+		injectCommand(g),
 		versionCommand(g),
 	)
 	root.SetArgs(args)
