@@ -30,8 +30,9 @@ var errNoPeerCertificate = errors.New("ca: no client certificate")
 //     certificate that verifies now as an X509-SVID of c's trust bundle, for
 //     exactly id; a token the request also carries is then not looked at;
 //  2. (first contact) otherwise, the request carries a token and tokens
-//     approves it: a join token (jointoken.Store.Authenticate), and later
-//     also a Kubernetes service account token, told apart by their form.
+//     approves it: a join token (jointoken.Store.Authenticate), or on
+//     Kubernetes a service account token reviewed by the API server,
+//     told apart by their form (kubeauth.Tokens).
 //
 // Anything else is refused: a certificate for another identity with
 // PermissionDenied (a certificate renews only its own identity), no
