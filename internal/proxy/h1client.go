@@ -62,8 +62,8 @@ const syncBodyLimit = 16 << 10
 type h1Conn struct {
 	t      *h1Transport
 	addr   string
-	conn   net.Conn // the TLS connection, or the TCP one
-	tcp    net.Conn // the TCP connection under it, for liveness checks
+	conn   net.Conn  // the TLS connection, or the TCP one
+	live   *liveness // of the TCP connection under it
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
@@ -211,10 +211,11 @@ func (t *h1Transport) dialConn(ctx context.Context, addr string) (*h1Conn, error
 	if err != nil {
 		return nil, err
 	}
-	pc := &h1Conn{t: t, addr: addr, conn: raw, tcp: raw}
+	tcp := raw
 	if cc, ok := raw.(*countedConn); ok {
-		pc.tcp = cc.Conn
+		tcp = cc.Conn
 	}
+	pc := &h1Conn{t: t, addr: addr, conn: raw, live: newLiveness(tcp)}
 	if t.tls != nil {
 		tc := tls.Client(raw, t.tls)
 		hctx, cancel := ctx, context.CancelFunc(func() {})
@@ -252,7 +253,7 @@ func (t *h1Transport) popIdle(addr string) *h1Conn {
 			// Its idle timeout fired: it is being closed.
 			continue
 		}
-		if peerClosed(pc.tcp) {
+		if pc.live.peerClosed() {
 			pc.conn.Close()
 			continue
 		}
@@ -490,8 +491,11 @@ func (pc *h1Conn) writeHeader(req *http.Request, length int64) error {
 	// An empty User-Agent (as ReverseProxy sets one the client did not
 	// send) is not sent.
 	if ua := req.Header.Get("User-Agent"); ua != "" {
+		if strings.ContainsAny(ua, "\r\n") {
+			ua = strings.NewReplacer("\r", " ", "\n", " ").Replace(ua)
+		}
 		bw.WriteString("User-Agent: ")
-		bw.WriteString(strings.NewReplacer("\r", " ", "\n", " ").Replace(ua))
+		bw.WriteString(ua)
 		bw.WriteString("\r\n")
 	}
 	if err := req.Header.WriteSubset(bw, reqExcluded); err != nil {

@@ -5,30 +5,50 @@ import (
 	"syscall"
 )
 
-// peerClosed reports whether an idle upstream connection can no longer
-// carry a request: the server closed it, reset it, or sent something an
-// idle HTTP/1.1 connection must not receive (a TLS alert). It peeks at the
-// socket without blocking: one system call, where net/http's Transport
-// keeps a goroutine reading every idle connection.
-func peerClosed(c net.Conn) bool {
+// liveness tells whether an idle upstream connection can still carry a
+// request: not when the server closed it, reset it, or sent something an
+// idle HTTP/1.1 connection must not receive (a TLS alert). It peeks at
+// the socket without blocking: one system call, where net/http's
+// Transport keeps a goroutine reading every idle connection. Made once
+// per connection, it allocates nothing per check; one goroutine at a time
+// may use it (the one taking the connection from the pool).
+type liveness struct {
+	rc     syscall.RawConn
+	closed bool
+	peek   func(fd uintptr) bool
+}
+
+func newLiveness(c net.Conn) *liveness {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return true
+		return nil
 	}
-	closed := false
-	err = rc.Read(func(fd uintptr) bool {
+	l := &liveness{rc: rc}
+	l.peek = func(fd uintptr) bool {
 		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case err == syscall.EAGAIN || err == syscall.EINTR:
 		case err != nil, n >= 0:
-			closed = true
+			l.closed = true
 		}
 		return true
-	})
-	return closed || err != nil
+	}
+	return l
+}
+
+// peerClosed reports whether the connection is no longer usable.
+func (l *liveness) peerClosed() bool {
+	if l == nil {
+		return false
+	}
+	l.closed = false
+	if err := l.rc.Read(l.peek); err != nil {
+		return true
+	}
+	return l.closed
 }

@@ -4,6 +4,10 @@ package proxy
 
 import "net"
 
-// peerClosed cannot peek at a socket here: a closed connection shows when
+// liveness cannot peek at a socket here: a closed connection shows when
 // a request is sent on it (and an idempotent one is sent again).
-func peerClosed(net.Conn) bool { return false }
+type liveness struct{}
+
+func newLiveness(net.Conn) *liveness { return nil }
+
+func (*liveness) peerClosed() bool { return false }

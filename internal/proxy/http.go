@@ -46,8 +46,11 @@ func randInt64n(n int64) int64 {
 // the connection's server name no longer leads to an HTTP chain, the
 // connection is closed.
 func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	m, _ := r.Context().Value(connMatchKey{}).(connMatch)
-	serverName := m.serverName
+	cs, _ := r.Context().Value(connMatchKey{}).(*connState)
+	if cs == nil {
+		cs = &connState{}
+	}
+	serverName := cs.match.serverName
 	p := l.p
 	rec := recordPool.Get().(*httpRecord)
 	*rec = httpRecord{w: w, start: time.Now(), inbound: isInbound(l.name)}
@@ -67,7 +70,7 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.body = &countingBody{ReadCloser: r.Body}
 		r.Body = rec.body
 	}
-	chain := l.cfg.Load().match(m)
+	chain := cs.chain(l.cfg.Load())
 	if chain == nil || chain.hcm == nil {
 		s.setFlag(flagNoRoute)
 		w.Header().Set("Connection", "close")

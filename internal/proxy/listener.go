@@ -557,9 +557,33 @@ type listener struct {
 	done    chan struct{}
 }
 
-// connMatchKey carries what a connection's filter chain was chosen by
-// into its requests' context.
+// connMatchKey carries a connection's *connState into its requests'
+// context.
 type connMatchKey struct{}
+
+// connState is what an HTTP connection's requests share: what its filter
+// chain is chosen by, and the chain chosen last, with the listener config
+// it was chosen in. The chain is chosen again only when the config
+// changed, not for every request.
+type connState struct {
+	match connMatch
+	last  atomic.Pointer[chosenChain]
+}
+
+type chosenChain struct {
+	cfg   *listenerConfig
+	chain *filterChain
+}
+
+// chain returns the connection's filter chain in cfg.
+func (cs *connState) chain(cfg *listenerConfig) *filterChain {
+	if c := cs.last.Load(); c != nil && c.cfg == cfg {
+		return c.chain
+	}
+	ch := cfg.match(cs.match)
+	cs.last.Store(&chosenChain{cfg: cfg, chain: ch})
+	return ch
+}
 
 func (p *Proxy) startListener(lc *listenerConfig) (*listener, error) {
 	ln, err := net.Listen("tcp", lc.addr)
@@ -584,7 +608,7 @@ func (p *Proxy) startListener(lc *listenerConfig) (*listener, error) {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			ctx = withConnPeer(ctx)
 			if m, ok := l.matches.LoadAndDelete(c); ok {
-				return context.WithValue(ctx, connMatchKey{}, m)
+				return context.WithValue(ctx, connMatchKey{}, &connState{match: m.(connMatch)})
 			}
 			return ctx
 		},
