@@ -74,6 +74,7 @@ const proxyMark = "1337"
 //   - a server-first protocol works on a declared TCP port and, after the
 //     bounded protocol detection wait, on a port with no declared
 //     protocol, from the mesh client and from outside;
+//   - under STRICT, plaintext probes on the stats port reach the app;
 //   - init --clean leaves no rule behind.
 func TestTransparentCapture(t *testing.T) {
 	n := newNetns(t)
@@ -231,6 +232,19 @@ func TestTransparentCapture(t *testing.T) {
 		if out, err := outside("get", url); err == nil {
 			t.Errorf("STRICT, plaintext from outside to %s: got %q, want the connection refused", url, out)
 		}
+	}
+
+	// Probes under STRICT: kubelet's plaintext probes, rewritten by the
+	// injector to the sidecar's stats port (15020, never captured), reach
+	// the app; the app's port itself stays closed to plaintext.
+	for _, probe := range []string{"/app-health/8080/", "/app-tcp/8080"} {
+		out, err := outside("get", "http://"+vaultIP+":15020"+probe)
+		if err != nil || !strings.HasPrefix(out, "200 ") {
+			t.Errorf("STRICT, a plaintext probe of %s on the stats port: %v %q, want 200", probe, err, out)
+		}
+	}
+	if out, err := outside("get", "http://"+vaultIP+":15020/app-tcp/9999"); err != nil || !strings.HasPrefix(out, "404 ") {
+		t.Errorf("a probe of a port the workload does not declare: %v %q, want 404", err, out)
 	}
 
 	// init --clean removes every rule init added.
