@@ -119,6 +119,8 @@ type testBed struct {
 	p    *Proxy
 	url  string
 	http *http.Client
+	// listener is the listener "l" as applied.
+	listener *listenerv3.Listener
 }
 
 type bedOptions struct {
@@ -159,7 +161,7 @@ func newTestBed(t testing.TB, o bedOptions) *testBed {
 	filters := append(o.filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router",
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}})
 	port := freePort(t)
-	apply(xdsclient.ListenerType, "l", &listenerv3.Listener{
+	ln := &listenerv3.Listener{
 		Name: "l",
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}},
@@ -171,8 +173,9 @@ func newTestBed(t testing.TB, o bedOptions) *testBed {
 				HttpFilters:    filters,
 			})},
 		}}}},
-	})
-	tb := &testBed{p: p, url: fmt.Sprintf("http://127.0.0.1:%d", port),
+	}
+	apply(xdsclient.ListenerType, "l", ln)
+	tb := &testBed{p: p, url: fmt.Sprintf("http://127.0.0.1:%d", port), listener: ln,
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	t.Cleanup(tb.http.CloseIdleConnections)
 	return tb
@@ -1000,4 +1003,52 @@ func TestBackendPolicyConfigRefused(t *testing.T) {
 	if err := p.Apply(xdsclient.EndpointType, map[string]proto.Message{"c": cla}); err == nil || !strings.Contains(err.Error(), "without a gap") {
 		t.Errorf("priorities 0 and 2: %v", err)
 	}
+}
+
+// TestListenerChangeDrains: a request in flight when its listener's
+// config changes, or when its listener is removed, ends normally; after
+// the removal, new connections are refused.
+func TestListenerChangeDrains(t *testing.T) {
+	b := newLBBackend(t, "a")
+	tb := newTestBed(t, bedOptions{cla: assignmentOf("c", []*lbBackend{b})})
+	release := b.holdRequests()
+	defer release()
+
+	inFlight := tb.getAsync(t)
+	eventually(t, "a request in flight", func() error {
+		if n := b.hits.Load(); n != 1 {
+			return fmt.Errorf("%d arrived", n)
+		}
+		return nil
+	})
+	changed := proto.Clone(tb.listener).(*listenerv3.Listener)
+	changed.FilterChains[0].Name = "renamed"
+	if err := tb.p.Apply(xdsclient.ListenerType, map[string]proto.Message{"l": changed}); err != nil {
+		t.Fatal(err)
+	}
+	second := tb.getAsync(t)
+	eventually(t, "a second request in flight", func() error {
+		if n := b.hits.Load(); n != 2 {
+			return fmt.Errorf("%d arrived", n)
+		}
+		return nil
+	})
+	removed := make(chan error, 1)
+	go func() { removed <- tb.p.Apply(xdsclient.ListenerType, map[string]proto.Message{}) }()
+	release()
+	if a, b := <-inFlight, <-second; a != 200 || b != 200 {
+		t.Errorf("requests in flight across a listener change and its removal ended with %d and %d, want 200", a, b)
+	}
+	if err := <-removed; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the removed listener refuses connections", func() error {
+		c := &http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(tb.url + "/")
+		if err == nil {
+			resp.Body.Close()
+			return fmt.Errorf("a new request got %d", resp.StatusCode)
+		}
+		return nil
+	})
 }
