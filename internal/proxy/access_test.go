@@ -410,35 +410,22 @@ type tcpBackend struct {
 }
 
 func startTCPBackend(t *testing.T) *tcpBackend {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &tcpBackend{ln: ln}
-	go func() {
+	b := &tcpBackend{}
+	b.ln = serveTCP(t, func(c net.Conn) {
+		b.conns.Add(1)
+		defer c.Close()
+		buf := make([]byte, 1024)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
+			b.read.Add(int64(n))
+			if n > 0 {
+				c.Write(buf[:n])
+			}
 			if err != nil {
 				return
 			}
-			b.conns.Add(1)
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 1024)
-				for {
-					n, err := c.Read(buf)
-					b.read.Add(int64(n))
-					if n > 0 {
-						c.Write(buf[:n])
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	})
 	return b
 }
 

@@ -25,39 +25,26 @@ type rawBackend struct {
 
 func newRawBackend(t *testing.T, serve func(r *http.Request, w *bufio.Writer) (keep bool)) *rawBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rawBackend{ln: ln, closed: make(chan struct{}, 1000)}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	b := &rawBackend{closed: make(chan struct{}, 1000)}
+	b.ln = serveTCP(t, func(c net.Conn) {
+		b.conns.Add(1)
+		defer func() {
+			c.Close()
+			b.closed <- struct{}{}
+		}()
+		br, bw := bufio.NewReader(c), bufio.NewWriter(c)
 		for {
-			c, err := ln.Accept()
+			r, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			b.conns.Add(1)
-			go func() {
-				defer func() {
-					c.Close()
-					b.closed <- struct{}{}
-				}()
-				br, bw := bufio.NewReader(c), bufio.NewWriter(c)
-				for {
-					r, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					keep := serve(r, bw)
-					bw.Flush()
-					if !keep {
-						return
-					}
-				}
-			}()
+			keep := serve(r, bw)
+			bw.Flush()
+			if !keep {
+				return
+			}
 		}
-	}()
+	})
 	return b
 }
 

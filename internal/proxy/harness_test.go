@@ -158,3 +158,24 @@ func (h *harness) do(t *testing.T, method, target, body string, headers ...strin
 func routes(rs ...string) string {
 	return `{"name":"r","virtual_hosts":[{"name":"v","domains":["*"],"routes":[` + strings.Join(rs, ",") + `]}]}`
 }
+
+// serveTCP accepts connections on a loopback port until the test ends,
+// handling each on its own goroutine; handle owns the connection.
+func serveTCP(t *testing.T, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return ln
+}

@@ -24,22 +24,10 @@ import (
 // greeter is a server-first TCP server that greets with its name.
 func greeter(t *testing.T, name string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "%s\n", name)
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return serveTCP(t, func(c net.Conn) {
+		fmt.Fprintf(c, "%s\n", name)
+		c.Close()
+	}).Addr().String()
 }
 
 // TestOnePortMTLSAndPlaintext is PERMISSIVE and STRICT on one port, as
