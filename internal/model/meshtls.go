@@ -84,8 +84,8 @@ type PolicyMode struct {
 // MTLSPoliciesFor returns the MTLSPolicies of c that apply to workload w
 // (model.Index.PolicySelects, as for AccessPolicies) with the mode each
 // sets on its port port: those targeting a Service first, then those for
-// the whole namespace, each group in key order. Which one should win when
-// they differ is not defined (the analyzer reports it).
+// the whole namespace, each group in key order. The first is the one in
+// effect (MTLSModeFor); when they differ the analyzer reports it.
 func MTLSPoliciesFor(c *Config, ix *Index, w *Workload, port uint32) []PolicyMode {
 	var out []PolicyMode
 	for _, p := range c.MTLSPolicies {

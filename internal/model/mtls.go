@@ -12,39 +12,14 @@ const DefaultMTLSMode = MTLSPermissive
 // of one kind (the analyzer reports them, TRL4005) the first in key order
 // wins. Port zero asks for the policy's own mode, without port overrides.
 func MTLSModeFor(c *Config, ix *Index, w *Workload, port uint32) MTLSMode {
-	var targeted, namespace *MTLSPolicy
-	for _, p := range c.MTLSPolicies {
-		if p.Namespace != w.Namespace {
-			continue
-		}
-		if len(p.Targets) == 0 {
-			if namespace == nil {
-				namespace = p
-			}
-			continue
-		}
-		if targeted != nil {
-			continue
-		}
-		for _, t := range p.Targets {
-			if t.Kind != "Service" || (t.Group != "" && t.Group != "core") {
-				continue
-			}
-			if s := ix.Service(Key{Namespace: p.Namespace, Name: t.Name}); s != nil && s.Selects(w) {
-				targeted = p
-				break
-			}
-		}
-	}
-	p := targeted
-	if p == nil {
-		p = namespace
-	}
-	if p == nil {
+	// The policies in the order MTLSPoliciesFor gives them, which is what
+	// tls-check reports: the first one is in effect.
+	ps := MTLSPoliciesFor(c, ix, w, port)
+	switch {
+	case len(ps) == 0:
 		return DefaultMTLSMode
+	case port == 0:
+		return ps[0].Policy.Mode
 	}
-	if port == 0 {
-		return p.Mode
-	}
-	return p.ModeFor(port)
+	return ps[0].Mode
 }
