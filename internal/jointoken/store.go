@@ -319,7 +319,7 @@ func (s *Store) Revoke(ctx context.Context, id string) (Info, error) {
 		if err != nil {
 			return Info{}, err
 		}
-		ok, err := s.st.Swap(ctx, it, value)
+		ok, err := s.st.PutIf(ctx, it.Key, value, it.Revision)
 		if err != nil {
 			return Info{}, fmt.Errorf("jointoken: %w", err)
 		}
@@ -375,7 +375,7 @@ func (s *Store) Consume(ctx context.Context, token string, want identity.ID) (In
 		if err != nil {
 			return Info{}, err
 		}
-		ok, err := s.st.Swap(ctx, it, value)
+		ok, err := s.st.PutIf(ctx, it.Key, value, it.Revision)
 		if err != nil {
 			return Info{}, fmt.Errorf("jointoken: %w", err)
 		}

@@ -66,21 +66,3 @@ func leaseSeconds(ttl time.Duration) int64 {
 	}
 	return int64(s)
 }
-
-// Swap replaces the value of old.Key with value if the key has not changed
-// since old was read (its revision is still old.Revision), keeping the
-// key's lease if it has one. It reports whether it wrote: false means the
-// key changed or is gone, and the caller reads it again.
-func (s *Store) Swap(ctx context.Context, old Item, value []byte) (bool, error) {
-	rctx, cancel := s.request(ctx)
-	defer cancel()
-	key := Prefix + old.Key
-	resp, err := s.client.Txn(rctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", old.Revision)).
-		Then(clientv3.OpPut(key, string(value), clientv3.WithIgnoreLease())).
-		Commit()
-	if err != nil {
-		return false, s.fail(ctx, "swap "+old.Key, err)
-	}
-	return resp.Succeeded, nil
-}

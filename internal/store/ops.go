@@ -160,13 +160,19 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64, fn func([]E
 
 // PutIf writes key only if its last change is at revision rev (Item.Revision;
 // 0 for a key that does not exist), and reports whether it did: a
-// compare-and-swap for values several control planes change.
+// compare-and-swap for values several control planes change. An existing
+// key keeps its lease if it has one (a join token expires as it did). On
+// false the key changed or is gone, and the caller reads it again.
 func (s *Store) PutIf(ctx context.Context, key string, value []byte, rev int64) (bool, error) {
 	rctx, cancel := s.request(ctx)
 	defer cancel()
+	put := clientv3.OpPut(Prefix+key, string(value))
+	if rev != 0 {
+		put = clientv3.OpPut(Prefix+key, string(value), clientv3.WithIgnoreLease())
+	}
 	resp, err := s.client.Txn(rctx).
 		If(clientv3.Compare(clientv3.ModRevision(Prefix+key), "=", rev)).
-		Then(clientv3.OpPut(Prefix+key, string(value))).
+		Then(put).
 		Commit()
 	if err != nil {
 		return false, s.fail(ctx, "put "+key, err)

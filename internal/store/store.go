@@ -8,7 +8,7 @@
 // nothing), and watches prefixes. Registrations of proxies are kept under
 // leases, so they outlive a control plane restart but not the proxy. Keys
 // made with CreateExpiring (join tokens) live under a lease that is never
-// renewed: etcd deletes them when it runs out. Swap changes a key in place,
+// renewed: etcd deletes them when it runs out. PutIf changes a key in place,
 // keeping its lease, if nobody changed it since it was read.
 //
 // etcd can become unavailable (quorum lost, every member down). The store

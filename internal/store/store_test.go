@@ -239,10 +239,10 @@ func TestGetMany(t *testing.T) {
 	}
 }
 
-// TestCreateExpiringAndSwap: keys created together exist until their lease
-// runs out; an existing key refuses the whole batch; Swap writes only over
+// TestCreateExpiringAndPutIf: keys created together exist until their lease
+// runs out; an existing key refuses the whole batch; PutIf writes only over
 // the revision it read and keeps the lease.
-func TestCreateExpiringAndSwap(t *testing.T) {
+func TestCreateExpiringAndPutIf(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := open(t, t.TempDir())
@@ -264,12 +264,12 @@ func TestCreateExpiringAndSwap(t *testing.T) {
 	}
 
 	a := items[0]
-	if ok, err := s.Swap(ctx, a, []byte("1b")); err != nil || !ok {
-		t.Fatalf("Swap = %v, %v", ok, err)
+	if ok, err := s.PutIf(ctx, a.Key, []byte("1b"), a.Revision); err != nil || !ok {
+		t.Fatalf("PutIf = %v, %v", ok, err)
 	}
 	// a is stale now: a second swap from the same read loses.
-	if ok, err := s.Swap(ctx, a, []byte("1c")); err != nil || ok {
-		t.Fatalf("stale Swap = %v, %v; want false", ok, err)
+	if ok, err := s.PutIf(ctx, a.Key, []byte("1c"), a.Revision); err != nil || ok {
+		t.Fatalf("stale PutIf = %v, %v; want false", ok, err)
 	}
 	got, err := s.Get(ctx, "x/a")
 	if err != nil || string(got.Value) != "1b" {
