@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -61,8 +60,7 @@ is, 2 on a usage error.`,
 				analyze.Sort(findings)
 			}
 			if output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
+				enc := jsonEncoder(g.stdout)
 				out := struct {
 					Findings []analyze.Finding `json:"findings"`
 				}{Findings: findings}

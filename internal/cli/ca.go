@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -260,9 +259,7 @@ const maxWaiting = 20
 
 func printCAStatus(w io.Writer, st *controlapi.CAStatus, output string) error {
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(w, st)
 	}
 	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	fmt.Fprintf(w, "trust domain:  %s\nCA storage:    %s (generation %d)\n\n", st.TrustDomain, st.Storage, st.Generation)

@@ -45,8 +45,7 @@ func getCommand(g *globals) *cobra.Command {
 				for i, r := range list {
 					objs[i] = r.Object
 				}
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
+				enc := jsonEncoder(g.stdout)
 				if name != "" && len(objs) == 1 {
 					return enc.Encode(objs[0])
 				}

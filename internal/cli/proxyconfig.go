@@ -62,9 +62,7 @@ never leave the proxy.`,
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(configs)
+				return printJSON(g.stdout, configs)
 			}
 			for i, pc := range configs {
 				if i > 0 {

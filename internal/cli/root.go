@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 
@@ -96,3 +97,13 @@ func checkOutput(o string, allowed ...string) error {
 	}
 	return usage.Errorf("-o %s: must be one of %s", o, strings.Join(allowed, ", "))
 }
+
+// jsonEncoder writes the indented JSON of the -o json output.
+func jsonEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error { return jsonEncoder(w).Encode(v) }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -69,8 +68,7 @@ failure), 2 on a usage error.`,
 				}
 			}
 			if output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
+				enc := jsonEncoder(g.stdout)
 				if err := enc.Encode(struct {
 					Ports []tlscheck.Port `json:"ports"`
 				}{ports}); err != nil {

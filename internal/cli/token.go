@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -80,9 +79,7 @@ start with it. It expires after --ttl whether used or not.`,
 			}
 			t := made[0]
 			if output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(t)
+				return printJSON(g.stdout, t)
 			}
 			if _, err := fmt.Fprintln(g.stdout, t.Token); err != nil {
 				return err
@@ -123,9 +120,7 @@ active, used (no uses left), revoked or expired.`,
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(list)
+				return printJSON(g.stdout, list)
 			}
 			if len(list) == 0 {
 				fmt.Fprintln(g.stderr, "no join tokens")
