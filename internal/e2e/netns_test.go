@@ -25,6 +25,7 @@ import (
 
 	"trellis.dev/trellis/internal/control"
 	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/internal/netnstest"
 	"trellis.dev/trellis/internal/proxycli"
 )
 
@@ -290,72 +291,29 @@ func roleGRPCClient(ctx context.Context, addr string) error {
 	return nil
 }
 
-// netns is a set of network namespaces on one bridge: each gets an
-// address of a /24 that exists only inside them.
+// netns runs the test binary's roles in network namespaces
+// (netnstest.Net).
 type netns struct {
+	*netnstest.Net
 	t      *testing.T
-	prefix string // unique name prefix
 	subnet string // "198.18.N"
-	// subnet6 is the IPv6 prefix of the same link, without the host part.
-	subnet6 string
-	hub     string
-	n       int
-	mu      sync.Mutex
-	procs   []*exec.Cmd
 }
 
-// newNetns creates the bridge namespace; everything is deleted when the
-// test ends, also on failure.
 func newNetns(t *testing.T) *netns {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("transparent capture needs root: it creates network namespaces and installs iptables/nftables rules")
-	}
-	for _, bin := range []string{"ip", "iptables", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s is not installed (.ci/run installs iproute2, iptables and nftables)", bin)
-		}
-	}
-	id := fmt.Sprintf("%d%03d", os.Getpid()%100000, time.Now().Nanosecond()%1000)
-	link := time.Now().Nanosecond()%250 + 1
-	n := &netns{t: t, prefix: "trl" + id, subnet: fmt.Sprintf("198.18.%d", link), subnet6: fmt.Sprintf("fd00:198:18:%x::", link)}
-	n.hub = n.prefix + "-hub"
-	t.Cleanup(n.cleanup)
-	n.ip("netns", "add", n.hub)
-	n.ip("-n", n.hub, "link", "add", "br0", "type", "bridge")
-	n.ip("-n", n.hub, "link", "set", "br0", "up")
-	// A bridge forwards at once, without waiting to learn the topology.
-	n.ip("-n", n.hub, "link", "set", "br0", "type", "bridge", "forward_delay", "0")
-	return n
-}
-
-func (n *netns) ip(args ...string) {
-	n.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		n.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
+	n := netnstest.New(t)
+	return &netns{Net: n, t: t, subnet: n.Subnet}
 }
 
 // add creates a namespace on the bridge and returns its name and IPv4
-// address; addr6 returns its IPv6 address.
+// address.
 func (n *netns) add(name string) (ns, addr string) {
 	n.t.Helper()
-	n.n++
-	ns = n.prefix + "-" + name
-	addr = fmt.Sprintf("%s.%d", n.subnet, n.n)
-	veth := fmt.Sprintf("v%d", n.n)
-	n.ip("netns", "add", ns)
-	n.ip("-n", n.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	n.ip("-n", n.hub, "link", "set", veth, "master", "br0", "up")
-	n.ip("-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
-	n.ip("-n", ns, "addr", "add", n.addr6(n.n)+"/64", "dev", "eth0", "nodad")
-	n.ip("-n", ns, "link", "set", "eth0", "up")
-	n.ip("-n", ns, "link", "set", "lo", "up")
-	return ns, addr
+	return n.Add(name)
 }
 
 // addr6 is the IPv6 address of the k-th namespace added.
-func (n *netns) addr6(k int) string { return fmt.Sprintf("%s%x", n.subnet6, k) }
+func (n *netns) addr6(k int) string { return n.Addr6(k) }
 
 // start runs a role in ns until the test ends.
 func (n *netns) start(ns, role string, args ...string) {
@@ -364,20 +322,12 @@ func (n *netns) start(ns, role string, args ...string) {
 	if os.Getenv("TRELLIS_TEST_LOGS") != "" {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	}
-	if err := cmd.Start(); err != nil {
-		n.t.Fatalf("start %s in %s: %v", role, ns, err)
-	}
-	n.mu.Lock()
-	n.procs = append(n.procs, cmd)
-	n.mu.Unlock()
+	n.Start(cmd)
 }
 
+// command runs the test binary as role in ns.
 func (n *netns) command(ns, role string, args ...string) *exec.Cmd {
-	// ip netns exec runs the binary in place of itself: the process is
-	// the test binary, which the signals reach.
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), roleEnv+"="+role)
-	return cmd
+	return n.Command(ns, []string{roleEnv + "=" + role}, append([]string{os.Args[0]}, args...)...)
 }
 
 // run runs a one-shot role in ns and returns its output.
@@ -402,35 +352,6 @@ func roleToken(ctx context.Context, args []string) error {
 func (n *netns) run(ns, role string, args ...string) (string, error) {
 	out, err := n.command(ns, role, args...).CombinedOutput()
 	return string(out), err
-}
-
-func (n *netns) cleanup() {
-	n.mu.Lock()
-	procs := n.procs
-	n.procs = nil
-	n.mu.Unlock()
-	for _, c := range procs {
-		_ = c.Process.Signal(syscall.SIGTERM)
-	}
-	for _, c := range procs {
-		done := make(chan struct{})
-		go func() { _ = c.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = c.Process.Kill()
-			<-done
-		}
-	}
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		name, _, _ := strings.Cut(line, " ")
-		if strings.HasPrefix(name, n.prefix+"-") {
-			if err := exec.Command("ip", "netns", "del", name).Run(); err != nil {
-				n.t.Errorf("ip netns del %s: %v", name, err)
-			}
-		}
-	}
 }
 
 // waitFile waits for a file the control role writes once it is ready.
