@@ -9,8 +9,11 @@
 //	c := kubetest.Start(t)
 //	cs := kubernetes.NewForConfigOrDie(c.Config)
 //
-// There is no kubelet and no scheduler: tests create Pods and set their
-// status (phase, pod IP, conditions) themselves.
+// There is no kubelet and no scheduler: tests either create Pods and set
+// their status (phase, pod IP, conditions) themselves, or start a Node
+// (node.go), which binds pods to itself and runs their containers as
+// processes in network namespaces of their own (package netnstest), with
+// an Image function per image reference saying which command plays it.
 //
 // kube-apiserver and kube-controller-manager are built from
 // k8s.io/kubernetes at the version matching the client-go in go.mod by
