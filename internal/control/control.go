@@ -49,7 +49,9 @@ import (
 
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/inject"
 	"trellis.dev/trellis/internal/store"
+	"trellis.dev/trellis/internal/webhook"
 	"trellis.dev/trellis/internal/xds"
 )
 
@@ -106,6 +108,12 @@ type Options struct {
 	// during a stream of changes.
 	Debounce time.Duration
 	Logger   *slog.Logger
+	// WebhookAddress serves the Kubernetes admission webhooks (sidecar
+	// injection and validation, package webhook) over TLS with the
+	// control plane's certificate; empty serves none.
+	WebhookAddress string
+	// Inject is what the injection webhook adds to pods.
+	Inject inject.Options
 	// Ready, when set, is called once the control plane serves, with the
 	// addresses it listens on.
 	Ready func(xdsAddr, debugAddr net.Addr)
@@ -154,6 +162,14 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("control: debug/API port: %w (is another control plane or `trellis demo` running?)", err)
 	}
 	defer dl.Close()
+
+	var wl net.Listener
+	if opts.WebhookAddress != "" {
+		if wl, err = net.Listen("tcp", opts.WebhookAddress); err != nil {
+			return fmt.Errorf("control: webhook port: %w", err)
+		}
+		defer wl.Close()
+	}
 
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("control: %w", err)
@@ -236,7 +252,7 @@ func Run(ctx context.Context, opts Options) error {
 	hs := &http.Server{Handler: cp.handler(), ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -253,6 +269,23 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		return nil
 	})
+	var ws *http.Server
+	if wl != nil {
+		// The API server verifies the webhook by the name or address it
+		// calls (the Service's DNS name, in ServerNames), against the mesh's
+		// roots as the configuration's caBundle.
+		dns, ipAddrs := serverNames(wl.Addr(), opts.ServerNames)
+		wconf := &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: authority.ServerCertificateFunc(identity.ControlPlane(opts.TrustDomain), dns, ipAddrs)}
+		ws = &http.Server{Handler: webhook.Handler(webhook.Options{Inject: opts.Inject, Review: cp.reviewAdmission}),
+			TLSConfig: wconf, ReadHeaderTimeout: 10 * time.Second}
+		run("webhook server", func() error {
+			if err := ws.ServeTLS(wl, "", ""); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	run("store watch", func() error { return cp.watch(runCtx, rev) })
 	run("push loop", func() error { cp.pushLoop(runCtx); return nil })
 	run("CA", func() error { return cp.trust.run(runCtx) })
@@ -282,6 +315,9 @@ func Run(ctx context.Context, opts Options) error {
 		gs.Stop()
 	}
 	_ = hs.Shutdown(shutdown)
+	if ws != nil {
+		_ = ws.Shutdown(shutdown)
+	}
 	wg.Wait()
 	cp.wait()
 	return runErr

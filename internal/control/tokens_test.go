@@ -17,19 +17,21 @@ import (
 
 // runControlPlane runs Run on loopback ports with its own data directory
 // and returns the addresses of the xDS/CA port and the API.
-func runControlPlane(t *testing.T) (xdsAddr, apiAddr, dataDir string) {
+func runControlPlane(t *testing.T, edit ...func(*Options)) (xdsAddr, apiAddr, dataDir string) {
 	t.Helper()
 	dataDir = t.TempDir()
 	ready := make(chan [2]string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{
-			DataDir: dataDir, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-			Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-			Ready:  func(x, d net.Addr) { ready <- [2]string{x.String(), d.String()} },
-		})
-	}()
+	opts := Options{
+		DataDir: dataDir, XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Ready:  func(x, d net.Addr) { ready <- [2]string{x.String(), d.String()} },
+	}
+	for _, e := range edit {
+		e(&opts)
+	}
+	go func() { done <- Run(ctx, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
