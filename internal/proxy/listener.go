@@ -258,18 +258,24 @@ func (p *Proxy) compileListener(l *listenerv3.Listener) (*listenerConfig, error)
 	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
 		return nil, errors.New("filter_chains: at least one is required")
 	}
-	seen := make([]*listenerv3.FilterChainMatch, 0, len(l.GetFilterChains()))
+	// Matches are told apart by their deterministic encoding (equal
+	// messages without maps encode equally): one lookup per chain, where
+	// comparing every pair would cost a capture listener's thousands of
+	// chains millions of comparisons.
+	seen := make(map[string]int, len(l.GetFilterChains()))
 	for i, fc := range l.GetFilterChains() {
 		ch, err := p.compileChain(fc, lc)
 		if err != nil {
 			return nil, fmt.Errorf("filter_chains[%d]: %w", i, err)
 		}
-		for j, m := range seen {
-			if proto.Equal(m, fc.GetFilterChainMatch()) {
-				return nil, fmt.Errorf("filter_chains[%d]: the same filter_chain_match as filter_chains[%d]", i, j)
-			}
+		key, err := proto.MarshalOptions{Deterministic: true}.Marshal(fc.GetFilterChainMatch())
+		if err != nil {
+			return nil, fmt.Errorf("filter_chains[%d]: %w", i, err)
 		}
-		seen = append(seen, fc.GetFilterChainMatch())
+		if j, dup := seen[string(key)]; dup {
+			return nil, fmt.Errorf("filter_chains[%d]: the same filter_chain_match as filter_chains[%d]", i, j)
+		}
+		seen[string(key)] = i
 		lc.chains = append(lc.chains, ch)
 	}
 	if d := l.GetDefaultFilterChain(); d != nil {
