@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"trellis.dev/trellis/internal/proxy/xdsclient"
 )
@@ -79,8 +81,16 @@ func (p *Proxy) handleConfigDump(w http.ResponseWriter, r *http.Request) {
 	dump := map[string][]json.RawMessage{}
 	for typ, resources := range p.raw {
 		list := []json.RawMessage{}
+		mt, err := protoregistry.GlobalTypes.FindMessageByURL(typ)
+		if err != nil {
+			continue
+		}
 		for _, name := range slices.Sorted(maps.Keys(resources)) {
-			b, err := protojson.Marshal(resources[name])
+			m := mt.New().Interface()
+			if err := proto.Unmarshal(resources[name], m); err != nil {
+				continue
+			}
+			b, err := protojson.Marshal(m)
 			if err != nil {
 				continue
 			}

@@ -19,7 +19,6 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"trellis.dev/trellis/internal/identity"
@@ -45,11 +44,8 @@ type cluster struct {
 	// were headed before the capture rules redirected them.
 	origDst bool
 	// mark is the SO_MARK of upstream sockets (Options.SocketMark).
-	mark uint32
-	name string
-	// src is the Cluster it was compiled from; an identical update keeps
-	// the running cluster.
-	src            *clusterv3.Cluster
+	mark           uint32
+	name           string
 	edsName        string // "" for a static cluster
 	connectTimeout time.Duration
 	idleTimeout    time.Duration
@@ -106,7 +102,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		"typed_extension_protocol_options"); err != nil {
 		return nil, err
 	}
-	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]*http.Transport{}, warm: make(chan struct{}),
+	out := &cluster{name: c.GetName(), connectTimeout: 5 * time.Second, transports: map[*upstreamTLS]*http.Transport{}, warm: make(chan struct{}),
 		mark: p.opts.SocketMark}
 	if d := c.GetConnectTimeout(); d != nil {
 		out.connectTimeout = d.AsDuration()
@@ -237,8 +233,6 @@ func (c *cluster) compileLB(pc *clusterv3.Cluster) error {
 	}
 	return nil
 }
-
-func (c *cluster) sameAs(o *cluster) bool { return proto.Equal(c.src, o.src) }
 
 // stringFields flattens a Struct of string values.
 func stringFields(s *structpb.Struct) map[string]string {

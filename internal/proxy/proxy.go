@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
-	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/identity"
@@ -105,8 +104,10 @@ type Proxy struct {
 	// mu serializes config application.
 	mu        sync.Mutex
 	listeners map[string]*listener
-	// raw is the last accepted resources per type, for the config dump.
-	raw map[string]map[string]proto.Message
+	// raw holds the serialized resources in force, by type and name: what
+	// tells a resource unchanged, and what the config dump decodes. The
+	// decoded resources are not kept once compiled.
+	raw map[string]map[string][]byte
 
 	clusters atomic.Pointer[map[string]*cluster]
 	// desired are the clusters of the last cluster set; clusters holds
@@ -158,7 +159,7 @@ func New(opts Options) (*Proxy, error) {
 		secrets:       secrets.New(id, opts.TrustBundle, opts.Logger),
 		controlPlanes: controlPlanes,
 		listeners:     map[string]*listener{},
-		raw:           map[string]map[string]proto.Message{},
+		raw:           map[string]map[string][]byte{},
 	}
 	p.tel = newTelemetry(selfPeer(opts.Registration.Name, opts.Registration.Namespace, id.String(), opts.Registration.Labels), newAccessLog(opts.AccessLog))
 	p.clusters.Store(&map[string]*cluster{})
