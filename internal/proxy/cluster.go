@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -243,10 +245,55 @@ func stringFields(s *structpb.Struct) map[string]string {
 	return out
 }
 
+// compileUpstreamTLS compiles a cluster's transport socket, or returns
+// the one compiled for another cluster with the same bytes: a capture
+// sidecar's clusters of one service and of each of its workloads share
+// their SNI and peer identity, and a TLS config costs most of a compiled
+// cluster's memory.
 func (p *Proxy) compileUpstreamTLS(ts *corev3.TransportSocket) (*upstreamTLS, error) {
 	if ts.GetTypedConfig() == nil {
 		return nil, errors.New("transport socket has no typed_config")
 	}
+	tc := ts.GetTypedConfig()
+	return p.upstreamTLS.get(tc.GetTypeUrl()+"\x00"+string(tc.GetValue()), func() (*upstreamTLS, error) {
+		return p.buildUpstreamTLS(ts)
+	})
+}
+
+// upstreamTLSCache holds the compiled transport sockets in use, by their
+// serialized config, weakly: one no cluster uses any more is collected
+// and its entry deleted.
+type upstreamTLSCache struct {
+	mu sync.Mutex
+	m  map[string]weak.Pointer[upstreamTLS]
+}
+
+func (c *upstreamTLSCache) get(key string, build func() (*upstreamTLS, error)) (*upstreamTLS, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.m[key].Value(); t != nil {
+		return t, nil
+	}
+	t, err := build()
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = map[string]weak.Pointer[upstreamTLS]{}
+	}
+	wp := weak.Make(t)
+	c.m[key] = wp
+	runtime.AddCleanup(t, func(key string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.m[key] == wp {
+			delete(c.m, key)
+		}
+	}, key)
+	return t, nil
+}
+
+func (p *Proxy) buildUpstreamTLS(ts *corev3.TransportSocket) (*upstreamTLS, error) {
 	msg, err := ts.GetTypedConfig().UnmarshalNew()
 	if err != nil {
 		return nil, err

@@ -19,7 +19,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/resolver"
 
 	"trellis.dev/trellis/internal/ca/capb"
@@ -114,6 +116,9 @@ type Proxy struct {
 	// more while routes still send to dropped ones (make before break).
 	desired map[string]bool
 	routes  atomic.Pointer[map[string]*route.Table]
+
+	// upstreamTLS shares compiled transport sockets among clusters.
+	upstreamTLS upstreamTLSCache
 
 	// mirrors runs mirrored requests (mirror.go).
 	mirrors mirrorSet
@@ -213,6 +218,10 @@ func (p *Proxy) dial() (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(p.controlPlaneCreds()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {}}]}`),
+		// Config arrives in a few large messages, far apart: buffers kept
+		// in gRPC's pools for the next one would only hold the memory of
+		// the largest (megabytes with a thousand services) for nothing.
+		experimental.WithBufferPool(mem.NopBufferPool{}),
 	}
 	if p.opts.SocketMark != 0 {
 		// The control plane connection is the proxy's own traffic too:
