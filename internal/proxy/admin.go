@@ -87,7 +87,8 @@ func (p *Proxy) handleConfigDump(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, name := range slices.Sorted(maps.Keys(resources)) {
 			m := mt.New().Interface()
-			if err := proto.Unmarshal(resources[name], m); err != nil {
+			raw, err := resources[name].bytes()
+			if err != nil || proto.Unmarshal(raw, m) != nil {
 				continue
 			}
 			b, err := protojson.Marshal(m)

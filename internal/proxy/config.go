@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -72,7 +71,7 @@ func (p *Proxy) update(typeURL string, changed map[string]xdsclient.Resource, re
 	raw := p.raw[typeURL]
 	fresh := make(map[string]proto.Message, len(changed))
 	for name, r := range changed {
-		if old, ok := raw[name]; ok && bytes.Equal(old, r.Raw) {
+		if old, ok := raw[name]; ok && old.same(r.Raw) {
 			continue
 		}
 		fresh[name] = r.Message
@@ -100,11 +99,11 @@ func (p *Proxy) update(typeURL string, changed map[string]xdsclient.Resource, re
 		return err
 	}
 	if raw == nil {
-		raw = map[string][]byte{}
+		raw = map[string]stored{}
 		p.raw[typeURL] = raw
 	}
 	for name := range fresh {
-		raw[name] = changed[name].Raw
+		raw[name] = storeRaw(changed[name].Raw)
 	}
 	for _, name := range removed {
 		delete(raw, name)
@@ -165,11 +164,15 @@ func (p *Proxy) applyClusters(fresh map[string]proto.Message, removed []string) 
 		if c.edsName == "" {
 			continue
 		}
-		if b, ok := p.raw[xdsclient.EndpointType][c.edsName]; ok {
+		if s, ok := p.raw[xdsclient.EndpointType][c.edsName]; ok {
 			// Its endpoints came first, or it replaces a cluster that had
 			// them.
 			cla := &endpointv3.ClusterLoadAssignment{}
-			if err := proto.Unmarshal(b, cla); err != nil {
+			b, err := s.bytes()
+			if err == nil {
+				err = proto.Unmarshal(b, cla)
+			}
+			if err != nil {
 				return fmt.Errorf("cluster %q: its endpoints: %w", name, err)
 			}
 			if err := c.setEndpoints(cla); err != nil {

@@ -106,10 +106,10 @@ type Proxy struct {
 	// mu serializes config application.
 	mu        sync.Mutex
 	listeners map[string]*listener
-	// raw holds the serialized resources in force, by type and name: what
-	// tells a resource unchanged, and what the config dump decodes. The
-	// decoded resources are not kept once compiled.
-	raw map[string]map[string][]byte
+	// raw holds the resources in force, by type and name, as stored
+	// (rawstore.go): what tells a resource unchanged, and what the config
+	// dump decodes. The decoded resources are not kept once compiled.
+	raw map[string]map[string]stored
 
 	clusters atomic.Pointer[map[string]*cluster]
 	// desired are the clusters of the last cluster set; clusters holds
@@ -164,7 +164,7 @@ func New(opts Options) (*Proxy, error) {
 		secrets:       secrets.New(id, opts.TrustBundle, opts.Logger),
 		controlPlanes: controlPlanes,
 		listeners:     map[string]*listener{},
-		raw:           map[string]map[string][]byte{},
+		raw:           map[string]map[string]stored{},
 	}
 	p.tel = newTelemetry(selfPeer(opts.Registration.Name, opts.Registration.Namespace, id.String(), opts.Registration.Labels), newAccessLog(opts.AccessLog))
 	p.clusters.Store(&map[string]*cluster{})

@@ -1,9 +1,15 @@
 package proxy
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -310,4 +316,38 @@ func BenchmarkEndpointUpdate(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed())/float64(b.N)/one, "every/one")
 		}
 	})
+}
+
+// TestConfigDumpDecodesStored: the config dump shows the resources in
+// force, decoded from what the proxy stores, including those an update
+// left unchanged, and not those removed.
+func TestConfigDumpDecodesStored(t *testing.T) {
+	be := newLBBackend(t, "be")
+	f := newFleet(t, 3, be)
+	if err := f.p.Update(xdsclient.ClusterType, nil, []string{"c-002"}); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	f.p.handleConfigDump(rec, httptest.NewRequest(http.MethodGet, "/config_dump", nil))
+	var dump struct {
+		Resources map[string][]json.RawMessage `json:"resources"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &dump); err != nil {
+		t.Fatalf("%v\n%s", err, rec.Body.String())
+	}
+	var names []string
+	for _, r := range dump.Resources[xdsclient.ClusterType] {
+		var c struct{ Name string }
+		json.Unmarshal(r, &c)
+		names = append(names, c.Name)
+	}
+	if !slices.Equal(names, []string{"c-000", "c-001"}) {
+		t.Errorf("clusters in the dump: %v, want c-000 and c-001", names)
+	}
+	eps := dump.Resources[xdsclient.EndpointType]
+	var cla struct{ ClusterName string }
+	if len(eps) != 3 || json.Unmarshal(eps[0], &cla) != nil || cla.ClusterName != "c-000" ||
+		!strings.Contains(string(eps[0]), strconv.Itoa(be.srv.Listener.Addr().(*net.TCPAddr).Port)) {
+		t.Errorf("endpoints in the dump: %s", eps)
+	}
 }
