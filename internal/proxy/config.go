@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -66,8 +68,44 @@ func (p *Proxy) Update(typeURL string, changed map[string]xdsclient.Resource, re
 	return p.update(typeURL, changed, removed)
 }
 
+// Large updates (a sidecar's first config in a big mesh, a full push)
+// leave garbage several times the size of the config they install: the
+// response, the decoded resources, the forms in between. The Go runtime
+// sizes the heap it keeps on what was live at its last collection, which
+// falls in the middle of such a burst, and returns memory to the system
+// only down to that size: the burst would stay resident until the
+// periodic collection, minutes later. So once updates have been quiet
+// for settleAfter after one of at least largeUpdate bytes, the proxy
+// collects once and returns what is free. Endpoint churn, a few hundred
+// bytes an update, never pays for it.
+const (
+	largeUpdate = 1 << 20
+	settleAfter = time.Second
+)
+
+// settleMemory schedules the collection after a large update, or
+// postpones it while updates keep coming; p.mu is held.
+func (p *Proxy) settleMemory() {
+	if p.settle == nil {
+		p.settle = time.AfterFunc(settleAfter, releaseMemory)
+		return
+	}
+	p.settle.Reset(settleAfter)
+}
+
+// releaseMemory collects and returns free memory to the system.
+var releaseMemory = debug.FreeOSMemory
+
 // update is Update with p.mu held.
 func (p *Proxy) update(typeURL string, changed map[string]xdsclient.Resource, removed []string) error {
+	size := 0
+	for _, r := range changed {
+		size += len(r.Raw)
+	}
+	if size >= largeUpdate {
+		// Also after a rejected update: its garbage is as large.
+		defer p.settleMemory()
+	}
 	raw := p.raw[typeURL]
 	fresh := make(map[string]proto.Message, len(changed))
 	for name, r := range changed {

@@ -117,6 +117,8 @@ type Proxy struct {
 	desired map[string]bool
 	routes  atomic.Pointer[map[string]*route.Table]
 
+	// settle returns memory after large updates (settleMemory); p.mu.
+	settle *time.Timer
 	// upstreamTLS shares compiled transport sockets among clusters.
 	upstreamTLS upstreamTLSCache
 
@@ -416,6 +418,9 @@ func (p *Proxy) shutdown(servers ...*http.Server) {
 	p.mu.Lock()
 	ls := p.listeners
 	p.listeners = map[string]*listener{}
+	if p.settle != nil {
+		p.settle.Stop()
+	}
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
 	defer cancel()

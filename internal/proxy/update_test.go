@@ -318,6 +318,44 @@ func BenchmarkEndpointUpdate(b *testing.B) {
 	})
 }
 
+// TestLargeUpdateReleasesMemory: an update of a megabyte or more is
+// followed, once updates are quiet, by one release of free memory; small
+// updates (endpoint churn) never cause one.
+func TestLargeUpdateReleasesMemory(t *testing.T) {
+	released := make(chan struct{}, 10)
+	defer func(f func()) { releaseMemory = f }(releaseMemory)
+	releaseMemory = func() { released <- struct{}{} }
+	p := testProxy(t)
+	t.Cleanup(func() { p.shutdown(nil) })
+	update := func(name string, size int) {
+		t.Helper()
+		c := edsCluster(name)
+		raw, err := proto.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The size counted is the serialized size: pad what the update
+		// claims to have received.
+		raw = append(raw, make([]byte, max(0, size-len(raw)))...)
+		if err := p.Update(xdsclient.ClusterType, map[string]xdsclient.Resource{name: {Message: c, Raw: raw}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update("small", 100)
+	p.mu.Lock()
+	scheduled := p.settle != nil
+	p.mu.Unlock()
+	if scheduled {
+		t.Fatal("a small update scheduled a release of memory")
+	}
+	update("large", largeUpdate)
+	select {
+	case <-released:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no release of memory after a large update")
+	}
+}
+
 // TestConfigDumpDecodesStored: the config dump shows the resources in
 // force, decoded from what the proxy stores, including those an update
 // left unchanged, and not those removed.
