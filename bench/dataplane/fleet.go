@@ -176,9 +176,11 @@ func measureFleet(ctx context.Context, dir, proxy, xds string, api *controlapi.C
 	time.Sleep(2 * time.Second)
 	res.RSSMB = round(benchproc.RSSMB(sc.Pid()), 1)
 	if heapProfile != "" {
-		// The profile, and the runtime's memory statistics as text.
-		save(fleetIP+":15000/debug/pprof/heap", heapProfile)
-		save(fleetIP+":15000/debug/pprof/heap?debug=1", heapProfile+".txt")
+		// The profile, and the runtime's memory statistics as text, after
+		// a collection (gc=1), so that they show what is live; RSS was
+		// read before.
+		save(fleetIP+":15000/debug/pprof/heap?gc=1", heapProfile)
+		save(fleetIP+":15000/debug/pprof/heap?gc=1&debug=1", heapProfile+".txt")
 	}
 	return res, nil
 }

@@ -149,8 +149,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	}
 	progress("sidecars idle: client %.1f MB, server %.1f MB RSS", res.RSSIdleMB["client-sidecar"], res.RSSIdleMB["server-sidecar"])
 	if o.Profile != "" {
-		save(clientIP+":15000/debug/pprof/heap", o.Profile+".heap")
-		save(clientIP+":15000/debug/pprof/heap?debug=1", o.Profile+".heap.txt")
+		save(clientIP+":15000/debug/pprof/heap?gc=1", o.Profile+".heap")
+		save(clientIP+":15000/debug/pprof/heap?gc=1&debug=1", o.Profile+".heap.txt")
 	}
 	for _, m := range modes {
 		if o.MemoryOnly {
