@@ -87,7 +87,10 @@ const (
 // postpones it while updates keep coming; p.mu is held.
 func (p *Proxy) settleMemory() {
 	if p.settle == nil {
-		p.settle = time.AfterFunc(settleAfter, releaseMemory)
+		p.settle = time.AfterFunc(settleAfter, func() {
+			p.deflate.release()
+			releaseMemory()
+		})
 		return
 	}
 	p.settle.Reset(settleAfter)
@@ -141,7 +144,7 @@ func (p *Proxy) update(typeURL string, changed map[string]xdsclient.Resource, re
 		p.raw[typeURL] = raw
 	}
 	for name := range fresh {
-		raw[name] = storeRaw(changed[name].Raw)
+		raw[name] = p.deflate.store(changed[name].Raw)
 	}
 	for _, name := range removed {
 		delete(raw, name)

@@ -119,6 +119,8 @@ type Proxy struct {
 
 	// settle returns memory after large updates (settleMemory); p.mu.
 	settle *time.Timer
+	// deflate compresses the resources kept in raw.
+	deflate deflater
 	// upstreamTLS shares compiled transport sockets among clusters.
 	upstreamTLS upstreamTLSCache
 
@@ -421,6 +423,7 @@ func (p *Proxy) shutdown(servers ...*http.Server) {
 	if p.settle != nil {
 		p.settle.Stop()
 	}
+	p.deflate.stop()
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"sync"
+	"time"
 )
 
 // stored is one resource in force as the proxy keeps it: the SHA-256 of
@@ -19,28 +20,57 @@ type stored struct {
 	z   []byte
 }
 
-// writers are DEFLATE compressors, reused within a burst of updates (each
-// holds some hundreds of kilobytes; the pool lets them go at the next
-// collection).
-var writers = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestSpeed)
-	return w
-}}
-
-func storeRaw(raw []byte) stored {
-	var b bytes.Buffer
-	w := writers.Get().(*flate.Writer)
-	w.Reset(&b)
-	w.Write(raw)
-	w.Close()
-	writers.Put(w)
-	return stored{sum: sha256.Sum256(raw), z: bytes.Clone(b.Bytes())}
-}
-
 // same reports whether raw is the resource stored.
 func (s stored) same(raw []byte) bool { return s.sum == sha256.Sum256(raw) }
 
 // bytes returns the serialized resource.
 func (s stored) bytes() ([]byte, error) {
 	return io.ReadAll(flate.NewReader(bytes.NewReader(s.z)))
+}
+
+// deflater compresses resources with one DEFLATE writer at its fastest
+// level. The writer takes most of a megabyte: it is kept while updates
+// come and let go settleAfter after the last one, so that an idle proxy
+// holds none.
+type deflater struct {
+	mu   sync.Mutex
+	w    *flate.Writer
+	idle *time.Timer
+}
+
+// store compresses raw.
+func (d *deflater) store(raw []byte) stored {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var b bytes.Buffer
+	if d.w == nil {
+		d.w, _ = flate.NewWriter(&b, flate.BestSpeed)
+	} else {
+		d.w.Reset(&b)
+	}
+	d.w.Write(raw)
+	d.w.Close()
+	if d.idle == nil {
+		d.idle = time.AfterFunc(settleAfter, d.release)
+	} else {
+		d.idle.Reset(settleAfter)
+	}
+	return stored{sum: sha256.Sum256(raw), z: bytes.Clone(b.Bytes())}
+}
+
+// release lets the writer go.
+func (d *deflater) release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.w = nil
+}
+
+// stop releases the writer for good: the proxy is shutting down.
+func (d *deflater) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.idle != nil {
+		d.idle.Stop()
+	}
+	d.w = nil
 }

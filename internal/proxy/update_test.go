@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -387,5 +388,37 @@ func TestConfigDumpDecodesStored(t *testing.T) {
 	if len(eps) != 3 || json.Unmarshal(eps[0], &cla) != nil || cla.ClusterName != "c-000" ||
 		!strings.Contains(string(eps[0]), strconv.Itoa(be.srv.Listener.Addr().(*net.TCPAddr).Port)) {
 		t.Errorf("endpoints in the dump: %s", eps)
+	}
+}
+
+// TestDeflaterLetsGo: the compressor of the resources kept is let go once
+// updates stop, so that an idle proxy does not hold it; what it stored
+// still reads back.
+func TestDeflaterLetsGo(t *testing.T) {
+	var d deflater
+	defer d.stop()
+	raw := []byte(strings.Repeat("outbound|80||svc.ns.svc.cluster.local ", 50))
+	s := d.store(raw)
+	if len(s.z) >= len(raw) || !s.same(raw) || s.same(raw[1:]) {
+		t.Fatalf("stored %d bytes of %d; same %v", len(s.z), len(raw), s.same(raw))
+	}
+	if b, err := s.bytes(); err != nil || !bytes.Equal(b, raw) {
+		t.Fatalf("read back %q, %v", b, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d.mu.Lock()
+		held := d.w != nil
+		d.mu.Unlock()
+		if !held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the compressor is still held with no update coming")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if b, err := d.store(raw).bytes(); err != nil || !bytes.Equal(b, raw) {
+		t.Fatalf("after the release: read back %q, %v", b, err)
 	}
 }
