@@ -299,7 +299,9 @@ func (c *Client) applyChanges(u UpdateHandler, resp *discoveryv3.DiscoveryRespon
 		}
 	}
 	slices.Sort(removed)
-	if len(changed) > 0 || len(removed) > 0 {
+	// The first response of a type is handed over even when empty: the
+	// handler learns that the type has arrived.
+	if len(changed) > 0 || len(removed) > 0 || old == nil {
 		if err := u.Update(typeURL, changed, removed); err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ type changes struct {
 	changed []string
 	removed []string
 	reject  bool
+	calls   int
 }
 
 func (h *changes) Names(string) []string { return nil }
@@ -25,6 +26,7 @@ func (h *changes) Apply(string, map[string]proto.Message) error {
 	return errors.New("Apply called on an UpdateHandler")
 }
 func (h *changes) Update(_ string, changed map[string]Resource, removed []string) error {
+	h.calls++
 	if h.reject {
 		return errors.New("rejected")
 	}
@@ -62,10 +64,26 @@ func TestStateOfTheWorldChanges(t *testing.T) {
 			t.Errorf("%s: changed %v removed %v, want %v and %v", step, h.changed, h.removed, changed, removed)
 		}
 	}
+	// The first response, empty, is handed over; the same again is not.
+	for range 2 {
+		if err := send(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.calls != 1 {
+		t.Errorf("two empty responses: %d updates, want 1", h.calls)
+	}
 	if err := send(cluster(t, "a", 1), cluster(t, "b", 1), cluster(t, "c", 1)); err != nil {
 		t.Fatal(err)
 	}
 	check("first", []string{"a", "b", "c"}, nil)
+	calls := h.calls
+	if err := send(cluster(t, "a", 1), cluster(t, "b", 1), cluster(t, "c", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if h.calls != calls {
+		t.Error("a response with nothing changed was handed over")
+	}
 	if err := send(cluster(t, "a", 1), cluster(t, "b", 2), cluster(t, "d", 1)); err != nil {
 		t.Fatal(err)
 	}
