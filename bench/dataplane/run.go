@@ -183,7 +183,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		}
 	}
 	for _, pr := range []*benchproc.Proc{client, server, hc, hs} {
-		res.RSSLoadedMB[pr.Name] = round(benchproc.RSSMB(pr.Pid()), 1)
+		if !o.MemoryOnly {
+			res.RSSLoadedMB[pr.Name] = round(benchproc.RSSMB(pr.Pid()), 1)
+		}
 	}
 	res.Metrics = map[string]string{}
 	for name, ip := range map[string]string{"client-sidecar": clientIP, "server-sidecar": serverIP} {

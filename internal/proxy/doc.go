@@ -46,7 +46,10 @@
 // clusters with http2_protocol_options speak HTTP/2 upstream.
 //
 // Config is applied per xDS type and swapped atomically: connections in
-// flight keep the config they started with. The package never imports the
+// flight keep the config they started with. Only the resources that
+// changed are compiled (an endpoint update touches only its clusters'
+// endpoint sets), and the proxy keeps the resources themselves only
+// compressed (rawstore.go); docs/dataplane.md says where its memory goes. The package never imports the
 // control plane, Kubernetes or etcd; a dependency test in cmd/trellis-proxy
 // enforces it.
 package proxy
