@@ -405,7 +405,11 @@ func (p *Proxy) applyListeners(fresh map[string]proto.Message, removed []string)
 	next := make(map[string]*listenerConfig, len(fresh))
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(fresh)) {
-		lc, err := p.compileListener(fresh[name].(*listenerv3.Listener))
+		var prev *listenerConfig
+		if l, ok := p.listeners[name]; ok {
+			prev = l.cfg.Load()
+		}
+		lc, err := p.recompileListener(fresh[name].(*listenerv3.Listener), prev)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listener %q: %w", name, err))
 			continue
