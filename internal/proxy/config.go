@@ -76,8 +76,9 @@ func (p *Proxy) Update(typeURL string, changed map[string]xdsclient.Resource, re
 // only down to that size: the burst would stay resident until the
 // periodic collection, minutes later. So once updates have been quiet
 // for settleAfter after one of at least largeUpdate bytes, the proxy
-// collects once and returns what is free. Endpoint churn, a few hundred
-// bytes an update, never pays for it.
+// compresses the resources it keeps (deflateAll), collects once and
+// returns what is free. Endpoint churn, a few hundred bytes an update,
+// never pays for it.
 const (
 	largeUpdate = 1 << 20
 	settleAfter = time.Second
@@ -88,7 +89,9 @@ const (
 func (p *Proxy) settleMemory() {
 	if p.settle == nil {
 		p.settle = time.AfterFunc(settleAfter, func() {
-			p.deflate.release()
+			p.mu.Lock()
+			deflateAll(p.raw)
+			p.mu.Unlock()
 			releaseMemory()
 		})
 		return
@@ -144,7 +147,7 @@ func (p *Proxy) update(typeURL string, changed map[string]xdsclient.Resource, re
 		p.raw[typeURL] = raw
 	}
 	for name := range fresh {
-		raw[name] = p.deflate.store(changed[name].Raw)
+		raw[name] = storeRaw(changed[name].Raw)
 	}
 	for _, name := range removed {
 		delete(raw, name)

@@ -119,8 +119,6 @@ type Proxy struct {
 
 	// settle returns memory after large updates (settleMemory); p.mu.
 	settle *time.Timer
-	// deflate compresses the resources kept in raw.
-	deflate deflater
 	// upstreamTLS shares compiled transport sockets among clusters.
 	upstreamTLS upstreamTLSCache
 
@@ -423,7 +421,6 @@ func (p *Proxy) shutdown(servers ...*http.Server) {
 	if p.settle != nil {
 		p.settle.Stop()
 	}
-	p.deflate.stop()
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
 	defer cancel()

@@ -391,34 +391,27 @@ func TestConfigDumpDecodesStored(t *testing.T) {
 	}
 }
 
-// TestDeflaterLetsGo: the compressor of the resources kept is let go once
-// updates stop, so that an idle proxy does not hold it; what it stored
-// still reads back.
-func TestDeflaterLetsGo(t *testing.T) {
-	var d deflater
-	defer d.stop()
-	raw := []byte(strings.Repeat("outbound|80||svc.ns.svc.cluster.local ", 50))
-	s := d.store(raw)
-	if len(s.z) >= len(raw) || !s.same(raw) || s.same(raw[1:]) {
-		t.Fatalf("stored %d bytes of %d; same %v", len(s.z), len(raw), s.same(raw))
-	}
-	if b, err := s.bytes(); err != nil || !bytes.Equal(b, raw) {
-		t.Fatalf("read back %q, %v", b, err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		d.mu.Lock()
-		held := d.w != nil
-		d.mu.Unlock()
-		if !held {
-			break
+// TestDeflateAll: the resources kept are compressed when a large update
+// settles, except those too small to gain; each still reads back and is
+// still told apart from another.
+func TestDeflateAll(t *testing.T) {
+	big := []byte(strings.Repeat("outbound|80||svc.ns.svc.cluster.local ", 50))
+	small := []byte("outbound|80||svc.ns.svc.cluster.local")
+	raw := map[string]map[string]stored{xdsclient.ClusterType: {"big": storeRaw(big), "small": storeRaw(small)}}
+	deflateAll(raw)
+	for name, want := range map[string][]byte{"big": big, "small": small} {
+		s := raw[xdsclient.ClusterType][name]
+		if s.deflated != (name == "big") {
+			t.Errorf("%s: deflated %v", name, s.deflated)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the compressor is still held with no update coming")
+		if b, err := s.bytes(); err != nil || !bytes.Equal(b, want) {
+			t.Errorf("%s: read back %q, %v", name, b, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if !s.same(want) || s.same(want[1:]) {
+			t.Errorf("%s: not told apart by its digest", name)
+		}
 	}
-	if b, err := d.store(raw).bytes(); err != nil || !bytes.Equal(b, raw) {
-		t.Fatalf("after the release: read back %q, %v", b, err)
+	if s := raw[xdsclient.ClusterType]["big"]; len(s.b) >= len(big)/4 {
+		t.Errorf("big: %d bytes compressed of %d", len(s.b), len(big))
 	}
 }
