@@ -56,4 +56,7 @@ func TestQuick(t *testing.T) {
 	if res.RSSIdleMB["client-sidecar"] <= 0 {
 		t.Errorf("no RSS of the client sidecar")
 	}
+	if f := res.Fleet; f == nil || f.RSSMB <= 0 || f.Resources["RDS"] < f.Services {
+		t.Errorf("no RSS of the capture sidecar seeing %d services: %+v", quickOptions().Services, f)
+	}
 }

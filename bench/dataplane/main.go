@@ -46,12 +46,18 @@ type options struct {
 	// checkout's (e.g. an older build, for a before/after comparison).
 	Proxy string
 	// Profile writes CPU profiles of the sidecars during the saturation
-	// run of trellis-l7 to PROFILE.client and PROFILE.server.
+	// run of trellis-l7 to PROFILE.client and PROFILE.server, and heap
+	// profiles to PROFILE.heap (idle client) and PROFILE.fleet.heap.
 	Profile string
+	// MemoryOnly skips the load: only the memory figures are measured.
+	MemoryOnly bool
+	// Services is the size of the mesh the capture sidecar of the memory
+	// figure sees (fleet.go).
+	Services int
 }
 
 func defaultOptions() options {
-	return options{Duration: 10 * time.Second, Rate: 1000, Conns: 16}
+	return options{Duration: 10 * time.Second, Rate: 1000, Conns: 16, Services: 1000}
 }
 
 func quickOptions() options {
@@ -68,6 +74,8 @@ func main() {
 	flag.IntVar(&o.Conns, "c", o.Conns, "connections of the fixed-rate and saturation measurements")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (configs, logs)")
 	flag.StringVar(&o.Proxy, "proxy", "", "a prebuilt trellis-proxy binary to measure instead of building this checkout's")
+	flag.BoolVar(&o.MemoryOnly, "memory", false, "measure only memory: the idle sidecars and the capture sidecar seeing -services services, no load")
+	flag.IntVar(&o.Services, "services", o.Services, "services in the mesh of the capture sidecar whose memory is measured")
 	flag.StringVar(&o.Profile, "profile", "", "write CPU profiles of the sidecars under saturation (trellis-l7) to PROFILE.client and PROFILE.server")
 	flag.Parse()
 	if *quick {

@@ -111,25 +111,26 @@ spec:
     backendRefs: [{name: backend, port: 80}]
 `
 
-// controlPlane starts `trellis control` and applies the mesh.
-func controlPlane(ctx context.Context, dir, trellis string) (p *benchproc.Proc, xds string, err error) {
+// controlPlane starts `trellis control` and applies the mesh; client is
+// its API.
+func controlPlane(ctx context.Context, dir, trellis string) (p *benchproc.Proc, xds string, client *controlapi.Client, err error) {
 	xp, err := benchproc.FreePort()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	ap, err := benchproc.FreePort()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	xds, api := "127.0.0.1:"+strconv.Itoa(xp), "127.0.0.1:"+strconv.Itoa(ap)
 	p, err = benchproc.Start(dir, "control", trellis, "control", "--data-dir", filepath.Join(dir, "data"), "--xds-address", xds, "--debug-address", api)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	client, err := controlapi.NewClient(api)
+	client, err = controlapi.NewClient(api)
 	if err != nil {
 		p.Stop()
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err := waitFor(ctx, time.Minute, "the control plane", func() error {
 		if err := p.Exited(); err != nil {
@@ -140,11 +141,11 @@ func controlPlane(ctx context.Context, dir, trellis string) (p *benchproc.Proc, 
 		return client.Ready(rctx)
 	}); err != nil {
 		p.Stop()
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if _, err := client.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: "bench.yaml", Content: mesh}}}); err != nil {
 		p.Stop()
-		return nil, "", fmt.Errorf("applying the mesh: %w", err)
+		return nil, "", nil, fmt.Errorf("applying the mesh: %w", err)
 	}
 	// A join token for each sidecar's identity, as an operator makes them
 	// with trellis token create.
@@ -153,15 +154,15 @@ func controlPlane(ctx context.Context, dir, trellis string) (p *benchproc.Proc, 
 	})
 	if err != nil {
 		p.Stop()
-		return nil, "", fmt.Errorf("making join tokens: %w", err)
+		return nil, "", nil, fmt.Errorf("making join tokens: %w", err)
 	}
 	for i, name := range []string{"backend", "client"} {
 		if err := os.WriteFile(tokenFile(dir, name), []byte(made[i].Token+"\n"), 0o600); err != nil {
 			p.Stop()
-			return nil, "", err
+			return nil, "", nil, err
 		}
 	}
-	return p, xds, nil
+	return p, xds, client, nil
 }
 
 func waitFor(ctx context.Context, d time.Duration, what string, f func() error) error {
@@ -186,14 +187,23 @@ func waitFor(ctx context.Context, d time.Duration, what string, f func() error) 
 // account.
 func tokenFile(dir, account string) string { return filepath.Join(dir, account+".token") }
 
+// caBundle is the mesh's root certificate, which the control plane writes
+// in its data directory.
+func caBundle(dir string) string { return filepath.Join(dir, "data", "ca", "root-cert.pem") }
+
+// quietArgs turn off the access log of a trellis-proxy that has one: the
+// figures are the proxying's; access logs are measured apart.
+func quietArgs(proxy string) []string {
+	if help, _ := exec.Command(proxy, "--help").CombinedOutput(); bytes.Contains(help, []byte("--access-log")) {
+		return []string{"--access-log", "off"}
+	}
+	return nil
+}
+
 // sidecars starts the client and server sidecars.
 func sidecars(dir, proxy, xds string) (client, server *benchproc.Proc, err error) {
-	bundle := filepath.Join(dir, "data", "ca", "root-cert.pem")
-	common := []string{"--control-plane", xds, "--ca-bundle", bundle, "--namespace", namespace}
-	if help, _ := exec.Command(proxy, "--help").CombinedOutput(); bytes.Contains(help, []byte("--access-log")) {
-		// The figures are the proxying's; access logs are measured apart.
-		common = append(common, "--access-log", "off")
-	}
+	common := []string{"--control-plane", xds, "--ca-bundle", caBundle(dir), "--namespace", namespace}
+	common = append(common, quietArgs(proxy)...)
 	server, err = benchproc.Start(dir, "server-sidecar", proxy, append([]string{
 		"--name", "backend-1", "--service-account", "backend", "--label", "app=backend", "--token-file", tokenFile(dir, "backend"),
 		"--address", serverIP, "--app-address", serverIP, "--outbound-address", serverIP,

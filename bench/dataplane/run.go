@@ -58,7 +58,10 @@ type result struct {
 	Ratios      map[string]map[string]float64      `json:"ratios_to_direct"`
 	RSSIdleMB   map[string]float64                 `json:"rss_idle_mb"`
 	RSSLoadedMB map[string]float64                 `json:"rss_after_mb"`
-	Goals       map[string]bool                    `json:"goals"`
+	// Fleet is the RSS of a capture sidecar that sees options.Services
+	// Services (fleet.go).
+	Fleet *fleetResult    `json:"fleet"`
+	Goals map[string]bool `json:"goals"`
 	// Metrics are the sidecars' /stats/prometheus after the load.
 	Metrics map[string]string `json:"-"`
 }
@@ -88,7 +91,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		return nil, err
 	}
 	defer stopBackend()
-	cp, xds, err := controlPlane(ctx, dir, trellisBin)
+	cp, xds, api, err := controlPlane(ctx, dir, trellisBin)
 	if err != nil {
 		return nil, err
 	}
@@ -146,15 +149,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	}
 	progress("sidecars idle: client %.1f MB, server %.1f MB RSS", res.RSSIdleMB["client-sidecar"], res.RSSIdleMB["server-sidecar"])
 	if o.Profile != "" {
-		if resp, err := http.Get("http://" + clientIP + ":15000/debug/pprof/heap"); err == nil {
-			if f, err := os.Create(o.Profile + ".heap"); err == nil {
-				io.Copy(f, resp.Body)
-				f.Close()
-			}
-			resp.Body.Close()
-		}
+		save(clientIP+":15000/debug/pprof/heap?gc=1", o.Profile+".heap")
+		save(clientIP+":15000/debug/pprof/heap?gc=1&debug=1", o.Profile+".heap.txt")
 	}
 	for _, m := range modes {
+		if o.MemoryOnly {
+			break
+		}
 		for _, p := range paths {
 			qps, conns := 0, o.Conns
 			if m.Fixed {
@@ -182,7 +183,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		}
 	}
 	for _, pr := range []*benchproc.Proc{client, server, hc, hs} {
-		res.RSSLoadedMB[pr.Name] = round(benchproc.RSSMB(pr.Pid()), 1)
+		if !o.MemoryOnly {
+			res.RSSLoadedMB[pr.Name] = round(benchproc.RSSMB(pr.Pid()), 1)
+		}
 	}
 	res.Metrics = map[string]string{}
 	for name, ip := range map[string]string{"client-sidecar": clientIP, "server-sidecar": serverIP} {
@@ -192,6 +195,15 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 			res.Metrics[name] = string(b)
 		}
 	}
+	fleetHeap := ""
+	if o.Profile != "" {
+		fleetHeap = o.Profile + ".fleet.heap"
+	}
+	progress("applying %d services and starting a capture sidecar that sees them", o.Services)
+	if res.Fleet, err = measureFleet(ctx, dir, proxyBin, xds, api, o.Services, fleetHeap); err != nil {
+		return nil, fmt.Errorf("sidecar with %d services: %w", o.Services, err)
+	}
+	progress("capture sidecar with %d services: %.1f MB RSS", o.Services, res.Fleet.RSSMB)
 	res.ratios()
 	res.report(stdout)
 	line, _ := json.Marshal(res)

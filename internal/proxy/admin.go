@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"trellis.dev/trellis/internal/proxy/xdsclient"
 )
@@ -79,8 +81,17 @@ func (p *Proxy) handleConfigDump(w http.ResponseWriter, r *http.Request) {
 	dump := map[string][]json.RawMessage{}
 	for typ, resources := range p.raw {
 		list := []json.RawMessage{}
+		mt, err := protoregistry.GlobalTypes.FindMessageByURL(typ)
+		if err != nil {
+			continue
+		}
 		for _, name := range slices.Sorted(maps.Keys(resources)) {
-			b, err := protojson.Marshal(resources[name])
+			m := mt.New().Interface()
+			raw, err := resources[name].bytes()
+			if err != nil || proto.Unmarshal(raw, m) != nil {
+				continue
+			}
+			b, err := protojson.Marshal(m)
 			if err != nil {
 				continue
 			}

@@ -8,18 +8,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"trellis.dev/trellis/internal/identity"
@@ -45,11 +46,8 @@ type cluster struct {
 	// were headed before the capture rules redirected them.
 	origDst bool
 	// mark is the SO_MARK of upstream sockets (Options.SocketMark).
-	mark uint32
-	name string
-	// src is the Cluster it was compiled from; an identical update keeps
-	// the running cluster.
-	src            *clusterv3.Cluster
+	mark           uint32
+	name           string
 	edsName        string // "" for a static cluster
 	connectTimeout time.Duration
 	idleTimeout    time.Duration
@@ -107,7 +105,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		"typed_extension_protocol_options"); err != nil {
 		return nil, err
 	}
-	out := &cluster{name: c.GetName(), src: c, connectTimeout: 5 * time.Second, transports: map[transportKey]upstreamTransport{}, warm: make(chan struct{}),
+	out := &cluster{name: c.GetName(), connectTimeout: 5 * time.Second, transports: map[transportKey]upstreamTransport{}, warm: make(chan struct{}),
 		mark: p.opts.SocketMark}
 	if d := c.GetConnectTimeout(); d != nil {
 		out.connectTimeout = d.AsDuration()
@@ -239,8 +237,6 @@ func (c *cluster) compileLB(pc *clusterv3.Cluster) error {
 	return nil
 }
 
-func (c *cluster) sameAs(o *cluster) bool { return proto.Equal(c.src, o.src) }
-
 // stringFields flattens a Struct of string values.
 func stringFields(s *structpb.Struct) map[string]string {
 	out := map[string]string{}
@@ -250,10 +246,55 @@ func stringFields(s *structpb.Struct) map[string]string {
 	return out
 }
 
+// compileUpstreamTLS compiles a cluster's transport socket, or returns
+// the one compiled for another cluster with the same bytes: a capture
+// sidecar's clusters of one service and of each of its workloads share
+// their SNI and peer identity, and a TLS config costs most of a compiled
+// cluster's memory.
 func (p *Proxy) compileUpstreamTLS(ts *corev3.TransportSocket) (*upstreamTLS, error) {
 	if ts.GetTypedConfig() == nil {
 		return nil, errors.New("transport socket has no typed_config")
 	}
+	tc := ts.GetTypedConfig()
+	return p.upstreamTLS.get(tc.GetTypeUrl()+"\x00"+string(tc.GetValue()), func() (*upstreamTLS, error) {
+		return p.buildUpstreamTLS(ts)
+	})
+}
+
+// upstreamTLSCache holds the compiled transport sockets in use, by their
+// serialized config, weakly: one no cluster uses any more is collected
+// and its entry deleted.
+type upstreamTLSCache struct {
+	mu sync.Mutex
+	m  map[string]weak.Pointer[upstreamTLS]
+}
+
+func (c *upstreamTLSCache) get(key string, build func() (*upstreamTLS, error)) (*upstreamTLS, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.m[key].Value(); t != nil {
+		return t, nil
+	}
+	t, err := build()
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = map[string]weak.Pointer[upstreamTLS]{}
+	}
+	wp := weak.Make(t)
+	c.m[key] = wp
+	runtime.AddCleanup(t, func(key string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.m[key] == wp {
+			delete(c.m, key)
+		}
+	}, key)
+	return t, nil
+}
+
+func (p *Proxy) buildUpstreamTLS(ts *corev3.TransportSocket) (*upstreamTLS, error) {
 	msg, err := ts.GetTypedConfig().UnmarshalNew()
 	if err != nil {
 		return nil, err

@@ -46,7 +46,11 @@
 // clusters with http2_protocol_options speak HTTP/2 upstream.
 //
 // Config is applied per xDS type and swapped atomically: connections in
-// flight keep the config they started with. The package never imports the
-// control plane, Kubernetes or etcd; a dependency test in cmd/trellis-proxy
-// enforces it.
+// flight keep the config they started with. Only the resources that
+// changed are compiled (an endpoint update touches only its clusters'
+// endpoint sets, a listener's unchanged filter chains are kept), and the
+// proxy keeps the resources themselves only serialized, compressed after
+// large updates (rawstore.go); docs/dataplane.md says where its memory
+// goes. The package never imports the control plane, Kubernetes or etcd;
+// a dependency test in cmd/trellis-proxy enforces it.
 package proxy

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -108,8 +109,10 @@ type chainMatch struct {
 
 // filterChain is one way to handle a connection.
 type filterChain struct {
-	name  string
-	match chainMatch
+	// digest identifies what it was compiled from (compileChainOnce).
+	digest [sha256.Size]byte
+	name   string
+	match  chainMatch
 	// tls terminates downstream mTLS; nil means plaintext.
 	tls *tls.Config
 	// connFilters run on each new connection before hcm or tcp
@@ -199,6 +202,15 @@ func compileTCPProxy(f *tcpproxyv3.TcpProxy) (*tcpProxy, error) {
 }
 
 func (p *Proxy) compileListener(l *listenerv3.Listener) (*listenerConfig, error) {
+	return p.recompileListener(l, nil)
+}
+
+// recompileListener compiles a listener that replaces prev (nil: none),
+// taking over prev's compiled filter chains whose bytes have not changed,
+// as Envoy updates a listener's filter chains in place: a capture
+// listener has a chain per mesh workload, and a workload that comes or
+// goes changes one of thousands.
+func (p *Proxy) recompileListener(l *listenerv3.Listener, prev *listenerConfig) (*listenerConfig, error) {
 	if err := unsupported(l, "name", "address", "filter_chains", "listener_filters", "listener_filters_timeout",
 		"continue_on_listener_filters_timeout", "default_filter_chain"); err != nil {
 		return nil, err
@@ -258,31 +270,84 @@ func (p *Proxy) compileListener(l *listenerv3.Listener) (*listenerConfig, error)
 	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil {
 		return nil, errors.New("filter_chains: at least one is required")
 	}
-	seen := make([]*listenerv3.FilterChainMatch, 0, len(l.GetFilterChains()))
+	// Matches are told apart by their deterministic encoding (equal
+	// messages without maps encode equally): one lookup per chain, where
+	// comparing every pair would cost a capture listener's thousands of
+	// chains millions of comparisons.
+	seen := make(map[string]int, len(l.GetFilterChains()))
+	reuse := prev.chainsByDigest()
+	var buf []byte
 	for i, fc := range l.GetFilterChains() {
-		ch, err := p.compileChain(fc, lc)
+		ch, err := p.compileChainOnce(fc, lc, reuse, &buf)
 		if err != nil {
 			return nil, fmt.Errorf("filter_chains[%d]: %w", i, err)
 		}
-		for j, m := range seen {
-			if proto.Equal(m, fc.GetFilterChainMatch()) {
-				return nil, fmt.Errorf("filter_chains[%d]: the same filter_chain_match as filter_chains[%d]", i, j)
-			}
+		key, err := proto.MarshalOptions{Deterministic: true}.Marshal(fc.GetFilterChainMatch())
+		if err != nil {
+			return nil, fmt.Errorf("filter_chains[%d]: %w", i, err)
 		}
-		seen = append(seen, fc.GetFilterChainMatch())
+		if j, dup := seen[string(key)]; dup {
+			return nil, fmt.Errorf("filter_chains[%d]: the same filter_chain_match as filter_chains[%d]", i, j)
+		}
+		seen[string(key)] = i
 		lc.chains = append(lc.chains, ch)
 	}
 	if d := l.GetDefaultFilterChain(); d != nil {
 		if d.GetFilterChainMatch() != nil {
 			return nil, errors.New("default_filter_chain: filter_chain_match is not allowed")
 		}
-		ch, err := p.compileChain(d, lc)
+		ch, err := p.compileChainOnce(d, lc, reuse, &buf)
 		if err != nil {
 			return nil, fmt.Errorf("default_filter_chain: %w", err)
 		}
 		lc.defaultChain = ch
 	}
 	return lc, nil
+}
+
+// chainsByDigest indexes a compiled listener's chains by digest; nil for
+// none.
+func (lc *listenerConfig) chainsByDigest() map[[sha256.Size]byte]*filterChain {
+	if lc == nil {
+		return nil
+	}
+	m := make(map[[sha256.Size]byte]*filterChain, len(lc.chains)+1)
+	for _, ch := range lc.chains {
+		m[ch.digest] = ch
+	}
+	if lc.defaultChain != nil {
+		m[lc.defaultChain.digest] = lc.defaultChain
+	}
+	return m
+}
+
+// compileChainOnce returns the chain of reuse with fc's digest, or
+// compiles fc. The digest covers the chain's bytes and what of the
+// listener its compilation reads (which inspectors run); buf is scratch
+// space for the bytes.
+func (p *Proxy) compileChainOnce(fc *listenerv3.FilterChain, lc *listenerConfig, reuse map[[sha256.Size]byte]*filterChain, buf *[]byte) (*filterChain, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend((*buf)[:0], fc)
+	if err != nil {
+		return nil, err
+	}
+	*buf = b
+	var flags byte
+	if lc.inspectTLS {
+		flags |= 1
+	}
+	if lc.inspectHTTP {
+		flags |= 2
+	}
+	digest := sha256.Sum256(append(b, flags))
+	if ch := reuse[digest]; ch != nil {
+		return ch, nil
+	}
+	ch, err := p.compileChain(fc, lc)
+	if err != nil {
+		return nil, err
+	}
+	ch.digest = digest
+	return ch, nil
 }
 
 // compileMatch reads a filter_chain_match; what it matches on must be

@@ -19,9 +19,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/resolver"
-	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/identity"
@@ -105,14 +106,21 @@ type Proxy struct {
 	// mu serializes config application.
 	mu        sync.Mutex
 	listeners map[string]*listener
-	// raw is the last accepted resources per type, for the config dump.
-	raw map[string]map[string]proto.Message
+	// raw holds the resources in force, by type and name, as stored
+	// (rawstore.go): what tells a resource unchanged, and what the config
+	// dump decodes. The decoded resources are not kept once compiled.
+	raw map[string]map[string]stored
 
 	clusters atomic.Pointer[map[string]*cluster]
 	// desired are the clusters of the last cluster set; clusters holds
 	// more while routes still send to dropped ones (make before break).
 	desired map[string]bool
 	routes  atomic.Pointer[map[string]*route.Table]
+
+	// settle returns memory after large updates (settleMemory); p.mu.
+	settle *time.Timer
+	// upstreamTLS shares compiled transport sockets among clusters.
+	upstreamTLS upstreamTLSCache
 
 	// mirrors runs mirrored requests (mirror.go).
 	mirrors mirrorSet
@@ -158,7 +166,7 @@ func New(opts Options) (*Proxy, error) {
 		secrets:       secrets.New(id, opts.TrustBundle, opts.Logger),
 		controlPlanes: controlPlanes,
 		listeners:     map[string]*listener{},
-		raw:           map[string]map[string]proto.Message{},
+		raw:           map[string]map[string]stored{},
 	}
 	p.tel = newTelemetry(selfPeer(opts.Registration.Name, opts.Registration.Namespace, id.String(), opts.Registration.Labels), newAccessLog(opts.AccessLog))
 	p.clusters.Store(&map[string]*cluster{})
@@ -212,6 +220,10 @@ func (p *Proxy) dial() (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(p.controlPlaneCreds()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {}}]}`),
+		// Config arrives in a few large messages, far apart: buffers kept
+		// in gRPC's pools for the next one would only hold the memory of
+		// the largest (megabytes with a thousand services) for nothing.
+		experimental.WithBufferPool(mem.NopBufferPool{}),
 	}
 	if p.opts.SocketMark != 0 {
 		// The control plane connection is the proxy's own traffic too:
@@ -406,6 +418,9 @@ func (p *Proxy) shutdown(servers ...*http.Server) {
 	p.mu.Lock()
 	ls := p.listeners
 	p.listeners = map[string]*listener{}
+	if p.settle != nil {
+		p.settle.Stop()
+	}
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout)
 	defer cancel()

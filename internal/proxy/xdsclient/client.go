@@ -7,11 +7,18 @@
 // Handler's error and the proxy keeps serving what it had. When the stream
 // breaks the client reconnects with backoff; the config already applied
 // stays in force meanwhile.
+//
+// A Handler that is also an UpdateHandler (the proxy) is told only what
+// changed: the resources added or changed and the names of those removed,
+// over delta and state-of-the-world streams alike; the client then keeps
+// no copy of the config, only each resource's version (delta) or digest
+// (state of the world). A plain Handler gets the whole set of a type after
+// each response, which the client keeps for it.
 package xdsclient
 
 import (
 	"context"
-
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -49,6 +56,25 @@ type Handler interface {
 	Names(typeURL string) []string
 }
 
+// UpdateHandler is a Handler that applies changes rather than whole sets.
+type UpdateHandler interface {
+	Handler
+	// Update applies a change to the resources of one type: changed are
+	// those added or changed, by name, and removed the names of those no
+	// longer in force; the others stay as they are. An error rejects the
+	// whole change (NACK) and leaves the previous resources in force.
+	Update(typeURL string, changed map[string]Resource, removed []string) error
+}
+
+// Resource is one resource as received: decoded, and the serialized
+// bytes it was decoded from (which tell an unchanged resource apart, and
+// which a config dump can decode again). Raw is not shared with anything
+// else and may be kept.
+type Resource struct {
+	Message proto.Message
+	Raw     []byte
+}
+
 // Options configure a client.
 type Options struct {
 	Conn *grpc.ClientConn
@@ -71,8 +97,13 @@ type Client struct {
 	// what the proxy has.
 	versions map[string]map[string]string
 	// applied are the resources applied, by type and name, for delta
-	// updates to build on.
+	// updates to build on; kept only for a plain Handler.
 	applied map[string]map[string]proto.Message
+	// digests name the resources applied by the SHA-256 of their bytes,
+	// by type, for an UpdateHandler on state-of-the-world streams: a
+	// response carries every resource, and only those with a new digest
+	// are decoded and handed over.
+	digests map[string]map[[sha256.Size]byte]string
 }
 
 // New returns a client; Run starts it.
@@ -82,7 +113,8 @@ func New(opts Options, h Handler) *Client {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{opts: opts, handler: h, log: log,
-		versions: map[string]map[string]string{}, applied: map[string]map[string]proto.Message{}}
+		versions: map[string]map[string]string{}, applied: map[string]map[string]proto.Message{},
+		digests: map[string]map[[sha256.Size]byte]string{}}
 }
 
 // Run keeps an ADS stream open until ctx is done, reconnecting with
@@ -213,6 +245,9 @@ func (c *Client) stream(ctx context.Context) error {
 }
 
 func (c *Client) apply(resp *discoveryv3.DiscoveryResponse) error {
+	if u, ok := c.handler.(UpdateHandler); ok {
+		return c.applyChanges(u, resp)
+	}
 	resources := make(map[string]proto.Message, len(resp.GetResources()))
 	for i, a := range resp.GetResources() {
 		name, m, err := unpack(resp.GetTypeUrl(), i, a)
@@ -225,6 +260,54 @@ func (c *Client) apply(resp *discoveryv3.DiscoveryResponse) error {
 		resources[name] = m
 	}
 	return c.handler.Apply(resp.GetTypeUrl(), resources)
+}
+
+// applyChanges hands an UpdateHandler what a state-of-the-world response
+// changes: the resources whose bytes differ from those applied, and the
+// names missing from it. A resource's name is inside its bytes, so equal
+// bytes are the same resource unchanged: it is not decoded again.
+func (c *Client) applyChanges(u UpdateHandler, resp *discoveryv3.DiscoveryResponse) error {
+	typeURL := resp.GetTypeUrl()
+	old := c.digests[typeURL]
+	next := make(map[[sha256.Size]byte]string, len(resp.GetResources()))
+	present := make(map[string]bool, len(resp.GetResources()))
+	changed := map[string]Resource{}
+	for i, a := range resp.GetResources() {
+		if a.GetTypeUrl() != typeURL {
+			return fmt.Errorf("resource %d has type %s in a %s response", i, a.GetTypeUrl(), typeURL)
+		}
+		d := sha256.Sum256(a.GetValue())
+		name, same := old[d]
+		if !same {
+			var m proto.Message
+			var err error
+			if name, m, err = unpack(typeURL, i, a); err != nil {
+				return err
+			}
+			changed[name] = Resource{Message: m, Raw: a.GetValue()}
+		}
+		if present[name] {
+			return fmt.Errorf("resource %q appears twice", name)
+		}
+		present[name] = true
+		next[d] = name
+	}
+	var removed []string
+	for _, name := range old {
+		if !present[name] {
+			removed = append(removed, name)
+		}
+	}
+	slices.Sort(removed)
+	// The first response of a type is handed over even when empty: the
+	// handler learns that the type has arrived.
+	if len(changed) > 0 || len(removed) > 0 || old == nil {
+		if err := u.Update(typeURL, changed, removed); err != nil {
+			return err
+		}
+	}
+	c.digests[typeURL] = next
+	return nil
 }
 
 // unpack decodes the i-th resource of a response of type typeURL.

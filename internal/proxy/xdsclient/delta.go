@@ -107,9 +107,13 @@ func (c *Client) deltaStream(ctx context.Context) error {
 }
 
 // applyDelta merges a delta response into the applied set and hands the
-// result to the Handler; on error nothing changes.
+// result to the Handler, or only the change to an UpdateHandler; on error
+// nothing changes.
 func (c *Client) applyDelta(resp *discoveryv3.DeltaDiscoveryResponse) error {
 	typeURL := resp.GetTypeUrl()
+	if u, ok := c.handler.(UpdateHandler); ok {
+		return c.updateDelta(u, resp)
+	}
 	next := maps.Clone(c.applied[typeURL])
 	if next == nil {
 		next = map[string]proto.Message{}
@@ -137,6 +141,46 @@ func (c *Client) applyDelta(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		return err
 	}
 	c.applied[typeURL] = next
+	c.versions[typeURL] = versions
+	return nil
+}
+
+// updateDelta hands an UpdateHandler the change of a delta response, and
+// keeps only the versions.
+func (c *Client) updateDelta(u UpdateHandler, resp *discoveryv3.DeltaDiscoveryResponse) error {
+	typeURL := resp.GetTypeUrl()
+	versions := maps.Clone(c.versions[typeURL])
+	if versions == nil {
+		versions = map[string]string{}
+	}
+	changed := make(map[string]Resource, len(resp.GetResources()))
+	for i, r := range resp.GetResources() {
+		name, m, err := unpack(typeURL, i, r.GetResource())
+		if err != nil {
+			return err
+		}
+		if r.GetName() != "" && r.GetName() != name {
+			return fmt.Errorf("resource %d is named %q but holds %q", i, r.GetName(), name)
+		}
+		if _, dup := changed[name]; dup {
+			return fmt.Errorf("resource %q appears twice", name)
+		}
+		changed[name] = Resource{Message: m, Raw: r.GetResource().GetValue()}
+		versions[name] = r.GetVersion()
+	}
+	var removed []string
+	for _, name := range resp.GetRemovedResources() {
+		if _, ok := changed[name]; ok {
+			continue
+		}
+		if _, ok := versions[name]; ok {
+			removed = append(removed, name)
+			delete(versions, name)
+		}
+	}
+	if err := u.Update(typeURL, changed, removed); err != nil {
+		return err
+	}
 	c.versions[typeURL] = versions
 	return nil
 }
