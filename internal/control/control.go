@@ -20,6 +20,11 @@
 // approved; renewals authenticate with the proxy's current certificate
 // (ca.PeerOrToken).
 //
+// On Kubernetes (Options.Kube) the config comes from the API server
+// instead of the store (package kubesource, kube.go): its informers feed
+// the same mesh state the store's watch does, and trellis apply is
+// refused.
+//
 // Several control planes serve one mesh when they share an external etcd
 // cluster and a CA (sealed in the store, or in one directory): each
 // watches the whole store and serves the proxies connected to it, and
@@ -46,9 +51,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/rest"
 
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/store"
 	"trellis.dev/trellis/internal/xds"
 )
@@ -106,6 +113,11 @@ type Options struct {
 	// during a stream of changes.
 	Debounce time.Duration
 	Logger   *slog.Logger
+	// Kube, when set, makes the Kubernetes API server it reaches the
+	// source of config (package kubesource): resources are read from it,
+	// not from the store. Registrations, join tokens and the CA
+	// stay in the store.
+	Kube *rest.Config
 	// Ready, when set, is called once the control plane serves, with the
 	// addresses it listens on.
 	Ready func(xdsAddr, debugAddr net.Addr)
@@ -256,6 +268,20 @@ func Run(ctx context.Context, opts Options) error {
 	run("store watch", func() error { return cp.watch(runCtx, rev) })
 	run("push loop", func() error { cp.pushLoop(runCtx); return nil })
 	run("CA", func() error { return cp.trust.run(runCtx) })
+	if opts.Kube != nil {
+		src, err := kubesource.New(kubesource.Options{Config: opts.Kube, Sink: cp, Logger: log})
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("control: %w", err)
+		}
+		run("Kubernetes source", func() error { return src.Start(runCtx) })
+		if err := src.WaitForSync(ctx); err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("control: %w", err)
+		}
+	}
 
 	log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),
 		"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir, "caDir", caDir)
