@@ -1,12 +1,15 @@
 // Package kubesource makes Kubernetes a source of the control plane's
-// config: shared informers follow the API server, and every object becomes
-// the event the etcd store's watch would deliver for it.
+// config: shared informers follow the API server, every object becomes the
+// event the etcd store's watch would deliver for it, and status is written
+// back to the objects by the one control plane that leads.
 //
 //	API server ══informers══► Source ──Update(store.Event)──► control plane (applyItemLocked)
 //	  Services, Gateway API,     │    ──SetNamespaces───────►   model ─► analyze ─► translate
-//	  trellis.dev kinds          │
-//	  Pods, EndpointSlices ──────┘ (as Workloads)
-//	  Namespaces (labels), TLS Secrets
+//	  trellis.dev kinds          │                                 │
+//	  Pods, EndpointSlices ──────┘ (as Workloads)                  │ Analysis()
+//	  Namespaces (labels), TLS Secrets                             ▼
+//	       ▲                                        leader only: reconcile status
+//	       └──────────── PATCH …/status (only what differs) ◄──────┘
 //
 // Why events into the control plane's own path rather than a second kind
 // of source behind an interface: the control plane already turns store
@@ -34,6 +37,22 @@
 //     (Services with a selector get their endpoints from their Pods.)
 //   - Namespaces: their labels, for allowedRoutes namespace selectors.
 //   - Secrets: only kubernetes.io/tls ones, looked up by Secret for the
-//     certificateRefs of Gateway listeners. Serving their certificates to
-//     gateways is for the Gateway work to add here.
+//     certificateRefs of Gateway listeners (InvalidCertificateRef). Serving
+//     their certificates to gateways is for the Gateway work to add here.
+//
+// Status (status.go) is derived from the analyzer's findings and route
+// attachments (analyze.Attachments), the same judgement the translator's
+// input gets: GatewayClasses of controllerName trellis.dev/gateway are
+// Accepted; their Gateways get Accepted and Programmed and per listener
+// Accepted, Conflicted (ProtocolConflict, HostnameConflict), ResolvedRefs
+// (RefNotPermitted, InvalidCertificateRef, InvalidRouteKinds), Programmed
+// and attachedRoutes; routes get, per parentRef Trellis serves, Accepted
+// (NotAllowedByListeners, NoMatchingParent, NoMatchingListenerHostname)
+// and ResolvedRefs (BackendNotFound, RefNotPermitted, InvalidKind);
+// trellis.dev kinds get Accepted, ResolvedRefs and Analyzed, the
+// findings' codes, fields and messages in the messages. A status is
+// written (a merge patch of the status subresource, conditional on the
+// resourceVersion read) only when it differs from the object's, with
+// observedGeneration set and lastTransitionTime kept for conditions that
+// did not change.
 package kubesource

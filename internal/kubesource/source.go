@@ -63,6 +63,10 @@ type Source struct {
 	// changed is signalled after every change the informers deliver,
 	// status changes included (the status writer listens).
 	changed chan struct{}
+	// pending maps the objects whose status was written (Kind/ns/name) to
+	// the resourceVersion they were written from; used by the status
+	// writer only.
+	pending map[string]string
 
 	mu sync.Mutex
 	// values are the encodings of each key by origin; the sink sees the
@@ -114,6 +118,7 @@ func New(opts Options) (*Source, error) {
 		values:    map[string]map[origin][]byte{},
 		effective: map[string][]byte{},
 		endpoints: map[string][]string{},
+		pending:   map[string]string{},
 	}
 	if err := s.discover(); err != nil {
 		return nil, err
