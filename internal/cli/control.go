@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ func defaultDataDir() string {
 
 func controlCommand(g *globals) *cobra.Command {
 	opts := control.Options{}
-	var kubeconfig string
+	var kubeconfig, leaseNamespace string
 	c := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane: config store, registry, xDS server and CA",
@@ -43,7 +44,8 @@ with --ca-encryption-key-file, in the store, sealed with that key.
 
 On Kubernetes (in a pod, or with --kubeconfig) it reads Services, Pods,
 EndpointSlices, Namespaces, the Gateway API and trellis.dev resources from
-the API server instead, and refuses trellis apply. Registrations, join
+the API server instead, refuses trellis apply, and writes status back from
+the replica that holds the Lease in --lease-namespace. Registrations, join
 tokens and the CA stay in --data-dir.
 
 For high availability, run several control planes with the same
@@ -57,11 +59,13 @@ For high availability, run several control planes with the same
 				return err
 			}
 			opts.Kube = kube
+			opts.KubeStatus.LeaseNamespace = leaseNamespace
 			return control.Run(c.Context(), opts)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", "read config from the Kubernetes API server this kubeconfig reaches (in a pod, the in-cluster config is used without it), and write status back")
+	f.StringVar(&leaseNamespace, "lease-namespace", cmp.Or(os.Getenv("POD_NAMESPACE"), "trellis-system"), "on Kubernetes, namespace of the Lease that elects the control plane writing status")
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the embedded store and the CA keys")
 	f.StringVar(&opts.CADir, "ca-dir", "", "directory of the CA's root and intermediate (default DATA_DIR/ca); control planes of one mesh share it; with --ca-encryption-key-file, it receives copies of the certificates only")
 	f.StringVar(&opts.CACert, "ca-cert", "", "PEM file of the CA to start with: a root, or an intermediate followed by its chain up to the root (root last); default: generate a root")

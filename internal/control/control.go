@@ -22,8 +22,8 @@
 //
 // On Kubernetes (Options.Kube) the config comes from the API server
 // instead of the store (package kubesource, kube.go): its informers feed
-// the same mesh state the store's watch does, and trellis apply is
-// refused.
+// the same mesh state the store's watch does, trellis apply is refused,
+// and the control plane that leads writes status back.
 //
 // Several control planes serve one mesh when they share an external etcd
 // cluster and a CA (sealed in the store, or in one directory): each
@@ -115,9 +115,13 @@ type Options struct {
 	Logger   *slog.Logger
 	// Kube, when set, makes the Kubernetes API server it reaches the
 	// source of config (package kubesource): resources are read from it,
-	// not from the store. Registrations, join tokens and the CA
+	// not from the store, and status is written back to it by the control
+	// plane that leads (KubeStatus). Registrations, join tokens and the CA
 	// stay in the store.
 	Kube *rest.Config
+	// KubeStatus configures status write-back on Kubernetes; its View is
+	// the control plane's own.
+	KubeStatus kubesource.StatusOptions
 	// Ready, when set, is called once the control plane serves, with the
 	// addresses it listens on.
 	Ready func(xdsAddr, debugAddr net.Addr)
@@ -281,6 +285,9 @@ func Run(ctx context.Context, opts Options) error {
 			wg.Wait()
 			return fmt.Errorf("control: %w", err)
 		}
+		status := opts.KubeStatus
+		status.View = cp
+		run("status writer", func() error { return src.RunStatus(runCtx, status) })
 	}
 
 	log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"trellis.dev/trellis/internal/analyze"
 	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/store"
 )
@@ -16,7 +17,10 @@ import (
 // The store then keeps only what is not config (registrations, join
 // tokens, the CA); its resources/ keys are ignored.
 
-var _ kubesource.Sink = (*controlPlane)(nil)
+var (
+	_ kubesource.Sink = (*controlPlane)(nil)
+	_ kubesource.View = (*controlPlane)(nil)
+)
 
 // errKubernetesSource refuses writes of resources through the API when
 // the API server holds them.
@@ -54,6 +58,21 @@ func (cp *controlPlane) SetNamespaces(labels map[string]map[string]string) {
 	cp.markDirtyLocked(allProxies)
 	cp.mu.Unlock()
 	cp.trigger()
+}
+
+// Analysis is the config as the analyzer sees it, with registered
+// workloads and namespace labels, its findings and route attachments:
+// what status is made of.
+func (cp *controlPlane) Analysis() *kubesource.Analysis {
+	stored, amend, _ := cp.analysisInput()
+	cfg := *stored.Model()
+	cfg.Workloads = slices.Clone(cfg.Workloads)
+	amend(&cfg)
+	return &kubesource.Analysis{
+		Config:      &cfg,
+		Findings:    stored.Analyze(amend),
+		Attachments: analyze.Attachments(&cfg),
+	}
 }
 
 // listResources lists the resources under prefix, sorted by key: those

@@ -46,7 +46,7 @@ type kubeControlPlane struct {
 }
 
 // startKube starts a control plane on the cluster of cfg.
-func startKube(t *testing.T, cfg *rest.Config) *kubeControlPlane {
+func startKube(t *testing.T, cfg *rest.Config, status kubesource.StatusOptions) *kubeControlPlane {
 	t.Helper()
 	writes := new(atomic.Int64)
 	cfg = rest.CopyConfig(cfg)
@@ -64,7 +64,7 @@ func startKube(t *testing.T, cfg *rest.Config) *kubeControlPlane {
 	go func() {
 		done <- control.Run(ctx, control.Options{
 			DataDir: t.TempDir(), XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
-			Kube:  cfg,
+			Kube: cfg, KubeStatus: status,
 			Ready: func(_, api net.Addr) { ready <- api.String() },
 		})
 	}()
@@ -193,12 +193,13 @@ func runPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, pod *cor
 // TestKubernetesSource: on Kubernetes the control plane's config is the
 // cluster's: Pods become workloads (the sidecar's mesh port from its
 // container), a selector-less Service's EndpointSlice addresses become
-// its members, mesh routes are judged against them, trellis apply is refused, and a deleted Pod's workload goes.
+// its members, a mesh route is judged against them and gets its status,
+// trellis apply is refused, and a deleted Pod's workload goes.
 func TestKubernetesSource(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c, cs, dyn := startCluster(ctx, t)
-	cp := startKube(t, c.Config)
+	cp := startKube(t, c.Config, kubesource.StatusOptions{LeaseNamespace: "default", LeaseDuration: 2 * time.Second})
 
 	const ns = "shop"
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"team": "shop"}}}, metav1.CreateOptions{}); err != nil {
@@ -282,7 +283,7 @@ spec:
 
 	// The model the translator gets is what the analyzer judges: the
 	// route to a Service that exists has no finding, the one with a typo
-	// has its backend reported missing.
+	// has its backend reported missing; both say so in their status.
 	waitUntil(ctx, t, "the routes' findings", func() (bool, error) {
 		findings, err := cp.api.Findings(ctx)
 		if err != nil {
@@ -296,6 +297,21 @@ spec:
 			typo = typo || f.Resource.Name == "db-typo" && f.Code == analyze.CodeNoBackend
 		}
 		return typo, nil
+	})
+	waitUntil(ctx, t, "the routes' status", func() (bool, error) {
+		var good, typo gwv1.HTTPRoute
+		if err := getTyped(ctx, dyn, httpRouteGVR, ns, "cart", &good); err != nil {
+			return false, err
+		}
+		if err := getTyped(ctx, dyn, httpRouteGVR, ns, "db-typo", &typo); err != nil {
+			return false, err
+		}
+		if len(good.Status.Parents) != 1 || len(typo.Status.Parents) != 1 {
+			return false, nil
+		}
+		bad := meta.FindStatusCondition(typo.Status.Parents[0].Conditions, "ResolvedRefs")
+		return isTrue(good.Status.Parents[0].Conditions, "Accepted") && isTrue(good.Status.Parents[0].Conditions, "ResolvedRefs") &&
+			bad != nil && bad.Status == metav1.ConditionFalse && bad.Reason == string(gwv1.RouteReasonBackendNotFound), nil
 	})
 
 	// Kubernetes holds the config: writes through the API are refused,
@@ -313,6 +329,68 @@ spec:
 		_, still := got["cart-1"]
 		return err == nil && !still && len(got) == 2, err
 	})
+}
+
+// TestKubernetesLeaderElection: of two control planes on one cluster only
+// the leader writes status; when it stops, the other takes over.
+func TestKubernetesLeaderElection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, cs, dyn := startCluster(ctx, t)
+	createYAML(ctx, t, dyn, `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: trellis}
+spec: {controllerName: trellis.dev/gateway}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: trellis
+  listeners: [{name: http, port: 80, protocol: HTTP}]`)
+
+	status := func(id string) kubesource.StatusOptions {
+		return kubesource.StatusOptions{LeaseNamespace: "default", Identity: id, LeaseDuration: 2 * time.Second}
+	}
+	cps := map[string]*kubeControlPlane{"a": startKube(t, c.Config, status("a")), "b": startKube(t, c.Config, status("b"))}
+
+	var gw gwv1.Gateway
+	waitUntil(ctx, t, "the Gateway accepted", func() (bool, error) {
+		err := getTyped(ctx, dyn, gatewayGVR, "default", "edge", &gw)
+		return err == nil && isTrue(gw.Status.Conditions, "Accepted") && len(gw.Status.Listeners) == 1, err
+	})
+	lease, err := cs.CoordinationV1().Leases("default").Get(ctx, "trellis-control", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := *lease.Spec.HolderIdentity
+	other := map[string]string{"a": "b", "b": "a"}[leader]
+	if cps[leader] == nil {
+		t.Fatalf("Lease held by %q", leader)
+	}
+	if n := cps[other].statusWrites.Load(); n != 0 {
+		t.Errorf("%s, not leading, wrote status %d times", other, n)
+	}
+	if cps[leader].statusWrites.Load() == 0 {
+		t.Errorf("%s leads and wrote no status", leader)
+	}
+
+	cps[leader].stop()
+	gw.Spec.Listeners = append(gw.Spec.Listeners, gwv1.Listener{Name: "admin", Port: 9090, Protocol: gwv1.HTTPProtocolType})
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(gatewayGVR).Namespace("default").Update(ctx, &unstructured.Unstructured{Object: u}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(ctx, t, "the other control plane to write the new listener's status", func() (bool, error) {
+		err := getTyped(ctx, dyn, gatewayGVR, "default", "edge", &gw)
+		return err == nil && len(gw.Status.Listeners) == 2, err
+	})
+	if cps[other].statusWrites.Load() == 0 {
+		t.Errorf("%s took over and wrote no status", other)
+	}
 }
 
 func waitUntil(ctx context.Context, t *testing.T, what string, cond func() (bool, error)) {

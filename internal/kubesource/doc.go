@@ -54,5 +54,5 @@
 // written (a merge patch of the status subresource, conditional on the
 // resourceVersion read) only when it differs from the object's, with
 // observedGeneration set and lastTransitionTime kept for conditions that
-// did not change.
+// did not change. Only the leader of a Lease writes (leader.go).
 package kubesource
