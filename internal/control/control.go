@@ -251,8 +251,15 @@ func Run(ctx context.Context, opts Options) error {
 
 	hs := &http.Server{Handler: cp.handler(), ReadHeaderTimeout: 10 * time.Second}
 
+	var src *kubesource.Source
+	if opts.Kube != nil {
+		if src, err = kubesource.New(kubesource.Options{Config: opts.Kube, Sink: cp, Logger: log}); err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+	}
+
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -272,35 +279,34 @@ func Run(ctx context.Context, opts Options) error {
 	run("store watch", func() error { return cp.watch(runCtx, rev) })
 	run("push loop", func() error { cp.pushLoop(runCtx); return nil })
 	run("CA", func() error { return cp.trust.run(runCtx) })
-	if opts.Kube != nil {
-		src, err := kubesource.New(kubesource.Options{Config: opts.Kube, Sink: cp, Logger: log})
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("control: %w", err)
-		}
-		run("Kubernetes source", func() error { return src.Start(runCtx) })
-		if err := src.WaitForSync(ctx); err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("control: %w", err)
-		}
-		status := opts.KubeStatus
-		status.View = cp
-		run("status writer", func() error { return src.RunStatus(runCtx, status) })
-	}
-
-	log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),
-		"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir, "caDir", caDir)
-	cp.setReady()
-	if opts.Ready != nil {
-		opts.Ready(xl.Addr(), dl.Addr())
-	}
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
+	if src != nil {
+		// Ready only with the whole cluster read: proxies must not get a
+		// config built from part of it.
+		run("Kubernetes source", func() error { return src.Start(runCtx) })
+		if err := src.WaitForSync(ctx); err != nil {
+			if ctx.Err() == nil {
+				runErr = fmt.Errorf("control: %w", err)
+			}
+		} else {
+			status := opts.KubeStatus
+			status.View = cp
+			run("status writer", func() error { return src.RunStatus(runCtx, status) })
+		}
+	}
+
+	if runErr == nil && ctx.Err() == nil {
+		log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),
+			"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir, "caDir", caDir, "kubernetes", src != nil)
+		cp.setReady()
+		if opts.Ready != nil {
+			opts.Ready(xl.Addr(), dl.Addr())
+		}
+		select {
+		case <-ctx.Done():
+		case runErr = <-errs:
+		}
 	}
 	log.Info("control plane stopping")
 	cp.stopping()

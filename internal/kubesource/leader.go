@@ -85,8 +85,9 @@ func (s *Source) RunStatus(ctx context.Context, opts StatusOptions) error {
 	return nil
 }
 
-// statusLoop writes status after every change, once changes have been
-// quiet for a moment, and every opts.Resync, until ctx is done.
+// statusLoop writes status after changes, once they have been quiet for
+// a moment (or at most a second later), and every opts.Resync, until ctx
+// is done.
 func (s *Source) statusLoop(ctx context.Context, opts StatusOptions) {
 	const quiet = 100 * time.Millisecond
 	resync := time.NewTicker(opts.Resync)
@@ -104,19 +105,25 @@ func (s *Source) statusLoop(ctx context.Context, opts StatusOptions) {
 		case <-s.changed:
 		case <-resync.C:
 		}
-		// Let a burst of changes settle.
-		t := time.NewTimer(quiet)
+		// Let a burst of changes settle, but not for ever: pod churn may
+		// never pause.
+		t, deadline := time.NewTimer(quiet), time.NewTimer(10*quiet)
 	settle:
 		for {
 			select {
 			case <-ctx.Done():
 				t.Stop()
+				deadline.Stop()
 				return
 			case <-s.changed:
 				t.Reset(quiet)
 			case <-t.C:
 				break settle
+			case <-deadline.C:
+				break settle
 			}
 		}
+		t.Stop()
+		deadline.Stop()
 	}
 }
