@@ -122,9 +122,10 @@ func (cp *controlPlane) analysisInput() (*trellisresource.Stored, func(*model.Co
 	namespaces := cp.namespaces
 	gen := [2]uint64{cp.objectsGen, cp.regsGen}
 	cp.mu.Unlock()
+	replace := cp.fromKube()
 	return stored, func(c *model.Config) {
 		c.Namespaces = namespaces
-		addRegistered(c, regs)
+		addRegistered(c, regs, replace)
 	}, gen
 }
 

@@ -535,7 +535,7 @@ func (cp *controlPlane) build() *snapshot {
 	cfg := *stored.Model()
 	cfg.Workloads = slices.Clone(cfg.Workloads)
 	cfg.Namespaces = namespaces
-	addRegistered(&cfg, regs)
+	addRegistered(&cfg, regs, cp.fromKube())
 	slices.SortFunc(cfg.Workloads, func(a, b *model.Workload) int { return a.Key.Compare(b.Key) })
 	snap := &snapshot{config: &cfg, index: model.NewIndex(&cfg), proxies: map[string]*model.Proxy{}, chains: chains}
 	for _, id := range connected {
@@ -723,8 +723,21 @@ func endpointServices(touched []string) map[model.Key]bool {
 }
 
 // addRegistered adds the workloads that sidecars and proxyless gRPC
-// applications registered to cfg.
-func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata) {
+// applications registered to cfg. With replace (on Kubernetes), a
+// registration replaces the workload of the same name that cfg has (a
+// Pod's): one workload, described by its live sidecar.
+func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replace bool) {
+	if replace {
+		registered := map[model.Key]bool{}
+		for _, m := range regs {
+			if m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+				registered[model.Key{Namespace: m.Namespace, Name: m.Name}] = true
+			}
+		}
+		if len(registered) > 0 {
+			cfg.Workloads = slices.DeleteFunc(cfg.Workloads, func(w *model.Workload) bool { return registered[w.Key] })
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(regs)) {
 		if m := regs[id]; m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
 			w := workloadOf(m)

@@ -31,7 +31,8 @@
 //     ports. A container named trellis-proxy (SidecarContainer) marks the
 //     sidecar: its port named "mesh", else 15008, is the meshPort, and its
 //     own ports are not the application's. A Workload resource of the same
-//     name wins over the Pod.
+//     name wins over the Pod, and the control plane lets a sidecar's
+//     registration of the same name replace it.
 //   - EndpointSlices of Services without a selector: a Workload per ready
 //     address, named <service>-<address>, listing the Service in services.
 //     (Services with a selector get their endpoints from their Pods.)
