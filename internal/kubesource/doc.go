@@ -37,6 +37,8 @@
 //     address, named <service>-<address>, listing the Service in services.
 //     (Services with a selector get their endpoints from their Pods.)
 //   - Namespaces: their labels, for allowedRoutes namespace selectors.
+//   - ServiceAccounts are not followed: a Pod's identity is its
+//     spec.serviceAccountName, and nothing in the model reads more.
 //   - Secrets: only kubernetes.io/tls ones, looked up by Secret for the
 //     certificateRefs of Gateway listeners (InvalidCertificateRef). Serving
 //     their certificates to gateways is for the Gateway work to add here.

@@ -240,7 +240,11 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 		ok := resolved && !conflicted
 		progReason, progMsg := gwv1.ListenerReasonProgrammed, "in the config sent to the Gateway's proxies"
 		if !ok {
-			progReason, progMsg = gwv1.ListenerReasonInvalid, "not programmed: "+cmpOr(conflictMsg, refsMsg, conflicted)
+			why := refsMsg
+			if conflicted {
+				why = conflictMsg
+			}
+			progReason, progMsg = gwv1.ListenerReasonInvalid, "not programmed: "+why
 		} else {
 			programmed++
 		}
@@ -274,13 +278,6 @@ func acceptedReason(conflicted bool) gwv1.ListenerConditionReason {
 		return "Conflicted"
 	}
 	return gwv1.ListenerReasonAccepted
-}
-
-func cmpOr(conflict, refs string, conflicted bool) string {
-	if conflicted {
-		return conflict
-	}
-	return refs
 }
 
 // parentReasons maps the analyzer's parentRef codes to the Accepted
