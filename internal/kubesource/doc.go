@@ -49,7 +49,9 @@
 // Accepted; their Gateways get Accepted and Programmed and per listener
 // Accepted, Conflicted (ProtocolConflict, HostnameConflict), ResolvedRefs
 // (RefNotPermitted, InvalidCertificateRef, InvalidRouteKinds), Programmed
-// and attachedRoutes; routes get, per parentRef Trellis serves, Accepted
+// and attachedRoutes (and attachedListenerSets); ListenerSets of those
+// Gateways get Accepted (NotAllowed), Programmed and the same listener
+// conditions; routes get, per parentRef Trellis serves, Accepted
 // (NotAllowedByListeners, NoMatchingParent, NoMatchingListenerHostname)
 // and ResolvedRefs (BackendNotFound, RefNotPermitted, InvalidKind);
 // trellis.dev kinds get Accepted, ResolvedRefs and Analyzed, the

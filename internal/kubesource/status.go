@@ -178,83 +178,114 @@ var listenerConflicts = map[string]gwv1.ListenerConditionReason{
 	analyze.CodeAddress: "AddressConflict",
 }
 
+// listenerStatus computes the status of listener i of owner (a Gateway
+// or a ListenerSet in namespace ns): its conditions from the findings fs
+// about owner, its kinds from ml (nil when the model has no such
+// listener), its attached routes. programmed tells whether it is in the
+// config proxies get.
+func listenerStatus(in *statusInput, owner analyze.Resource, i int, name gwv1.SectionName, tls *gwv1.ListenerTLSConfig, ml *model.Listener,
+	fs []analyze.Finding, old []metav1.Condition, gen int64, secret func(ns, name string) bool) (st gwv1.ListenerStatus, programmed bool) {
+	lfs := under(fs, fmt.Sprintf("spec.listeners[%d]", i))
+	st = gwv1.ListenerStatus{
+		Name:           name,
+		SupportedKinds: []gwv1.RouteGroupKind{},
+		AttachedRoutes: int32(in.attached[listenerKey{owner, i}]),
+	}
+	resolved, refsReason, refsMsg := true, gwv1.ListenerReasonResolvedRefs, "references resolved"
+	if ml != nil {
+		supported, invalid := analyze.ListenerKinds(ml)
+		for _, k := range supported {
+			group := gwv1.Group(gwv1.GroupName)
+			st.SupportedKinds = append(st.SupportedKinds, gwv1.RouteGroupKind{Group: &group, Kind: gwv1.Kind(k)})
+		}
+		if len(invalid) > 0 {
+			var names []string
+			for _, k := range invalid {
+				names = append(names, k.String())
+			}
+			resolved, refsReason, refsMsg = false, gwv1.ListenerReasonInvalidRouteKinds, "route kinds not served: "+strings.Join(names, ", ")
+		}
+	}
+	if tls != nil {
+		for j, ref := range tls.CertificateRefs {
+			field := fmt.Sprintf("spec.listeners[%d].tls.certificateRefs[%d]", i, j)
+			ns := owner.Namespace
+			if ref.Namespace != nil {
+				ns = string(*ref.Namespace)
+			}
+			switch {
+			case len(under(lfs, field)) > 0:
+				resolved, refsReason, refsMsg = false, gwv1.ListenerReasonRefNotPermitted, messages(under(lfs, field))
+			case (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") || !secret(ns, string(ref.Name)):
+				resolved, refsReason, refsMsg = false, gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("%s: no TLS Secret %s/%s", field, ns, ref.Name)
+			}
+		}
+	}
+	conflicted, conflictReason, conflictMsg := false, gwv1.ListenerReasonNoConflicts, "no conflicts"
+	for _, f := range lfs {
+		if r, ok := listenerConflicts[f.Code]; ok {
+			conflicted, conflictReason, conflictMsg = true, r, messages([]analyze.Finding{f})
+			break
+		}
+	}
+	programmed = resolved && !conflicted
+	progReason, progMsg := gwv1.ListenerReasonProgrammed, "in the config sent to the Gateway's proxies"
+	if !programmed {
+		why := refsMsg
+		if conflicted {
+			why = conflictMsg
+		}
+		progReason, progMsg = gwv1.ListenerReasonInvalid, "not programmed: "+why
+	}
+	st.Conditions = merge(old, []metav1.Condition{
+		condition(string(gwv1.ListenerConditionAccepted), !conflicted, string(acceptedReason(conflicted)), "", gen),
+		condition(string(gwv1.ListenerConditionConflicted), conflicted, string(conflictReason), conflictMsg, gen),
+		condition(string(gwv1.ListenerConditionResolvedRefs), resolved, string(refsReason), refsMsg, gen),
+		condition(string(gwv1.ListenerConditionProgrammed), programmed, string(progReason), progMsg, gen),
+	})
+	return st, programmed
+}
+
+// oldListener returns the conditions a listener's status has.
+func oldListener[T any](statuses []T, name gwv1.SectionName, get func(T) (gwv1.SectionName, []metav1.Condition)) []metav1.Condition {
+	for _, st := range statuses {
+		if n, conds := get(st); n == name {
+			return conds
+		}
+	}
+	return nil
+}
+
 // gatewayStatus computes a Gateway's status; secret tells whether a TLS
 // Secret exists.
 func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name string) bool) gwv1.GatewayStatus {
 	res := analyze.Resource{Kind: "Gateway", Namespace: gw.Namespace, Name: gw.Name}
-	mg := in.gateways[model.Key{Namespace: gw.Namespace, Name: gw.Name}]
+	key := model.Key{Namespace: gw.Namespace, Name: gw.Name}
+	mg := in.gateways[key]
 	fs := in.findings[res]
 	gen := gw.Generation
 	st := gwv1.GatewayStatus{Addresses: gw.Status.Addresses}
 	programmed := 0
 	for i, l := range gw.Spec.Listeners {
-		var old []metav1.Condition
-		for _, ls := range gw.Status.Listeners {
-			if ls.Name == l.Name {
-				old = ls.Conditions
-			}
-		}
-		lfs := under(fs, fmt.Sprintf("spec.listeners[%d]", i))
-		ls := gwv1.ListenerStatus{
-			Name:           l.Name,
-			SupportedKinds: []gwv1.RouteGroupKind{},
-			AttachedRoutes: int32(in.attached[listenerKey{res, i}]),
-		}
-		resolved, refsReason, refsMsg := true, gwv1.ListenerReasonResolvedRefs, "references resolved"
+		var ml *model.Listener
 		if mg != nil && i < len(mg.Listeners) {
-			supported, invalid := analyze.ListenerKinds(&mg.Listeners[i])
-			for _, k := range supported {
-				group := gwv1.Group(gwv1.GroupName)
-				ls.SupportedKinds = append(ls.SupportedKinds, gwv1.RouteGroupKind{Group: &group, Kind: gwv1.Kind(k)})
-			}
-			if len(invalid) > 0 {
-				var names []string
-				for _, k := range invalid {
-					names = append(names, k.String())
-				}
-				resolved, refsReason, refsMsg = false, gwv1.ListenerReasonInvalidRouteKinds, "route kinds not served: "+strings.Join(names, ", ")
-			}
+			ml = &mg.Listeners[i]
 		}
-		if l.TLS != nil {
-			for j, ref := range l.TLS.CertificateRefs {
-				field := fmt.Sprintf("spec.listeners[%d].tls.certificateRefs[%d]", i, j)
-				ns := gw.Namespace
-				if ref.Namespace != nil {
-					ns = string(*ref.Namespace)
-				}
-				switch {
-				case len(under(lfs, field)) > 0:
-					resolved, refsReason, refsMsg = false, gwv1.ListenerReasonRefNotPermitted, messages(under(lfs, field))
-				case (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") || !secret(ns, string(ref.Name)):
-					resolved, refsReason, refsMsg = false, gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("%s: no TLS Secret %s/%s", field, ns, ref.Name)
-				}
-			}
-		}
-		conflicted, conflictReason, conflictMsg := false, gwv1.ListenerReasonNoConflicts, "no conflicts"
-		for _, f := range lfs {
-			if r, ok := listenerConflicts[f.Code]; ok {
-				conflicted, conflictReason, conflictMsg = true, r, messages([]analyze.Finding{f})
-				break
-			}
-		}
-		ok := resolved && !conflicted
-		progReason, progMsg := gwv1.ListenerReasonProgrammed, "in the config sent to the Gateway's proxies"
-		if !ok {
-			why := refsMsg
-			if conflicted {
-				why = conflictMsg
-			}
-			progReason, progMsg = gwv1.ListenerReasonInvalid, "not programmed: "+why
-		} else {
+		old := oldListener(gw.Status.Listeners, l.Name, func(s gwv1.ListenerStatus) (gwv1.SectionName, []metav1.Condition) { return s.Name, s.Conditions })
+		ls, ok := listenerStatus(in, res, i, l.Name, l.TLS, ml, fs, old, gen, secret)
+		if ok {
 			programmed++
 		}
-		ls.Conditions = merge(old, []metav1.Condition{
-			condition(string(gwv1.ListenerConditionAccepted), !conflicted, string(acceptedReason(conflicted)), "", gen),
-			condition(string(gwv1.ListenerConditionConflicted), conflicted, string(conflictReason), conflictMsg, gen),
-			condition(string(gwv1.ListenerConditionResolvedRefs), resolved, string(refsReason), refsMsg, gen),
-			condition(string(gwv1.ListenerConditionProgrammed), ok, string(progReason), progMsg, gen),
-		})
 		st.Listeners = append(st.Listeners, ls)
+	}
+	if gw.Spec.AllowedListeners != nil {
+		n := int32(0)
+		for _, set := range in.Config.ListenerSets {
+			if set.Gateway == key && in.setAttached(set) {
+				n++
+			}
+		}
+		st.AttachedListenerSets = &n
 	}
 	accepted, reason, msg := true, gwv1.GatewayReasonAccepted, messages(fs)
 	if len(gw.Spec.Listeners) > 0 && programmed == 0 {
@@ -267,6 +298,55 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 	st.Conditions = merge(gw.Status.Conditions, []metav1.Condition{
 		condition(string(gwv1.GatewayConditionAccepted), accepted, string(reason), msg, gen),
 		condition(string(gwv1.GatewayConditionProgrammed), programmed > 0, string(progReason), fmt.Sprintf("%d of %d listeners programmed", programmed, len(gw.Spec.Listeners)), gen),
+	})
+	return st
+}
+
+// setAttached reports whether a ListenerSet attaches to its Gateway: the
+// analyzer found nothing wrong with its parentRef.
+func (in *statusInput) setAttached(set *model.ListenerSet) bool {
+	res := analyze.Resource{Kind: "ListenerSet", Namespace: set.Namespace, Name: set.Name}
+	return len(under(in.findings[res], "spec.parentRef")) == 0
+}
+
+// listenerSetStatus computes the status of a ListenerSet whose Gateway
+// Trellis serves.
+func listenerSetStatus(ls *gwv1.ListenerSet, in *statusInput, secret func(ns, name string) bool) gwv1.ListenerSetStatus {
+	res := analyze.Resource{Kind: "ListenerSet", Namespace: ls.Namespace, Name: ls.Name}
+	set := in.sets[model.Key{Namespace: ls.Namespace, Name: ls.Name}]
+	fs := in.findings[res]
+	gen := ls.Generation
+	attached := set != nil && in.setAttached(set)
+	var st gwv1.ListenerSetStatus
+	programmed := 0
+	for i, l := range ls.Spec.Listeners {
+		var ml *model.Listener
+		if set != nil && i < len(set.Listeners) {
+			ml = &set.Listeners[i]
+		}
+		old := oldListener(ls.Status.Listeners, l.Name, func(s gwv1.ListenerEntryStatus) (gwv1.SectionName, []metav1.Condition) { return s.Name, s.Conditions })
+		one, ok := listenerStatus(in, res, i, l.Name, l.TLS, ml, fs, old, gen, secret)
+		if ok && attached {
+			programmed++
+		}
+		st.Listeners = append(st.Listeners, gwv1.ListenerEntryStatus{
+			Name: one.Name, SupportedKinds: one.SupportedKinds, AttachedRoutes: one.AttachedRoutes, Conditions: one.Conditions,
+		})
+	}
+	accepted, reason, msg := true, gwv1.ListenerSetReasonAccepted, messages(fs)
+	switch {
+	case !attached:
+		accepted, reason, msg = false, gwv1.ListenerSetReasonNotAllowed, messages(under(fs, "spec.parentRef"))
+	case programmed == 0:
+		accepted, reason = false, gwv1.ListenerSetReasonListenersNotValid
+	}
+	progReason := gwv1.ListenerSetReasonProgrammed
+	if programmed == 0 {
+		progReason = gwv1.ListenerSetReasonInvalid
+	}
+	st.Conditions = merge(ls.Status.Conditions, []metav1.Condition{
+		condition(string(gwv1.ListenerSetConditionAccepted), accepted, string(reason), msg, gen),
+		condition(string(gwv1.ListenerSetConditionProgrammed), programmed > 0, string(progReason), fmt.Sprintf("%d of %d listeners programmed", programmed, len(ls.Spec.Listeners)), gen),
 	})
 	return st
 }
@@ -459,7 +539,7 @@ func (s *Source) reconcile(ctx context.Context, view View) ([]*unstructured.Unst
 }
 
 // statusKinds are the kinds whose status Trellis writes.
-var statusKinds = []string{"GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute",
+var statusKinds = []string{"GatewayClass", "Gateway", "ListenerSet", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute",
 	"Workload", "MTLSPolicy", "AccessPolicy", "BackendPolicy"}
 
 // desiredStatus returns an object's status and the one Trellis computes
@@ -487,6 +567,17 @@ func desiredStatus(kind string, u *unstructured.Unstructured, in *statusInput, s
 		}
 		st := gatewayStatus(&gw, in, secret)
 		return &gw.Status, &st, nil
+	case "ListenerSet":
+		var ls gwv1.ListenerSet
+		if err := from(&ls); err != nil {
+			return nil, nil, err
+		}
+		if !in.servesParent(ls.Namespace, gwv1.ParentReference{Group: ls.Spec.ParentRef.Group, Kind: ls.Spec.ParentRef.Kind,
+			Namespace: ls.Spec.ParentRef.Namespace, Name: ls.Spec.ParentRef.Name}) {
+			return nil, nil, nil
+		}
+		st := listenerSetStatus(&ls, in, secret)
+		return &ls.Status, &st, nil
 	case "HTTPRoute":
 		var r gwv1.HTTPRoute
 		if err := from(&r); err != nil {

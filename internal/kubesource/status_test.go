@@ -165,11 +165,26 @@ kind: Gateway
 metadata: {name: good, namespace: edge}
 spec:
   gatewayClassName: trellis
+  allowedListeners: {namespaces: {from: Same}}
   listeners:
   - name: http
     port: 80
     protocol: HTTP
     allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {gw: "yes"}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: extra, namespace: edge}
+spec:
+  parentRef: {name: good}
+  listeners: [{name: admin, port: 9090, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: stray, namespace: other}
+spec:
+  parentRef: {name: good, namespace: edge}
+  listeners: [{name: admin, port: 9091, protocol: HTTP}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -259,7 +274,7 @@ func TestStatus(t *testing.T) {
 		names = append(names, u.GetKind()+" "+u.GetName())
 	}
 	slices.Sort(names)
-	want := []string{"GatewayClass trellis", "Gateway clash", "Gateway good", "HTTPRoute stranger", "HTTPRoute web", "MTLSPolicy strict"}
+	want := []string{"GatewayClass trellis", "Gateway clash", "Gateway good", "HTTPRoute stranger", "HTTPRoute web", "ListenerSet extra", "ListenerSet stray", "MTLSPolicy strict"}
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("first round wrote %q, want %q", names, want)
@@ -305,6 +320,19 @@ func TestStatus(t *testing.T) {
 	if len(theirs.Status.Listeners) != 0 {
 		t.Errorf("another controller's Gateway got listener status %+v", theirs.Status.Listeners)
 	}
+
+	if n := good.Status.AttachedListenerSets; n == nil || *n != 1 {
+		t.Errorf("good attachedListenerSets %v, want 1", n)
+	}
+	var extra, stray gwv1.ListenerSet
+	get(ctx, t, dyn, "ListenerSet", "edge", "extra", &extra)
+	get(ctx, t, dyn, "ListenerSet", "other", "stray", &stray)
+	check("extra Accepted", cond(extra.Status.Conditions, "Accepted"), "True/Accepted")
+	check("extra Programmed", cond(extra.Status.Conditions, "Programmed"), "True/Programmed")
+	if len(extra.Status.Listeners) != 1 || cond(extra.Status.Listeners[0].Conditions, "Programmed") != "True/Programmed" {
+		t.Errorf("extra listeners %+v", extra.Status.Listeners)
+	}
+	check("stray Accepted", cond(stray.Status.Conditions, "Accepted"), "False/NotAllowed")
 
 	var web, stranger gwv1.HTTPRoute
 	get(ctx, t, dyn, "HTTPRoute", "edge", "web", &web)
