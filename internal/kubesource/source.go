@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -108,10 +109,11 @@ func New(opts Options) (*Source, error) {
 	}
 	s := &Source{
 		opts: opts, log: opts.Logger, cs: cs, dyn: dyn,
-		core: informers.NewSharedInformerFactory(cs, 0),
-		secrets: informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = "type=" + string(corev1.SecretTypeTLS)
-		})),
+		core: informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTransform(stripManagedFields)),
+		secrets: informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTransform(secretMetadata),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = "type=" + string(corev1.SecretTypeTLS)
+			})),
 		crds:      dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0),
 		gvrs:      map[string]schema.GroupVersionResource{},
 		changed:   make(chan struct{}, 1),
@@ -175,8 +177,28 @@ func (s *Source) register() {
 	handle(s.core.Core().V1().Namespaces().Informer(), func(any, bool) { s.onNamespace() })
 	handle(s.secrets.Core().V1().Secrets().Informer(), func(any, bool) { s.signal() })
 	for _, kind := range slices.Sorted(maps.Keys(s.gvrs)) {
-		handle(s.crds.ForResource(s.gvrs[kind]).Informer(), func(obj any, deleted bool) { s.onCustom(kind, obj, deleted) })
+		inf := s.crds.ForResource(s.gvrs[kind]).Informer()
+		_ = inf.SetTransform(stripManagedFields) // fails only once started
+		handle(inf, func(obj any, deleted bool) { s.onCustom(kind, obj, deleted) })
 	}
+}
+
+// stripManagedFields drops what the informers' caches need not hold:
+// managedFields are often most of an object's size.
+func stripManagedFields(obj any) (any, error) {
+	if a, err := apimeta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// secretMetadata keeps of a Secret what telling whether it exists needs:
+// no key material is held in memory.
+func secretMetadata(obj any) (any, error) {
+	if sec, ok := obj.(*corev1.Secret); ok {
+		sec.Data, sec.StringData = nil, nil
+	}
+	return stripManagedFields(obj)
 }
 
 // Start runs the informers until ctx is done.
@@ -453,8 +475,10 @@ func (s *Source) onNamespace() {
 }
 
 // Secret returns a Secret the source knows of: TLS Secrets only
-// (certificate references of Gateway listeners). ok is false when there
-// is none. This is the seam for serving Gateway certificates.
+// (certificate references of Gateway listeners), without their data. ok
+// is false when there is none. This is the seam for serving Gateway
+// certificates, which will need the data of the Secrets listeners
+// reference (secretMetadata drops it today).
 func (s *Source) Secret(ns, name string) (*corev1.Secret, bool) {
 	sec, err := s.secrets.Core().V1().Secrets().Lister().Secrets(ns).Get(name)
 	if err != nil {

@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
@@ -198,6 +200,11 @@ spec:
     port: 443
     protocol: HTTPS
     tls: {certificateRefs: [{name: missing-cert}]}
+  - name: tls-ok
+    hostname: ok.example.com
+    port: 443
+    protocol: HTTPS
+    tls: {certificateRefs: [{name: real-cert}]}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -248,6 +255,13 @@ func TestStatus(t *testing.T) {
 	c.CreateCRDs(ctx, t, crds)
 	dyn := dynamic.NewForConfigOrDie(c.Config)
 	create(ctx, t, dyn, statusObjects)
+	if _, err := kubernetes.NewForConfigOrDie(c.Config).CoreV1().Secrets("edge").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "real-cert"},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: []byte("cert"), corev1.TLSPrivateKeyKey: []byte("key")},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	mem := &memory{values: map[string][]byte{}}
 	src, err := New(Options{Config: c.Config, Sink: mem})
@@ -314,6 +328,10 @@ func TestStatus(t *testing.T) {
 	check("clash raw Conflicted", cond(listener(clash, "raw"), "Conflicted"), "True/ProtocolConflict")
 	check("clash raw Programmed", cond(listener(clash, "raw"), "Programmed"), "False/Invalid")
 	check("clash tls ResolvedRefs", cond(listener(clash, "tls"), "ResolvedRefs"), "False/InvalidCertificateRef")
+	check("clash tls-ok ResolvedRefs", cond(listener(clash, "tls-ok"), "ResolvedRefs"), "True/ResolvedRefs")
+	if sec, ok := src.Secret("edge", "real-cert"); !ok || sec.Data != nil {
+		t.Errorf("the source's copy of the TLS Secret: %v (found %v), want it without data", sec, ok)
+	}
 	check("clash Programmed", cond(clash.Status.Conditions, "Programmed"), "True/Programmed")
 	// The CRD's default status, untouched.
 	check("theirs Accepted", cond(theirs.Status.Conditions, "Accepted"), "Unknown/Pending")
