@@ -47,6 +47,28 @@ func AnalyzeParts(c *model.Config, parts Part) []Finding {
 	return a.findings
 }
 
+// Attachment is a route's parentRef attached to a listener of a Gateway
+// or ListenerSet: what a Gateway's status counts as attachedRoutes.
+type Attachment struct {
+	Route Resource
+	// ParentRef is the index of the route's parentRef.
+	ParentRef int
+	// Listener is the Gateway or ListenerSet that owns the listener, and
+	// ListenerIndex its index in spec.listeners.
+	Listener      Resource
+	ListenerIndex int
+}
+
+// Attachments returns the listeners every route's parentRefs attach to,
+// by the rules the route checks judge them with, in the order of the
+// routes in c.
+func Attachments(c *model.Config) []Attachment {
+	a := newAnalyzer(c)
+	a.gateways()
+	a.routes()
+	return a.attachedTo
+}
+
 // analyzer holds the indexes the checks share.
 type analyzer struct {
 	c  *model.Config
@@ -60,6 +82,8 @@ type analyzer struct {
 	// attachments are the places each HTTPRoute rule match serves, for the
 	// precedence checks.
 	attachments []attachment
+	// attachedTo are the listeners each route parentRef attached to.
+	attachedTo []Attachment
 
 	findings []Finding
 }

@@ -103,6 +103,26 @@ func admitsKind(l *model.Listener, kind string) bool {
 	return false
 }
 
+// routeKinds are the route kinds Trellis serves.
+var routeKinds = []string{"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute"}
+
+// ListenerKinds returns the route kinds listener l admits that Trellis
+// serves, and those its allowedRoutes.kinds names that it does not: a
+// Gateway's status reports them as supportedKinds and InvalidRouteKinds.
+func ListenerKinds(l *model.Listener) (supported []string, invalid []model.GroupKind) {
+	for _, k := range routeKinds {
+		if admitsKind(l, k) {
+			supported = append(supported, k)
+		}
+	}
+	for _, k := range l.AllowedRoutes.Kinds {
+		if (k.Group != model.GatewayGroup && k.Group != "") || !slices.Contains(supported, k.Kind) {
+			invalid = append(invalid, k)
+		}
+	}
+	return supported, invalid
+}
+
 // hasHostnames reports whether listeners of protocol p match hostnames.
 func hasHostnames(p model.Protocol) bool {
 	return p == model.ProtocolHTTP || p == model.ProtocolHTTPS || p == model.ProtocolTLS
@@ -125,7 +145,7 @@ func (a *analyzer) parents(rt route) [][]place {
 			for j := range g.Listeners {
 				ls = append(ls, listenerRef{owner: resource(g.Source), index: j, l: &g.Listeners[j]})
 			}
-			out[i] = a.attachListeners(rt, field, p, g.Key, g.Namespace, "Gateway "+g.Key.String(), ls)
+			out[i] = a.attachListeners(rt, i, p, g.Key, g.Namespace, "Gateway "+g.Key.String(), ls)
 		case model.ParentListenerSet:
 			set := a.listenerSets[p.Key]
 			if set == nil {
@@ -139,7 +159,7 @@ func (a *analyzer) parents(rt route) [][]place {
 			for j := range set.Listeners {
 				ls = append(ls, listenerRef{owner: resource(set.Source), index: j, l: &set.Listeners[j]})
 			}
-			out[i] = a.attachListeners(rt, field, p, set.Gateway, set.Namespace, "ListenerSet "+set.Key.String(), ls)
+			out[i] = a.attachListeners(rt, i, p, set.Gateway, set.Namespace, "ListenerSet "+set.Key.String(), ls)
 		case model.ParentService:
 			out[i] = a.attachService(rt, field, p)
 		default:
@@ -149,9 +169,11 @@ func (a *analyzer) parents(rt route) [][]place {
 	return out
 }
 
-// attachListeners attaches a route to the listeners a parentRef selects
-// and reports why, when it attaches to none.
-func (a *analyzer) attachListeners(rt route, field string, p model.ParentRef, gw model.Key, ownerNS, parent string, ls []listenerRef) []place {
+// attachListeners attaches a route's parentRef pi to the listeners it
+// selects, records where (Attachments), and reports why, when it attaches
+// to none.
+func (a *analyzer) attachListeners(rt route, pi int, p model.ParentRef, gw model.Key, ownerNS, parent string, ls []listenerRef) []place {
+	field := index("spec.parentRefs", pi)
 	var candidates []listenerRef
 	var names []string
 	for _, lr := range ls {
@@ -202,6 +224,7 @@ func (a *analyzer) attachListeners(rt route, field string, p model.ParentRef, gw
 				continue
 			}
 		}
+		a.attachedTo = append(a.attachedTo, Attachment{Route: rt.res, ParentRef: pi, Listener: lr.owner, ListenerIndex: lr.index})
 		for _, h := range hosts {
 			places = append(places, place{
 				key:      fmt.Sprintf("gateway %s port %d host %s", gw, l.Port, h),

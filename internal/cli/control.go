@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"cmp"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"trellis.dev/trellis/internal/control"
 	"trellis.dev/trellis/internal/identity"
@@ -25,6 +29,7 @@ func defaultDataDir() string {
 
 func controlCommand(g *globals) *cobra.Command {
 	opts := control.Options{}
+	var kubeconfig, leaseNamespace string
 	c := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane: config store, registry, xDS server and CA",
@@ -37,16 +42,30 @@ The CA generates its root, unless --ca-cert and --ca-key supply one (or an
 intermediate with its chain up to a root). Its keys live in --ca-dir, or,
 with --ca-encryption-key-file, in the store, sealed with that key.
 
+On Kubernetes (in a pod, or with --kubeconfig) it reads Services, Pods,
+EndpointSlices, Namespaces, the Gateway API and trellis.dev resources from
+the API server instead, refuses trellis apply, and writes status back from
+the replica that holds the Lease in --lease-namespace. Registrations, join
+tokens and the CA stay in --data-dir.
+
 For high availability, run several control planes with the same
 --etcd-endpoints and the same CA (--ca-encryption-key-file, or one shared
 --ca-dir), and give proxies all their addresses.`,
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Logger = g.logger()
+			kube, err := kubeConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			opts.Kube = kube
+			opts.KubeStatus.LeaseNamespace = leaseNamespace
 			return control.Run(c.Context(), opts)
 		},
 	}
 	f := c.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "read config from the Kubernetes API server this kubeconfig reaches (in a pod, the in-cluster config is used without it), and write status back")
+	f.StringVar(&leaseNamespace, "lease-namespace", cmp.Or(os.Getenv("POD_NAMESPACE"), "trellis-system"), "on Kubernetes, namespace of the Lease that elects the control plane writing status")
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the embedded store and the CA keys")
 	f.StringVar(&opts.CADir, "ca-dir", "", "directory of the CA's root and intermediate (default DATA_DIR/ca); control planes of one mesh share it; with --ca-encryption-key-file, it receives copies of the certificates only")
 	f.StringVar(&opts.CACert, "ca-cert", "", "PEM file of the CA to start with: a root, or an intermediate followed by its chain up to the root (root last); default: generate a root")
@@ -61,4 +80,25 @@ For high availability, run several control planes with the same
 	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd cluster, comma-separated client URLs; control planes sharing it (and --ca-dir) serve one mesh; empty embeds a single-node etcd")
 	f.DurationVar(&opts.RegistrationGrace, "registration-grace", 10*time.Second, "how long a disconnected proxy's workload stays registered, so that it can reconnect without its endpoints flapping")
 	return c
+}
+
+// kubeConfig is the configuration that reaches the API server: the
+// kubeconfig file given, else the in-cluster one in a pod, else none (the
+// control plane then keeps config in its store).
+func kubeConfig(path string) (*rest.Config, error) {
+	switch {
+	case path != "":
+		c, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+		return c, nil
+	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster Kubernetes config (KUBERNETES_SERVICE_HOST is set): %w", err)
+		}
+		return c, nil
+	}
+	return nil, nil
 }

@@ -76,6 +76,10 @@ func writeErrors(w http.ResponseWriter, code int, msgs ...string) {
 }
 
 func (cp *controlPlane) handleApply(w http.ResponseWriter, r *http.Request) {
+	if cp.fromKube() {
+		writeErrors(w, http.StatusConflict, errKubernetesSource)
+		return
+	}
 	var req controlapi.ApplyRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxApplyBytes))
 	dec.DisallowUnknownFields()
@@ -115,9 +119,14 @@ func (cp *controlPlane) analysisInput() (*trellisresource.Stored, func(*model.Co
 	cp.mu.Lock()
 	stored := cp.storedLocked()
 	regs := maps.Clone(cp.registrations)
+	namespaces := cp.namespaces
 	gen := [2]uint64{cp.objectsGen, cp.regsGen}
 	cp.mu.Unlock()
-	return stored, func(c *model.Config) { addRegistered(c, regs) }, gen
+	replace := cp.fromKube()
+	return stored, func(c *model.Config) {
+		c.Namespaces = namespaces
+		addRegistered(c, regs, replace)
+	}, gen
 }
 
 // lookupKind resolves the kind query parameter.
@@ -144,7 +153,7 @@ func (cp *controlPlane) handleList(w http.ResponseWriter, r *http.Request) {
 	if ns := q.Get("namespace"); ns != "" && k.Namespaced {
 		prefix += ns + "/"
 	}
-	items, _, err := cp.store.List(r.Context(), prefix)
+	items, err := cp.listResources(r.Context(), prefix)
 	if err != nil {
 		writeErrors(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -169,6 +178,10 @@ func (cp *controlPlane) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (cp *controlPlane) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if cp.fromKube() {
+		writeErrors(w, http.StatusConflict, errKubernetesSource)
+		return
+	}
 	k, ok := lookupKind(w, r)
 	if !ok {
 		return

@@ -20,6 +20,11 @@
 // approved; renewals authenticate with the proxy's current certificate
 // (ca.PeerOrToken).
 //
+// On Kubernetes (Options.Kube) the config comes from the API server
+// instead of the store (package kubesource, kube.go): its informers feed
+// the same mesh state the store's watch does, trellis apply is refused,
+// and the control plane that leads writes status back.
+//
 // Several control planes serve one mesh when they share an external etcd
 // cluster and a CA (sealed in the store, or in one directory): each
 // watches the whole store and serves the proxies connected to it, and
@@ -46,10 +51,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/rest"
 
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/inject"
+	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/store"
 	"trellis.dev/trellis/internal/webhook"
 	"trellis.dev/trellis/internal/xds"
@@ -114,6 +121,15 @@ type Options struct {
 	WebhookAddress string
 	// Inject is what the injection webhook adds to pods.
 	Inject inject.Options
+	// Kube, when set, makes the Kubernetes API server it reaches the
+	// source of config (package kubesource): resources are read from it,
+	// not from the store, and status is written back to it by the control
+	// plane that leads (KubeStatus). Registrations, join tokens and the CA
+	// stay in the store.
+	Kube *rest.Config
+	// KubeStatus configures status write-back on Kubernetes; its View is
+	// the control plane's own.
+	KubeStatus kubesource.StatusOptions
 	// Ready, when set, is called once the control plane serves, with the
 	// addresses it listens on.
 	Ready func(xdsAddr, debugAddr net.Addr)
@@ -251,6 +267,13 @@ func Run(ctx context.Context, opts Options) error {
 
 	hs := &http.Server{Handler: cp.handler(), ReadHeaderTimeout: 10 * time.Second}
 
+	var src *kubesource.Source
+	if opts.Kube != nil {
+		if src, err = kubesource.New(kubesource.Options{Config: opts.Kube, Sink: cp, Logger: log}); err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+	}
+
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	run := func(name string, f func() error) {
@@ -290,17 +313,33 @@ func Run(ctx context.Context, opts Options) error {
 	run("push loop", func() error { cp.pushLoop(runCtx); return nil })
 	run("CA", func() error { return cp.trust.run(runCtx) })
 
-	log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),
-		"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir, "caDir", caDir)
-	cp.setReady()
-	if opts.Ready != nil {
-		opts.Ready(xl.Addr(), dl.Addr())
+	var runErr error
+	if src != nil {
+		// Ready only with the whole cluster read: proxies must not get a
+		// config built from part of it.
+		run("Kubernetes source", func() error { return src.Start(runCtx) })
+		if err := src.WaitForSync(ctx); err != nil {
+			if ctx.Err() == nil {
+				runErr = fmt.Errorf("control: %w", err)
+			}
+		} else {
+			status := opts.KubeStatus
+			status.View = cp
+			run("status writer", func() error { return src.RunStatus(runCtx, status) })
+		}
 	}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
+	if runErr == nil && ctx.Err() == nil {
+		log.Info("control plane serving", "xds", xl.Addr().String(), "api", dl.Addr().String(),
+			"trustDomain", opts.TrustDomain, "dataDir", opts.DataDir, "caDir", caDir, "kubernetes", src != nil)
+		cp.setReady()
+		if opts.Ready != nil {
+			opts.Ready(xl.Addr(), dl.Addr())
+		}
+		select {
+		case <-ctx.Done():
+		case runErr = <-errs:
+		}
 	}
 	log.Info("control plane stopping")
 	cp.stopping()

@@ -100,6 +100,9 @@ type controlPlane struct {
 	// services are the stored Services by namespace (guarded by mu), to
 	// find which services a workload change concerns.
 	services map[string]map[model.Key]*model.Service
+	// namespaces are the namespaces' labels, known on Kubernetes only
+	// (model.Config.Namespaces); guarded by mu.
+	namespaces map[string]map[string]string
 	// dirty are the dependency keys (translate.ServiceKey, ...) changes
 	// touched since the last push round; dirtyAll asks for every proxy.
 	// deps are the keys each proxy's last config was built from.
@@ -185,7 +188,9 @@ func (cp *controlPlane) load(ctx context.Context) (int64, error) {
 	cp.regsGen++
 	cp.dirtyAll = true
 	for _, it := range items {
-		cp.applyItemLocked(store.Event{Item: it})
+		if !cp.ignoredStoreKey(it.Key) {
+			cp.applyItemLocked(store.Event{Item: it})
+		}
 	}
 	return rev, nil
 }
@@ -201,7 +206,7 @@ func (cp *controlPlane) watch(ctx context.Context, rev int64) error {
 			for _, ev := range events {
 				// Join tokens, and what the control planes report about
 				// the CA, change nothing any proxy is sent.
-				if !strings.HasPrefix(ev.Key, jointoken.Prefix) && !strings.HasPrefix(ev.Key, "ca/") {
+				if !strings.HasPrefix(ev.Key, jointoken.Prefix) && !strings.HasPrefix(ev.Key, "ca/") && !cp.ignoredStoreKey(ev.Key) {
 					cp.applyItemLocked(ev)
 					mesh = true
 				}
@@ -517,6 +522,7 @@ func (cp *controlPlane) build() *snapshot {
 	regs := maps.Clone(cp.registrations)
 	connected := slices.Collect(maps.Keys(cp.connected))
 	chains := maps.Clone(cp.chains)
+	namespaces := cp.namespaces
 	cp.mu.Unlock()
 
 	if stored != cp.warned {
@@ -528,7 +534,8 @@ func (cp *controlPlane) build() *snapshot {
 	// A shallow copy: only the workloads differ.
 	cfg := *stored.Model()
 	cfg.Workloads = slices.Clone(cfg.Workloads)
-	addRegistered(&cfg, regs)
+	cfg.Namespaces = namespaces
+	addRegistered(&cfg, regs, cp.fromKube())
 	slices.SortFunc(cfg.Workloads, func(a, b *model.Workload) int { return a.Key.Compare(b.Key) })
 	snap := &snapshot{config: &cfg, index: model.NewIndex(&cfg), proxies: map[string]*model.Proxy{}, chains: chains}
 	for _, id := range connected {
@@ -716,8 +723,21 @@ func endpointServices(touched []string) map[model.Key]bool {
 }
 
 // addRegistered adds the workloads that sidecars and proxyless gRPC
-// applications registered to cfg.
-func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata) {
+// applications registered to cfg. With replace (on Kubernetes), a
+// registration replaces the workload of the same name that cfg has (a
+// Pod's): one workload, described by its live sidecar.
+func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replace bool) {
+	if replace {
+		registered := map[model.Key]bool{}
+		for _, m := range regs {
+			if m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+				registered[model.Key{Namespace: m.Namespace, Name: m.Name}] = true
+			}
+		}
+		if len(registered) > 0 {
+			cfg.Workloads = slices.DeleteFunc(cfg.Workloads, func(w *model.Workload) bool { return registered[w.Key] })
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(regs)) {
 		if m := regs[id]; m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
 			w := workloadOf(m)

@@ -48,8 +48,11 @@ const (
 	// StatusAnnotation records the version that injected the pod.
 	StatusAnnotation = "trellis.dev/injected"
 
-	ProxyUID      = 1337
+	ProxyUID = 1337
+	// MeshPort, named MeshPortName on the sidecar container, accepts mesh
+	// mTLS: what the control plane reads as the pod's meshPort.
 	MeshPort      = 15008
+	MeshPortName  = "trellis-mesh"
 	StatsPort     = 15020
 	ReadinessPort = 15021
 
@@ -214,7 +217,7 @@ func proxyContainer(o Options, ports []string) corev1.Container {
 			field("SERVICE_ACCOUNT", "spec.serviceAccountName"), field("POD_IP", "status.podIP"),
 		},
 		Ports: []corev1.ContainerPort{
-			{Name: "trellis-mesh", ContainerPort: MeshPort},
+			{Name: MeshPortName, ContainerPort: MeshPort},
 			{Name: "trellis-stats", ContainerPort: StatsPort},
 			{Name: "trellis-ready", ContainerPort: ReadinessPort},
 		},
