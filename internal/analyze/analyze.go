@@ -108,22 +108,4 @@ func (a *analyzer) granted(from model.GroupKind, fromNS string, to model.Ref) bo
 	return a.ix.Granted(from, fromNS, to)
 }
 
-// namespaceAdmitted evaluates a namespace filter owned by an object in
-// owner for namespace ns. known is false when the filter is a selector
-// and the namespace's labels are unknown.
-func (a *analyzer) namespaceAdmitted(f model.NamespaceFilter, owner, ns string) (admitted, known bool) {
-	switch f.From {
-	case model.FromAll:
-		return true, true
-	case model.FromSelector:
-		labels, ok := a.c.Namespaces[ns]
-		if !ok || f.Selector == nil {
-			return false, false
-		}
-		return f.Selector.Matches(labels), true
-	default:
-		return ns == owner, true
-	}
-}
-
 func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }

@@ -33,6 +33,7 @@ const (
 	CodeNotAllowedKin = "TRL2006"
 	CodeNoHostname    = "TRL2007"
 	CodeSelectorUnkn  = "TRL2008"
+	CodeHostTaken     = "TRL2009"
 	CodeShadowedTeam  = "TRL2010"
 	CodeShadowedSame  = "TRL2011"
 	CodeShadowedSelf  = "TRL2012"
@@ -110,6 +111,8 @@ var Codes = []Code{
 		"Give the route a hostname the listener accepts, or attach it to another listener."},
 	{CodeSelectorUnkn, Info, "Namespace labels are unknown, so a namespace selector cannot be checked",
 		"Off Kubernetes namespaces have no labels: prefer allowedRoutes.namespaces.from Same or All."},
+	{CodeHostTaken, Warning, "A more specific listener serves some of the route's hostnames",
+		"Requests for a hostname go to the listener of the port with the most specific hostname, and only to the routes attached there: attach the route to that listener, or drop the hostname from the route."},
 	{CodeShadowedTeam, Error, "Another namespace's route takes these requests",
 		"Two teams matched the same requests on the same hostname; the older route wins. Use distinct paths or hostnames, or remove one rule."},
 	{CodeShadowedSame, Warning, "Another route in the namespace takes these requests",

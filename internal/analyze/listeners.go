@@ -147,7 +147,7 @@ func (a *analyzer) listenerSet(ls *model.ListenerSet) {
 		a.add(CodeListenSet, res, "spec.parentRef", "Gateway %s does not allow ListenerSets (spec.allowedListeners is not set)", g.Key)
 		return
 	}
-	ok, known := a.namespaceAdmitted(*g.AllowListenerSets, g.Namespace, ls.Namespace)
+	ok, known := g.AllowListenerSets.Admits(g.Namespace, ls.Namespace, a.c.Namespaces)
 	switch {
 	case !known:
 		a.add(CodeSelectorUnkn, res, "spec.parentRef", "Gateway %s admits ListenerSets by namespace selector, and the labels of namespace %s are unknown", g.Key, ls.Namespace)
