@@ -26,6 +26,7 @@ import (
 	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/proxy/certfiles"
 	"trellis.dev/trellis/internal/proxy/route"
 	"trellis.dev/trellis/internal/proxy/secrets"
 	"trellis.dev/trellis/internal/proxy/xdsclient"
@@ -92,6 +93,15 @@ type Options struct {
 	// certificate still valid there, and needs no new token. Empty keeps
 	// them in memory only.
 	IdentityDir string
+	// GatewayCertsDir holds the certificates of a gateway's TLS listeners,
+	// DIR/NAMESPACE/NAME/tls.crt and tls.key for Secret NAMESPACE/NAME (the
+	// layout of a mounted Kubernetes TLS Secret), reloaded when they
+	// change (package certfiles). Empty: listeners that need one fail
+	// their handshakes, saying so in the log.
+	GatewayCertsDir string
+	// GatewayCertsInterval is how often the files are checked for
+	// changes; zero means certfiles.DefaultInterval.
+	GatewayCertsInterval time.Duration
 }
 
 // Proxy is a running data plane.
@@ -99,6 +109,8 @@ type Proxy struct {
 	opts    Options
 	log     *slog.Logger
 	secrets *secrets.Manager
+	// gatewayCerts resolves Gateway listeners' certificates (gatewaytls.go).
+	gatewayCerts *certfiles.Store
 	// controlPlanes are the addresses of Options.ControlPlane.
 	controlPlanes []string
 
@@ -156,6 +168,7 @@ func New(opts Options) (*Proxy, error) {
 		opts:          opts,
 		log:           opts.Logger,
 		secrets:       secrets.New(id, opts.TrustBundle, opts.Logger),
+		gatewayCerts:  certfiles.New(opts.GatewayCertsDir, opts.GatewayCertsInterval, opts.Logger),
 		controlPlanes: controlPlanes,
 		listeners:     map[string]*listener{},
 		raw:           map[string]map[string]proto.Message{},
@@ -330,6 +343,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	p.goRun(func() { p.secrets.Run(ctx, issuer) })
+	if p.opts.GatewayCertsDir != "" {
+		p.goRun(func() { p.gatewayCerts.Run(ctx) })
+	}
 
 	meta, err := p.opts.Registration.Encode()
 	if err != nil {
