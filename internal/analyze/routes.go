@@ -202,7 +202,7 @@ func (a *analyzer) portHostnames(gw model.Key, l *model.Listener) []string {
 	var out []string
 	add := func(ls []model.Listener) {
 		for i := range ls {
-			if ls[i].Port == l.Port && transport(ls[i].Protocol) == transport(l.Protocol) {
+			if ls[i].Port == l.Port && model.Transport(ls[i].Protocol) == model.Transport(l.Protocol) {
 				out = append(out, ls[i].Hostname)
 			}
 		}

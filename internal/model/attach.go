@@ -75,6 +75,20 @@ func (l *Listener) AdmitsKind(kind string) bool {
 	return false
 }
 
+// Transport groups the listener protocols that can share a port: HTTP
+// alone, HTTPS and TLS together (connections told apart by SNI), TCP
+// alone, UDP alone.
+func Transport(p Protocol) string {
+	switch p {
+	case ProtocolHTTPS, ProtocolTLS:
+		return "TLS"
+	case ProtocolUDP:
+		return "UDP"
+	default:
+		return string(p)
+	}
+}
+
 // HasHostnames reports whether listeners of protocol p match hostnames
 // (Host headers or SNI names).
 func HasHostnames(p Protocol) bool {

@@ -134,6 +134,22 @@ func (b *builder) gatewayOf(k model.Key) *model.Gateway {
 	return b.in.Index.Gateway(k)
 }
 
+// namespaceLabels returns the labels of the known namespaces, which
+// allowedRoutes selectors are evaluated against. There is no dependency
+// key for them: a Namespace's change, like a ReferenceGrant's, rebuilds
+// every proxy (the control plane maps kinds it has no keys for to all
+// proxies).
+func (b *builder) namespaceLabels() map[string]map[string]string {
+	return b.in.Config.Namespaces
+}
+
+// granted reports whether an object of kind from in namespace fromNS may
+// reference to (a ReferenceGrant's change rebuilds every proxy; see
+// namespaceLabels).
+func (b *builder) granted(from model.GroupKind, fromNS string, to model.Ref) bool {
+	return b.in.Index.Granted(from, fromNS, to)
+}
+
 // namespaceServices returns the services of a namespace, recording the
 // dependency.
 func (b *builder) namespaceServices(ns string) []*model.Service {

@@ -3,6 +3,8 @@ package translate
 import (
 	"fmt"
 	"strconv"
+
+	"trellis.dev/trellis/internal/model"
 )
 
 // Secret names delivered over SDS to every proxy.
@@ -53,6 +55,18 @@ func OutboundListener(addr string, port uint32) string {
 // GatewayListener names a gateway's listener on port.
 func GatewayListener(port uint32) string {
 	return "gateway_" + strconv.FormatUint(uint64(port), 10)
+}
+
+// GatewayCertificatePrefix begins the names of the SDS secrets of Gateway
+// listeners' certificates.
+const GatewayCertificatePrefix = "gateway-cert/"
+
+// GatewayCertificateSecret names the SDS secret of a Gateway listener's
+// certificateRef to Secret k. The control plane never holds or sends it:
+// the gateway proxy resolves the name to files of its own
+// (trellis-proxy --certs-dir DIR: DIR/NAMESPACE/NAME/tls.crt and tls.key).
+func GatewayCertificateSecret(k model.Key) string {
+	return GatewayCertificatePrefix + k.Namespace + "/" + k.Name
 }
 
 // GatewayRoute names the route configuration of a gateway port.
