@@ -827,3 +827,62 @@ spec:
 		}
 	}
 }
+
+// TestGatewayDocsExamples applies every YAML block of docs/gateways.md
+// together, writes the certificates it names, and starts a gateway per
+// Gateway: each binds its port, serves its certificates, and has no
+// problem.
+func TestGatewayDocsExamples(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "gateways.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, part := range strings.Split(string(doc), "```yaml\n")[1:] {
+		end := strings.Index(part, "```")
+		if end < 0 {
+			t.Fatal("docs/gateways.md: an unterminated yaml block")
+		}
+		blocks = append(blocks, strings.TrimSpace(part[:end])+"\n")
+	}
+	if len(blocks) < 6 {
+		t.Fatalf("docs/gateways.md has %d yaml blocks, want the GatewayClass and one per listener type", len(blocks))
+	}
+	s := newSubnet(t)
+	cp := startControlPlane(t, s, t.TempDir())
+	cp.apply(t, strings.Join(blocks, "---\n"))
+	certs := t.TempDir()
+	writeSecret(t, certs, "infra", "shop-cert", 1, "shop.example.com")
+	writeSecret(t, certs, "api", "api-cert", 2, "api.example.com")
+	writeSecret(t, certs, "infra", "grpc-cert", 3, "grpc.example.com")
+	for i, gw := range []struct {
+		name string
+		port int
+	}{{"web", 8080}, {"secure", 8443}, {"grpc", 9443}, {"databases", 5432}, {"cache", 6379}} {
+		ip := s.ip(byte(10 + i))
+		startProxyWith(t, cp, nodemeta.Metadata{Kind: nodemeta.KindGateway, Name: gw.name, Namespace: "infra", ServiceAccount: gw.name,
+			Address: ip, Gateway: "infra/" + gw.name}, proxy.Options{Token: cp.token(t, "infra", gw.name), GatewayCertsDir: certs})
+		eventually(t, 30*time.Second, "gateway "+gw.name+" listens", func() error {
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, fmt.Sprint(gw.port)), time.Second)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		})
+		if ps, err := cp.problems(t, gw.name+".infra"); err != nil || len(ps) > 0 {
+			t.Errorf("gateway %s: problems %v %v", gw.name, ps, err)
+		}
+	}
+	for _, host := range []string{"shop.example.com", "api.example.com"} {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(s.ip(11), "8443"),
+			&tls.Config{ServerName: host, InsecureSkipVerify: true})
+		if err != nil {
+			t.Errorf("%s: %v", host, err)
+			continue
+		}
+		if got := c.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != host {
+			t.Errorf("%s: served the certificate of %v", host, got)
+		}
+		c.Close()
+	}
+}
