@@ -60,6 +60,9 @@ type analyzer struct {
 	// attachments are the places each HTTPRoute rule match serves, for the
 	// precedence checks.
 	attachments []attachment
+	// l4 are the places each TLSRoute and TCPRoute serves, for the
+	// precedence checks.
+	l4 []l4Attachment
 
 	findings []Finding
 }

@@ -38,6 +38,7 @@ const (
 	CodeShadowedSame  = "TRL2011"
 	CodeShadowedSelf  = "TRL2012"
 	CodeOverlapTeam   = "TRL2013"
+	CodeL4Taken       = "TRL2014"
 	CodeExtensionRef  = "TRL2020"
 	CodeBackendFilter = "TRL2021"
 	CodeHostHeader    = "TRL2022"
@@ -121,6 +122,8 @@ var Codes = []Code{
 		"Remove the repeated match: requests go to the first rule that has it."},
 	{CodeOverlapTeam, Warning, "The route takes part of another namespace's requests",
 		"A more specific match takes requests from another team's route on the same hostname; make sure that is intended, or use distinct hostnames."},
+	{CodeL4Taken, Warning, "Another TLSRoute or TCPRoute already takes these connections",
+		"Only the oldest TLSRoute of a hostname, or TCPRoute of a port, is in effect: give the route another hostname or listener, or remove one of them."},
 
 	{CodeExtensionRef, Error, "The rule uses an ExtensionRef filter, which Trellis does not support",
 		"Remove the ExtensionRef filter: as it is, every request matching the rule gets 500."},

@@ -58,14 +58,14 @@ func (a *analyzer) routes() {
 	}
 	for _, r := range a.c.TLSRoutes {
 		rt := route{kind: "TLSRoute", r: &r.Route, res: resource(r.Source)}
-		a.parents(rt)
+		a.recordL4(rt, a.parents(rt))
 		for i, rule := range r.Rules {
 			a.backends(rt, index("spec.rules", i), rule.Backends)
 		}
 	}
 	for _, r := range a.c.TCPRoutes {
 		rt := route{kind: "TCPRoute", r: &r.Route, res: resource(r.Source)}
-		a.parents(rt)
+		a.recordL4(rt, a.parents(rt))
 		for i, rule := range r.Rules {
 			a.backends(rt, index("spec.rules", i), rule.Backends)
 		}
