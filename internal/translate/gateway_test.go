@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 
@@ -294,5 +295,149 @@ func TestGatewayChainsBySNI(t *testing.T) {
 	want := []string{"shop.example.com", "api.example.com", "mysql.db.example.com", "pg.db.example.com"}
 	if !slices.Equal(names, want) {
 		t.Errorf("server names %v, want %v", names, want)
+	}
+}
+
+// TestGatewayConflicts: each conflict between listeners, or between a
+// listener and a route, leaves out the later one and says so; what does
+// not conflict is still served.
+func TestGatewayConflicts(t *testing.T) {
+	all := model.AllowedRoutes{Namespaces: model.NamespaceFilter{From: model.FromAll}}
+	terminate := &model.ListenerTLS{Mode: model.TLSTerminate, CertificateRefs: []model.Ref{secretRef("infra", "cert")}}
+	passthrough := &model.ListenerTLS{Mode: model.TLSPassthrough}
+	tlsRoute := func(name, host string, created int64) *model.TLSRoute {
+		return &model.TLSRoute{Route: model.Route{Key: gk("data", name), Source: gwSource("TLSRoute", gk("data", name), created),
+			Parents: []model.ParentRef{gwParent("")}, Hostnames: []string{host}},
+			Rules: []model.L4Rule{{Backends: []model.Backend{gwBackend("data", "pg", 5432, 1)}}}}
+	}
+	for _, tc := range []struct {
+		name      string
+		listeners []model.Listener
+		tlsRoutes []*model.TLSRoute
+		problems  []string
+		// listeners is the number of Envoy listeners served; chains that
+		// of the first.
+		served, chains int
+	}{{
+		name: "HTTP and HTTPS on one port",
+		listeners: []model.Listener{
+			{Name: "http", Port: 8443, Protocol: model.ProtocolHTTP, AllowedRoutes: all},
+			{Name: "https", Port: 8443, Protocol: model.ProtocolHTTPS, Hostname: "a.example.com", TLS: terminate, AllowedRoutes: all},
+		},
+		problems: []string{`spec.listeners[1].protocol: port 8443 is already HTTP for listener "http"; listener "https" (HTTPS) is not programmed`},
+		served:   1, chains: 1,
+	}, {
+		name: "two HTTPS listeners with one hostname",
+		listeners: []model.Listener{
+			{Name: "a", Port: 8443, Protocol: model.ProtocolHTTPS, Hostname: "a.example.com", TLS: terminate, AllowedRoutes: all},
+			{Name: "a2", Port: 8443, Protocol: model.ProtocolHTTPS, Hostname: "a.example.com", TLS: terminate, AllowedRoutes: all},
+		},
+		problems: []string{`spec.listeners[1].hostname: port 8443 hostname a.example.com is already served by listener "a"; listener "a2" is not programmed`},
+		served:   1, chains: 1,
+	}, {
+		name: "a TLSRoute for an HTTPS listener's hostname",
+		listeners: []model.Listener{
+			{Name: "a", Port: 8443, Protocol: model.ProtocolHTTPS, Hostname: "pg.example.com", TLS: terminate, AllowedRoutes: all},
+			{Name: "db", Port: 8443, Protocol: model.ProtocolTLS, TLS: passthrough, AllowedRoutes: all},
+		},
+		// The HTTPS listener is the more specific for pg.example.com: the
+		// TLSRoute does not serve it there (the analyzer says TRL2009).
+		tlsRoutes: []*model.TLSRoute{tlsRoute("pg", "pg.example.com", 100), tlsRoute("mysql", "mysql.example.com", 100)},
+		served:    1, chains: 2,
+	}, {
+		name: "a TLSRoute for any hostname where an HTTPS listener takes any",
+		listeners: []model.Listener{
+			{Name: "a", Port: 8443, Protocol: model.ProtocolHTTPS, TLS: terminate, AllowedRoutes: all},
+			{Name: "db", Port: 8443, Protocol: model.ProtocolTLS, TLS: passthrough, AllowedRoutes: all},
+		},
+		tlsRoutes: []*model.TLSRoute{{Route: model.Route{Key: gk("data", "any"), Parents: []model.ParentRef{gwParent("db")}},
+			Rules: []model.L4Rule{{Backends: []model.Backend{gwBackend("data", "pg", 5432, 1)}}}}},
+		problems: []string{`TLSRoute data/any: spec.hostnames: port 8443 hostname (any) is already served by listener "a"`},
+		served:   1, chains: 1,
+	}, {
+		name:      "HTTPS without mode Terminate",
+		listeners: []model.Listener{{Name: "a", Port: 8443, Protocol: model.ProtocolHTTPS, TLS: passthrough, AllowedRoutes: all}},
+		problems:  []string{`spec.listeners[0].tls: an HTTPS listener terminates TLS`},
+	}, {
+		name:      "TLS with mode Terminate",
+		listeners: []model.Listener{{Name: "a", Port: 8443, Protocol: model.ProtocolTLS, TLS: terminate, AllowedRoutes: all}},
+		problems:  []string{`spec.listeners[0].tls.mode: TLS listeners are served in mode Passthrough only`},
+	}, {
+		name:      "a TLS listener without routes",
+		listeners: []model.Listener{{Name: "db", Port: 8443, Protocol: model.ProtocolTLS, TLS: passthrough, AllowedRoutes: all}},
+		problems:  []string{`nothing to serve on port 8443`},
+	}, {
+		name:      "a TCP listener without routes",
+		listeners: []model.Listener{{Name: "db", Port: 5432, Protocol: model.ProtocolTCP, AllowedRoutes: all}},
+		problems:  []string{`no TCPRoute is attached to listener "db"; port 5432 is not served`},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &model.Config{
+				Services:  []*model.Service{gwService("data", "pg", model.ProtocolTCP, 5432)},
+				Gateways:  []*model.Gateway{{Key: gk("infra", "edge"), Listeners: tc.listeners}},
+				TLSRoutes: tc.tlsRoutes,
+			}
+			c.Sort()
+			res, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: edgeProxy()}, Options{})
+			for _, want := range tc.problems {
+				if !hasProblem(problems, want) {
+					t.Errorf("no problem %q in %v", want, problems)
+				}
+			}
+			if len(res.Listeners) != tc.served {
+				t.Fatalf("%d listeners served, want %d", len(res.Listeners), tc.served)
+			}
+			if tc.served > 0 && len(res.Listeners[0].FilterChains) != tc.chains {
+				t.Errorf("%d filter chains, want %d", len(res.Listeners[0].FilterChains), tc.chains)
+			}
+			if err := proxy.Check(proxy.Config{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints}); err != nil {
+				t.Errorf("trellis-proxy would reject the config: %v", err)
+			}
+		})
+	}
+}
+
+// TestGatewayDepsCoverRoutes removes each route of the gateway mesh in
+// turn: whenever the gateway's config changes, it depends on the
+// Gateway's key, which a route's change touches.
+func TestGatewayDepsCoverRoutes(t *testing.T) {
+	c := gatewayMesh()
+	p := edgeProxy()
+	full, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
+	if !slices.Contains(full.Deps, GatewayKey(gk("infra", "edge"))) {
+		t.Fatalf("deps %v lack the Gateway's key", full.Deps)
+	}
+	want := render(t, full, problems)
+	changed := 0
+	check := func(name string, cfg *model.Config) {
+		res, problems := Translate(Input{Config: cfg, Index: model.NewIndex(cfg), Proxy: p}, Options{})
+		if !bytes.Equal(render(t, res, problems), want) {
+			changed++
+		}
+	}
+	for i := range c.HTTPRoutes {
+		cfg := *c
+		cfg.HTTPRoutes = slices.Delete(slices.Clone(c.HTTPRoutes), i, i+1)
+		check("HTTPRoute", &cfg)
+	}
+	for i := range c.GRPCRoutes {
+		cfg := *c
+		cfg.GRPCRoutes = slices.Delete(slices.Clone(c.GRPCRoutes), i, i+1)
+		check("GRPCRoute", &cfg)
+	}
+	for i := range c.TLSRoutes {
+		cfg := *c
+		cfg.TLSRoutes = slices.Delete(slices.Clone(c.TLSRoutes), i, i+1)
+		check("TLSRoute", &cfg)
+	}
+	for i := range c.TCPRoutes {
+		cfg := *c
+		cfg.TCPRoutes = slices.Delete(slices.Clone(c.TCPRoutes), i, i+1)
+		check("TCPRoute", &cfg)
+	}
+	// Every route of the mesh matters to the gateway (the younger ones
+	// through the problems they are reported by).
+	if n := len(c.HTTPRoutes) + len(c.GRPCRoutes) + len(c.TLSRoutes) + len(c.TCPRoutes); changed != n {
+		t.Errorf("removing a route changed the gateway's config %d times of %d", changed, n)
 	}
 }
