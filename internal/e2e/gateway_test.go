@@ -23,6 +23,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"trellis.dev/trellis/internal/controlapi"
@@ -244,7 +245,8 @@ func expectBody(t *testing.T, addr, host, path, want string) {
 }
 
 // TestGatewayHTTP: an HTTP listener routes by hostname to a backend
-// behind its sidecar (reached over mesh mTLS); other hostnames get 404.
+// behind its sidecar (reached over mesh mTLS); other hostnames get 404;
+// gRPC calls on the same listener follow a GRPCRoute.
 func TestGatewayHTTP(t *testing.T) {
 	e := newGatewayEnv(t)
 	e.cp.apply(t, gatewayClass+`apiVersion: gateway.networking.k8s.io/v1
@@ -287,6 +289,44 @@ spec:
 	if code, _, err := httpGet(e.addr(18080), "other.example.com", "/"); err != nil || code != http.StatusNotFound {
 		t.Errorf("a hostname no route serves: %d %v, want 404", code, err)
 	}
+
+	// gRPC over the same plaintext listener (HTTP/2 with prior knowledge),
+	// routed by a GRPCRoute.
+	gs := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(gs, &echoServer{name: "ratings-1"})
+	ln, err := net.Listen("tcp", net.JoinHostPort(e.s.ip(23), "9090"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	e.cp.apply(t, backendYAML("demo", "ratings", e.s.ip(23), 9090, "GRPC")+`apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: ratings, namespace: demo}
+spec:
+  parentRefs: [{name: edge, namespace: infra}]
+  hostnames: [grpc.example.com]
+  rules:
+  - matches: [{method: {service: grpc.testing.TestService}}]
+    backendRefs: [{name: ratings, port: 9090}]
+`)
+	conn, err := grpc.NewClient(e.addr(18080), grpc.WithAuthority("grpc.example.com"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	eventually(t, 30*time.Second, "a gRPC call through the HTTP listener", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.ServerId != "ratings-1" {
+			return fmt.Errorf("answered by %q", resp.ServerId)
+		}
+		return nil
+	})
 }
 
 // httpsGateway is a Gateway whose port 18443 serves a.example.com,
