@@ -478,6 +478,21 @@ spec:
 	if served == nil || served.SerialNumber.Int64() != 3 {
 		t.Errorf("the gRPC client was served %v, want the certificate of grpc.example.com (serial 3)", served)
 	}
+
+	// Without the ReferenceGrant, team-b's certificate may not be used:
+	// b.example.com is no longer served, a.example.com still is.
+	if _, err := e.cp.client(t).Delete(context.Background(), "ReferenceGrant", "team-b", "edge-certs", true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "b.example.com without the grant", func() error {
+		if body, serial, err := httpsGet(e.addr(18443), "b.example.com", "/"); err == nil {
+			return fmt.Errorf("still served: %q, certificate serial %d", body, serial)
+		}
+		return nil
+	})
+	if body, serial, err := httpsGet(e.addr(18443), "a.example.com", "/"); err != nil || serial != 1 {
+		t.Errorf("a.example.com after b's grant went: %q %d %v", body, serial, err)
+	}
 }
 
 // TestGatewayCertificateRotation: new files replace a listener's
