@@ -913,7 +913,7 @@ func TestGatewayDocsExamples(t *testing.T) {
 	for i, gw := range []struct {
 		name string
 		port int
-	}{{"web", 8080}, {"secure", 8443}, {"grpc", 9443}, {"databases", 5432}, {"cache", 6379}} {
+	}{{"web", 8080}, {"secure", 8443}, {"grpc", 9443}, {"databases", 5432}, {"cache", 6379}, {"shared", 8081}} {
 		ip := s.ip(byte(10 + i))
 		startProxyWith(t, cp, nodemeta.Metadata{Kind: nodemeta.KindGateway, Name: gw.name, Namespace: "infra", ServiceAccount: gw.name,
 			Address: ip, Gateway: "infra/" + gw.name}, proxy.Options{Token: cp.token(t, "infra", gw.name), GatewayCertsDir: certs})
@@ -939,5 +939,86 @@ func TestGatewayDocsExamples(t *testing.T) {
 			t.Errorf("%s: served the certificate of %v", host, got)
 		}
 		c.Close()
+	}
+}
+
+// TestGatewayTeamListenerSets: off Kubernetes, where namespaces have no
+// labels for allowedRoutes selectors, a team brings its hostname to a
+// shared Gateway as a ListenerSet of its own namespace, whose listener
+// admits only that namespace's routes. Nothing another team does to its
+// routes changes what that hostname serves.
+func TestGatewayTeamListenerSets(t *testing.T) {
+	e := newGatewayEnv(t)
+	for i, ns := range []string{"team-a", "team-b"} {
+		serveHTTP(t, net.JoinHostPort(e.s.ip(byte(61+i)), "8080"), ns)
+	}
+	gw := e.addr(18080)
+	e.cp.apply(t, gatewayClass+`apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: infra}
+spec:
+  gatewayClassName: trellis
+  allowedListeners: {namespaces: {from: All}}
+  listeners:
+  - {name: any, protocol: HTTP, port: 18080, allowedRoutes: {namespaces: {from: All}}}
+  - {name: markers, protocol: HTTP, port: 18080, hostname: "*.marker.example.com"}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: team-b, namespace: team-b}
+spec:
+  parentRef: {name: edge, namespace: infra}
+  listeners:
+  - {name: b, protocol: HTTP, port: 18080, hostname: b.example.com}
+---
+`+backendYAML("team-a", "web", e.s.ip(61), 8080, "HTTP")+backendYAML("team-b", "web", e.s.ip(62), 8080, "HTTP")+
+		backendYAML("infra", "web", e.s.ip(61), 8080, "HTTP")+`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: team-b}
+spec:
+  parentRefs: [{kind: ListenerSet, name: team-b}]
+  hostnames: [b.example.com]
+  rules:
+  - backendRefs: [{name: web, port: 8080}]
+`)
+	expectBody(t, gw, "b.example.com", "/", "team-b b.example.com /")
+
+	// team-a's route on team-b's ListenerSet is refused.
+	err := e.cp.tryApply(t, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: on-b, namespace: team-a}
+spec:
+  parentRefs: [{kind: ListenerSet, name: team-b, namespace: team-b}]
+  hostnames: [b.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: web, port: 8080}]
+`)
+	if err == nil || !strings.Contains(err.Error(), "TRL2005") {
+		t.Errorf("team-a's route on team-b's ListenerSet: %v, want TRL2005", err)
+	}
+	for i, hosts := range []string{"[b.example.com]", `["*.example.com"]`, "[]"} {
+		applyErr := e.cp.tryApply(t, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: any, namespace: team-a}
+spec:
+  parentRefs: [{name: edge, namespace: infra, sectionName: any}]
+  hostnames: `+hosts+`
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    backendRefs: [{name: web, port: 8080}]
+`)
+		t.Logf("team-a's catch-all route for %s: apply: %v", hosts, applyErr)
+		// Once the marker is served (by infra's web, team-a's server too),
+		// the change above has been pushed as well.
+		marker := fmt.Sprintf("m%d.marker.example.com", i)
+		e.cp.apply(t, routeYAML("infra", "marker", "markers", marker, "infra", "web"))
+		expectBody(t, gw, marker, "/", "team-a "+marker+" /")
+		for _, path := range []string{"/", "/api", "/api/x"} {
+			code, body, err := httpGet(gw, "b.example.com", path)
+			if want := "team-b b.example.com " + path; err != nil || code != http.StatusOK || body != want {
+				t.Errorf("team-a's catch-all route for %s: b.example.com%s answers %d %q %v, want %q", hosts, path, code, body, err, want)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package translate
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -16,8 +17,11 @@ import (
 	"trellis.dev/trellis/internal/model"
 )
 
-// A gateway proxy serves one Gateway: one Envoy listener per port, built
-// by the transport its listeners share (model.Transport):
+// A gateway proxy serves one Gateway: its listeners and those of the
+// ListenerSets it admits (spec.allowedListeners), which let a team bring
+// a listener, and the routes that attach to it, without editing the
+// Gateway. One Envoy listener per port, built by the transport its
+// listeners share (model.Transport):
 //
 //	HTTP   one filter chain, an HTTP connection manager whose routes
 //	       (http.PORT, over RDS) have a virtual host per hostname, holding
@@ -40,6 +44,61 @@ import (
 // plane. What cannot be served is left out and reported, never pushed
 // half-built.
 
+// gwListener is a listener the gateway serves: one of the Gateway's own,
+// or of a ListenerSet attached to it.
+type gwListener struct {
+	*model.Listener
+	// parentKind and parent are what routes name in parentRefs to attach
+	// to it: the Gateway or the ListenerSet.
+	parentKind model.ParentKind
+	parent     model.Key
+	// ref names the resource that declares it, for problems; index is its
+	// place in that resource's spec.listeners.
+	ref   string
+	index int
+}
+
+func (l gwListener) field(sub string) string {
+	return fmt.Sprintf("spec.listeners[%d]%s", l.index, sub)
+}
+
+// from is the kind and namespace references of the listener's are made
+// from (certificateRefs need a grant to another namespace); its
+// namespace is also the one allowedRoutes Same admits.
+func (l gwListener) from() from {
+	return from{kind: model.GroupKind{Group: model.GatewayGroup, Kind: string(l.parentKind)}, namespace: l.parent.Namespace}
+}
+
+// gatewayListeners are the listeners of g: its own, then those of the
+// ListenerSets it admits (spec.allowedListeners), oldest set first, as
+// Gateway API listener precedence orders them. The sets it does not
+// admit are reported.
+func (b *builder) gatewayListeners(g *model.Gateway) []gwListener {
+	var out []gwListener
+	for i := range g.Listeners {
+		out = append(out, gwListener{Listener: &g.Listeners[i], parentKind: model.ParentGateway, parent: g.Key, ref: "Gateway " + g.Key.String(), index: i})
+	}
+	sets := b.listenerSetsOf(g.Key)
+	slices.SortStableFunc(sets, func(x, y *model.ListenerSet) int {
+		return cmp.Or(cmp.Compare(x.Source.CreationUnix, y.Source.CreationUnix), x.Key.Compare(y.Key))
+	})
+	for _, set := range sets {
+		ref := "ListenerSet " + set.Key.String()
+		if g.AllowListenerSets == nil {
+			b.problem(ref, "spec.parentRef", fmt.Sprintf("Gateway %s does not allow ListenerSets (spec.allowedListeners); its listeners are not programmed", g.Key))
+			continue
+		}
+		if ok, known := g.AllowListenerSets.Admits(g.Namespace, set.Namespace, b.namespaceLabels()); !ok || !known {
+			b.problem(ref, "spec.parentRef", fmt.Sprintf("Gateway %s does not admit ListenerSets from namespace %s (spec.allowedListeners); its listeners are not programmed", g.Key, set.Namespace))
+			continue
+		}
+		for i := range set.Listeners {
+			out = append(out, gwListener{Listener: &set.Listeners[i], parentKind: model.ParentListenerSet, parent: set.Key, ref: ref, index: i})
+		}
+	}
+	return out
+}
+
 // gateway builds the listeners of the Gateway a gateway proxy serves.
 func (b *builder) gateway() {
 	p := b.in.Proxy
@@ -48,40 +107,37 @@ func (b *builder) gateway() {
 		b.problem("proxy "+p.ID, "gateway", fmt.Sprintf("Gateway %s does not exist; the gateway serves nothing until it is applied", p.Gateway))
 		return
 	}
-	ref := "Gateway " + g.Key.String()
-	byPort := map[uint32][]int{}
+	byPort := map[uint32][]gwListener{}
 	var ports []uint32
-	for i, l := range g.Listeners {
-		field := fmt.Sprintf("spec.listeners[%d]", i)
+	for _, l := range b.gatewayListeners(g) {
 		switch {
 		case l.Protocol != model.ProtocolHTTP && l.Protocol != model.ProtocolHTTPS &&
 			l.Protocol != model.ProtocolTLS && l.Protocol != model.ProtocolTCP:
-			b.problem(ref, field+".protocol", fmt.Sprintf("protocol %s is not served by this version; listener %q is not programmed", l.Protocol, l.Name))
+			b.problem(l.ref, l.field(".protocol"), fmt.Sprintf("protocol %s is not served by this version; listener %q is not programmed", l.Protocol, l.Name))
 			continue
 		case l.Protocol == model.ProtocolHTTPS && (l.TLS == nil || l.TLS.Mode != model.TLSTerminate):
-			b.problem(ref, field+".tls", fmt.Sprintf("an HTTPS listener terminates TLS: set tls.mode Terminate and certificateRefs; listener %q is not programmed", l.Name))
+			b.problem(l.ref, l.field(".tls"), fmt.Sprintf("an HTTPS listener terminates TLS: set tls.mode Terminate and certificateRefs; listener %q is not programmed", l.Name))
 			continue
 		case l.Protocol == model.ProtocolTLS && l.TLS != nil && l.TLS.Mode == model.TLSTerminate:
-			b.problem(ref, field+".tls.mode", fmt.Sprintf("TLS listeners are served in mode Passthrough only (use HTTPS to terminate); listener %q is not programmed", l.Name))
+			b.problem(l.ref, l.field(".tls.mode"), fmt.Sprintf("TLS listeners are served in mode Passthrough only (use HTTPS to terminate); listener %q is not programmed", l.Name))
 			continue
 		}
 		if _, ok := byPort[l.Port]; !ok {
 			ports = append(ports, l.Port)
 		}
-		byPort[l.Port] = append(byPort[l.Port], i)
+		byPort[l.Port] = append(byPort[l.Port], l)
 	}
 	slices.Sort(ports)
 	for _, port := range ports {
-		var ls []int
-		first := g.Listeners[byPort[port][0]]
-		for _, i := range byPort[port] {
-			l := g.Listeners[i]
+		var ls []gwListener
+		first := byPort[port][0]
+		for _, l := range byPort[port] {
 			if model.Transport(l.Protocol) != model.Transport(first.Protocol) {
-				b.problem(ref, fmt.Sprintf("spec.listeners[%d].protocol", i),
+				b.problem(l.ref, l.field(".protocol"),
 					fmt.Sprintf("port %d is already %s for listener %q; listener %q (%s) is not programmed", port, first.Protocol, first.Name, l.Name, l.Protocol))
 				continue
 			}
-			ls = append(ls, i)
+			ls = append(ls, l)
 		}
 		switch model.Transport(first.Protocol) {
 		case "HTTP":
@@ -107,7 +163,7 @@ func gatewayHCM(port uint32, rc *routev3.RouteConfiguration) *listenerv3.Filter 
 }
 
 // gatewayHTTP builds a plaintext HTTP port.
-func (b *builder) gatewayHTTP(g *model.Gateway, port uint32, ls []int) {
+func (b *builder) gatewayHTTP(g *model.Gateway, port uint32, ls []gwListener) {
 	rc := b.gatewayRoutes(g, port, ls)
 	b.out.Routes = append(b.out.Routes, rc)
 	b.out.Listeners = append(b.out.Listeners, &listenerv3.Listener{
@@ -117,34 +173,56 @@ func (b *builder) gatewayHTTP(g *model.Gateway, port uint32, ls []int) {
 	})
 }
 
-// portHostnames are the hostnames of listeners ls of g (one port).
-func portHostnames(g *model.Gateway, ls []int) []string {
-	out := make([]string, 0, len(ls))
-	for _, i := range ls {
-		out = append(out, g.Listeners[i].Hostname)
+// parentID is a Gateway or ListenerSet routes attach to.
+type parentID struct {
+	kind model.ParentKind
+	key  model.Key
+}
+
+// listenerParents are the distinct parents of listeners ls, in order.
+func listenerParents(ls []gwListener) []parentID {
+	var out []parentID
+	for _, l := range ls {
+		if id := (parentID{l.parentKind, l.parent}); !slices.Contains(out, id) {
+			out = append(out, id)
+		}
 	}
 	return out
 }
 
-// attachedHosts returns the hostnames route r, of kind, serves on the
-// listeners ls of g (one port) whose protocol is one of protocols:
-// attached through a parentRef to g, admitted by the listener, and the
-// listener the most specific of the port for the hostname. Listeners
-// without hostnames (TCP) give "".
-func (b *builder) attachedHosts(kind string, r *model.Route, g *model.Gateway, ls []int, protocols ...model.Protocol) []string {
-	all := portHostnames(g, ls)
+// routesOf returns the routes attached to any of parents, each once, in
+// key order; get is the builder's recording accessor of the route kind.
+func routesOf[R any](parents []parentID, get func(model.ParentKind, model.Key) []*R, key func(*R) model.Key) []*R {
+	var out []*R
+	for _, p := range parents {
+		for _, r := range get(p.kind, p.key) {
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y *R) int { return key(x).Compare(key(y)) })
+	return out
+}
+
+// attachedHosts returns the hostnames route r, of kind, serves on
+// listeners ls (one port) whose protocol is one of protocols: attached
+// through a parentRef to the listener's Gateway or ListenerSet, admitted
+// by the listener, and the listener the most specific of the port for the
+// hostname. Listeners without hostnames (TCP) give "".
+func (b *builder) attachedHosts(kind string, r *model.Route, ls []gwListener, protocols ...model.Protocol) []string {
+	all := make([]string, 0, len(ls))
+	for _, l := range ls {
+		all = append(all, l.Hostname)
+	}
 	labels := b.namespaceLabels()
 	var out []string
 	for _, p := range r.Parents {
-		if p.Kind != model.ParentGateway || p.Key != g.Key {
-			continue
-		}
-		for _, i := range ls {
-			l := &g.Listeners[i]
-			if !slices.Contains(protocols, l.Protocol) {
+		for _, l := range ls {
+			if p.Kind != l.parentKind || p.Key != l.parent || !slices.Contains(protocols, l.Protocol) {
 				continue
 			}
-			hosts, why := model.AttachToListener(kind, r, p, l, g.Namespace, labels)
+			hosts, why := model.AttachToListener(kind, r, p, l.Listener, l.parent.Namespace, labels)
 			if why != model.Attached {
 				continue
 			}
@@ -166,31 +244,26 @@ func (b *builder) attachedHosts(kind string, r *model.Route, g *model.Gateway, l
 // a virtual host per hostname, with the GRPCRoute rules attached there
 // (in GRPCRoute precedence) before the HTTPRoute rules (in HTTPRoute
 // precedence), as on mesh routes.
-func (b *builder) gatewayRoutes(g *model.Gateway, port uint32, ls []int) *routev3.RouteConfiguration {
+func (b *builder) gatewayRoutes(g *model.Gateway, port uint32, ls []gwListener) *routev3.RouteConfiguration {
+	parents := listenerParents(ls)
 	httpByHost := map[string][]attachedRule{}
 	grpcByHost := map[string][]grpcRule{}
 	hostSet := map[string]bool{}
-	for _, r := range b.httpRoutesOf(model.ParentGateway, g.Key) {
-		for _, h := range b.attachedHosts(model.KindHTTPRoute, &r.Route, g, ls, model.ProtocolHTTP, model.ProtocolHTTPS) {
+	for _, r := range routesOf(parents, b.httpRoutesOf, func(r *model.HTTPRoute) model.Key { return r.Key }) {
+		for _, h := range b.attachedHosts(model.KindHTTPRoute, &r.Route, ls, model.ProtocolHTTP, model.ProtocolHTTPS) {
 			httpByHost[h] = append(httpByHost[h], rulesOf(r)...)
 			hostSet[h] = true
 		}
 	}
-	for _, r := range b.grpcRoutesOf(model.ParentGateway, g.Key) {
-		for _, h := range b.attachedHosts(model.KindGRPCRoute, &r.Route, g, ls, model.ProtocolHTTP, model.ProtocolHTTPS) {
+	for _, r := range routesOf(parents, b.grpcRoutesOf, func(r *model.GRPCRoute) model.Key { return r.Key }) {
+		for _, h := range b.attachedHosts(model.KindGRPCRoute, &r.Route, ls, model.ProtocolHTTP, model.ProtocolHTTPS) {
 			grpcByHost[h] = append(grpcByHost[h], grpcRulesOf(r)...)
 			hostSet[h] = true
 		}
 	}
 	// Gateway API hostnames never carry a port; clients' Host headers may.
 	rc := &routev3.RouteConfiguration{Name: GatewayRoute(port), IgnorePortInHostMatching: true}
-	for _, h := range slices.Sorted(func(yield func(string) bool) {
-		for h := range hostSet {
-			if !yield(h) {
-				return
-			}
-		}
-	}) {
+	for _, h := range slices.Sorted(maps.Keys(hostSet)) {
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
 			Name:    fmt.Sprintf("%s:%d", h, port),
 			Domains: []string{h},
@@ -202,8 +275,7 @@ func (b *builder) gatewayRoutes(g *model.Gateway, port uint32, ls []int) *routev
 
 // gatewayTLS builds a port of HTTPS and TLS (passthrough) listeners:
 // filter chains chosen by SNI.
-func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []int) {
-	ref := "Gateway " + g.Key.String()
+func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []gwListener) {
 	ln := &listenerv3.Listener{
 		Name:            GatewayListener(port),
 		Address:         socketAddress(b.in.Proxy.Workload.Address, port),
@@ -212,26 +284,24 @@ func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []int) {
 	// claimed maps each server name ("" for none) to who serves it:
 	// one filter chain per name.
 	claimed := map[string]string{}
-	var https []int
-	for _, i := range ls {
-		if g.Listeners[i].Protocol == model.ProtocolHTTPS {
-			https = append(https, i)
+	var https []gwListener
+	for _, l := range ls {
+		if l.Protocol == model.ProtocolHTTPS {
+			https = append(https, l)
 		}
 	}
 	if len(https) > 0 {
 		rc := b.gatewayRoutes(g, port, ls)
 		hcm := gatewayHCM(port, rc)
 		served := false
-		for _, i := range https {
-			l := g.Listeners[i]
-			field := fmt.Sprintf("spec.listeners[%d]", i)
+		for _, l := range https {
 			if who, ok := claimed[l.Hostname]; ok {
-				b.problem(ref, field+".hostname", fmt.Sprintf("port %d hostname %s is already served by %s; listener %q is not programmed", port, orAnyHost(l.Hostname), who, l.Name))
+				b.problem(l.ref, l.field(".hostname"), fmt.Sprintf("port %d hostname %s is already served by %s; listener %q is not programmed", port, orAnyHost(l.Hostname), who, l.Name))
 				continue
 			}
-			certs := b.listenerCertificates(g, i)
+			certs := b.listenerCertificates(l)
 			if len(certs) == 0 {
-				b.problem(ref, field+".tls.certificateRefs", fmt.Sprintf("no usable certificate; listener %q is not programmed", l.Name))
+				b.problem(l.ref, l.field(".tls.certificateRefs"), fmt.Sprintf("no usable certificate; listener %q is not programmed", l.Name))
 				continue
 			}
 			claimed[l.Hostname] = fmt.Sprintf("listener %q", l.Name)
@@ -249,7 +319,7 @@ func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []int) {
 	}
 	b.passthroughChains(g, port, ls, ln, claimed)
 	if len(ln.FilterChains) == 0 {
-		b.problem(ref, "spec.listeners", fmt.Sprintf("nothing to serve on port %d: no listener there has a usable certificate or an attached TLSRoute", port))
+		b.problem("Gateway "+g.Key.String(), "spec.listeners", fmt.Sprintf("nothing to serve on port %d: no listener there has a usable certificate or an attached TLSRoute", port))
 		return
 	}
 	b.out.Listeners = append(b.out.Listeners, ln)
@@ -260,14 +330,14 @@ func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []int) {
 // names it go, still encrypted, to the route's backends. Of two routes
 // claiming one hostname the older is in effect (Gateway API precedence);
 // the other is reported.
-func (b *builder) passthroughChains(g *model.Gateway, port uint32, ls []int, ln *listenerv3.Listener, claimed map[string]string) {
+func (b *builder) passthroughChains(g *model.Gateway, port uint32, ls []gwListener, ln *listenerv3.Listener, claimed map[string]string) {
 	type claim struct {
 		host  string
 		route *model.TLSRoute
 	}
 	var claims []claim
-	for _, r := range b.tlsRoutesOf(model.ParentGateway, g.Key) {
-		for _, h := range b.attachedHosts(model.KindTLSRoute, &r.Route, g, ls, model.ProtocolTLS) {
+	for _, r := range routesOf(listenerParents(ls), b.tlsRoutesOf, func(r *model.TLSRoute) model.Key { return r.Key }) {
+		for _, h := range b.attachedHosts(model.KindTLSRoute, &r.Route, ls, model.ProtocolTLS) {
 			if h == "*" {
 				h = ""
 			}
@@ -298,22 +368,21 @@ func (b *builder) passthroughChains(g *model.Gateway, port uint32, ls []int, ln 
 
 // gatewayTCP builds a TCP port: one listener, one route (the oldest of
 // those attached; the others are reported), a tcp_proxy to its backends.
-func (b *builder) gatewayTCP(g *model.Gateway, port uint32, ls []int) {
-	ref := "Gateway " + g.Key.String()
-	for _, i := range ls[1:] {
-		b.problem(ref, fmt.Sprintf("spec.listeners[%d].port", i), fmt.Sprintf("TCP port %d is already used by listener %q; listener %q is not programmed",
-			port, g.Listeners[ls[0]].Name, g.Listeners[i].Name))
+func (b *builder) gatewayTCP(g *model.Gateway, port uint32, ls []gwListener) {
+	l := ls[0]
+	for _, other := range ls[1:] {
+		b.problem(other.ref, other.field(".port"), fmt.Sprintf("TCP port %d is already used by listener %q; listener %q is not programmed",
+			port, l.Name, other.Name))
 	}
 	ls = ls[:1]
-	l := g.Listeners[ls[0]]
 	var attached []*model.TCPRoute
-	for _, r := range b.tcpRoutesOf(model.ParentGateway, g.Key) {
-		if len(b.attachedHosts(model.KindTCPRoute, &r.Route, g, ls, model.ProtocolTCP)) > 0 {
+	for _, r := range routesOf(listenerParents(ls), b.tcpRoutesOf, func(r *model.TCPRoute) model.Key { return r.Key }) {
+		if len(b.attachedHosts(model.KindTCPRoute, &r.Route, ls, model.ProtocolTCP)) > 0 {
 			attached = append(attached, r)
 		}
 	}
 	if len(attached) == 0 {
-		b.problem(ref, fmt.Sprintf("spec.listeners[%d]", ls[0]), fmt.Sprintf("no TCPRoute is attached to listener %q; port %d is not served", l.Name, port))
+		b.problem(l.ref, l.field(""), fmt.Sprintf("no TCPRoute is attached to listener %q; port %d is not served", l.Name, port))
 		return
 	}
 	slices.SortStableFunc(attached, func(x, y *model.TCPRoute) int { return olderRoute(&x.Route, &y.Route) })
@@ -340,20 +409,20 @@ func olderRoute(x, y *model.Route) int {
 }
 
 // listenerCertificates are the SDS secret names of the usable
-// certificateRefs of listener i of g: Secrets (core group), of another
+// certificateRefs of listener l: Secrets (core group), of another
 // namespace only when a ReferenceGrant there allows it. The others are
 // reported.
-func (b *builder) listenerCertificates(g *model.Gateway, i int) []string {
-	ref := "Gateway " + g.Key.String()
+func (b *builder) listenerCertificates(l gwListener) []string {
+	f := l.from()
 	var out []string
-	for j, c := range g.Listeners[i].TLS.CertificateRefs {
-		field := fmt.Sprintf("spec.listeners[%d].tls.certificateRefs[%d]", i, j)
+	for j, c := range l.TLS.CertificateRefs {
+		field := l.field(fmt.Sprintf(".tls.certificateRefs[%d]", j))
 		switch {
 		case c.Kind != "Secret" || (c.Group != "" && c.Group != "core"):
-			b.problem(ref, field, fmt.Sprintf("certificate %s is not a Secret", c))
-		case !b.granted(model.GroupKind{Group: model.GatewayGroup, Kind: "Gateway"}, g.Namespace, model.Ref{Kind: "Secret", Key: c.Key}):
-			b.problem(ref, field, fmt.Sprintf("no ReferenceGrant in namespace %s allows Gateway of namespace %s to reference Secret %s",
-				c.Namespace, g.Namespace, c.Key))
+			b.problem(l.ref, field, fmt.Sprintf("certificate %s is not a Secret", c))
+		case !b.granted(f.kind, f.namespace, model.Ref{Kind: "Secret", Key: c.Key}):
+			b.problem(l.ref, field, fmt.Sprintf("no ReferenceGrant in namespace %s allows %s of namespace %s to reference Secret %s",
+				c.Namespace, f.kind.Kind, f.namespace, c.Key))
 		default:
 			out = append(out, GatewayCertificateSecret(c.Key))
 		}

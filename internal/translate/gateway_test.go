@@ -441,3 +441,60 @@ func TestGatewayDepsCoverRoutes(t *testing.T) {
 		t.Errorf("removing a route changed the gateway's config %d times of %d", changed, n)
 	}
 }
+
+// TestGatewayListenerSets: a team's ListenerSet brings its hostname to a
+// Gateway that admits it; routes of its namespace attach there (Same is
+// the ListenerSet's namespace), another team's cannot, and a catch-all
+// route of the Gateway does not take its hostname. A Gateway that does
+// not admit ListenerSets serves none.
+func TestGatewayListenerSets(t *testing.T) {
+	route := func(ns, name string, parent model.ParentRef, hosts ...string) *model.HTTPRoute {
+		return &model.HTTPRoute{
+			Route: model.Route{Key: gk(ns, name), Source: gwSource("HTTPRoute", gk(ns, name), 100), Parents: []model.ParentRef{parent}, Hostnames: hosts},
+			Rules: []model.HTTPRouteRule{{Backends: []model.Backend{gwBackend(ns, "web", 80, 1)}}},
+		}
+	}
+	set := model.ParentRef{Kind: model.ParentListenerSet, Key: gk("team-b", "b")}
+	c := &model.Config{
+		Services: []*model.Service{gwService("team-a", "web", model.ProtocolHTTP, 80), gwService("team-b", "web", model.ProtocolHTTP, 80)},
+		Gateways: []*model.Gateway{{
+			Key:               gk("infra", "edge"),
+			AllowListenerSets: &model.NamespaceFilter{From: model.FromAll},
+			Listeners: []model.Listener{{Name: "any", Port: 80, Protocol: model.ProtocolHTTP,
+				AllowedRoutes: model.AllowedRoutes{Namespaces: model.NamespaceFilter{From: model.FromAll}}}},
+		}},
+		ListenerSets: []*model.ListenerSet{{
+			Key: gk("team-b", "b"), Gateway: gk("infra", "edge"),
+			Listeners: []model.Listener{{Name: "b", Port: 80, Protocol: model.ProtocolHTTP, Hostname: "b.example.com"}},
+		}},
+		HTTPRoutes: []*model.HTTPRoute{
+			route("team-b", "b", set, "b.example.com"),
+			route("team-a", "on-b", set, "b.example.com"),
+			route("team-a", "any", gwParent(""), "a.example.com", "b.example.com"),
+		},
+	}
+	c.Sort()
+	checkGolden(t, "gateway/listenersets", c, edgeProxy())
+	res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: edgeProxy()}, Options{})
+	b := virtualHost(res, "b.example.com")
+	if b == nil || len(b.Routes) != 1 || b.Routes[0].GetRoute().GetCluster() != OutboundCluster(80, "web.team-b.svc.cluster.local") {
+		t.Errorf("b.example.com serves %v, want team-b's route only", b)
+	}
+	if virtualHost(res, "a.example.com") == nil {
+		t.Error("a.example.com is not served")
+	}
+	if !slices.Contains(res.Deps, ListenerSetKey(gk("team-b", "b"))) {
+		t.Errorf("deps %v lack the ListenerSet", res.Deps)
+	}
+
+	c.Gateways[0].AllowListenerSets = nil
+	res, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: edgeProxy()}, Options{})
+	// b.example.com is now only the catch-all's, which team-a's route
+	// asks for.
+	if vh := virtualHost(res, "b.example.com"); vh == nil || len(vh.Routes) != 1 || vh.Routes[0].GetRoute().GetCluster() != OutboundCluster(80, "web.team-a.svc.cluster.local") {
+		t.Errorf("with the ListenerSet not admitted, b.example.com serves %v, want team-a's catch-all route", vh)
+	}
+	if !hasProblem(problems, "ListenerSet team-b/b: spec.parentRef: Gateway infra/edge does not allow ListenerSets") {
+		t.Errorf("problems %v", problems)
+	}
+}
