@@ -708,8 +708,8 @@ spec:
 		}
 		return nil
 	})
-	// Created later: younger.
-	time.Sleep(1100 * time.Millisecond)
+	// Created later (or in the same second, when data/redis sorts first):
+	// not in effect.
 	e.cp.apply(t, route("takeover", "redis-new"))
 	eventually(t, 30*time.Second, "the younger route reported", func() error {
 		ps, err := e.cp.problems(t, "edge.infra")
