@@ -56,6 +56,9 @@ func (p *Proxy) Apply(typeURL string, resources map[string]proto.Message) error 
 	if typeURL == xdsclient.RouteType || typeURL == xdsclient.ListenerType {
 		p.dropUnusedClusters()
 	}
+	if typeURL == xdsclient.ListenerType {
+		p.retainGatewayCerts(resources)
+	}
 	return nil
 }
 

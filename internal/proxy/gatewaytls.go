@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"strings"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/proxy/certfiles"
 )
@@ -81,4 +83,25 @@ func (p *Proxy) compileGatewayTLS(dtc *tlsv3.DownstreamTlsContext) (*tls.Config,
 func (p *Proxy) handleGatewayCerts(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"gatewayCertificates": p.gatewayCerts.Statuses()})
+}
+
+// retainGatewayCerts keeps, of the certificates read from files, those
+// the listeners now in force name.
+func (p *Proxy) retainGatewayCerts(listeners map[string]proto.Message) {
+	var keys []certfiles.Key
+	for _, m := range listeners {
+		for _, fc := range m.(*listenerv3.Listener).GetFilterChains() {
+			var dtc tlsv3.DownstreamTlsContext
+			if fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(&dtc) != nil {
+				continue
+			}
+			for _, s := range dtc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+				rest, gateway := strings.CutPrefix(s.GetName(), GatewayCertificatePrefix)
+				if ns, name, ok := strings.Cut(rest, "/"); gateway && ok {
+					keys = append(keys, certfiles.Key{Namespace: ns, Name: name})
+				}
+			}
+		}
+	}
+	p.gatewayCerts.Retain(keys...)
 }

@@ -16,8 +16,12 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"trellis.dev/trellis/internal/proxy/certfiles"
 )
 
 func gatewayTLSContext(secrets ...string) *tlsv3.DownstreamTlsContext {
@@ -119,5 +123,25 @@ func TestGatewayTLSFiles(t *testing.T) {
 	st := p.gatewayCerts.Statuses()
 	if len(st) != 2 || st[0].Secret != "infra/missing" || st[0].Serving || !strings.Contains(st[0].Error, "no such file") {
 		t.Errorf("statuses %+v", st)
+	}
+}
+
+// TestGatewayCertsRetained: certificates no listener names any more are
+// forgotten when a new listener set is applied.
+func TestGatewayCertsRetained(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		writeGatewayCert(t, filepath.Join(dir, "infra", name), 1, name+".example.com")
+	}
+	p := testProxy(t, func(o *Options) { o.GatewayCertsDir = dir })
+	p.gatewayCerts.Want(certfiles.Key{Namespace: "infra", Name: "a"}, certfiles.Key{Namespace: "infra", Name: "b"})
+	ln := &listenerv3.Listener{Name: "gateway_443", FilterChains: []*listenerv3.FilterChain{{
+		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, gatewayTLSContext("gateway-cert/infra/b"))}},
+	}, {}}}
+	p.retainGatewayCerts(map[string]proto.Message{ln.Name: ln})
+	st := p.gatewayCerts.Statuses()
+	if len(st) != 1 || st[0].Secret != "infra/b" {
+		t.Errorf("after a listener set naming only infra/b: %+v", st)
 	}
 }

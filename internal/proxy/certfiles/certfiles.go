@@ -99,6 +99,18 @@ func (s *Store) Want(keys ...Key) {
 	}
 }
 
+// Retain forgets the secrets other than keys: those no listener names any
+// more are no longer read.
+func (s *Store) Retain(keys ...Key) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.entries {
+		if !slices.Contains(keys, k) {
+			delete(s.entries, k)
+		}
+	}
+}
+
 // Get returns the current certificate of secret k, loading it on first
 // use.
 func (s *Store) Get(k Key) (*tls.Certificate, error) {
