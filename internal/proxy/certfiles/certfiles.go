@@ -8,7 +8,8 @@
 //	DIR/NAMESPACE/NAME/tls.key   the PEM private key
 //
 // the layout of a Kubernetes TLS Secret mounted as a volume. A Store loads
-// a certificate when a listener first names it, then reads the files again
+// a certificate when a listener first names it (and forgets it when no
+// listener does any more, Retain), then reads the files again
 // every few seconds (a few kilobytes each, cheaper and surer than
 // modification times, which a quick rewrite can leave unchanged): new
 // contents are loaded as a pair, and new
