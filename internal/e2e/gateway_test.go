@@ -196,13 +196,18 @@ func writeSecret(t *testing.T, dir, ns, name string, serial int64, hosts ...stri
 // new connection, and returns the body and the serial number of the
 // certificate the gateway presented.
 func httpsGet(addr, sni, path string) (string, int64, error) {
+	return httpsGetHost(addr, sni, sni, path)
+}
+
+// httpsGetHost is httpsGet with a Host header of its own.
+func httpsGetHost(addr, sni, host, path string) (string, int64, error) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		// The test checks which certificate is served, by serial number.
 		TLSClientConfig: &tls.Config{ServerName: sni, InsecureSkipVerify: true},
 	}}
 	req, _ := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
-	req.Host = sni
+	req.Host = host
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", 0, err
@@ -419,6 +424,11 @@ func TestGatewayHTTPS(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	// A listener's certificate does not open another listener's routes:
+	// SNI a.example.com with Host b.example.com finds no route.
+	if body, _, err := httpsGetHost(e.addr(18443), "a.example.com", "b.example.com", "/"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("SNI a.example.com, Host b.example.com: %q %v, want 404", body, err)
 	}
 	_, _, err := httpsGet(e.addr(18443), "c.example.com", "/")
 	if err == nil {

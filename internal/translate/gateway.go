@@ -28,7 +28,8 @@ import (
 //	       the GRPCRoute and HTTPRoute rules attached there
 //	TLS    tls_inspector, then filter chains chosen by SNI: one per HTTPS
 //	       listener (mode Terminate), which terminates TLS with the
-//	       listener's certificates and serves http.PORT like an HTTP port;
+//	       listener's certificates and serves, like an HTTP port, the
+//	       hostnames of that listener alone (https.PORT.HOSTNAME);
 //	       one per hostname of the TLSRoutes attached to TLS listeners
 //	       (mode Passthrough), a tcp_proxy to the route's backends that
 //	       never decrypts
@@ -164,7 +165,7 @@ func gatewayHCM(port uint32, rc *routev3.RouteConfiguration) *listenerv3.Filter 
 
 // gatewayHTTP builds a plaintext HTTP port.
 func (b *builder) gatewayHTTP(g *model.Gateway, port uint32, ls []gwListener) {
-	rc := b.gatewayRoutes(g, port, ls)
+	rc := b.gatewayRoutes(GatewayRoute(port), port, ls, ls)
 	b.out.Routes = append(b.out.Routes, rc)
 	b.out.Listeners = append(b.out.Listeners, &listenerv3.Listener{
 		Name:         GatewayListener(port),
@@ -205,20 +206,21 @@ func routesOf[R any](parents []parentID, get func(model.ParentKind, model.Key) [
 	return out
 }
 
-// attachedHosts returns the hostnames route r, of kind, serves on
-// listeners ls (one port) whose protocol is one of protocols: attached
-// through a parentRef to the listener's Gateway or ListenerSet, admitted
-// by the listener, and the listener the most specific of the port for the
-// hostname. Listeners without hostnames (TCP) give "".
-func (b *builder) attachedHosts(kind string, r *model.Route, ls []gwListener, protocols ...model.Protocol) []string {
-	all := make([]string, 0, len(ls))
-	for _, l := range ls {
-		all = append(all, l.Hostname)
+// attachedHosts returns the hostnames route r, of kind, serves on the
+// listeners attach whose protocol is one of protocols: attached through a
+// parentRef to the listener's Gateway or ListenerSet, admitted by the
+// listener, and the listener the most specific for the hostname among
+// all, the listeners of the port. Listeners without hostnames (TCP) give
+// "".
+func (b *builder) attachedHosts(kind string, r *model.Route, attach, all []gwListener, protocols ...model.Protocol) []string {
+	hostnames := make([]string, 0, len(all))
+	for _, l := range all {
+		hostnames = append(hostnames, l.Hostname)
 	}
 	labels := b.namespaceLabels()
 	var out []string
 	for _, p := range r.Parents {
-		for _, l := range ls {
+		for _, l := range attach {
 			if p.Kind != l.parentKind || p.Key != l.parent || !slices.Contains(protocols, l.Protocol) {
 				continue
 			}
@@ -231,7 +233,7 @@ func (b *builder) attachedHosts(kind string, r *model.Route, ls []gwListener, pr
 					out = append(out, h)
 					continue
 				}
-				if best, _ := model.MostSpecificListener(all, h); best == l.Hostname {
+				if best, _ := model.MostSpecificListener(hostnames, h); best == l.Hostname {
 					out = append(out, h)
 				}
 			}
@@ -240,29 +242,30 @@ func (b *builder) attachedHosts(kind string, r *model.Route, ls []gwListener, pr
 	return sortedUnique(out)
 }
 
-// gatewayRoutes builds the route configuration of one HTTP or HTTPS port:
-// a virtual host per hostname, with the GRPCRoute rules attached there
-// (in GRPCRoute precedence) before the HTTPRoute rules (in HTTPRoute
-// precedence), as on mesh routes.
-func (b *builder) gatewayRoutes(g *model.Gateway, port uint32, ls []gwListener) *routev3.RouteConfiguration {
-	parents := listenerParents(ls)
+// gatewayRoutes builds the route configuration name of the listeners
+// attach, of the HTTP or HTTPS port whose listeners are all: a virtual host
+// per hostname, with the GRPCRoute rules attached there (in GRPCRoute
+// precedence) before the HTTPRoute rules (in HTTPRoute precedence), as on
+// mesh routes.
+func (b *builder) gatewayRoutes(name string, port uint32, attach, all []gwListener) *routev3.RouteConfiguration {
+	parents := listenerParents(attach)
 	httpByHost := map[string][]attachedRule{}
 	grpcByHost := map[string][]grpcRule{}
 	hostSet := map[string]bool{}
 	for _, r := range routesOf(parents, b.httpRoutesOf, func(r *model.HTTPRoute) model.Key { return r.Key }) {
-		for _, h := range b.attachedHosts(model.KindHTTPRoute, &r.Route, ls, model.ProtocolHTTP, model.ProtocolHTTPS) {
+		for _, h := range b.attachedHosts(model.KindHTTPRoute, &r.Route, attach, all, model.ProtocolHTTP, model.ProtocolHTTPS) {
 			httpByHost[h] = append(httpByHost[h], rulesOf(r)...)
 			hostSet[h] = true
 		}
 	}
 	for _, r := range routesOf(parents, b.grpcRoutesOf, func(r *model.GRPCRoute) model.Key { return r.Key }) {
-		for _, h := range b.attachedHosts(model.KindGRPCRoute, &r.Route, ls, model.ProtocolHTTP, model.ProtocolHTTPS) {
+		for _, h := range b.attachedHosts(model.KindGRPCRoute, &r.Route, attach, all, model.ProtocolHTTP, model.ProtocolHTTPS) {
 			grpcByHost[h] = append(grpcByHost[h], grpcRulesOf(r)...)
 			hostSet[h] = true
 		}
 	}
 	// Gateway API hostnames never carry a port; clients' Host headers may.
-	rc := &routev3.RouteConfiguration{Name: GatewayRoute(port), IgnorePortInHostMatching: true}
+	rc := &routev3.RouteConfiguration{Name: name, IgnorePortInHostMatching: true}
 	for _, h := range slices.Sorted(maps.Keys(hostSet)) {
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
 			Name:    fmt.Sprintf("%s:%d", h, port),
@@ -290,32 +293,28 @@ func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []gwListener) {
 			https = append(https, l)
 		}
 	}
-	if len(https) > 0 {
-		rc := b.gatewayRoutes(g, port, ls)
-		hcm := gatewayHCM(port, rc)
-		served := false
-		for _, l := range https {
-			if who, ok := claimed[l.Hostname]; ok {
-				b.problem(l.ref, l.field(".hostname"), fmt.Sprintf("port %d hostname %s is already served by %s; listener %q is not programmed", port, orAnyHost(l.Hostname), who, l.Name))
-				continue
-			}
-			certs := b.listenerCertificates(l)
-			if len(certs) == 0 {
-				b.problem(l.ref, l.field(".tls.certificateRefs"), fmt.Sprintf("no usable certificate; listener %q is not programmed", l.Name))
-				continue
-			}
-			claimed[l.Hostname] = fmt.Sprintf("listener %q", l.Name)
-			ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
-				Name:             fmt.Sprintf("https|%s", orAnyHost(l.Hostname)),
-				FilterChainMatch: sniMatch(l.Hostname),
-				TransportSocket:  gatewayTerminateTLS(certs),
-				Filters:          []*listenerv3.Filter{hcm},
-			})
-			served = true
+	for _, l := range https {
+		if who, ok := claimed[l.Hostname]; ok {
+			b.problem(l.ref, l.field(".hostname"), fmt.Sprintf("port %d hostname %s is already served by %s; listener %q is not programmed", port, orAnyHost(l.Hostname), who, l.Name))
+			continue
 		}
-		if served {
-			b.out.Routes = append(b.out.Routes, rc)
+		certs := b.listenerCertificates(l)
+		if len(certs) == 0 {
+			b.problem(l.ref, l.field(".tls.certificateRefs"), fmt.Sprintf("no usable certificate; listener %q is not programmed", l.Name))
+			continue
 		}
+		claimed[l.Hostname] = fmt.Sprintf("listener %q", l.Name)
+		// Each listener's chain routes only the hostnames that listener
+		// serves: a client cannot reach another listener's routes by
+		// sending its Host header with this listener's SNI.
+		rc := b.gatewayRoutes(GatewayHTTPSRoute(port, l.Hostname), port, []gwListener{l}, ls)
+		b.out.Routes = append(b.out.Routes, rc)
+		ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
+			Name:             fmt.Sprintf("https|%s", orAnyHost(l.Hostname)),
+			FilterChainMatch: sniMatch(l.Hostname),
+			TransportSocket:  gatewayTerminateTLS(certs),
+			Filters:          []*listenerv3.Filter{gatewayHCM(port, rc)},
+		})
 	}
 	b.passthroughChains(g, port, ls, ln, claimed)
 	if len(ln.FilterChains) == 0 {
@@ -337,7 +336,7 @@ func (b *builder) passthroughChains(g *model.Gateway, port uint32, ls []gwListen
 	}
 	var claims []claim
 	for _, r := range routesOf(listenerParents(ls), b.tlsRoutesOf, func(r *model.TLSRoute) model.Key { return r.Key }) {
-		for _, h := range b.attachedHosts(model.KindTLSRoute, &r.Route, ls, model.ProtocolTLS) {
+		for _, h := range b.attachedHosts(model.KindTLSRoute, &r.Route, ls, ls, model.ProtocolTLS) {
 			if h == "*" {
 				h = ""
 			}
@@ -377,7 +376,7 @@ func (b *builder) gatewayTCP(g *model.Gateway, port uint32, ls []gwListener) {
 	ls = ls[:1]
 	var attached []*model.TCPRoute
 	for _, r := range routesOf(listenerParents(ls), b.tcpRoutesOf, func(r *model.TCPRoute) model.Key { return r.Key }) {
-		if len(b.attachedHosts(model.KindTCPRoute, &r.Route, ls, model.ProtocolTCP)) > 0 {
+		if len(b.attachedHosts(model.KindTCPRoute, &r.Route, ls, ls, model.ProtocolTCP)) > 0 {
 			attached = append(attached, r)
 		}
 	}

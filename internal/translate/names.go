@@ -69,7 +69,16 @@ func GatewayCertificateSecret(k model.Key) string {
 	return GatewayCertificatePrefix + k.Namespace + "/" + k.Name
 }
 
-// GatewayRoute names the route configuration of a gateway port.
+// GatewayHTTPSRoute names the route configuration of a gateway's HTTPS
+// listener with hostname host ("" for any) on port.
+func GatewayHTTPSRoute(port uint32, host string) string {
+	if host == "" {
+		host = "*"
+	}
+	return "https." + strconv.FormatUint(uint64(port), 10) + "." + host
+}
+
+// GatewayRoute names the route configuration of a gateway's HTTP port.
 func GatewayRoute(port uint32) string {
 	return "http." + strconv.FormatUint(uint64(port), 10)
 }
