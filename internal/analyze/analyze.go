@@ -84,6 +84,9 @@ type analyzer struct {
 	attachments []attachment
 	// attachedTo are the listeners each route parentRef attached to.
 	attachedTo []Attachment
+	// l4 are the places each TLSRoute and TCPRoute serves, for the
+	// precedence checks.
+	l4 []l4Attachment
 
 	findings []Finding
 }
@@ -130,24 +133,6 @@ func (a *analyzer) add(code string, res Resource, field, format string, args ...
 // reference to.
 func (a *analyzer) granted(from model.GroupKind, fromNS string, to model.Ref) bool {
 	return a.ix.Granted(from, fromNS, to)
-}
-
-// namespaceAdmitted evaluates a namespace filter owned by an object in
-// owner for namespace ns. known is false when the filter is a selector
-// and the namespace's labels are unknown.
-func (a *analyzer) namespaceAdmitted(f model.NamespaceFilter, owner, ns string) (admitted, known bool) {
-	switch f.From {
-	case model.FromAll:
-		return true, true
-	case model.FromSelector:
-		labels, ok := a.c.Namespaces[ns]
-		if !ok || f.Selector == nil {
-			return false, false
-		}
-		return f.Selector.Matches(labels), true
-	default:
-		return ns == owner, true
-	}
 }
 
 func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }

@@ -33,10 +33,12 @@ const (
 	CodeNotAllowedKin = "TRL2006"
 	CodeNoHostname    = "TRL2007"
 	CodeSelectorUnkn  = "TRL2008"
+	CodeHostTaken     = "TRL2009"
 	CodeShadowedTeam  = "TRL2010"
 	CodeShadowedSame  = "TRL2011"
 	CodeShadowedSelf  = "TRL2012"
 	CodeOverlapTeam   = "TRL2013"
+	CodeL4Taken       = "TRL2014"
 	CodeExtensionRef  = "TRL2020"
 	CodeBackendFilter = "TRL2021"
 	CodeHostHeader    = "TRL2022"
@@ -110,6 +112,8 @@ var Codes = []Code{
 		"Give the route a hostname the listener accepts, or attach it to another listener."},
 	{CodeSelectorUnkn, Info, "Namespace labels are unknown, so a namespace selector cannot be checked",
 		"Off Kubernetes namespaces have no labels: prefer allowedRoutes.namespaces.from Same or All."},
+	{CodeHostTaken, Warning, "A more specific listener serves some of the route's hostnames",
+		"Requests for a hostname go to the listener of the port with the most specific hostname, and only to the routes attached there: attach the route to that listener, or drop the hostname from the route."},
 	{CodeShadowedTeam, Error, "Another namespace's route takes these requests",
 		"Two teams matched the same requests on the same hostname; the older route wins. Use distinct paths or hostnames, or remove one rule."},
 	{CodeShadowedSame, Warning, "Another route in the namespace takes these requests",
@@ -118,6 +122,8 @@ var Codes = []Code{
 		"Remove the repeated match: requests go to the first rule that has it."},
 	{CodeOverlapTeam, Warning, "The route takes part of another namespace's requests",
 		"A more specific match takes requests from another team's route on the same hostname; make sure that is intended, or use distinct hostnames."},
+	{CodeL4Taken, Warning, "Another TLSRoute or TCPRoute already takes these connections",
+		"Only the oldest TLSRoute of a hostname, or TCPRoute of a port, is in effect: give the route another hostname or listener, or remove one of them."},
 
 	{CodeExtensionRef, Error, "The rule uses an ExtensionRef filter, which Trellis does not support",
 		"Remove the ExtensionRef filter: as it is, every request matching the rule gets 500."},

@@ -21,19 +21,6 @@ func (lr listenerRef) describe() string {
 	return fmt.Sprintf("listener %q (%s %s)", lr.l.Name, lr.owner, lr.field())
 }
 
-// transport groups protocols that can share a port: HTTP alone, HTTPS and
-// TLS together (split by SNI), TCP alone, UDP alone.
-func transport(p model.Protocol) string {
-	switch p {
-	case model.ProtocolHTTPS, model.ProtocolTLS:
-		return "TLS"
-	case model.ProtocolUDP:
-		return "UDP"
-	default:
-		return string(p)
-	}
-}
-
 // udp reports whether p runs over UDP; TCP- and UDP-based listeners may
 // share a port number.
 func udp(p model.Protocol) bool { return p == model.ProtocolUDP }
@@ -93,7 +80,7 @@ func (a *analyzer) portConflicts(ls []listenerRef) {
 		portKey := strconv.Itoa(int(l.Port)) + "/" + strconv.FormatBool(udp(l.Protocol))
 		if first, ok := firstOnPort[portKey]; ok {
 			switch {
-			case transport(first.l.Protocol) != transport(l.Protocol):
+			case model.Transport(first.l.Protocol) != model.Transport(l.Protocol):
 				a.add(CodeProtocols, lr.owner, lr.field()+".protocol",
 					"port %d is already %s for %s; %s cannot share it", l.Port, first.l.Protocol, first.describe(), l.Protocol)
 				continue
@@ -147,7 +134,7 @@ func (a *analyzer) listenerSet(ls *model.ListenerSet) {
 		a.add(CodeListenSet, res, "spec.parentRef", "Gateway %s does not allow ListenerSets (spec.allowedListeners is not set)", g.Key)
 		return
 	}
-	ok, known := a.namespaceAdmitted(*g.AllowListenerSets, g.Namespace, ls.Namespace)
+	ok, known := g.AllowListenerSets.Admits(g.Namespace, ls.Namespace, a.c.Namespaces)
 	switch {
 	case !known:
 		a.add(CodeSelectorUnkn, res, "spec.parentRef", "Gateway %s admits ListenerSets by namespace selector, and the labels of namespace %s are unknown", g.Key, ls.Namespace)

@@ -117,6 +117,7 @@ func parentPrefixes(p string) []string {
 // identical match shadows, and the cross-namespace matches that take part
 // of another team's requests.
 func (a *analyzer) precedence() {
+	a.l4Precedence()
 	byPlace := map[string][]attachment{}
 	for _, at := range a.attachments {
 		byPlace[at.at.key] = append(byPlace[at.at.key], at)
@@ -237,4 +238,62 @@ func exampleRequest(host, path string, m model.HTTPMatch) string {
 		req += " with " + strings.Join(extra, ", ")
 	}
 	return req
+}
+
+// l4Attachment is a TLSRoute or TCPRoute at one place: a Gateway port
+// and SNI hostname, a TCP listener, or a Service port.
+type l4Attachment struct {
+	rt route
+	at place
+}
+
+// recordL4 records where an L4 route serves. TLSRoutes are served on
+// Gateways only (sidecars report them), so only those places count.
+func (a *analyzer) recordL4(rt route, places [][]place) {
+	seen := map[string]bool{}
+	for _, ps := range places {
+		for _, p := range ps {
+			if seen[p.key] || rt.kind == "TLSRoute" && !strings.HasPrefix(p.key, "gateway ") {
+				continue
+			}
+			seen[p.key] = true
+			a.l4 = append(a.l4, l4Attachment{rt: rt, at: p})
+		}
+	}
+}
+
+// l4Precedence reports the TLSRoutes and TCPRoutes that another route
+// keeps from a place: nothing in a TCP connection (or, for TLS, beyond
+// its SNI) tells two routes apart, so the oldest is in effect there, as
+// the Gateway API breaks ties, and the translator serves only it.
+func (a *analyzer) l4Precedence() {
+	byPlace := map[string][]l4Attachment{}
+	var keys []string
+	for _, at := range a.l4 {
+		k := at.rt.kind + " " + at.at.key
+		if _, ok := byPlace[k]; !ok {
+			keys = append(keys, k)
+		}
+		byPlace[k] = append(byPlace[k], at)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ats := byPlace[k]
+		slices.SortFunc(ats, func(x, y l4Attachment) int {
+			return cmp.Or(cmp.Compare(x.rt.r.Source.CreationUnix, y.rt.r.Source.CreationUnix), x.rt.r.Key.Compare(y.rt.r.Key))
+		})
+		w := ats[0]
+		for _, lost := range ats[1:] {
+			why := "it is older"
+			if w.rt.r.Source.CreationUnix == lost.rt.r.Source.CreationUnix {
+				why = "same age, and its namespace/name sorts first"
+			}
+			where := lost.at.describe
+			if lost.at.host != "" {
+				where += " hostname " + lost.at.host
+			}
+			a.add(CodeL4Taken, lost.rt.res, "spec.parentRefs", "%s %s already takes the connections of %s (%s); this route is not in effect there",
+				w.rt.kind, w.rt.r.Key, where, why)
+		}
+	}
 }

@@ -58,49 +58,18 @@ func (a *analyzer) routes() {
 	}
 	for _, r := range a.c.TLSRoutes {
 		rt := route{kind: "TLSRoute", r: &r.Route, res: resource(r.Source)}
-		a.parents(rt)
+		a.recordL4(rt, a.parents(rt))
 		for i, rule := range r.Rules {
 			a.backends(rt, index("spec.rules", i), rule.Backends)
 		}
 	}
 	for _, r := range a.c.TCPRoutes {
 		rt := route{kind: "TCPRoute", r: &r.Route, res: resource(r.Source)}
-		a.parents(rt)
+		a.recordL4(rt, a.parents(rt))
 		for i, rule := range r.Rules {
 			a.backends(rt, index("spec.rules", i), rule.Backends)
 		}
 	}
-}
-
-// defaultKinds are the route kinds a listener admits when allowedRoutes
-// names none.
-func defaultKinds(l *model.Listener) []string {
-	switch l.Protocol {
-	case model.ProtocolHTTP, model.ProtocolHTTPS:
-		return []string{"HTTPRoute", "GRPCRoute"}
-	case model.ProtocolTLS:
-		if l.TLS != nil && l.TLS.Mode == model.TLSTerminate {
-			return []string{"TCPRoute"}
-		}
-		return []string{"TLSRoute"}
-	case model.ProtocolTCP:
-		return []string{"TCPRoute"}
-	case model.ProtocolUDP:
-		return []string{"UDPRoute"}
-	}
-	return nil
-}
-
-func admitsKind(l *model.Listener, kind string) bool {
-	if len(l.AllowedRoutes.Kinds) == 0 {
-		return slices.Contains(defaultKinds(l), kind)
-	}
-	for _, k := range l.AllowedRoutes.Kinds {
-		if k.Kind == kind && (k.Group == model.GatewayGroup || k.Group == "") {
-			return true
-		}
-	}
-	return false
 }
 
 // routeKinds are the route kinds Trellis serves.
@@ -111,7 +80,7 @@ var routeKinds = []string{"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute"}
 // Gateway's status reports them as supportedKinds and InvalidRouteKinds.
 func ListenerKinds(l *model.Listener) (supported []string, invalid []model.GroupKind) {
 	for _, k := range routeKinds {
-		if admitsKind(l, k) {
+		if l.AdmitsKind(k) {
 			supported = append(supported, k)
 		}
 	}
@@ -121,11 +90,6 @@ func ListenerKinds(l *model.Listener) (supported []string, invalid []model.Group
 		}
 	}
 	return supported, invalid
-}
-
-// hasHostnames reports whether listeners of protocol p match hostnames.
-func hasHostnames(p model.Protocol) bool {
-	return p == model.ProtocolHTTP || p == model.ProtocolHTTPS || p == model.ProtocolTLS
 }
 
 // parents checks each parentRef of a route and returns, per parentRef,
@@ -199,39 +163,45 @@ func (a *analyzer) attachListeners(rt route, pi int, p model.ParentRef, gw model
 		return nil
 	}
 	var places []place
-	var nsRejected, kindRejected, hostRejected []string
+	var nsRejected, kindRejected, hostRejected, hostTaken []string
 	for _, lr := range candidates {
 		l := lr.l
-		if !admitsKind(l, rt.kind) {
+		hosts, why := model.AttachToListener(rt.kind, rt.r, p, l, ownerNS, a.c.Namespaces)
+		switch why {
+		case model.RejectKind:
 			kindRejected = append(kindRejected, fmt.Sprintf("%q (%s)", l.Name, l.Protocol))
 			continue
-		}
-		ok, known := a.namespaceAdmitted(l.AllowedRoutes.Namespaces, ownerNS, rt.r.Namespace)
-		if !known {
+		case model.RejectSelectorUnknown:
 			a.add(CodeSelectorUnkn, rt.res, field, "listener %q of %s admits routes by namespace selector, and the labels of namespace %s are unknown",
 				l.Name, parent, rt.r.Namespace)
 			continue
-		}
-		if !ok {
+		case model.RejectNamespace:
 			nsRejected = append(nsRejected, fmt.Sprintf("%q (from %s)", l.Name, l.AllowedRoutes.Namespaces.From))
 			continue
-		}
-		hosts := []string{""}
-		if hasHostnames(l.Protocol) {
-			hosts = model.IntersectHostnames(l.Hostname, rt.r.Hostnames)
-			if len(hosts) == 0 {
-				hostRejected = append(hostRejected, fmt.Sprintf("%q (hostname %s)", l.Name, l.Hostname))
-				continue
-			}
+		case model.RejectHostname:
+			hostRejected = append(hostRejected, fmt.Sprintf("%q (hostname %s)", l.Name, l.Hostname))
+			continue
 		}
 		a.attachedTo = append(a.attachedTo, Attachment{Route: rt.res, ParentRef: pi, Listener: lr.owner, ListenerIndex: lr.index})
 		for _, h := range hosts {
+			if model.HasHostnames(l.Protocol) {
+				if best, _ := model.MostSpecificListener(a.portHostnames(gw, l), h); best != l.Hostname {
+					// A more specific listener of the port serves h: the
+					// route does not, whatever it asks for.
+					hostTaken = append(hostTaken, fmt.Sprintf("%s (on listener %q)", h, l.Name))
+					continue
+				}
+			}
 			places = append(places, place{
 				key:      fmt.Sprintf("gateway %s port %d host %s", gw, l.Port, h),
 				describe: fmt.Sprintf("%s listener %q", parent, l.Name),
 				host:     h,
 			})
 		}
+	}
+	if len(hostTaken) > 0 {
+		a.add(CodeHostTaken, rt.res, field, "the route's hostnames %s are served by more specific listeners of %s: requests for them do not reach this route",
+			strings.Join(hostTaken, ", "), parent)
 	}
 	if len(places) == 0 {
 		switch {
@@ -247,6 +217,26 @@ func (a *analyzer) attachListeners(rt route, pi int, p model.ParentRef, gw model
 		}
 	}
 	return places
+}
+
+// portHostnames are the hostnames of the listeners of Gateway gw (and of
+// the ListenerSets attached to it) that share l's port and transport.
+func (a *analyzer) portHostnames(gw model.Key, l *model.Listener) []string {
+	var out []string
+	add := func(ls []model.Listener) {
+		for i := range ls {
+			if ls[i].Port == l.Port && model.Transport(ls[i].Protocol) == model.Transport(l.Protocol) {
+				out = append(out, ls[i].Hostname)
+			}
+		}
+	}
+	if g := a.gws[gw]; g != nil {
+		add(g.Listeners)
+	}
+	for _, set := range a.attached[gw] {
+		add(set.Listeners)
+	}
+	return out
 }
 
 func orNone(s []string) string {

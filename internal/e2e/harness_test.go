@@ -224,8 +224,8 @@ func startProxy(t *testing.T, cp *controlPlane, meta nodemeta.Metadata, also ...
 	return startProxyWith(t, cp, meta, proxy.Options{Token: cp.token(t, meta.Namespace, meta.ServiceAccount)}, also...)
 }
 
-// startProxyWith is startProxy with the token, identity and logger
-// options of extra instead of a new token.
+// startProxyWith is startProxy with the token, identity, logger and
+// gateway certificate options of extra instead of a new token.
 func startProxyWith(t *testing.T, cp *controlPlane, meta nodemeta.Metadata, extra proxy.Options, also ...*controlPlane) (stop func()) {
 	t.Helper()
 	pemBytes, err := os.ReadFile(cp.bundle(t))
@@ -249,6 +249,7 @@ func startProxyWith(t *testing.T, cp *controlPlane, meta nodemeta.Metadata, extr
 		AdminAddress: net.JoinHostPort(meta.Address, "15000"), Logger: log,
 		DrainTimeout: time.Second,
 		Token:        extra.Token, TokenFile: extra.TokenFile, IdentityDir: extra.IdentityDir,
+		GatewayCertsDir: extra.GatewayCertsDir, GatewayCertsInterval: extra.GatewayCertsInterval,
 	})
 	if err != nil {
 		t.Fatal(err)

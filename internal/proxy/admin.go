@@ -24,6 +24,8 @@ func nowNanos() int64 { return time.Now().UnixNano() }
 //	/ready        200 once the proxy has a certificate and its first config
 //	/config_dump  the xDS resources in force, by type (never private keys)
 //	/clusters     each cluster's endpoints
+//	/certs        the gateway listener certificates read from files: loaded
+//	              or not, until when, the last load error
 //	/debug/pprof/ Go profiles (CPU, heap, allocations, goroutines)
 func (p *Proxy) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -39,6 +41,7 @@ func (p *Proxy) adminHandler() http.Handler {
 		fmt.Fprintln(w, "LIVE")
 	})
 	mux.HandleFunc("GET /config_dump", p.handleConfigDump)
+	mux.HandleFunc("GET /certs", p.handleGatewayCerts)
 	mux.HandleFunc("GET /clusters", func(w http.ResponseWriter, r *http.Request) {
 		clusters := *p.clusters.Load()
 		for _, name := range slices.Sorted(maps.Keys(clusters)) {

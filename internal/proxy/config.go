@@ -156,6 +156,9 @@ func (p *Proxy) update(typeURL string, changed map[string]xdsclient.Resource, re
 	if typeURL == xdsclient.RouteType || typeURL == xdsclient.ListenerType {
 		p.dropUnusedClusters()
 	}
+	if typeURL == xdsclient.ListenerType {
+		p.retainGatewayCerts(fresh, removed)
+	}
 	return nil
 }
 

@@ -18,8 +18,10 @@
 //	                                              │    endpoints by priority, round robin | least request | ring hash (lb.go),
 //	                                              │    circuit breakers and retry budget (circuitbreaker.go, retrybudget.go),
 //	                                              │    outlier detection (outlier.go), upstream idle timeout, mTLS
-//	                                              └─ secrets (key, SVID, trust bundle)
-//	                                                   └─ SPIFFE Workload API on a UNIX socket (workloadapi.go)
+//	                                              ├─ secrets (key, SVID, trust bundle)
+//	                                              │    └─ SPIFFE Workload API on a UNIX socket (workloadapi.go)
+//	                                              └─ gateway listener certificates from files, reloaded
+//	                                                   when they change (gatewaytls.go, certfiles)
 //
 // The HTTP path runs the HTTP filters (fault injection, fault.go; RBAC,
 // access.go; CORS, cors.go; local rate limit, ratelimit.go), which
@@ -42,8 +44,13 @@
 // rests on the original destination (SO_ORIGINAL_DST, origdst_linux.go)
 // and ORIGINAL_DST clusters; Options.SocketMark marks the proxy's own
 // connections so that the capture rules let them through. HTTP/1.1 and
-// HTTP/2 (ALPN h2 over mTLS, h2c in plaintext) are served downstream;
+// HTTP/2 (ALPN h2 over TLS, h2c in plaintext) are served downstream;
 // clusters with http2_protocol_options speak HTTP/2 upstream.
+//
+// Downstream TLS is mesh mTLS with the proxy's own certificate, or, on a
+// gateway's HTTPS listener, TLS with certificates named
+// gateway-cert/NAMESPACE/NAME that the proxy reads from
+// Options.GatewayCertsDir: the control plane never holds their keys.
 //
 // Config is applied per xDS type and swapped atomically: connections in
 // flight keep the config they started with. Only the resources that

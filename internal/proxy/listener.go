@@ -409,17 +409,23 @@ func (p *Proxy) compileChain(fc *listenerv3.FilterChain, lc *listenerConfig) (*f
 		if !ok {
 			return nil, fmt.Errorf("transport_socket: %T is not supported (DownstreamTlsContext is)", msg)
 		}
-		if err := unsupported(dtc, "common_tls_context", "require_client_certificate"); err != nil {
-			return nil, err
+		if isGatewayTLS(dtc) {
+			if ch.tls, err = p.compileGatewayTLS(dtc); err != nil {
+				return nil, fmt.Errorf("transport_socket: %w", err)
+			}
+		} else {
+			if err := unsupported(dtc, "common_tls_context", "require_client_certificate"); err != nil {
+				return nil, err
+			}
+			if !dtc.GetRequireClientCertificate().GetValue() {
+				return nil, errors.New("transport_socket: require_client_certificate must be true (mesh mTLS)")
+			}
+			allow, err := p.compileCommonTLS(dtc.GetCommonTlsContext())
+			if err != nil {
+				return nil, fmt.Errorf("transport_socket: %w", err)
+			}
+			ch.tls = p.secrets.ServerConfig(allow)
 		}
-		if !dtc.GetRequireClientCertificate().GetValue() {
-			return nil, errors.New("transport_socket: require_client_certificate must be true (mesh mTLS)")
-		}
-		allow, err := p.compileCommonTLS(dtc.GetCommonTlsContext())
-		if err != nil {
-			return nil, fmt.Errorf("transport_socket: %w", err)
-		}
-		ch.tls = p.secrets.ServerConfig(allow)
 	}
 	filters := fc.GetFilters()
 	if len(filters) == 0 {

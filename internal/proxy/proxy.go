@@ -27,6 +27,7 @@ import (
 	"trellis.dev/trellis/internal/ca/capb"
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/proxy/certfiles"
 	"trellis.dev/trellis/internal/proxy/route"
 	"trellis.dev/trellis/internal/proxy/secrets"
 	"trellis.dev/trellis/internal/proxy/xdsclient"
@@ -93,6 +94,15 @@ type Options struct {
 	// certificate still valid there, and needs no new token. Empty keeps
 	// them in memory only.
 	IdentityDir string
+	// GatewayCertsDir holds the certificates of a gateway's TLS listeners,
+	// DIR/NAMESPACE/NAME/tls.crt and tls.key for Secret NAMESPACE/NAME (the
+	// layout of a mounted Kubernetes TLS Secret), reloaded when they
+	// change (package certfiles). Empty: listeners that need one fail
+	// their handshakes, saying so in the log.
+	GatewayCertsDir string
+	// GatewayCertsInterval is how often the files are checked for
+	// changes; zero means certfiles.DefaultInterval.
+	GatewayCertsInterval time.Duration
 }
 
 // Proxy is a running data plane.
@@ -100,6 +110,10 @@ type Proxy struct {
 	opts    Options
 	log     *slog.Logger
 	secrets *secrets.Manager
+	// gatewayCerts resolves Gateway listeners' certificates (gatewaytls.go);
+	// listenerCerts are those each listener names.
+	gatewayCerts  *certfiles.Store
+	listenerCerts map[string][]certfiles.Key
 	// controlPlanes are the addresses of Options.ControlPlane.
 	controlPlanes []string
 
@@ -164,6 +178,7 @@ func New(opts Options) (*Proxy, error) {
 		opts:          opts,
 		log:           opts.Logger,
 		secrets:       secrets.New(id, opts.TrustBundle, opts.Logger),
+		gatewayCerts:  certfiles.New(opts.GatewayCertsDir, opts.GatewayCertsInterval, opts.Logger),
 		controlPlanes: controlPlanes,
 		listeners:     map[string]*listener{},
 		raw:           map[string]map[string]stored{},
@@ -342,6 +357,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	p.goRun(func() { p.secrets.Run(ctx, issuer) })
+	if p.opts.GatewayCertsDir != "" {
+		p.goRun(func() { p.gatewayCerts.Run(ctx) })
+	}
 
 	meta, err := p.opts.Registration.Encode()
 	if err != nil {

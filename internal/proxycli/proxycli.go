@@ -39,6 +39,7 @@ type flags struct {
 	workloadAPISocket             string
 	workloadAPISocketSet          bool
 	token, tokenFile, identityDir string
+	certsDir                      string
 	accessLog, statsAddress       string
 	readinessAddress, appMetrics  string
 	capture                       bool
@@ -136,6 +137,7 @@ user). Whoever can connect to the socket gets the workload's identity.`,
 	fl.StringVar(&f.workloadAPISocket, "workload-api-socket", DefaultWorkloadAPISocket, "UNIX socket the SPIFFE Workload API is served on; empty disables it. Without the flag a sidecar serves it at the default path if that directory exists")
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the join token for this identity (from 'trellis token create'), sent on first contact only; read again on each attempt until a certificate is issued")
 	fl.StringVar(&f.token, "token", "", "the join token itself (prefer --token-file: a command line is visible to other users)")
+	fl.StringVar(&f.certsDir, "certs-dir", "", "with --gateway: directory of the listeners' certificates, DIR/NAMESPACE/NAME/tls.crt and tls.key for Secret NAMESPACE/NAME (a mounted TLS Secret's layout), reloaded when they change")
 	fl.StringVar(&f.identityDir, "identity-dir", "", "directory to keep the key (0600) and certificate chain in, so that a restart goes on with a still-valid certificate instead of needing a new token")
 	fl.StringVar(&f.accessLog, "access-log", "-", "access log: one JSON line per request and TCP connection, to PATH (appended), - (standard output) or off")
 	fl.StringVar(&f.statsAddress, "stats-address", "", "metrics (/stats/prometheus) and kubelet probe forwarding (/app-health/PORT/PATH) address (default --address with port 15020); off disables it")
@@ -275,6 +277,7 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		Token:             strings.TrimSpace(f.token),
 		TokenFile:         f.tokenFile,
 		IdentityDir:       f.identityDir,
+		GatewayCertsDir:   f.certsDir,
 		StatsAddress:      statsAddr,
 		ReadinessAddress:  readyAddr,
 		AppMetricsURL:     appMetrics,

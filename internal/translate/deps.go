@@ -17,6 +17,7 @@ import (
 //	              and localities
 //	ns/NS         the Services of a namespace (which exist, which select a workload)
 //	gw/NS/NAME    a Gateway, with the routes attached to it
+//	ls/NS/NAME    a ListenerSet, with the routes attached to it
 //	access/NS     the AccessPolicies of a namespace without targetRefs
 //	access/svc/NS/NAME, access/gw/NS/NAME
 //	              the AccessPolicies targeting a Service or a Gateway
@@ -91,10 +92,31 @@ func (b *builder) memberOf(w *model.Workload) []*model.Service {
 // to a Service or a Gateway are part of what its key stands for, and a
 // route's change touches the keys of its parents.
 func parentKey(kind model.ParentKind, k model.Key) string {
-	if kind == model.ParentGateway {
+	switch kind {
+	case model.ParentGateway:
 		return GatewayKey(k)
+	case model.ParentListenerSet:
+		return ListenerSetKey(k)
 	}
 	return ServiceKey(k)
+}
+
+// ListenerSetKey is the dependency key of a ListenerSet, with the routes
+// attached to it. (The control plane rebuilds every proxy when a
+// ListenerSet, or a route attached to one, changes.)
+func ListenerSetKey(k model.Key) string { return "ls/" + k.String() }
+
+// listenerSetsOf returns the ListenerSets that name Gateway g as their
+// parent, in key order, recording the dependency on each.
+func (b *builder) listenerSetsOf(g model.Key) []*model.ListenerSet {
+	var out []*model.ListenerSet
+	for _, s := range b.in.Config.ListenerSets {
+		if s.Gateway == g {
+			b.dependOn(ListenerSetKey(s.Key))
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // httpRoutesOf, grpcRoutesOf, tcpRoutesOf and tlsRoutesOf return the
@@ -132,6 +154,22 @@ func (b *builder) backendPoliciesTargeting(k model.Key) []*model.BackendPolicy {
 func (b *builder) gatewayOf(k model.Key) *model.Gateway {
 	b.dependOn(GatewayKey(k))
 	return b.in.Index.Gateway(k)
+}
+
+// namespaceLabels returns the labels of the known namespaces, which
+// allowedRoutes selectors are evaluated against. There is no dependency
+// key for them: a Namespace's change, like a ReferenceGrant's, rebuilds
+// every proxy (the control plane maps kinds it has no keys for to all
+// proxies).
+func (b *builder) namespaceLabels() map[string]map[string]string {
+	return b.in.Config.Namespaces
+}
+
+// granted reports whether an object of kind from in namespace fromNS may
+// reference to (a ReferenceGrant's change rebuilds every proxy; see
+// namespaceLabels).
+func (b *builder) granted(from model.GroupKind, fromNS string, to model.Ref) bool {
+	return b.in.Index.Granted(from, fromNS, to)
 }
 
 // namespaceServices returns the services of a namespace, recording the

@@ -76,8 +76,13 @@
 //     Disable those with one (plaintext would bypass their sidecar), both
 //     reported.
 //
-// A gateway gets one listener per Gateway listener port, with the
-// HTTPRoutes attached to it as virtual hosts. Gateways do not enforce
+// A gateway gets one listener per Gateway listener port (gateway.go):
+// HTTP with the HTTPRoutes and GRPCRoutes attached as virtual hosts;
+// HTTPS and TLS chains chosen by SNI, HTTPS terminated with certificates
+// named as SDS secrets the gateway reads from its own files
+// (GatewayCertificateSecret), TLS passed through to TLSRoute backends;
+// TCP to the oldest TCPRoute's backends. Attachment is the analyzer's
+// (model.AttachToListener, model.MostSpecificListener). Gateways do not enforce
 // AccessPolicy yet: while an ALLOW or DENY policy targets the Gateway, its
 // listeners are left out and the policy reported.
 //

@@ -3,6 +3,8 @@ package translate
 import (
 	"fmt"
 	"strconv"
+
+	"trellis.dev/trellis/internal/model"
 )
 
 // Secret names delivered over SDS to every proxy.
@@ -55,7 +57,28 @@ func GatewayListener(port uint32) string {
 	return "gateway_" + strconv.FormatUint(uint64(port), 10)
 }
 
-// GatewayRoute names the route configuration of a gateway port.
+// GatewayCertificatePrefix begins the names of the SDS secrets of Gateway
+// listeners' certificates.
+const GatewayCertificatePrefix = "gateway-cert/"
+
+// GatewayCertificateSecret names the SDS secret of a Gateway listener's
+// certificateRef to Secret k. The control plane never holds or sends it:
+// the gateway proxy resolves the name to files of its own
+// (trellis-proxy --certs-dir DIR: DIR/NAMESPACE/NAME/tls.crt and tls.key).
+func GatewayCertificateSecret(k model.Key) string {
+	return GatewayCertificatePrefix + k.Namespace + "/" + k.Name
+}
+
+// GatewayHTTPSRoute names the route configuration of a gateway's HTTPS
+// listener with hostname host ("" for any) on port.
+func GatewayHTTPSRoute(port uint32, host string) string {
+	if host == "" {
+		host = "*"
+	}
+	return "https." + strconv.FormatUint(uint64(port), 10) + "." + host
+}
+
+// GatewayRoute names the route configuration of a gateway's HTTP port.
 func GatewayRoute(port uint32) string {
 	return "http." + strconv.FormatUint(uint64(port), 10)
 }

@@ -301,7 +301,7 @@ func (b *builder) backendCluster(f from, ref, field, kind string, svc model.Key,
 		b.problem(ref, field, fmt.Sprintf("backend %s %s is not a Service", kind, svc))
 		return "", false
 	}
-	if !b.in.Index.Granted(f.kind, f.namespace, model.Ref{Kind: "Service", Key: svc}) {
+	if !b.granted(f.kind, f.namespace, model.Ref{Kind: "Service", Key: svc}) {
 		b.problem(ref, field, fmt.Sprintf("no ReferenceGrant in namespace %s allows %s of namespace %s to reference Service %s",
 			svc.Namespace, f.kind.Kind, f.namespace, svc))
 		return "", false

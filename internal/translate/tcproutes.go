@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 
@@ -20,7 +19,6 @@ import (
 // reported. nil (reported) when the route leaves no usable backend: the
 // local port is then not served, as a TCP client sees a route that fails.
 func (b *builder) meshTCP(statPrefix string, s *model.Service, sp model.ServicePort) *listenerv3.Filter {
-	ref := "proxy " + b.in.Proxy.ID
 	for _, r := range b.tlsRoutesOf(model.ParentService, s.Key) {
 		if attachesToService(r.Parents, s, sp) {
 			b.problem("TLSRoute "+r.Key.String(), "spec.parentRefs",
@@ -36,20 +34,25 @@ func (b *builder) meshTCP(statPrefix string, s *model.Service, sp model.ServiceP
 	if len(attached) == 0 {
 		return tcpFilter(statPrefix, b.useCluster(s, sp))
 	}
-	slices.SortStableFunc(attached, func(x, y *model.TCPRoute) int {
-		return cmp.Or(cmp.Compare(x.Source.CreationUnix, y.Source.CreationUnix), x.Key.Compare(y.Key))
-	})
+	slices.SortStableFunc(attached, func(x, y *model.TCPRoute) int { return olderRoute(&x.Route, &y.Route) })
 	r := attached[0]
 	for _, other := range attached[1:] {
 		b.problem("TCPRoute "+other.Key.String(), "spec.parentRefs",
 			fmt.Sprintf("TCPRoute %s, older, already routes %s port %d; this route is not in effect there", r.Key, s.Key, sp.Port))
 	}
-	routeRef := "TCPRoute " + r.Key.String()
+	return b.l4Filter(statPrefix, fmt.Sprintf("%s port %d", s.Key, sp.Port), "TCPRoute", &r.Route, r.Rules)
+}
+
+// l4Filter is the tcp_proxy of a TCPRoute or TLSRoute: connections split
+// among its rules' backends by weight. nil (reported) when the route
+// leaves no usable backend for what it routes (what).
+func (b *builder) l4Filter(statPrefix, what, kind string, r *model.Route, rules []model.L4Rule) *listenerv3.Filter {
+	routeRef := kind + " " + r.Key.String()
 	var clusters []*tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight
-	for i, rule := range r.Rules {
+	for i, rule := range rules {
 		for j, be := range rule.Backends {
 			field := fmt.Sprintf("spec.rules[%d].backendRefs[%d]", i, j)
-			cluster, ok := b.backendCluster(routeFrom("TCPRoute", r.Key), routeRef, field, be.Kind, be.Service, be.Port)
+			cluster, ok := b.backendCluster(routeFrom(kind, r.Key), routeRef, field, be.Kind, be.Service, be.Port)
 			if !ok || be.Weight == 0 {
 				continue
 			}
@@ -58,7 +61,7 @@ func (b *builder) meshTCP(statPrefix string, s *model.Service, sp model.ServiceP
 	}
 	switch len(clusters) {
 	case 0:
-		b.problem(ref, "", fmt.Sprintf("%s leaves no usable backend for %s port %d: connections to it are refused", routeRef, s.Key, sp.Port))
+		b.problem("proxy "+b.in.Proxy.ID, "", fmt.Sprintf("%s leaves no usable backend for %s: connections to it are refused", routeRef, what))
 		return nil
 	case 1:
 		return tcpFilter(statPrefix, clusters[0].Name)
