@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +14,8 @@ import (
 
 	"trellis.dev/trellis/internal/control"
 	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/inject"
+	"trellis.dev/trellis/internal/install"
 )
 
 // defaultDataDir is where `trellis control` keeps its store and CA keys
@@ -60,6 +63,20 @@ For high availability, run several control planes with the same
 			}
 			opts.Kube = kube
 			opts.KubeStatus.LeaseNamespace = leaseNamespace
+			if kube != nil {
+				// Pods and the API server reach the control plane by its
+				// Service's name: the certificate carries it, and
+				// injected sidecars are given it.
+				svc := install.Name + "." + leaseNamespace + ".svc"
+				opts.ServerNames = append(opts.ServerNames, svc, svc+"."+opts.ClusterDomain)
+				if opts.Inject.ControlPlane == "" {
+					_, port, _ := net.SplitHostPort(opts.XDSAddress)
+					opts.Inject.ControlPlane = net.JoinHostPort(svc, port)
+				}
+				if !c.Flags().Changed("webhook-address") {
+					opts.WebhookAddress = control.DefaultWebhookAddress
+				}
+			}
 			return control.Run(c.Context(), opts)
 		},
 	}
@@ -75,6 +92,10 @@ For high availability, run several control planes with the same
 	f.StringVar(&opts.XDSAddress, "xds-address", control.DefaultXDSAddress, "address of the xDS and CA port (TLS)")
 	f.StringSliceVar(&opts.ServerNames, "server-names", nil, "extra DNS names and IPs for the xDS port's certificate, for clients that verify the control plane by the name they dial (proxyless gRPC)")
 	f.StringVar(&opts.DebugAddress, "debug-address", control.DefaultDebugAddress, "address of the API, debug and metrics port")
+	f.StringVar(&opts.WebhookAddress, "webhook-address", "", "address of the admission webhooks (sidecar injection, validation) over TLS; on Kubernetes "+control.DefaultWebhookAddress+" unless set, elsewhere none")
+	f.StringVar(&opts.Inject.Image, "proxy-image", inject.DefaultProxyImage(), "sidecar image the injection webhook adds to pods")
+	f.StringVar(&opts.Inject.ControlPlane, "inject-control-plane", "", "control plane address injected sidecars are given (default: this control plane's Service, trellis-control.NAMESPACE.svc, and the xDS port)")
+	f.StringVar(&opts.Inject.CaptureMode, "inject-capture-mode", "iptables", "capture rules of injected pods: iptables or nftables")
 	f.StringVar(&opts.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
 	f.StringVar(&opts.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of service names (name.namespace.svc.<domain>)")
 	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd cluster, comma-separated client URLs; control planes sharing it (and --ca-dir) serve one mesh; empty embeds a single-node etcd")

@@ -51,6 +51,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"trellis.dev/trellis/internal/ca"
@@ -64,8 +65,10 @@ import (
 
 // Default addresses.
 const (
-	DefaultXDSAddress   = ":15012"
-	DefaultDebugAddress = "127.0.0.1:15014"
+	DefaultXDSAddress = ":15012"
+	// DefaultWebhookAddress serves the admission webhooks on Kubernetes.
+	DefaultWebhookAddress = ":15017"
+	DefaultDebugAddress   = "127.0.0.1:15014"
 )
 
 // Options configure the control plane.
@@ -268,14 +271,18 @@ func Run(ctx context.Context, opts Options) error {
 	hs := &http.Server{Handler: cp.handler(), ReadHeaderTimeout: 10 * time.Second}
 
 	var src *kubesource.Source
+	var kcs kubernetes.Interface
 	if opts.Kube != nil {
+		if kcs, err = kubernetes.NewForConfig(opts.Kube); err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
 		if src, err = kubesource.New(kubesource.Options{Config: opts.Kube, Sink: cp, Logger: log}); err != nil {
 			return fmt.Errorf("control: %w", err)
 		}
 	}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	errs := make(chan error, 12)
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -326,6 +333,7 @@ func Run(ctx context.Context, opts Options) error {
 			status := opts.KubeStatus
 			status.View = cp
 			run("status writer", func() error { return src.RunStatus(runCtx, status) })
+			run("trust publisher", func() error { return cp.publishTrust(runCtx, kcs) })
 		}
 	}
 

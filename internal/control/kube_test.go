@@ -40,6 +40,8 @@ import (
 // kubeControlPlane is a control plane reading from a test cluster.
 type kubeControlPlane struct {
 	api *controlapi.Client
+	// xds is the address of its xDS and CA port.
+	xds string
 	// statusWrites counts its writes of status subresources.
 	statusWrites *atomic.Int64
 	stop         func()
@@ -58,19 +60,19 @@ func startKube(t *testing.T, cfg *rest.Config, status kubesource.StatusOptions) 
 			return rt.RoundTrip(r)
 		})
 	})
-	ready := make(chan string, 1)
+	ready := make(chan [2]string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- control.Run(ctx, control.Options{
 			DataDir: t.TempDir(), XDSAddress: "127.0.0.1:0", DebugAddress: "127.0.0.1:0",
 			Kube: cfg, KubeStatus: status,
-			Ready: func(_, api net.Addr) { ready <- api.String() },
+			Ready: func(x, api net.Addr) { ready <- [2]string{x.String(), api.String()} },
 		})
 	}()
-	var addr string
+	var addrs [2]string
 	select {
-	case addr = <-ready:
+	case addrs = <-ready:
 	case err := <-done:
 		cancel()
 		t.Fatalf("control plane: %v", err)
@@ -78,7 +80,7 @@ func startKube(t *testing.T, cfg *rest.Config, status kubesource.StatusOptions) 
 		cancel()
 		t.Fatal("control plane did not start in 60s")
 	}
-	api, err := controlapi.NewClient(addr)
+	api, err := controlapi.NewClient(addrs[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func startKube(t *testing.T, cfg *rest.Config, status kubesource.StatusOptions) 
 		}
 	}
 	t.Cleanup(stop)
-	return &kubeControlPlane{api: api, statusWrites: writes, stop: stop}
+	return &kubeControlPlane{api: api, xds: addrs[0], statusWrites: writes, stop: stop}
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)

@@ -10,9 +10,11 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/client-go/kubernetes"
 
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/kubeauth"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/store"
 )
@@ -172,5 +174,12 @@ func (cp *controlPlane) deregister(id string, lease *store.Lease) {
 // Kubernetes service account token (TokenReview) will join the join token
 // store as a second judge of tokens, told apart by their form.
 func (cp *controlPlane) authenticator() ca.Authenticator {
-	return ca.PeerOrToken(cp.ca, cp.tokens)
+	if cp.opts.Kube == nil {
+		return ca.PeerOrToken(cp.ca, cp.tokens)
+	}
+	// On Kubernetes, sidecars present their projected service account
+	// token, which the API server reviews; join tokens still serve
+	// workloads outside the cluster.
+	reviewer := &kubeauth.TokenReviewer{Client: kubernetes.NewForConfigOrDie(cp.opts.Kube)}
+	return ca.PeerOrToken(cp.ca, kubeauth.Tokens(cp.tokens, reviewer))
 }

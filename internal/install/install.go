@@ -204,8 +204,9 @@ var (
 
 // clusterRole is what the control plane needs across the cluster, and no
 // more: read the mesh's inputs (the kinds of crds among them), write the
-// status of the kinds that have one, review service-account tokens, and
-// update the caBundle of its own two webhook configurations.
+// status of the kinds that have one, review service-account tokens,
+// publish the mesh's roots in ConfigMaps, and update the caBundle of its
+// own two webhook configurations.
 func clusterRole(crds []*apiextensionsv1.CustomResourceDefinition) *rbacv1.ClusterRole {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "secrets", "serviceaccounts", "services"}, Verbs: readVerbs},
@@ -237,6 +238,9 @@ func clusterRole(crds []*apiextensionsv1.CustomResourceDefinition) *rbacv1.Clust
 	}
 	rules = append(rules,
 		rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		// The mesh's roots, as ConfigMap trellis-ca-root in the namespaces
+		// labelled for injection (create cannot be limited by name).
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
 		rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"},
 			ResourceNames: []string{ValidatingWebhookName}, Verbs: []string{"get", "update", "patch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
@@ -342,6 +346,7 @@ func deployment(ns, image string) *appsv1.Deployment {
 			"control",
 			fmt.Sprintf("--xds-address=:%d", XDSPort),
 			fmt.Sprintf("--debug-address=:%d", DebugPort),
+			fmt.Sprintf("--webhook-address=:%d", WebhookPort),
 			"--data-dir=" + dataDir,
 			"--server-names=" + serviceName(ns),
 		},
