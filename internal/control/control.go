@@ -94,6 +94,9 @@ type Options struct {
 	WorkloadTTL time.Duration
 	// XDSAddress serves ADS and the CA over TLS (default :15012).
 	XDSAddress string
+	// XDSListener, when set, is the listener of ADS and the CA instead of
+	// one on XDSAddress (tests make it in a network namespace).
+	XDSListener net.Listener
 	// ServerNames are DNS names and IPs, besides the listen address,
 	// loopback and the host name, that the xDS port's certificate carries,
 	// for clients that verify the control plane by the name they dial
@@ -171,9 +174,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// Bind first: a second control plane on the same ports fails at once,
 	// before it touches the data directory.
-	xl, err := net.Listen("tcp", opts.XDSAddress)
-	if err != nil {
-		return fmt.Errorf("control: xDS port: %w (is another control plane or `trellis demo` running?)", err)
+	xl := opts.XDSListener
+	if xl == nil {
+		var err error
+		if xl, err = net.Listen("tcp", opts.XDSAddress); err != nil {
+			return fmt.Errorf("control: xDS port: %w (is another control plane or `trellis demo` running?)", err)
+		}
 	}
 	defer xl.Close()
 	dl, err := net.Listen("tcp", opts.DebugAddress)

@@ -2,6 +2,7 @@ package control
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -727,6 +728,10 @@ func endpointServices(touched []string) map[model.Key]bool {
 // registration replaces the workload of the same name that cfg has (a
 // Pod's): one workload, described by its live sidecar.
 func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replace bool) {
+	// On Kubernetes (replace) a registration stands for its Pod's
+	// workload, whose labels stay the Pod's: the API server's word, not
+	// the proxy's, decides which Services select it.
+	pods := map[model.Key]*model.Workload{}
 	if replace {
 		registered := map[model.Key]bool{}
 		for _, m := range regs {
@@ -735,12 +740,22 @@ func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replac
 			}
 		}
 		if len(registered) > 0 {
-			cfg.Workloads = slices.DeleteFunc(cfg.Workloads, func(w *model.Workload) bool { return registered[w.Key] })
+			cfg.Workloads = slices.DeleteFunc(cfg.Workloads, func(w *model.Workload) bool {
+				if registered[w.Key] {
+					pods[w.Key] = w
+					return true
+				}
+				return false
+			})
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(regs)) {
 		if m := regs[id]; m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
 			w := workloadOf(m)
+			if pod := pods[w.Key]; pod != nil {
+				w.Labels = pod.Labels
+				w.Locality = cmp.Or(w.Locality, pod.Locality)
+			}
 			cfg.Workloads = append(cfg.Workloads, &w)
 		}
 	}

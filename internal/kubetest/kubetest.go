@@ -200,9 +200,13 @@ func Start(t testing.TB) *Cluster {
 }
 
 // controllers are the kube-controller-manager controllers that run: the
-// ones a cluster without nodes needs for Services, namespaces and service
-// accounts.
+// ones a cluster needs for Services, namespaces and service accounts, and
+// those that make pods of StatefulSets, Deployments and their ReplicaSets
+// (which a Node runs).
 var controllers = []string{
+	"deployment-controller",
+	"replicaset-controller",
+	"statefulset-controller",
 	"endpointslice-controller",
 	"endpointslice-mirroring-controller",
 	"namespace-controller",

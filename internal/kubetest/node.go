@@ -251,7 +251,10 @@ func (r *podRun) run() {
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	r.ns, r.ip = r.n.Net.Add(name)
+	ns, ip := r.n.Net.Add(name)
+	r.mu.Lock()
+	r.ns, r.ip = ns, ip
+	r.mu.Unlock()
 	r.dir = filepath.Join(r.n.dir, string(p.UID))
 	now := metav1.Now()
 	p.Status.Phase = corev1.PodPending
@@ -588,6 +591,22 @@ func (r *podRun) user(c *corev1.Container) (uid, gid int64) {
 		gid = uid
 	}
 	return uid, gid
+}
+
+// PodNS returns the network namespace a pod runs in, "" when it does not
+// run here.
+func (n *Node) PodNS(namespace, name string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.pods {
+		if r.pod.Namespace == namespace && r.pod.Name == name {
+			r.mu.Lock()
+			ns := r.ns
+			r.mu.Unlock()
+			return ns
+		}
+	}
+	return ""
 }
 
 // Log returns the last lines a container of a pod wrote.
