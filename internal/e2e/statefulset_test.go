@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"trellis.dev/trellis/internal/control"
 	"trellis.dev/trellis/internal/controlapi"
@@ -28,6 +29,7 @@ import (
 	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/kubetest"
 	"trellis.dev/trellis/internal/netnstest"
+	trellisresource "trellis.dev/trellis/internal/resource"
 	"trellis.dev/trellis/internal/webhook"
 )
 
@@ -44,7 +46,9 @@ import (
 //   - each pod talks to each other pod IP to pod IP on the gossip port
 //     (TCP), through both sidecars over mTLS, and the server's sidecar saw
 //     the caller's identity;
-//   - a pod outside the mesh cannot reach the gossip port.
+//   - a pod outside the mesh cannot reach the gossip port;
+//   - the validating webhook refuses a route by the analyzer, judged against
+//     the cluster's state as the informers read it.
 func TestKubernetesStatefulSet(t *testing.T) {
 	c := kubetest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -266,6 +270,47 @@ func TestKubernetesStatefulSet(t *testing.T) {
 	if out, err := n(node).run(outsiderNS, "banner", net.JoinHostPort(ips["cassandra-1"], "7000")); err == nil && strings.HasPrefix(out, "220 ") {
 		t.Errorf("a pod outside the mesh reached cassandra-1's gossip port under STRICT: %q", out)
 	}
+
+	// The validating webhook judges an object against the cluster's state
+	// as the informers read it: team-b's route on the hostname team-a's
+	// route serves through a shared Gateway is refused (TRL2010).
+	validate := "https://" + hookAddr + webhook.ValidatePath
+	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: install.ValidatingWebhookName},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name: "validate.trellis.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &validate},
+			FailurePolicy: &fail, SideEffects: &none, AdmissionReviewVersions: []string{"v1"},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"gateway.networking.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"httproutes"}}}},
+		}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"infra", "team-a", "team-b"} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until the control plane has set the caBundle, the webhook fails
+	// closed: team-a's route is created once it can be judged.
+	if err := createDocs(ctx, dyn, teamsMesh, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "team-a's route admitted", func() error {
+		return createDocs(ctx, dyn, teamRoute("team-a", "shop.example.com"), false)
+	})
+	var denied error
+	eventually(t, 30*time.Second, "team-b's route on team-a's hostname refused", func() error {
+		denied = createDocs(ctx, dyn, teamRoute("team-b", "shop.example.com"), true)
+		if denied == nil || !strings.Contains(denied.Error(), "TRL2010") {
+			return fmt.Errorf("got %v, want a denial with TRL2010", denied)
+		}
+		return nil
+	})
+	if err := createDocs(ctx, dyn, teamRoute("team-b", "b.example.com"), false); err != nil {
+		t.Errorf("team-b's route on its own hostname: %v", err)
+	}
 }
 
 // sidecarLog is the end of what a pod's sidecar wrote.
@@ -275,6 +320,74 @@ func sidecarLog(ctx context.Context, cs kubernetes.Interface, node *kubetest.Nod
 		return err.Error()
 	}
 	return node.Log(p, inject.ProxyContainer)
+}
+
+// teamsMesh is a shared Gateway that admits routes from every namespace,
+// and the teams' Services.
+const teamsMesh = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: trellis}
+spec: {controllerName: trellis.dev/gateway}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: public, namespace: infra}
+spec:
+  gatewayClassName: trellis
+  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: team-a}
+spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: team-b}
+spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+`
+
+// teamRoute is a team's route on host.
+func teamRoute(team, host string) string {
+	return `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: route, namespace: ` + team + `}
+spec:
+  parentRefs: [{name: public, namespace: infra}]
+  hostnames: [` + host + `]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+`
+}
+
+// createDocs creates the objects of a YAML stream; dryRun stores nothing.
+func createDocs(ctx context.Context, dyn dynamic.Interface, docs string, dryRun bool) error {
+	opts := metav1.CreateOptions{}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	for _, doc := range strings.Split(docs, "\n---\n") {
+		u := &unstructured.Unstructured{}
+		if err := sigsyaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			return err
+		}
+		k, ok := trellisresource.LookupKind(u.GetKind())
+		if !ok {
+			return fmt.Errorf("kind %s", u.GetKind())
+		}
+		gvr := schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Plural}
+		var err error
+		if u.GetNamespace() == "" {
+			_, err = dyn.Resource(gvr).Create(ctx, u, opts)
+		} else {
+			_, err = dyn.Resource(gvr).Namespace(u.GetNamespace()).Create(ctx, u, opts)
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return nil
 }
 
 func podIsReady(p *corev1.Pod) bool {
