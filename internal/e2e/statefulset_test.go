@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,7 +22,6 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"trellis.dev/trellis/internal/control"
-	"trellis.dev/trellis/internal/controlapi"
 	"trellis.dev/trellis/internal/inject"
 	"trellis.dev/trellis/internal/install"
 	"trellis.dev/trellis/internal/kubesource"
@@ -88,35 +86,12 @@ func TestKubernetesStatefulSet(t *testing.T) {
 	}
 	hookAddr := hookLn.Addr().String()
 	hookLn.Close()
-	ready := make(chan string, 1)
-	cpCtx, stopCP := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- control.Run(cpCtx, control.Options{
-			DataDir: t.TempDir(), XDSListener: xdsLn, DebugAddress: "127.0.0.1:0", WebhookAddress: hookAddr,
-			Kube: c.Config, KubeStatus: kubesource.StatusOptions{LeaseNamespace: "default"},
-			Inject: inject.Options{Image: "trellis-proxy:test", ControlPlane: xdsLn.Addr().String()},
-			Logger: slog.New(slog.NewTextHandler(failureLog(t), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "control"),
-			Ready:  func(_, api net.Addr) { ready <- api.String() },
-		})
-	}()
-	t.Cleanup(func() {
-		stopCP()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
+	cp := startControlPlane(t, newSubnet(t), t.TempDir(), func(o *control.Options) {
+		o.XDSListener, o.WebhookAddress = xdsLn, hookAddr
+		o.Kube, o.KubeStatus = c.Config, kubesource.StatusOptions{LeaseNamespace: "default"}
+		o.Inject = inject.Options{Image: "trellis-proxy:test", ControlPlane: xdsLn.Addr().String()}
 	})
-	var api *controlapi.Client
-	select {
-	case addr := <-ready:
-		if api, err = controlapi.NewClient(addr); err != nil {
-			t.Fatal(err)
-		}
-	case err := <-done:
-		t.Fatalf("control plane: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("control plane did not start in 60s")
-	}
+	api := cp.client(t)
 
 	// The injection webhook, by URL; the control plane fills in its
 	// caBundle (checked here before pods are made).
