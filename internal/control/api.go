@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -59,7 +61,31 @@ func (cp *controlPlane) handler() http.Handler {
 		}
 		w.Write([]byte("ok\n"))
 	})
+	if cp.fromKube() {
+		return localOnly(mux, "GET "+controlapi.PathReady, "GET /metrics")
+	}
 	return mux
+}
+
+// localOnly serves h to callers on loopback, and open (METHOD PATH) to
+// everyone. On Kubernetes the debug port listens on the pod's address, for
+// kubelet's readiness probe and Prometheus; the rest of the API (join
+// tokens, root rotation, config dumps, profiles) is for an operator, who
+// reaches it through kubectl port-forward, which arrives on loopback.
+func localOnly(h http.Handler, open ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(open, r.Method+" "+r.URL.Path) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			writeErrors(w, http.StatusForbidden, "on Kubernetes the control plane's API answers only local callers: "+
+				"kubectl port-forward -n NAMESPACE deploy/trellis-control 15014, then use the CLI against 127.0.0.1:15014")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
