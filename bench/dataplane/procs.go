@@ -81,7 +81,8 @@ func haproxyBin() string {
 
 func build(ctx context.Context, root, dir string) (trellis, proxy string, err error) {
 	for _, b := range []struct{ out, pkg string }{{"trellis", "./cmd/trellis"}, {"trellis-proxy", "./cmd/trellis-proxy"}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		// The release build's tags (hack/dev's buildTags).
+		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "grpcnotrace", "-o", filepath.Join(dir, b.out), b.pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", "", fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)

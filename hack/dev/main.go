@@ -95,8 +95,14 @@ func version() string {
 	return strings.TrimSpace(string(out))
 }
 
+// buildTags are the tags of release builds: grpcnotrace leaves out gRPC's
+// /debug/requests tracing (golang.org/x/net/trace, html/template), which
+// nothing serves, and 2.5 to 3 MB of every sidecar's memory
+// (docs/dataplane.md#memory). bench/dataplane builds with the same tags.
+const buildTags = "grpcnotrace"
+
 func build() error {
-	return run("go", "build", "-ldflags", "-X "+module+"/internal/version.Version="+version(),
+	return run("go", "build", "-tags", buildTags, "-ldflags", "-X "+module+"/internal/version.Version="+version(),
 		"-o", "bin/", "./cmd/trellis", "./cmd/trellis-proxy")
 }
 
