@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"math/big"
 	"net"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/proxy/secrets"
+	"trellis.dev/trellis/internal/tlshandshake"
 )
 
 // handshakeServerName is a DNS name the benchmark's certificates carry
@@ -138,7 +138,7 @@ func handshakes(dir string, rounds, n int) ([]handshakeResult, error) {
 				return nil, err
 			}
 			defer ln.Close()
-			go serveHandshakes(ln, conf)
+			go tlshandshake.Serve(ln, conf)
 			servers[curve.String()+kind] = server{ln, client}
 		}
 	}
@@ -149,7 +149,7 @@ func handshakes(dir string, rounds, n int) ([]handshakeResult, error) {
 				s := servers[curve.String()+kind]
 				start := time.Now()
 				for range n {
-					if err := handshake(s.ln.Addr().String(), s.client, curve); err != nil {
+					if err := tlshandshake.Dial(s.ln.Addr().String(), s.client, curve); err != nil {
 						return nil, errors.New(kind + " " + curve.String() + ": " + err.Error())
 					}
 				}
@@ -168,45 +168,6 @@ func handshakes(dir string, rounds, n int) ([]handshakeResult, error) {
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// serveHandshakes accepts connections on ln until it closes: each gets a
-// server handshake, then one byte, so that the client knows the server
-// verified it too.
-func serveHandshakes(ln net.Listener, conf *tls.Config) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			tc := tls.Server(c, conf)
-			if tc.Handshake() == nil {
-				_, _ = tc.Write([]byte{1})
-			}
-		}()
-	}
-}
-
-// handshake makes one new connection to addr: TCP, a TLS handshake with
-// the key exchange want, and the server's byte.
-func handshake(addr string, conf *tls.Config, want tls.CurveID) error {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	tc := tls.Client(c, conf)
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
-	if got := tc.ConnectionState().CurveID; got != want {
-		return errors.New("key exchange is " + got.String() + ", not " + want.String())
-	}
-	var b [1]byte
-	_, err = io.ReadFull(tc, b[:])
-	return err
 }
 
 func median(xs []float64) float64 {

@@ -4,14 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"io"
 	"net"
 	"path/filepath"
 	"testing"
 
 	"trellis.dev/trellis/internal/ca"
 	"trellis.dev/trellis/internal/identity"
+	"trellis.dev/trellis/internal/tlshandshake"
 )
 
 // handshakePair is two proxies' identities from one real CA, each usable
@@ -76,45 +75,6 @@ func (p *handshakePair) configs(kind string, curve tls.CurveID) (client, server 
 	return client, server
 }
 
-// serveHandshakes accepts connections on ln until it closes: each gets a
-// server handshake, then one byte, so that the client knows the server
-// verified it too.
-func serveHandshakes(ln net.Listener, conf *tls.Config) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			tc := tls.Server(c, conf)
-			if tc.Handshake() == nil {
-				_, _ = tc.Write([]byte{1})
-			}
-		}()
-	}
-}
-
-// handshake makes one new connection to addr: TCP, a TLS handshake, and
-// the server's byte.
-func handshake(addr string, conf *tls.Config, want tls.CurveID) error {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	tc := tls.Client(c, conf)
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
-	if got := tc.ConnectionState().CurveID; got != want {
-		return errors.New("key exchange is " + got.String() + ", not " + want.String())
-	}
-	var b [1]byte
-	_, err = io.ReadFull(tc, b[:])
-	return err
-}
-
 // BenchmarkHandshake measures a new mTLS connection over loopback, one at
 // a time: bare Go TLS 1.3 against the proxies' mesh configs, with the same
 // keys and certificates, for each key exchange. The ratio trellis/bare of
@@ -132,10 +92,10 @@ func BenchmarkHandshake(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer ln.Close()
-				go serveHandshakes(ln, server)
+				go tlshandshake.Serve(ln, server)
 				b.ReportAllocs()
 				for b.Loop() {
-					if err := handshake(ln.Addr().String(), client, curve); err != nil {
+					if err := tlshandshake.Dial(ln.Addr().String(), client, curve); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -156,8 +116,8 @@ func TestHandshakeConfigs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			go serveHandshakes(ln, server)
-			if err := handshake(ln.Addr().String(), client, curve); err != nil {
+			go tlshandshake.Serve(ln, server)
+			if err := tlshandshake.Dial(ln.Addr().String(), client, curve); err != nil {
 				t.Errorf("%s %s: %v", kind, curve, err)
 			}
 			ln.Close()
@@ -170,8 +130,8 @@ func TestHandshakeConfigs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go serveHandshakes(ln, server)
-	if err := handshake(ln.Addr().String(), client, tls.X25519); err == nil {
+	go tlshandshake.Serve(ln, server)
+	if err := tlshandshake.Dial(ln.Addr().String(), client, tls.X25519); err == nil {
 		t.Error("a server that allows only its own identity accepted the client")
 	}
 }
@@ -205,8 +165,8 @@ func TestMeshKeyExchange(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			go serveHandshakes(ln, server)
-			if err := handshake(ln.Addr().String(), client, tc.want); err != nil {
+			go tlshandshake.Serve(ln, server)
+			if err := tlshandshake.Dial(ln.Addr().String(), client, tc.want); err != nil {
 				t.Error(err)
 			}
 		})
