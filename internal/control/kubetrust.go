@@ -45,34 +45,28 @@ func (cp *controlPlane) syncTrust(ctx context.Context, cs kubernetes.Interface) 
 	bundle := cp.ca.BundlePEM()
 	adm := cs.AdmissionregistrationV1()
 	if v, err := adm.ValidatingWebhookConfigurations().Get(ctx, install.ValidatingWebhookName, metav1.GetOptions{}); err == nil {
-		changed := false
+		var bundles []*[]byte
 		for i := range v.Webhooks {
-			if !bytes.Equal(v.Webhooks[i].ClientConfig.CABundle, bundle) {
-				v.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
-			}
+			bundles = append(bundles, &v.Webhooks[i].ClientConfig.CABundle)
 		}
-		if changed {
-			if _, err := adm.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
-				cp.log.Warn("updating the webhook's caBundle", "webhook", v.Name, "err", err)
-			}
+		if setBundles(bundles, bundle) {
+			_, err = adm.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{})
 		}
+		cp.warnTrust(err, v.Name)
 	} else if !apierrors.IsNotFound(err) {
-		cp.log.Warn("reading the webhook configuration", "webhook", install.ValidatingWebhookName, "err", err)
+		cp.warnTrust(err, install.ValidatingWebhookName)
 	}
 	if m, err := adm.MutatingWebhookConfigurations().Get(ctx, install.MutatingWebhookName, metav1.GetOptions{}); err == nil {
-		changed := false
+		var bundles []*[]byte
 		for i := range m.Webhooks {
-			if !bytes.Equal(m.Webhooks[i].ClientConfig.CABundle, bundle) {
-				m.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
-			}
+			bundles = append(bundles, &m.Webhooks[i].ClientConfig.CABundle)
 		}
-		if changed {
-			if _, err := adm.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{}); err != nil {
-				cp.log.Warn("updating the webhook's caBundle", "webhook", m.Name, "err", err)
-			}
+		if setBundles(bundles, bundle) {
+			_, err = adm.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{})
 		}
+		cp.warnTrust(err, m.Name)
 	} else if !apierrors.IsNotFound(err) {
-		cp.log.Warn("reading the webhook configuration", "webhook", install.MutatingWebhookName, "err", err)
+		cp.warnTrust(err, install.MutatingWebhookName)
 	}
 
 	nss, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: inject.InjectLabel + "=enabled"})
@@ -99,5 +93,24 @@ func (cp *controlPlane) syncTrust(ctx context.Context, cs kubernetes.Interface) 
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			cp.log.Warn("publishing the mesh's roots", "namespace", ns.Name, "configmap", inject.CARootConfigMap, "err", err)
 		}
+	}
+}
+
+// setBundles sets each caBundle to bundle and reports whether one changed.
+func setBundles(bundles []*[]byte, bundle []byte) bool {
+	changed := false
+	for _, b := range bundles {
+		if !bytes.Equal(*b, bundle) {
+			*b, changed = bundle, true
+		}
+	}
+	return changed
+}
+
+// warnTrust logs a failure to read or update a webhook configuration;
+// the next round tries again.
+func (cp *controlPlane) warnTrust(err error, webhook string) {
+	if err != nil {
+		cp.log.Warn("keeping the webhook's caBundle current", "webhook", webhook, "err", err)
 	}
 }
