@@ -320,18 +320,7 @@ spec:
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	eventually(t, 30*time.Second, "a gRPC call through the HTTP listener", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
-		if err != nil {
-			return err
-		}
-		if resp.ServerId != "ratings-1" {
-			return fmt.Errorf("answered by %q", resp.ServerId)
-		}
-		return nil
-	})
+	callRatings(t, conn, "a gRPC call through the HTTP listener")
 }
 
 // httpsGateway is a Gateway whose port 18443 serves a.example.com,
@@ -473,18 +462,7 @@ spec:
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	eventually(t, 30*time.Second, "a gRPC call through grpc.example.com", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
-		if err != nil {
-			return err
-		}
-		if resp.ServerId != "ratings-1" {
-			return fmt.Errorf("answered by %q", resp.ServerId)
-		}
-		return nil
-	})
+	callRatings(t, conn, "a gRPC call through grpc.example.com")
 	if served == nil || served.SerialNumber.Int64() != 3 {
 		t.Errorf("the gRPC client was served %v, want the certificate of grpc.example.com (serial 3)", served)
 	}
@@ -1031,4 +1009,22 @@ spec:
 			}
 		}
 	}
+}
+
+// callRatings makes a unary call on conn until the ratings backend
+// answers it.
+func callRatings(t *testing.T, conn *grpc.ClientConn, what string) {
+	t.Helper()
+	eventually(t, 30*time.Second, what, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.ServerId != "ratings-1" {
+			return fmt.Errorf("answered by %q", resp.ServerId)
+		}
+		return nil
+	})
 }
