@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -408,7 +410,7 @@ func (pc *h1Conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*h
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 			if trace != nil && trace.Got1xxResponse != nil {
-				if err := trace.Got1xxResponse(resp.StatusCode, textprotoHeader(resp.Header)); err != nil {
+				if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 					return fail(err)
 				}
 			}
@@ -425,11 +427,10 @@ func (pc *h1Conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*h
 	return resp, nil
 }
 
-func textprotoHeader(h http.Header) map[string][]string { return h }
-
+// isConnReset reports whether the server reset the connection or had
+// closed it as the request was written.
 func isConnReset(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && (strings.Contains(op.Err.Error(), "reset") || strings.Contains(op.Err.Error(), "broken pipe"))
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // outgoingLength is the request body's length: 0 without a body, -1 when
