@@ -117,7 +117,6 @@ type certs struct {
 	Combined   string // chain and key in one file (haproxy's crt)
 	GatewayDir string // the gateway's --certs-dir: infra/bench-cert/tls.crt, tls.key
 	pair       tls.Certificate
-	pool       *x509.CertPool
 }
 
 // makeCerts writes the CA and the leaf under dir.
@@ -161,9 +160,7 @@ func makeCerts(dir string) (*certs, error) {
 	c := &certs{
 		CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "tls.crt"), Key: filepath.Join(dir, "tls.key"),
 		Combined: filepath.Join(dir, "tls.pem"), GatewayDir: filepath.Join(dir, "gateway-certs"),
-		pool: x509.NewCertPool(),
 	}
-	c.pool.AddCert(caCert)
 	if c.pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ const goalFactor = 0.8
 
 // keyFigure is what the ratios of a scenario compare: p99 at a fixed rate,
 // else the rate reached.
-func keyFigure(s scenario, m *load.Measurement) float64 {
+func keyFigure(s scenario, m *measurement) float64 {
 	if s.LatencyKey() {
 		return m.P99ms
 	}
@@ -39,8 +39,14 @@ func (r *result) ratios(ss []scenario) {
 				continue
 			}
 			for _, other := range []string{"direct", "haproxy", "nginx"} {
-				if o := r.Paths[other][s.Name]; o != nil && other != name {
-					rt[keyName(s)+"_x_"+other] = load.Ratio(keyFigure(s, m), keyFigure(s, o))
+				o := r.Paths[other][s.Name]
+				if o == nil || other == name {
+					continue
+				}
+				rt[keyName(s)+"_x_"+other] = load.Ratio(keyFigure(s, m), keyFigure(s, o))
+				// CPU per request (or handshake), proxy against proxy.
+				if name != "direct" && other != "direct" {
+					rt[s.Name+"_cpu_per_1k_x_"+other] = load.Ratio(m.CPUPer1000, o.CPUPer1000)
 				}
 			}
 		}
@@ -60,12 +66,24 @@ func (r *result) ratios(ss []scenario) {
 			r.Goals[fmt.Sprintf("%s_qps_ge_%.1fx_haproxy", s.Name, goalFactor)] = t[s.Name].QPS >= goalFactor*h[s.Name].QPS
 		}
 	}
+	// A saturation figure is the proxy's capacity only when the proxy
+	// ran out of CPU; otherwise say what set it.
 	for _, name := range pathNames[1:] {
 		for _, s := range ss {
-			if m := r.Paths[name][s.Name]; m != nil && !s.LatencyKey() && m.CPU < 0.9*float64(r.Threads) && r.ProxyCPUs != "" {
-				r.Notes = append(r.Notes, fmt.Sprintf("%s %s: the proxy used %.2f of its %d CPU(s): the load generator or the backend, not the proxy, set the rate",
-					name, s.Name, m.CPU, r.Threads))
+			m := r.Paths[name][s.Name]
+			if m == nil || s.LatencyKey() || m.CPU >= 0.9*float64(r.Threads) {
+				continue
 			}
+			var why string
+			switch {
+			case r.ProxyCPUs != "" && m.ProxyCPUsBusy >= 0.9:
+				why = fmt.Sprintf("its CPUs were %.0f%% busy: other processes of this machine took the rest", 100*m.ProxyCPUsBusy)
+			case m.LoadCPUsBusy >= 0.9:
+				why = fmt.Sprintf("the load generator's and backend's CPUs were %.0f%% busy: they set the rate", 100*m.LoadCPUsBusy)
+			default:
+				why = "no CPU was saturated: the round trips of the connections set the rate"
+			}
+			r.Notes = append(r.Notes, fmt.Sprintf("%s %s: the proxy used %.2f of its %d CPU(s); %s", name, s.Name, m.CPU, r.Threads, why))
 		}
 	}
 }
@@ -79,7 +97,7 @@ func (r *result) report(w io.Writer, ss []scenario) {
 		pinned, r.Threads, r.Duration)
 	fmt.Fprintf(w, "Ratios (×) compare p99 at the fixed rate (lower is better) and the rate reached otherwise (higher is better); handshakes are new TLS 1.3 connections, X25519, one request each.\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tpath\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\treq/s\terrors\tproxy vCPU\tvCPU/1k rps\t×direct\t×haproxy\t×nginx\t")
+	fmt.Fprintln(tw, "scenario\tpath\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\treq/s\terrors\tproxy vCPU\tvCPU/1k rps\tCPUs busy proxy/load\t×direct\t×haproxy\t×nginx\t")
 	for _, s := range ss {
 		for _, name := range pathNames {
 			m := r.Paths[name][s.Name]
@@ -99,8 +117,9 @@ func (r *result) report(w io.Writer, ss []scenario) {
 				}
 				return "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t%d\t%s\t%s\t%s\t%s\t%s\t\n", s.Label, name,
-				m.P50ms, m.P90ms, m.P99ms, m.P999ms, m.QPS, m.Errors, cpu, per, x("direct"), x("haproxy"), x("nginx"))
+			busy := fmt.Sprintf("%.0f%%/%.0f%%", 100*m.ProxyCPUsBusy, 100*m.LoadCPUsBusy)
+			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Label, name,
+				m.P50ms, m.P90ms, m.P99ms, m.P999ms, m.QPS, m.Errors, cpu, per, busy, x("direct"), x("haproxy"), x("nginx"))
 		}
 	}
 	tw.Flush()

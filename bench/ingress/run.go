@@ -61,6 +61,19 @@ func scenarios(o options) []scenario {
 	)
 }
 
+// measurement is one measurement of a scenario on a path, with how busy
+// the CPUs were meanwhile, whatever ran on them: it tells a proxy that
+// ran out of CPU from one starved by other processes, and both from a
+// load generator that set the rate.
+type measurement struct {
+	*load.Measurement
+	// ProxyCPUsBusy is the share of the proxies' CPUs that was busy, 0 to
+	// 1; LoadCPUsBusy that of the load generator's and backend's (the
+	// same CPUs when nothing is pinned).
+	ProxyCPUsBusy float64 `json:"proxy_cpus_busy"`
+	LoadCPUsBusy  float64 `json:"load_cpus_busy"`
+}
+
 // result is the JSON line.
 type result struct {
 	Bench    string `json:"bench"`
@@ -75,7 +88,7 @@ type result struct {
 	LoadCPUs  string `json:"load_cpus"`
 	Threads   int    `json:"threads"`
 	// Paths holds every measurement by path and scenario.
-	Paths map[string]map[string]*load.Measurement `json:"paths"`
+	Paths map[string]map[string]*measurement `json:"paths"`
 	// Ratios compare each path's key figure (p99 at the fixed rate,
 	// req/s otherwise) with direct, haproxy and nginx:
 	// SCENARIO_p99_x_OTHER or SCENARIO_qps_x_OTHER.
@@ -187,7 +200,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	}
 	res := &result{Bench: "trellis-ingress", Quick: o.Quick, Duration: o.Duration.String(), Rate: o.Rate, Conns: o.Conns,
 		ProxyCPUs: pin.CPUs, LoadCPUs: loadCPUs, Threads: pin.Threads,
-		Paths: map[string]map[string]*load.Measurement{}, Ratios: map[string]map[string]float64{}}
+		Paths: map[string]map[string]*measurement{}, Ratios: map[string]map[string]float64{}}
+	proxySet, loadSet := cpusOf(), cpusOf()
+	if pin.CPUs != "" {
+		proxySet, _ = parseCPUs(pin.CPUs)
+		loadSet, _ = parseCPUs(loadCPUs)
+	}
 	for _, s := range scenarios(o) {
 		for _, p := range paths {
 			var profiled func()
@@ -195,18 +213,22 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 				suffix := map[string]string{"saturation": ".http", "handshakes": ".tls"}[s.Name]
 				profiled = meshproc.Profile(gatewayIP+":15000", o.Profile+suffix, o.Duration)
 			}
-			m, err := measure(ctx, dir, p, s, c, o.Duration)
+			t0 := benchproc.ReadCPUTimes()
+			lm, err := measure(ctx, dir, p, s, c, o.Duration)
+			t1 := benchproc.ReadCPUTimes()
 			if profiled != nil {
 				profiled()
 			}
-			if err != nil && (m == nil || m.QPS == 0) {
+			if err != nil && (lm == nil || lm.QPS == 0) {
 				return nil, fmt.Errorf("%s %s: %w", p.Name, s.Name, err)
 			}
 			if err != nil {
 				progress("%s %s: %v", p.Name, s.Name, err)
 			}
+			m := &measurement{Measurement: lm,
+				ProxyCPUsBusy: load.Round(t1.Busy(t0, proxySet), 2), LoadCPUsBusy: load.Round(t1.Busy(t0, loadSet), 2)}
 			if res.Paths[p.Name] == nil {
-				res.Paths[p.Name] = map[string]*load.Measurement{}
+				res.Paths[p.Name] = map[string]*measurement{}
 			}
 			res.Paths[p.Name][s.Name] = m
 			progress("%-8s %-16s p50 %.3f ms  p99 %.3f ms  %.0f/s  errors %d  cpu %.3f vCPU", p.Name, s.Name, m.P50ms, m.P99ms, m.QPS, m.Errors, m.CPU)
@@ -231,7 +253,7 @@ func url(s scenario) string {
 // measure makes one measurement of s on p.
 func measure(ctx context.Context, dir string, p path, s scenario, c *certs, d time.Duration) (*load.Measurement, error) {
 	if s.Handshake {
-		return handshakes(ctx, net.JoinHostPort(p.IP, strconv.Itoa(httpsPort)), c.pool, s.Conns, d, p.procs)
+		return handshakes(ctx, net.JoinHostPort(p.IP, strconv.Itoa(httpsPort)), c, s.Conns, d, p.procs)
 	}
 	spec := load.Spec{URL: url(s), QPS: s.QPS, Conns: s.Conns, Duration: d, Percentiles: []float64{50, 90, 99, 99.9},
 		Args: []string{"-resolve", p.IP}, Procs: p.procs, Dir: dir}
@@ -254,7 +276,7 @@ func check(p path, c *certs) error {
 		return d.DialContext(ctx, network, net.JoinHostPort(p.IP, port))
 	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: dial, TLSClientConfig: handshakeConfig(c.pool), DisableKeepAlives: true,
+		DialContext: dial, TLSClientConfig: handshakeConfig(c), DisableKeepAlives: true,
 	}}
 	get := func(u, hostHeader string) (int, int64, error) {
 		req, err := http.NewRequest("GET", u, nil)

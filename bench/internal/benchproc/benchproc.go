@@ -233,3 +233,53 @@ func WaitFor(ctx context.Context, d time.Duration, what string, f func() error) 
 		}
 	}
 }
+
+// CPUTimes is, per CPU, the time spent busy (every state but idle and
+// iowait) and in all, in clock ticks since boot, from /proc/stat.
+type CPUTimes map[int][2]uint64
+
+// ReadCPUTimes reads /proc/stat; nil when it cannot.
+func ReadCPUTimes() CPUTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	out := CPUTimes{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		n, err := strconv.Atoi(f[0][3:])
+		if err != nil {
+			continue
+		}
+		var total, idle uint64
+		for i, v := range f[1:] {
+			x, _ := strconv.ParseUint(v, 10, 64)
+			if i >= 8 { // guest and guest_nice are inside user and nice
+				break
+			}
+			total += x
+			if i == 3 || i == 4 { // idle, iowait
+				idle += x
+			}
+		}
+		out[n] = [2]uint64{total - idle, total}
+	}
+	return out
+}
+
+// Busy is the share of the time the CPUs in cpus were busy between t0
+// and t, 0 to 1, whatever ran on them; 0 when unknown.
+func (t CPUTimes) Busy(t0 CPUTimes, cpus []int) float64 {
+	var busy, total uint64
+	for _, c := range cpus {
+		busy += t[c][0] - t0[c][0]
+		total += t[c][1] - t0[c][1]
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(busy) / float64(total)
+}
