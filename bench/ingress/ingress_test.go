@@ -40,7 +40,9 @@ func TestQuick(t *testing.T) {
 			if m.Errors > 0 {
 				t.Errorf("%s %s: %d requests failed", p, s.Name, m.Errors)
 			}
-			if p != "direct" && m.CPU <= 0 {
+			// At saturation a proxy spends a good share of a CPU: some
+			// of it is counted whatever the machine's state.
+			if p != "direct" && !s.LatencyKey() && m.CPU <= 0 {
 				t.Errorf("%s %s: no CPU counted for the proxy", p, s.Name)
 			}
 		}
