@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +64,32 @@ func TestQuick(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "PASS") && !strings.Contains(out.String(), "MISS") {
 		t.Errorf("no goal printed")
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []int
+		bad  bool
+	}{
+		{in: "1", want: []int{1}},
+		{in: "0,2", want: []int{0, 2}},
+		{in: "2-4,1,3", want: []int{2, 3, 4, 1}},
+		{in: "", bad: true},
+		{in: "a", bad: true},
+		{in: "3-1", bad: true},
+		{in: "1-", bad: true},
+	} {
+		got, err := parseCPUs(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("parseCPUs(%q) = %v, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("parseCPUs(%q) = %v, %v, want %v", tc.in, got, err, tc.want)
+		}
 	}
 }
