@@ -1,0 +1,8 @@
+package proxy
+
+// isCaptureCluster reports whether cluster is one of the capture
+// listeners' fallbacks, which telemetry names as the destination service:
+// BlackHoleCluster (refused: registry-only) or PassthroughCluster.
+func isCaptureCluster(cluster string) bool {
+	return cluster == "BlackHoleCluster" || cluster == "PassthroughCluster"
+}
