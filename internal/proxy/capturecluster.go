@@ -4,5 +4,9 @@ package proxy
 // listeners' fallbacks, which telemetry names as the destination service:
 // BlackHoleCluster (refused: registry-only) or PassthroughCluster.
 func isCaptureCluster(cluster string) bool {
-	return cluster == "BlackHoleCluster" || cluster == "PassthroughCluster"
+	return cluster == blackHoleCluster || cluster == "PassthroughCluster"
 }
+
+// blackHoleCluster is the cluster a registry-only sidecar sends what it
+// refuses to: it has no endpoints.
+const blackHoleCluster = "BlackHoleCluster"

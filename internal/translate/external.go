@@ -156,6 +156,14 @@ func (b *builder) externalNameCluster(name string, s *model.Service, sp model.Se
 		},
 	}
 	if bp := b.backendPolicy(s, sp); bp != nil {
+		if bp.TLS == model.BackendTLSRequireMesh {
+			// No sidecar there to speak mesh mTLS with: nothing to reach.
+			b.problem("BackendPolicy "+bp.Key.String(), "spec.tls.mode",
+				fmt.Sprintf("RequireMesh: %s (ExternalName %s) is outside the mesh; %s has no endpoint", s.Key, s.ExternalName, name))
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+			c.DnsLookupFamily = clusterv3.Cluster_AUTO
+			c.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: name}
+		}
 		b.applyBackendPolicy(c, bp, sp)
 	}
 	if c.TypedExtensionProtocolOptions == nil {

@@ -203,3 +203,21 @@ func TestEgressWithoutRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestExternalNameRequireMesh: a BackendPolicy requiring mesh mTLS leaves
+// an ExternalName Service, outside the mesh, without endpoints.
+func TestExternalNameRequireMesh(t *testing.T) {
+	c := egressMesh()
+	c.BackendPolicies = []*model.BackendPolicy{{Key: gk("shop", "mesh-only"), TLS: model.BackendTLSRequireMesh,
+		Targets: []model.TargetRef{{GroupKind: model.GroupKind{Kind: "Service"}, Name: "ext-dns"}}}}
+	c.Sort()
+	res, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: egressProxy()}, Options{})
+	if !slices.ContainsFunc(problems, func(p Problem) bool { return p.Resource == "BackendPolicy shop/mesh-only" }) {
+		t.Errorf("problems %v, want the BackendPolicy reported", problems)
+	}
+	for _, cl := range res.Clusters {
+		if cl.Name == OutboundCluster(80, "ext-dns.shop.svc.cluster.local") && (cl.GetType() != clusterv3.Cluster_STATIC || len(cl.GetLoadAssignment().GetEndpoints()) != 0) {
+			t.Errorf("cluster %v, want no endpoint", cl)
+		}
+	}
+}
