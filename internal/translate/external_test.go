@@ -221,3 +221,23 @@ func TestExternalNameRequireMesh(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseOutboundTrafficPolicy: a Namespace label's value is user input;
+// it is accepted only as one of the two policies, whatever its case.
+func FuzzParseOutboundTrafficPolicy(f *testing.F) {
+	for _, s := range []string{"allow-any", "registry-only", "REGISTRY_ONLY", "", "registry only", "allow_any\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		on, err := ParseOutboundTrafficPolicy(s)
+		norm := strings.ReplaceAll(strings.ToLower(s), "_", "-")
+		switch {
+		case err != nil && (norm == AllowAny || norm == RegistryOnly):
+			t.Fatalf("%q refused: %v", s, err)
+		case err == nil && on != (norm == RegistryOnly):
+			t.Fatalf("%q: registry-only %v", s, on)
+		case err == nil && norm != AllowAny && norm != RegistryOnly:
+			t.Fatalf("%q accepted", s)
+		}
+	})
+}
