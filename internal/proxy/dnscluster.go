@@ -217,6 +217,7 @@ func (c *cluster) resolveLoop(ctx context.Context, lookup lookupNetIP, log inter
 			}
 		}
 	}
+	failing := make([]bool, len(c.dns.hosts))
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -237,11 +238,26 @@ func (c *cluster) resolveLoop(ctx context.Context, lookup lookupNetIP, log inter
 				err = errors.New("no address")
 			}
 			if err != nil {
-				log.Warn("DNS resolution failed; keeping the last good answer", "cluster", c.name, "host", h.host, "err", err, "kept", len(last[i]))
+				// Said once per outage; the next success says it ended.
+				if !failing[i] {
+					log.Warn("DNS resolution failed; keeping the last good answer", "cluster", c.name, "host", h.host, "err", err, "kept", len(last[i]))
+				}
+				failing[i] = true
 				continue
 			}
+			if failing[i] {
+				log.Warn("DNS resolution works again", "cluster", c.name, "host", h.host, "addresses", len(addrs))
+				failing[i] = false
+			}
 			if c.dns.logical {
+				// The first address of the answer, as the resolver
+				// ordered it.
 				addrs = addrs[:1]
+			} else {
+				// A set: an unchanged answer in another order changes
+				// nothing.
+				slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
+				addrs = slices.Compact(addrs)
 			}
 			if !slices.Equal(addrs, last[i]) {
 				last[i] = addrs
@@ -276,8 +292,8 @@ func anyAddr(s [][]netip.Addr) bool {
 
 // resolveFamily looks host up as dns_lookup_family says: V4_ONLY and
 // V6_ONLY one family; AUTO IPv6, falling back to IPv4 when there is no
-// IPv6 address; V4_PREFERRED the reverse; ALL both. Addresses are sorted,
-// so that an unchanged answer in another order changes nothing.
+// IPv6 address; V4_PREFERRED the reverse; ALL both. Within a family the
+// resolver's order is kept.
 func resolveFamily(ctx context.Context, lookup lookupNetIP, host string, family clusterv3.Cluster_DnsLookupFamily) ([]netip.Addr, error) {
 	addrs, err := lookup(ctx, "ip", host)
 	if err != nil {
@@ -304,13 +320,12 @@ func resolveFamily(ctx context.Context, lookup lookupNetIP, host string, family 
 			out = v6
 		}
 	case clusterv3.Cluster_ALL:
-		out = append(v4, v6...)
+		out = append(slices.Clip(v4), v6...)
 	default: // AUTO
 		out = v6
 		if len(out) == 0 {
 			out = v4
 		}
 	}
-	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
-	return slices.Compact(out), nil
+	return out, nil
 }

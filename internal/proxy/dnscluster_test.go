@@ -116,8 +116,8 @@ func (f *fakeDNS) count() int {
 
 // TestDNSClusterReresolvesAndKeepsTheLastGoodAnswer: the cluster follows
 // the name's answers as they change, keeps serving from the last good
-// answer while resolution fails, and LOGICAL_DNS uses the first address
-// only.
+// answer while resolution fails, and LOGICAL_DNS uses the answer's first
+// address only.
 func TestDNSClusterReresolvesAndKeepsTheLastGoodAnswer(t *testing.T) {
 	portA := namedServer(t, "127.0.0.1:0", "a")
 	// The second server listens on the same port of another loopback
@@ -166,9 +166,21 @@ func TestDNSClusterReresolvesAndKeepsTheLastGoodAnswer(t *testing.T) {
 				}
 				return nil
 			})
-			if typ == clusterv3.Cluster_LOGICAL_DNS {
-				// Two addresses: only the first (in address order) is used.
+			if typ == clusterv3.Cluster_STRICT_DNS {
+				// Every address is an endpoint.
 				dns.set("api.example.test", "127.0.0.2", "127.0.0.1")
+				seen := map[string]bool{}
+				eventuallyProxy(t, func() error {
+					seen[get()] = true
+					if !seen["a"] || !seen["b"] {
+						return fmt.Errorf("answered by %v, want both servers", seen)
+					}
+					return nil
+				})
+			}
+			if typ == clusterv3.Cluster_LOGICAL_DNS {
+				// Two addresses: only the first of the answer is used.
+				dns.set("api.example.test", "127.0.0.1", "127.0.0.2")
 				eventuallyProxy(t, func() error {
 					if got := get(); got != "a" {
 						return fmt.Errorf("got %q, want server a, the first address", got)
