@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -62,6 +63,9 @@ func (b *builder) gatewayAccess() {
 // chainAccess puts the RBAC filters of policies, for port, in front of a
 // chain's connection manager or tcp_proxy.
 func (b *builder) chainAccess(ch *listenerv3.FilterChain, policies []*model.AccessPolicy, port uint32) {
+	if len(ch.Filters) == 0 {
+		return
+	}
 	last := ch.Filters[len(ch.Filters)-1]
 	if last.Name != wellknown.HTTPConnectionManager {
 		stat := fmt.Sprintf("gateway_%d", port)
@@ -134,14 +138,6 @@ func (b *builder) gatewayMesh() {
 		b.problem("proxy "+p.ID, "meshPort", fmt.Sprintf("gateway %s is a member of no Service whose ports reach a listener of Gateway %s; its mesh port accepts nothing", w.Key, g))
 		return
 	}
-	slices.SortFunc(ln.FilterChains, func(x, y *listenerv3.FilterChain) int {
-		if x.Name < y.Name {
-			return -1
-		}
-		if x.Name > y.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ln.FilterChains, func(x, y *listenerv3.FilterChain) int { return cmp.Compare(x.Name, y.Name) })
 	b.out.Listeners = append(b.out.Listeners, ln)
 }
