@@ -285,6 +285,12 @@ func TestEgress(t *testing.T) {
 	if err := want(out, err, "403 "); err != nil {
 		t.Errorf("checkout through the egress gateway over HTTP: %v", err)
 	}
+	// A client outside the mesh, calling the gateway's own listener, has
+	// no identity: the ALLOW refuses it.
+	out, err = n.run(cpNS, "get", "http://"+egressIP+":80/")
+	if err := want(out, err, "403 "); err != nil {
+		t.Errorf("a plaintext client of the gateway's listener: %v", err)
+	}
 	eventually(t, 30*time.Second, "billing's own TLS to payments-api, through the gateway's TCP listener", func() error {
 		out, err := billing("gettls", extIP+":8443")
 		return want(out, err, "200 8443 "+egressIP+" ")
