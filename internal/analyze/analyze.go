@@ -32,6 +32,7 @@ var checks = []struct {
 	{PartRest, (*analyzer).precedence},
 	{PartWorkloads, (*analyzer).policies},
 	{PartRest, (*analyzer).servicePorts},
+	{PartRest, (*analyzer).egress},
 }
 
 // AnalyzeParts returns the findings of the checks of parts about c,

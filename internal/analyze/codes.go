@@ -43,6 +43,9 @@ const (
 	CodeBackendFilter = "TRL2021"
 	CodeHostHeader    = "TRL2022"
 
+	CodeGatewayIdentity   = "TRL2030"
+	CodeExternalNameRoute = "TRL2031"
+
 	CodeNoBackend     = "TRL3001"
 	CodeNoBackendPort = "TRL3002"
 	CodeNoGrant       = "TRL3003"
@@ -64,7 +67,8 @@ const (
 	CodeDenyAll       = "TRL4004"
 	CodeMTLSConflict  = "TRL4005"
 
-	CodeAccessGateway   = "TRL4010"
+	// TRL4010 (an AccessPolicy targets a Gateway, which did not enforce
+	// it) is retired: gateways enforce AccessPolicy.
 	CodeAccessNoSidecar = "TRL4011"
 	CodeAccessTCP       = "TRL4012"
 	CodeAccessNever     = "TRL4013"
@@ -132,6 +136,11 @@ var Codes = []Code{
 	{CodeHostHeader, Error, "A header modifier changes the Host header",
 		"Change the host with a URLRewrite filter's hostname instead; as it is, every request matching the rule gets 500."},
 
+	{CodeGatewayIdentity, Info, "The AccessPolicy on a Gateway matches callers by identity, which only mesh clients have",
+		"Clients that reach the Gateway over mesh mTLS (a gateway started with --mesh-port, such as an egress gateway) are matched by their SPIFFE ID; others have none: an ALLOW rule by identity or namespace refuses them and a DENY rule by identity never matches them. Match them with to-conditions (ports, paths, methods, headers) instead."},
+	{CodeExternalNameRoute, Warning, "The route is attached to an ExternalName Service",
+		"A capturing sidecar sees an app's connection to the external name's address, not the name: the route applies only to explicit upstreams of the Service (--upstream). To route captured traffic to an external host (to an egress gateway, say), make the host a Service whose members are Workloads at its addresses, and attach the route there."},
+
 	{CodeNoBackend, Error, "The backend Service does not exist",
 		"Create the Service or fix the backendRef's name and namespace; requests to this backend get 500."},
 	{CodeNoBackendPort, Error, "The backend port is missing or not a port of the Service",
@@ -169,8 +178,6 @@ var Codes = []Code{
 		"The DENY matches every request the ALLOW matches, and DENY is evaluated first: narrow the DENY or remove the ALLOW."},
 	{CodeMTLSConflict, Warning, "Several MTLSPolicies set different modes for the same workloads",
 		"Keep one MTLSPolicy per target (a port-level override belongs in spec.ports)."},
-	{CodeAccessGateway, Error, "The AccessPolicy targets a Gateway, which does not enforce it yet",
-		"Target the Services behind the Gateway instead: their sidecars enforce the policy. While an ALLOW or DENY policy targets a Gateway, the Gateway is not served."},
 	{CodeAccessNoSidecar, Warning, "The AccessPolicy selects workloads without a sidecar",
 		"Give the workloads a sidecar (meshPort), or narrow targetRefs: a workload reached in plaintext has no proxy to enforce the policy."},
 	{CodeAccessTCP, Warning, "A rule's paths, methods or headers apply to a TCP port",

@@ -16,6 +16,8 @@ import (
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/inject"
 	"trellis.dev/trellis/internal/install"
+	"trellis.dev/trellis/internal/translate"
+	"trellis.dev/trellis/internal/usage"
 )
 
 // defaultDataDir is where `trellis control` keeps its store and CA keys
@@ -32,7 +34,7 @@ func defaultDataDir() string {
 
 func controlCommand(g *globals) *cobra.Command {
 	opts := control.Options{}
-	var kubeconfig, leaseNamespace string
+	var kubeconfig, leaseNamespace, outboundPolicy string
 	c := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane: config store, registry, xDS server and CA",
@@ -57,6 +59,11 @@ For high availability, run several control planes with the same
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Logger = g.logger()
+			registryOnly, err := translate.ParseOutboundTrafficPolicy(outboundPolicy)
+			if err != nil {
+				return usage.Errorf("--outbound-traffic-policy: %v", err)
+			}
+			opts.RegistryOnly = registryOnly
 			kube, err := kubeConfig(kubeconfig)
 			if err != nil {
 				return err
@@ -99,6 +106,7 @@ For high availability, run several control planes with the same
 	f.StringVar(&opts.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
 	f.StringVar(&opts.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of service names (name.namespace.svc.<domain>)")
 	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd cluster, comma-separated client URLs; control planes sharing it (and --ca-dir) serve one mesh; empty embeds a single-node etcd")
+	f.StringVar(&outboundPolicy, "outbound-traffic-policy", translate.AllowAny, "what capturing sidecars do with connections to destinations the mesh does not know: allow-any (pass them through) or registry-only (refuse them, through BlackHoleCluster); the Namespace label "+translate.OutboundTrafficPolicyLabel+" overrides it")
 	f.DurationVar(&opts.RegistrationGrace, "registration-grace", 10*time.Second, "how long a disconnected proxy's workload stays registered, so that it can reconnect without its endpoints flapping")
 	return c
 }

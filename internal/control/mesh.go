@@ -346,7 +346,7 @@ func proxyKey(id string) string { return "proxy/" + id }
 // Callers hold cp.mu.
 func (cp *controlPlane) registrationKeysLocked(id string, m *nodemeta.Metadata) []string {
 	keys := []string{proxyKey(id)}
-	if m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+	if meshWorkload(m) {
 		w := workloadOf(m)
 		keys = append(keys, cp.selectingKeysLocked(&w)...)
 	}
@@ -639,7 +639,7 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 		CertificateChain: snap.chains[id],
 		TrustBundle:      cp.ca.BundlePEM(),
 	}
-	opts := translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain}
+	opts := translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain, RegistryOnly: cp.opts.RegistryOnly}
 	var res *translate.Resources
 	var problems []translate.Problem
 	if services := endpointServices(touched); services != nil {
@@ -735,7 +735,7 @@ func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replac
 	if replace {
 		registered := map[model.Key]bool{}
 		for _, m := range regs {
-			if m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+			if meshWorkload(m) {
 				registered[model.Key{Namespace: m.Namespace, Name: m.Name}] = true
 			}
 		}
@@ -750,7 +750,7 @@ func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replac
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(regs)) {
-		if m := regs[id]; m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+		if m := regs[id]; meshWorkload(m) {
 			w := workloadOf(m)
 			if pod := pods[w.Key]; pod != nil {
 				w.Labels = pod.Labels
@@ -759,6 +759,13 @@ func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replac
 			cfg.Workloads = append(cfg.Workloads, &w)
 		}
 	}
+}
+
+// meshWorkload reports whether a registration is a workload of the mesh:
+// a sidecar's, a gRPC application's, or a gateway's registered with a mesh
+// port (an egress gateway that mesh clients reach over mTLS).
+func meshWorkload(m *nodemeta.Metadata) bool {
+	return m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC || m.Kind == nodemeta.KindGateway && m.MeshPort != 0
 }
 
 // workloadOf is the workload a sidecar or a gRPC application registered.

@@ -43,6 +43,10 @@ func (b *builder) outboundClusterOf(name string, s *model.Service, sp model.Serv
 // how (model.ReachMember), and with outlier detection the endpoints are ordered into
 // priorities by locality, nearest first.
 func (b *builder) outboundCluster(name string, s *model.Service, sp model.ServicePort) {
+	if s.ExternalName != "" {
+		b.externalNameCluster(name, s, sp)
+		return
+	}
 	bp := b.backendPolicy(s, sp)
 	mode := model.BackendTLSMesh
 	if bp != nil {

@@ -82,9 +82,19 @@
 // named as SDS secrets the gateway reads from its own files
 // (GatewayCertificateSecret), TLS passed through to TLSRoute backends;
 // TCP to the oldest TCPRoute's backends. Attachment is the analyzer's
-// (model.AttachToListener, model.MostSpecificListener). Gateways do not enforce
-// AccessPolicy yet: while an ALLOW or DENY policy targets the Gateway, its
-// listeners are left out and the policy reported.
+// (model.AttachToListener, model.MostSpecificListener). The AccessPolicies
+// that target the Gateway are RBAC filters on every chain; a gateway
+// registered with a mesh port (an egress gateway) also accepts mesh mTLS
+// there, serving its HTTP and TCP ports to the members' SNI
+// (gatewaymesh.go).
+//
+// Services outside the mesh (external.go): an ExternalName Service is a
+// STRICT_DNS cluster the proxy resolves; Workloads without a sidecar are
+// plaintext EDS endpoints, whose addresses the capture listener routes as
+// the service when GAMMA routes attach to it (sending them to an egress
+// gateway) or when the proxy is registry-only (Options.RegistryOnly, or
+// the Namespace label OutboundTrafficPolicyLabel), which sends unknown
+// destinations to BlackHoleCluster.
 //
 // Dependency keys (deps.go) record what each proxy's config was built
 // from, so that a change rebuilds only the proxies it concerns.
