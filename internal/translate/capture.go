@@ -200,6 +200,9 @@ func (b *builder) outboundCapture() {
 	ln := b.captureListener(OutboundCaptureListener, p.OutboundCapturePort)
 	sniff := map[uint32]bool{}
 	seen := map[string]bool{}
+	// Pods of other networks are not reachable by address: only their
+	// services are, through east-west gateways (network.go).
+	local := b.proxyNetwork()
 	for _, s := range b.in.Config.Services {
 		if s.ExternalName != "" {
 			continue
@@ -216,7 +219,7 @@ func (b *builder) outboundCapture() {
 				prefix := hostPrefix(w.Address)
 				// Workloads without a sidecar are reached as they are, by
 				// the passthrough.
-				if !ok || w.MeshPort == 0 || prefix == nil || seen[model.HostPort(w.Address, target)] {
+				if !ok || w.MeshPort == 0 || prefix == nil || seen[model.HostPort(w.Address, target)] || model.NetworkOf(b.in.Config, w) != local {
 					continue
 				}
 				seen[model.HostPort(w.Address, target)] = true
