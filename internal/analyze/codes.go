@@ -43,6 +43,11 @@ const (
 	CodeBackendFilter = "TRL2021"
 	CodeHostHeader    = "TRL2022"
 
+	CodeEastWestListener = "TRL2040"
+	CodeNoEastWest       = "TRL2041"
+	CodeNetworkPlain     = "TRL2042"
+	CodeEastWestRoute    = "TRL2043"
+
 	CodeNoBackend     = "TRL3001"
 	CodeNoBackendPort = "TRL3002"
 	CodeNoGrant       = "TRL3003"
@@ -131,6 +136,14 @@ var Codes = []Code{
 		"Only RequestHeaderModifier and ResponseHeaderModifier filters may be set on a backendRef; move other filters to the rule. As it is, every request matching the rule gets 500."},
 	{CodeHostHeader, Error, "A header modifier changes the Host header",
 		"Change the host with a URLRewrite filter's hostname instead; as it is, every request matching the rule gets 500."},
+	{CodeEastWestListener, Error, "An east-west listener is not TLS in mode Passthrough",
+		"Set protocol TLS and tls.mode Passthrough: an east-west listener passes mesh mTLS through by SNI and never terminates it. As it is, the listener is not programmed."},
+	{CodeNoEastWest, Warning, "A Service has members in a network with no east-west gateway",
+		"Add a Gateway labeled trellis.dev/network with the network's name and an east-west listener (TLS, Passthrough, tls.options trellis.dev/listener-mode: auto-passthrough), reachable from the other networks; until then their clients leave these members out."},
+	{CodeNetworkPlain, Warning, "A Service has members without a sidecar in a mesh of several networks",
+		"Give them a sidecar (meshPort): clients of other networks reach members only through an east-west gateway, over mesh mTLS, and leave these out."},
+	{CodeEastWestRoute, Warning, "A route is attached to an east-west listener, which ignores routes",
+		"Attach the route to another listener: an east-west listener serves every mesh service of its network by the SNI clients send, and no route."},
 
 	{CodeNoBackend, Error, "The backend Service does not exist",
 		"Create the Service or fix the backendRef's name and namespace; requests to this backend get 500."},
