@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+
 	"trellis.dev/trellis/internal/model"
 )
 
@@ -173,5 +175,54 @@ func TestEastWestGateway(t *testing.T) {
 	if _, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: networkGatewayProxy()}, Options{}); len(problems) == 0 ||
 		!strings.Contains(problems[0].Message, "tls.mode Passthrough") {
 		t.Errorf("problems %v", problems)
+	}
+}
+
+// TestEastWestDeps: each change that alters a client's cross-network
+// endpoints alters its config, and the client depends on a key the
+// control plane marks for that change (TestDepsCoverRoutes' rule): the
+// gateway's proxy address (its registration touches gw/), a member of b
+// moving (its Service's ep/ key), a Gateway leaving network b (net/b).
+func TestEastWestDeps(t *testing.T) {
+	gw := model.Key{Namespace: "trellis-system", Name: "eastwest-b"}
+	for _, tc := range []struct {
+		name   string
+		key    string
+		change func(c *model.Config)
+	}{
+		{"gateway address", GatewayKey(gw), func(c *model.Config) { c.GatewayProxies[gw] = []string{"192.0.2.99"} }},
+		{"member of b", EndpointsKey(model.Key{Namespace: "shop", Name: "echo"}), func(c *model.Config) {
+			c.Workloads = slices.DeleteFunc(c.Workloads, func(w *model.Workload) bool { return w.Name == "echo-b1" })
+		}},
+		{"gateway's network", NetworkKey("b"), func(c *model.Config) { c.Gateways[0].Network = "z" }},
+	} {
+		c := networkMesh()
+		before, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: networkClient(c)}, Options{})
+		want := render(t, before, problems)
+		tc.change(c)
+		after, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: networkClient(c)}, Options{})
+		if string(render(t, after, problems)) == string(want) {
+			t.Errorf("%s: the client's config did not change", tc.name)
+		}
+		if !slices.Contains(before.Deps, tc.key) {
+			t.Errorf("%s: the client does not depend on %s (deps %v)", tc.name, tc.key, before.Deps)
+		}
+	}
+}
+
+// A capturing client matches pod addresses of its own network only:
+// those of other networks are reached through their services.
+func TestEastWestCapture(t *testing.T) {
+	c := networkMesh()
+	p := networkClient(c)
+	p.OutboundCapturePort, p.InboundCapturePort = 15001, 15006
+	res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
+	for _, cl := range res.Clusters {
+		if strings.Contains(cl.Name, "|pod.") && !strings.Contains(cl.Name, "|pod.echo-a0|") {
+			t.Errorf("cluster %s reaches a pod of another network by address", cl.Name)
+		}
+	}
+	if !slices.ContainsFunc(res.Clusters, func(cl *clusterv3.Cluster) bool { return strings.Contains(cl.Name, "|pod.echo-a0|") }) {
+		t.Error("no pod cluster for the client's own network's member")
 	}
 }
