@@ -77,8 +77,9 @@ type Metadata struct {
 	// Locality is region/zone/subzone, for locality-aware load balancing.
 	Locality string `json:"locality,omitempty"`
 	// Network is the network Address belongs to (empty: the default
-	// network); workloads of other networks reach it through that
-	// network's east-west gateway. Sidecars and gRPC applications.
+	// network, or the namespace's); workloads of other networks reach it
+	// through that network's east-west gateway. A gateway's network is its
+	// Gateway's trellis.dev/network label when that is set.
 	Network string `json:"network,omitempty"`
 	// Version is the proxy's build version.
 	Version string `json:"version,omitempty"`
