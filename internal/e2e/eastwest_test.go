@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -68,7 +69,7 @@ spec:
 //     client cannot reach: the call goes through the gateway, and the
 //     member's sidecar reports the client's SPIFFE ID (mTLS end to end,
 //     not terminated at the gateway); a TCP call's bytes show in the
-//     gateway's stats;
+//     gateway's stats; an unknown SNI is refused;
 //   - split, with one member in network a and two in network b: 30 calls
 //     split 10 direct and 20 through the gateway (weight 2).
 func TestEastWest(t *testing.T) {
@@ -166,6 +167,20 @@ func TestEastWest(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The gateway refuses an SNI that names no mesh service port of its
+	// network.
+	dial, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	raw, err := netnstest.Dialer(clientNS)(dial, "tcp", net.JoinHostPort(gwIP, "15443"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := tls.Client(raw, &tls.Config{ServerName: "outbound_.8080_._.nope.shop.svc.cluster.local", InsecureSkipVerify: true})
+	if err := unknown.HandshakeContext(dial); err == nil {
+		t.Error("the gateway passed a connection with an unknown SNI")
+	}
+	unknown.Close()
+	cancel2()
 
 	// Opaque TCP: a server-first protocol through the gateway.
 	eventually(t, 30*time.Second, "TCP to echo in network b", func() error {

@@ -301,9 +301,9 @@ func newHashRing(hosts []*endpoint, minSize, maxSize uint64) *hashRing {
 		return r
 	}
 	// Each host gets points in proportion to its normalized weight
-	// (weight/total), the smallest normalized weight at least minSize
-	// points' worth: the scale is ceil(minNorm*minSize)/minNorm, capped at
-	// maxSize, spread by Envoy's running sums. With equal weights that is
+	// (weight/total), spread by Envoy's running sums over a ring of
+	// ceil(minNorm*minSize)/minNorm points (minNorm the smallest
+	// normalized weight), capped at maxSize. With equal weights that is
 	// ceil(minSize/N)*N.
 	var total, least uint64
 	for _, h := range hosts {
