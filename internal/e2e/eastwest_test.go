@@ -32,6 +32,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: shop}
 spec:
+  clusterIP: ECHO_VIP
   selector: {app: echo}
   ports:
   - {name: http, port: 8080}
@@ -70,6 +71,7 @@ spec:
 //     member's sidecar reports the client's SPIFFE ID (mTLS end to end,
 //     not terminated at the gateway); a TCP call's bytes show in the
 //     gateway's stats; an unknown SNI is refused;
+//   - echo's ClusterIP, from a client whose traffic is captured;
 //   - split, with one member in network a and two in network b: 30 calls
 //     split 10 direct and 20 through the gateway (weight 2).
 func TestEastWest(t *testing.T) {
@@ -78,6 +80,7 @@ func TestEastWest(t *testing.T) {
 	cpNS, cpIP := n.add("cp")
 	cpIP2 := n2.Attach(cpNS)
 	clientNS, clientIP := n.add("client")
+	captureNS, captureIP := n.add("capture")
 	splitANS, splitAIP := n.add("split-a")
 	gwNS, gwIP := n.add("gw")
 	n2.Attach(gwNS)
@@ -86,7 +89,10 @@ func TestEastWest(t *testing.T) {
 
 	dir := t.TempDir()
 	yaml := filepath.Join(dir, "mesh.yaml")
-	if err := os.WriteFile(yaml, []byte(eastWestMesh), 0o644); err != nil {
+	// echo's virtual address is on network a's link, so that the capture
+	// client's connect has a route; its capture rules redirect it.
+	echoVIP := n.subnet + ".200"
+	if err := os.WriteFile(yaml, []byte(strings.ReplaceAll(eastWestMesh, "ECHO_VIP", echoVIP)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ready := filepath.Join(dir, "ready")
@@ -111,7 +117,11 @@ func TestEastWest(t *testing.T) {
 		{b1NS, b1IP, cpIP2, "b1", "server-b", "b", []string{"--label", "role=split", "--port", "http:8080/HTTP"}},
 		{splitANS, splitAIP, cpIP, "split-a", "split-a", "a", []string{"--label", "role=split", "--port", "http:8080/HTTP"}},
 		{clientNS, clientIP, cpIP, "client", "client", "a", []string{"--upstream", "echo:8080=9001", "--upstream", "echo:2525=9002", "--upstream", "split:8080=9003"}},
+		{captureNS, captureIP, cpIP, "capture", "client", "a", []string{"--capture", "--socket-mark", proxyMark}},
 		{gwNS, gwIP, cpIP, "eastwest-b", "eastwest", "", []string{"--gateway", "shop/eastwest-b"}},
+	}
+	if out, err := n.run(captureNS, "proxy", "init", "--mode", "iptables", "--proxy-mark", proxyMark); err != nil {
+		t.Fatalf("init in capture: %v\n%s", err, out)
 	}
 	for _, p := range proxies {
 		if p.name != "client" && p.name != "eastwest-b" {
@@ -164,6 +174,18 @@ func TestEastWest(t *testing.T) {
 		}
 		if by != serverB || uri != clientID {
 			return fmt.Errorf("answered by %q, which saw caller %q; want %q and %q", by, uri, serverB, clientID)
+		}
+		return nil
+	})
+
+	// Transparent capture: a call to echo's ClusterIP goes the same way.
+	eventually(t, 30*time.Second, "capture client to echo's ClusterIP in network b", func() error {
+		out, err := n.run(captureNS, "get", "http://"+echoVIP+":8080/")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if !strings.HasPrefix(out, "200 ") || !strings.Contains(out, "By="+serverB) || !strings.Contains(out, "URI="+clientID) {
+			return fmt.Errorf("got %s", out)
 		}
 		return nil
 	})
