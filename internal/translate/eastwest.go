@@ -25,7 +25,7 @@ import (
 //	  sees the client's certificate), endpoints the members' mesh ports
 //
 // The listener's hostname, when set, narrows the services served to the
-// hosts it matches. Which services have members there changes the
+// hosts it matches. TLSRoutes attached to it are reported, not served. Which services have members there changes the
 // listener, so the config of such a gateway is always translated whole
 // (RefreshEndpoints declines it).
 
@@ -97,6 +97,12 @@ func (b *builder) eastWestListener(g *model.Gateway, l gwListener) {
 				ClusterName: sni,
 				Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}},
 			})
+		}
+	}
+	ls := []gwListener{l}
+	for _, r := range routesOf(listenerParents(ls), b.tlsRoutesOf, func(r *model.TLSRoute) model.Key { return r.Key }) {
+		if len(b.attachedHosts(model.KindTLSRoute, &r.Route, ls, ls, model.ProtocolTLS)) > 0 {
+			b.problem("TLSRoute "+r.Key.String(), "spec.parentRefs", fmt.Sprintf("listener %q of Gateway %s is an east-west listener, which serves every mesh service of its network by SNI and no route; this route is not in effect there", l.Name, g.Key))
 		}
 	}
 	if len(ln.FilterChains) == 0 {

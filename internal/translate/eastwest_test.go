@@ -170,6 +170,18 @@ func TestEastWestGateway(t *testing.T) {
 		t.Error("an east-west gateway's endpoints were refreshed in place")
 	}
 
+	// A TLSRoute attached to it is reported and not served.
+	c.TLSRoutes = []*model.TLSRoute{{Route: model.Route{Key: model.Key{Namespace: "trellis-system", Name: "vault"},
+		Parents: []model.ParentRef{{Kind: model.ParentGateway, Key: c.Gateways[0].Key}}, Hostnames: []string{"vault.example.com"}}}}
+	res2, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: networkGatewayProxy()}, Options{})
+	if len(problems) != 1 || !strings.Contains(problems[0].String(), "TLSRoute trellis-system/vault") {
+		t.Errorf("problems %v", problems)
+	}
+	if got := len(listenerNamed(res2.Listeners, GatewayListener(15443)).FilterChains); got != len(want) {
+		t.Errorf("%d chains with a route attached, want %d", got, len(want))
+	}
+	c.TLSRoutes = nil
+
 	// A listener that is not TLS Passthrough is reported.
 	c.Gateways[0].Listeners[0].TLS.Mode = model.TLSTerminate
 	if _, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: networkGatewayProxy()}, Options{}); len(problems) == 0 ||
