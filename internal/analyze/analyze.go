@@ -30,7 +30,9 @@ var checks = []struct {
 	{PartRest, (*analyzer).gateways},
 	{PartRest, (*analyzer).routes},
 	{PartRest, (*analyzer).precedence},
+	{PartRest, (*analyzer).eastWest},
 	{PartWorkloads, (*analyzer).policies},
+	{PartWorkloads, (*analyzer).networks},
 	{PartRest, (*analyzer).servicePorts},
 	{PartRest, (*analyzer).egress},
 }

@@ -46,6 +46,11 @@ const (
 	CodeGatewayIdentity   = "TRL2030"
 	CodeExternalNameRoute = "TRL2031"
 
+	CodeEastWestListener = "TRL2040"
+	CodeNoEastWest       = "TRL2041"
+	CodeNetworkPlain     = "TRL2042"
+	CodeEastWestRoute    = "TRL2043"
+
 	CodeNoBackend     = "TRL3001"
 	CodeNoBackendPort = "TRL3002"
 	CodeNoGrant       = "TRL3003"
@@ -135,6 +140,14 @@ var Codes = []Code{
 		"Only RequestHeaderModifier and ResponseHeaderModifier filters may be set on a backendRef; move other filters to the rule. As it is, every request matching the rule gets 500."},
 	{CodeHostHeader, Error, "A header modifier changes the Host header",
 		"Change the host with a URLRewrite filter's hostname instead; as it is, every request matching the rule gets 500."},
+	{CodeEastWestListener, Error, "An east-west listener is not TLS in mode Passthrough",
+		"Set protocol TLS and tls.mode Passthrough: an east-west listener passes mesh mTLS through by SNI and never terminates it. As it is, the listener is not programmed."},
+	{CodeNoEastWest, Warning, "A Service has members in a network with no east-west gateway",
+		"Add a Gateway labeled trellis.dev/network with the network's name and an east-west listener (TLS, Passthrough, tls.options trellis.dev/listener-mode: auto-passthrough), reachable from the other networks; until then their clients leave these members out."},
+	{CodeNetworkPlain, Warning, "A Service has members without a sidecar in a mesh of several networks",
+		"Give them a sidecar (meshPort): clients of other networks reach members only through an east-west gateway, over mesh mTLS, and leave these out."},
+	{CodeEastWestRoute, Warning, "A route is attached to an east-west listener, which ignores routes",
+		"Attach the route to another listener: an east-west listener serves every mesh service of its network by the SNI clients send, and no route."},
 
 	{CodeGatewayIdentity, Info, "The AccessPolicy on a Gateway matches callers by identity, which only mesh clients have",
 		"Clients that reach the Gateway over mesh mTLS (a gateway started with --mesh-port, such as an egress gateway) are matched by their SPIFFE ID; others have none: an ALLOW rule by identity or namespace refuses them and a DENY rule by identity never matches them. Match them with to-conditions (ports, paths, methods, headers) instead."},

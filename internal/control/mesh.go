@@ -350,7 +350,7 @@ func (cp *controlPlane) registrationKeysLocked(id string, m *nodemeta.Metadata) 
 		w := workloadOf(m)
 		keys = append(keys, cp.selectingKeysLocked(&w)...)
 	}
-	return keys
+	return append(keys, gatewayProxyKeys(m)...)
 }
 
 // selectingKeysLocked are the endpoint keys of the stored services that
@@ -404,7 +404,7 @@ func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 		}
 		return cp.selectingKeysLocked(cfg.Workloads[0])
 	case "Gateway":
-		return []string{translate.GatewayKey(key)}
+		return append([]string{translate.GatewayKey(key)}, cp.gatewayNetworkKeysLocked(o)...)
 	case "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute":
 		cfg, err := cp.models.Model([]*resource.Object{o})
 		if err != nil || cfg == nil {
@@ -537,6 +537,7 @@ func (cp *controlPlane) build() *snapshot {
 	cfg.Workloads = slices.Clone(cfg.Workloads)
 	cfg.Namespaces = namespaces
 	addRegistered(&cfg, regs, cp.fromKube())
+	cfg.GatewayProxies = gatewayProxies(regs)
 	slices.SortFunc(cfg.Workloads, func(a, b *model.Workload) int { return a.Key.Compare(b.Key) })
 	snap := &snapshot{config: &cfg, index: model.NewIndex(&cfg), proxies: map[string]*model.Proxy{}, chains: chains}
 	for _, id := range connected {
@@ -755,6 +756,7 @@ func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replac
 			if pod := pods[w.Key]; pod != nil {
 				w.Labels = pod.Labels
 				w.Locality = cmp.Or(w.Locality, pod.Locality)
+				w.Network = cmp.Or(w.Network, pod.Network)
 			}
 			cfg.Workloads = append(cfg.Workloads, &w)
 		}
@@ -782,6 +784,7 @@ func workloadOf(m *nodemeta.Metadata) model.Workload {
 		MeshPort:       m.MeshPort,
 		InboundCapture: m.InboundCapturePort != 0,
 		Locality:       m.Locality,
+		Network:        m.Network,
 	}
 	for _, p := range m.Ports {
 		proto := model.Protocol(strings.ToUpper(p.Protocol))

@@ -21,6 +21,10 @@ type Gateway struct {
 	// AllowListenerSets tells which namespaces' ListenerSets may attach
 	// (spec.allowedListeners): nil allows none.
 	AllowListenerSets *NamespaceFilter
+	// Network is the Gateway's trellis.dev/network label: the network
+	// whose east-west gateway it is when it has an east-west listener
+	// (network.go).
+	Network string
 }
 
 // ListenerSet adds listeners to a Gateway it does not own.
@@ -58,6 +62,9 @@ type Listener struct {
 type ListenerTLS struct {
 	Mode            TLSMode
 	CertificateRefs []Ref
+	// Options are tls.options, implementation-specific settings
+	// (EastWestOption).
+	Options map[string]string
 }
 
 // AllowedRoutes filters the routes that may attach to a listener.

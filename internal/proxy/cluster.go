@@ -415,7 +415,7 @@ func (c *cluster) compileEndpoints(cla *endpointv3.ClusterLoadAssignment) (*assi
 		maxPrio = max(maxPrio, loc.GetPriority())
 		seen[loc.GetPriority()] = true
 		for j, lb := range loc.GetLbEndpoints() {
-			if err := unsupported(lb, "endpoint", "health_status", "metadata"); err != nil {
+			if err := unsupported(lb, "endpoint", "health_status", "metadata", "load_balancing_weight"); err != nil {
 				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d]: %w", i, j, err)
 			}
 			if err := unsupported(lb.GetEndpoint(), "address"); err != nil {
@@ -437,6 +437,13 @@ func (c *cluster) compileEndpoints(cla *endpointv3.ClusterLoadAssignment) (*assi
 				addr:     net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)),
 				tls:      c.defaultTLS,
 				priority: loc.GetPriority(),
+				weight:   1,
+			}
+			if w := lb.GetLoadBalancingWeight(); w != nil {
+				if w.GetValue() == 0 {
+					return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].load_balancing_weight must be at least 1", i, j)
+				}
+				ep.weight = w.GetValue()
 			}
 			md := stringFields(lb.GetMetadata().GetFilterMetadata()[transportSocketMatchFilter])
 			for _, m := range c.matches {
@@ -507,7 +514,7 @@ func (c *cluster) currentAssignment() *assignment {
 	defer c.lbMu.Unlock()
 	var eps []*endpoint
 	for _, ep := range c.hosts.Load().all {
-		eps = append(eps, &endpoint{addr: ep.addr, tls: ep.tls, priority: ep.priority})
+		eps = append(eps, &endpoint{addr: ep.addr, tls: ep.tls, priority: ep.priority, weight: ep.weight})
 	}
 	return &assignment{endpoints: eps, overprovisioning: c.overprovisioning}
 }

@@ -218,6 +218,10 @@ func serviceOf(cluster, serverName, authority string) string {
 			return cluster[i+1:]
 		}
 	}
+	// An east-west gateway's clusters are named by the SNI they serve.
+	if serverName == "" && strings.HasPrefix(cluster, "outbound_.") {
+		serverName = cluster
+	}
 	if strings.HasPrefix(serverName, "outbound_.") {
 		if i := strings.Index(serverName, "_._."); i >= 0 {
 			return serverName[i+4:]

@@ -206,6 +206,9 @@ func (b *builder) outboundCapture() {
 	ln := b.captureListener(OutboundCaptureListener, p.OutboundCapturePort)
 	sniff := map[uint32]bool{}
 	seen := map[string]bool{}
+	// Pods of other networks are not reachable by address: only their
+	// services are, through east-west gateways (network.go).
+	local := b.proxyNetwork()
 	for _, s := range b.in.Config.Services {
 		if s.ExternalName != "" {
 			continue
@@ -222,8 +225,9 @@ func (b *builder) outboundCapture() {
 				target, ok := w.TargetPort(sp)
 				prefix := hostPrefix(w.Address)
 				// Workloads without a sidecar are reached as they are, by
-				// the passthrough, or as plainMemberChains says.
-				if !ok || w.MeshPort == 0 || prefix == nil || seen[model.HostPort(w.Address, target)] {
+				// the passthrough, or as plainMemberChains says; those of
+				// other networks only through their east-west gateway.
+				if !ok || w.MeshPort == 0 || prefix == nil || seen[model.HostPort(w.Address, target)] || model.NetworkOf(b.in.Config, w) != local {
 					continue
 				}
 				seen[model.HostPort(w.Address, target)] = true

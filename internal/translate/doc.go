@@ -96,6 +96,18 @@
 // the Namespace label OutboundTrafficPolicyLabel), which sends unknown
 // destinations to BlackHoleCluster.
 //
+// Networks (network.go, eastwest.go; model.NetworkOf): a client's
+// endpoints for members of another network are that network's east-west
+// gateway addresses on its east-west port, weighted
+// (load_balancing_weight) by the members they stand for, over the same
+// mesh mTLS (SNI, SAN list) as direct endpoints; members of a network
+// without a gateway, or without a sidecar in another network, are left
+// out and reported. An east-west listener (tls.options
+// trellis.dev/listener-mode: auto-passthrough) gets a filter chain per SNI
+// of a mesh service port with members in its Gateway's network, a
+// tcp_proxy to an EDS cluster named by that SNI, without a transport
+// socket: the TLS stream passes through to the members' mesh ports.
+//
 // Dependency keys (deps.go) record what each proxy's config was built
 // from, so that a change rebuilds only the proxies it concerns.
 //
