@@ -159,12 +159,14 @@ func messages(fs []analyze.Finding) string {
 	return strings.Join(b, "; ")
 }
 
-// gatewayClassStatus: a class of Trellis's is accepted.
+// gatewayClassStatus: a class of Trellis's is accepted, with the features
+// Trellis supports.
 func gatewayClassStatus(gc *gwv1.GatewayClass) gwv1.GatewayClassStatus {
 	st := *gc.Status.DeepCopy()
 	st.Conditions = merge(gc.Status.Conditions, []metav1.Condition{
 		condition(string(gwv1.GatewayClassConditionStatusAccepted), true, string(gwv1.GatewayClassReasonAccepted), "Trellis serves the Gateways of this class", gc.Generation),
 	})
+	st.SupportedFeatures = supportedFeatures()
 	return st
 }
 

@@ -294,6 +294,16 @@ func TestStatus(t *testing.T) {
 		t.Errorf("first round wrote %q, want %q", names, want)
 	}
 
+	var class gwv1.GatewayClass
+	get(ctx, t, dyn, "GatewayClass", "", "trellis", &class)
+	var claimed []string
+	for _, f := range class.Status.SupportedFeatures {
+		claimed = append(claimed, string(f.Name))
+	}
+	if !slices.IsSorted(claimed) || !slices.Contains(claimed, "Gateway") || !slices.Contains(claimed, "HTTPRoute") || len(claimed) != len(SupportedFeatures) {
+		t.Errorf("GatewayClass trellis supportedFeatures %q: want the %d of SupportedFeatures, sorted", claimed, len(SupportedFeatures))
+	}
+
 	var good, clash, theirs gwv1.Gateway
 	get(ctx, t, dyn, "Gateway", "edge", "good", &good)
 	get(ctx, t, dyn, "Gateway", "edge", "clash", &clash)
