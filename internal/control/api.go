@@ -196,6 +196,7 @@ func (cp *controlPlane) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, res)
 	}
+	out = cp.withGatewayStatus(k.Kind, out)
 	if name := q.Get("name"); name != "" && len(out) == 0 {
 		writeErrors(w, http.StatusNotFound, fmt.Sprintf("%s %q not found", k.Kind, name))
 		return

@@ -80,6 +80,11 @@ type Source struct {
 	// endpoints are the keys of the Workloads made of each selector-less
 	// Service's EndpointSlices.
 	endpoints map[string][]string
+
+	// gateways and deployer keep the objects of Gateways
+	// (gatewaydeploy.go); used by the status writer only.
+	gateways GatewayOptions
+	deployer gatewayDeployer
 }
 
 // origin is where a key's value came from, most authoritative first: a
