@@ -13,6 +13,7 @@ import (
 	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/model"
 	"trellis.dev/trellis/internal/nodemeta"
+	"trellis.dev/trellis/internal/xds"
 )
 
 // A Gateway's status (its addresses, its Programmed condition) depends
@@ -31,9 +32,14 @@ func (cp *controlPlane) gatewayProxies() []kubesource.GatewayProxy {
 	here := map[string]local{}
 	for _, s := range cp.xds.Status() {
 		l := local{connected: s.Connected}
+		// Acknowledged listeners, not just a config: a gateway proxy
+		// acknowledges an empty one before its Gateway has listeners. (A
+		// delta client that resubscribed with the current versions was
+		// sent nothing on this stream, and has them.)
+		_, acked, _ := cp.xds.SentConfig(s.ID, resource.ListenerType)
 		for _, t := range s.Types {
-			if t.TypeURL == resource.ListenerType && t.Acked != "" {
-				l.acked = true
+			if t.TypeURL == resource.ListenerType {
+				l.acked = len(acked.Resources) > 0 || (t.State == xds.StateSynced && t.Responses == 0 && t.Current != "")
 			}
 		}
 		here[s.ID] = l
