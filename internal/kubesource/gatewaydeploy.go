@@ -166,6 +166,7 @@ func (s *Source) deployGateways(ctx context.Context, view View) error {
 	}
 	var errs []error
 	desired := map[string]applied{}
+	var order []string // what needs what first: a pod's ServiceAccount and volumes before its Deployment
 	for _, obj := range list {
 		u, ok := obj.(*unstructured.Unstructured)
 		if !ok {
@@ -185,9 +186,10 @@ func (s *Source) deployGateways(ctx context.Context, view View) error {
 		}
 		for _, o := range objs {
 			desired[o.key()] = o
+			order = append(order, o.key())
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(desired)) {
+	for _, k := range order {
 		o := desired[k]
 		b, err := json.Marshal(o.obj.Object)
 		if err != nil {
