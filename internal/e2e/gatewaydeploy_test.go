@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"trellis.dev/trellis/internal/control"
 	"trellis.dev/trellis/internal/inject"
 	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/netnstest"
@@ -97,10 +96,7 @@ spec:
 func TestKubernetesGatewayDeployment(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	m := startKubeMesh(ctx, t, map[string]string{"example.com/web:1": "app"}, func(o *control.Options) {
-		// ACKs reach status with the next round; do not wait long for it.
-		o.KubeStatus.Resync = time.Second
-	})
+	m := startKubeMesh(ctx, t, map[string]string{"example.com/web:1": "app"})
 	cs := m.cs
 	for _, ns := range []string{"infra", "shop", "certs"} {
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {

@@ -139,6 +139,41 @@ type gatewayDeployer struct {
 	hashes map[string]string
 	// since is when hashes were last reset.
 	since time.Time
+	// sources are the certificates of the Secrets copied, read at the
+	// resourceVersion the informer holds; used marks those read this
+	// round.
+	sources map[model.Key]sourceSecret
+	used    map[model.Key]bool
+}
+
+type sourceSecret struct {
+	resourceVersion string
+	data            map[string][]byte
+}
+
+// certificateData returns the certificate and key of TLS Secret ref, to
+// copy: read from the API server only when the informer, which keeps no
+// key material, has seen it change. nil when there is no such Secret.
+func (s *Source) certificateData(ctx context.Context, ref model.Key) (map[string][]byte, error) {
+	d := &s.deployer
+	meta, ok := s.Secret(ref.Namespace, ref.Name)
+	if !ok {
+		return nil, nil
+	}
+	d.used[ref] = true
+	if c, ok := d.sources[ref]; ok && c.resourceVersion == meta.ResourceVersion {
+		return c.data, nil
+	}
+	sec, err := s.cs.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	data := map[string][]byte{corev1.TLSCertKey: sec.Data[corev1.TLSCertKey], corev1.TLSPrivateKeyKey: sec.Data[corev1.TLSPrivateKeyKey]}
+	d.sources[ref] = sourceSecret{resourceVersion: sec.ResourceVersion, data: data}
+	return data, nil
 }
 
 // deployGateways keeps the objects of every Gateway Trellis serves.
@@ -155,6 +190,11 @@ func (s *Source) deployGateways(ctx context.Context, view View) error {
 	if d.hashes == nil || time.Since(d.since) > gatewayResync {
 		d.hashes, d.since, sweep = map[string]string{}, time.Now(), true
 	}
+	if d.sources == nil {
+		d.sources = map[model.Key]sourceSecret{}
+	}
+	d.used = map[model.Key]bool{}
+	defer func() { maps.DeleteFunc(d.sources, func(k model.Key, _ sourceSecret) bool { return !d.used[k] }) }()
 	in := newStatusInput(view.Analysis())
 	list, err := s.crds.ForResource(gvr).Lister().List(labels.Everything())
 	if err != nil {
@@ -352,11 +392,12 @@ func (s *Source) gatewayObjects(ctx context.Context, gw *gwv1.Gateway, in *statu
 			certs = append(certs, inject.GatewayCertificate{Namespace: ref.Namespace, Name: ref.Name, Local: ref.Name})
 			continue
 		}
-		src, err := s.cs.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		data, err := s.certificateData(ctx, ref)
 		if err != nil {
-			if !apierrors.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("kubesource: reading Secret %s for Gateway %s/%s: %w", ref, gw.Namespace, gw.Name, err))
-			}
+			errs = append(errs, fmt.Errorf("kubesource: reading Secret %s for Gateway %s/%s: %w", ref, gw.Namespace, gw.Name, err))
+			continue
+		}
+		if data == nil {
 			continue
 		}
 		local := certificateCopyName(gw.Name, ref)
@@ -368,7 +409,7 @@ func (s *Source) gatewayObjects(ctx context.Context, gw *gwv1.Gateway, in *statu
 		m.Annotations[certificateSourceAnnotation] = ref.String()
 		copies = append(copies, &corev1.Secret{
 			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: m, Type: corev1.SecretTypeTLS,
-			Data: map[string][]byte{corev1.TLSCertKey: src.Data[corev1.TLSCertKey], corev1.TLSPrivateKeyKey: src.Data[corev1.TLSPrivateKeyKey]},
+			Data: data,
 		})
 		certs = append(certs, inject.GatewayCertificate{Namespace: ref.Namespace, Name: ref.Name, Local: local})
 	}

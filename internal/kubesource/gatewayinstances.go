@@ -97,6 +97,7 @@ func RegisteredInstances(key model.Key, proxies []GatewayProxy) Instances {
 // (GatewayOptions.Disabled) gateways run elsewhere, and their registered
 // proxies count.
 func (s *Source) podInstances(proxies []GatewayProxy) func(*gwv1.Gateway) Instances {
+	s.awaitingACK = false
 	if s.gateways.Disabled {
 		return nil
 	}
@@ -136,6 +137,7 @@ func (s *Source) podInstances(proxies []GatewayProxy) func(*gwv1.Gateway) Instan
 			inst.Reason = gwv1.GatewayReasonPending
 			inst.Message = fmt.Sprintf("no Ready pod of Deployment %s yet (%d pods)", deploy, len(pods))
 		case serving == 0:
+			s.awaitingACK = true
 			inst.Reason = gwv1.GatewayReasonPending
 			inst.Message = fmt.Sprintf("%d Ready pods of Deployment %s, none has acknowledged its config yet", len(ready), deploy)
 		default:

@@ -99,20 +99,29 @@ func (s *Source) statusLoop(ctx context.Context, opts StatusOptions) {
 	resync := time.NewTicker(opts.Resync)
 	defer resync.Stop()
 	for {
-		err := s.deployGateways(ctx, opts.View)
-		if _, serr := s.reconcile(ctx, opts.View); serr != nil {
+		// One analysis for both: what Gateways run on, and status.
+		view := fixedView{opts.View.Analysis()}
+		err := s.deployGateways(ctx, view)
+		if _, serr := s.reconcile(ctx, view); serr != nil {
 			err = errors.Join(err, serr)
 		}
 		if err != nil && ctx.Err() == nil {
 			// A stale object (another writer, a change since) is retried
 			// with the change that made it stale.
-			s.log.Warn("writing status", "err", err)
+			s.log.Warn("writing status or what Gateways run on", "err", err)
+		}
+		// A proxy's ACK reaches no informer: while a Gateway's Ready pods
+		// have not acknowledged their config, look again soon.
+		var ack <-chan time.Time
+		if s.awaitingACK {
+			ack = time.After(time.Second)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.changed:
 		case <-resync.C:
+		case <-ack:
 		}
 		// Let a burst of changes settle, but not for ever: pod churn may
 		// never pause.
@@ -136,3 +145,8 @@ func (s *Source) statusLoop(ctx context.Context, opts StatusOptions) {
 		deadline.Stop()
 	}
 }
+
+// fixedView is a View of one Analysis.
+type fixedView struct{ a *Analysis }
+
+func (v fixedView) Analysis() *Analysis { return v.a }

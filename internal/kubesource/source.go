@@ -85,6 +85,9 @@ type Source struct {
 	// (gatewaydeploy.go); used by the status writer only.
 	gateways GatewayOptions
 	deployer gatewayDeployer
+	// awaitingACK tells whether a Gateway has Ready pods none of whose
+	// proxies has acknowledged its config (gatewayinstances.go).
+	awaitingACK bool
 }
 
 // origin is where a key's value came from, most authoritative first: a
