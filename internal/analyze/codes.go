@@ -42,6 +42,7 @@ const (
 	CodeExtensionRef  = "TRL2020"
 	CodeBackendFilter = "TRL2021"
 	CodeHostHeader    = "TRL2022"
+	CodeServiceType   = "TRL2050"
 
 	CodeNoBackend     = "TRL3001"
 	CodeNoBackendPort = "TRL3002"
@@ -131,6 +132,8 @@ var Codes = []Code{
 		"Only RequestHeaderModifier and ResponseHeaderModifier filters may be set on a backendRef; move other filters to the rule. As it is, every request matching the rule gets 500."},
 	{CodeHostHeader, Error, "A header modifier changes the Host header",
 		"Change the host with a URLRewrite filter's hostname instead; as it is, every request matching the rule gets 500."},
+	{CodeServiceType, Error, "The Gateway asks for a Service type Trellis does not make",
+		"Set the annotation trellis.dev/service-type to LoadBalancer, ClusterIP or NodePort; as it is, the Gateway's Service on Kubernetes is a ClusterIP one."},
 
 	{CodeNoBackend, Error, "The backend Service does not exist",
 		"Create the Service or fix the backendRef's name and namespace; requests to this backend get 500."},

@@ -1,7 +1,6 @@
 package kubesource
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -63,8 +62,9 @@ const (
 	managedBy      = install.Name
 	// ServiceTypeAnnotation, on a Gateway or in its
 	// spec.infrastructure.annotations, chooses its Service's type:
-	// LoadBalancer (default), ClusterIP or NodePort.
-	ServiceTypeAnnotation = "trellis.dev/service-type"
+	// LoadBalancer (default), ClusterIP or NodePort; another value is
+	// finding TRL2050 and makes a ClusterIP Service.
+	ServiceTypeAnnotation = model.ServiceTypeAnnotation
 	// certificateSourceAnnotation names the Secret a copy was made of.
 	certificateSourceAnnotation = "trellis.dev/certificate-source"
 	// certificateCopyLabel marks copies of certificate Secrets.
@@ -425,13 +425,14 @@ func (s *Source) gatewayObjects(ctx context.Context, gw *gwv1.Gateway, in *statu
 	for _, p := range slices.Sorted(maps.Keys(ports)) {
 		svcPorts = append(svcPorts, corev1.ServicePort{Name: ports[p] + "-" + strconv.Itoa(int(p)), Port: p, TargetPort: intstr.FromInt32(p), Protocol: corev1.ProtocolTCP})
 	}
-	svcType := corev1.ServiceType(cmp.Or(infraAnnotations[ServiceTypeAnnotation], gw.Annotations[ServiceTypeAnnotation], string(corev1.ServiceTypeLoadBalancer)))
-	switch svcType {
-	case corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort:
-	default:
-		errs = append(errs, fmt.Errorf("kubesource: Gateway %s/%s: annotation %s %q: want LoadBalancer, ClusterIP or NodePort; using LoadBalancer",
-			gw.Namespace, gw.Name, ServiceTypeAnnotation, svcType))
-		svcType = corev1.ServiceTypeLoadBalancer
+	svcType := corev1.ServiceTypeLoadBalancer
+	if mg := in.gateways[model.Key{Namespace: gw.Namespace, Name: gw.Name}]; mg != nil && mg.ServiceType != "" {
+		// A type Trellis does not make (finding TRL2050) exposes the
+		// Gateway no further than the cluster.
+		svcType = corev1.ServiceTypeClusterIP
+		if slices.Contains(model.ServiceTypes, mg.ServiceType) {
+			svcType = corev1.ServiceType(mg.ServiceType)
+		}
 	}
 
 	podLabels := maps.Clone(objLabels)

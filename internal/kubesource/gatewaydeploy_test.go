@@ -22,7 +22,7 @@ import (
 
 func TestGatewayObjectName(t *testing.T) {
 	for _, tc := range []struct{ gateway, want string }{
-		{"public", "public-trellis"},
+		{"public", "^public-trellis$"},
 		{"a.b", `^gw-a-b-[0-9a-f]{8}-trellis$`},
 		{"9lives", `^gw-9lives-[0-9a-f]{8}-trellis$`},
 		{strings.Repeat("x", 60), `^gw-x{43}-[0-9a-f]{8}-trellis$`},
@@ -71,6 +71,13 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
+metadata: {name: typo, namespace: edge, annotations: {trellis.dev/service-type: LoadBalncer}}
+spec:
+  gatewayClassName: trellis
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
 metadata: {name: theirs, namespace: edge}
 spec:
   gatewayClassName: someone-else
@@ -79,7 +86,8 @@ spec:
 // TestGatewayDeploy: the leader keeps a ServiceAccount, a Deployment and
 // a Service for a Gateway of Trellis's class (its name shortened to a DNS
 // label, its ListenerSets' ports included, its infrastructure labels and
-// annotations, its Service type from its annotation) and the mesh's roots
+// annotations, its Service type from its annotation, ClusterIP for a
+// type it does not know) and the mesh's roots
 // in its namespace, nothing for another controller's Gateway, and sweeps
 // the objects of Gateways that are gone.
 func TestGatewayDeploy(t *testing.T) {
@@ -152,9 +160,14 @@ func TestGatewayDeploy(t *testing.T) {
 	if cm, err := cs.CoreV1().ConfigMaps("edge").Get(ctx, inject.CARootConfigMap, metav1.GetOptions{}); err != nil || cm.Data["root-cert.pem"] != "roots" {
 		t.Errorf("the mesh's roots in edge: %v", err)
 	}
+	// A Service type Trellis does not make (TRL2050) exposes the Gateway
+	// no further than the cluster.
+	if typo, err := cs.CoreV1().Services("edge").Get(ctx, GatewayObjectName("typo"), metav1.GetOptions{}); err != nil || typo.Spec.Type != corev1.ServiceTypeClusterIP {
+		t.Errorf("Service of Gateway typo: %v, want type ClusterIP", err)
+	}
 	list, err := cs.AppsV1().Deployments("edge").List(ctx, metav1.ListOptions{})
-	if err != nil || len(list.Items) != 1 {
-		t.Errorf("Deployments in edge: %d, %v; want a.b's only", len(list.Items), err)
+	if err != nil || len(list.Items) != 2 {
+		t.Errorf("Deployments in edge: %d, %v; want a.b's and typo's, not theirs", len(list.Items), err)
 	}
 
 	// Objects of a Gateway that is gone (made by an earlier leader) are
