@@ -122,6 +122,7 @@ func GatewayPodSpec(g Gateway, opts Options) corev1.PodSpec {
 			RunAsNonRoot:   &yes,
 			RunAsUser:      &uid,
 			RunAsGroup:     &uid,
+			FSGroup:        &uid,
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			Sysctls:        []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"}},
 		},
