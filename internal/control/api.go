@@ -35,6 +35,7 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("DELETE "+controlapi.PathResources, cp.handleDelete)
 	mux.HandleFunc("GET "+controlapi.PathProxies, cp.handleProxies)
 	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
+	mux.HandleFunc("GET "+controlapi.PathDescribe, cp.handleDescribe)
 	mux.HandleFunc("POST "+controlapi.PathTokens, cp.handleCreateTokens)
 	mux.HandleFunc("GET "+controlapi.PathTokens, cp.handleListTokens)
 	mux.HandleFunc("POST "+controlapi.PathTokens+"/{id}/revoke", cp.handleRevokeToken)
