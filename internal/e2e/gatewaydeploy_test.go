@@ -104,17 +104,16 @@ func TestKubernetesGatewayDeployment(t *testing.T) {
 		}
 	}
 	roots := x509.NewCertPool()
-	for _, s := range []struct {
-		ns, name, host string
-		serial         int64
-	}{{"infra", "shop-cert", "shop.example.com", 1}, {"certs", "other-cert", "other.example.com", 2}} {
-		crt, key, _ := newCert(t, s.serial, s.host)
+	secret := func(ns, name, host string, serial int64) {
+		crt, key, _ := newCert(t, serial, host)
 		roots.AppendCertsFromPEM(crt)
-		if _, err := cs.CoreV1().Secrets(s.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.name}, Type: corev1.SecretTypeTLS,
+		if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Type: corev1.SecretTypeTLS,
 			Data: map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// shop-cert comes after the gateway's pod (below).
+	secret("certs", "other-cert", "other.example.com", 2)
 	startWebDeployment(ctx, t, m)
 	if err := createDocs(ctx, m.dyn, gatewayDeployObjects, false); err != nil {
 		t.Fatal(err)
@@ -162,19 +161,45 @@ func TestKubernetesGatewayDeployment(t *testing.T) {
 		t.Errorf("copies of certificates in infra: %+v, %v; want one of certs/other-cert", l, err)
 	}
 
-	// The gateway pod turns Ready; the Gateway is Programmed at its IP.
+	// The gateway pod turns Ready; the Gateway is Programmed at its IP,
+	// but for the listener whose certificate does not exist yet.
 	gw := waitGatewayProgrammed(ctx, t, m, "public")
-	addr := gw.Status.Addresses[0].Value
-	for _, l := range gw.Status.Listeners {
-		for typ, want := range map[string]string{"Accepted": "True/Accepted", "Conflicted": "False/NoConflicts", "ResolvedRefs": "True/ResolvedRefs", "Programmed": "True/Programmed"} {
-			if got := conditionOf(l.Conditions, typ); got != want {
-				t.Errorf("listener %s %s: %s, want %s", l.Name, typ, got, want)
+	if got := conditionOf(gw.Status.Listeners[1].Conditions, "ResolvedRefs"); got != "False/InvalidCertificateRef" {
+		t.Errorf("listener https, its Secret missing: ResolvedRefs %s, want False/InvalidCertificateRef", got)
+	}
+	// Once the Secret exists, a new pod mounts it (a pod's volumes would
+	// get it only when kubelet resyncs them).
+	secret("infra", "shop-cert", "shop.example.com", 1)
+	eventually(t, 60*time.Second, "every listener Accepted, ResolvedRefs and Programmed, with the route", func() error {
+		gw = getGateway(ctx, t, m, "public")
+		for _, l := range gw.Status.Listeners {
+			for typ, want := range map[string]string{"Accepted": "True/Accepted", "Conflicted": "False/NoConflicts", "ResolvedRefs": "True/ResolvedRefs", "Programmed": "True/Programmed"} {
+				if got := conditionOf(l.Conditions, typ); got != want {
+					return fmt.Errorf("listener %s %s: %s, want %s", l.Name, typ, got, want)
+				}
+			}
+			if l.AttachedRoutes != 1 {
+				return fmt.Errorf("listener %s: %d attached routes, want 1", l.Name, l.AttachedRoutes)
 			}
 		}
-		if l.AttachedRoutes != 1 {
-			t.Errorf("listener %s: %d attached routes, want 1", l.Name, l.AttachedRoutes)
+		return nil
+	})
+	eventually(t, 60*time.Second, "the gateway's pods rolled to mount infra/shop-cert", func() error {
+		d, err := cs.AppsV1().Deployments("infra").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
-	}
+		if got := d.Spec.Template.Annotations["trellis.dev/certificates"]; got != "certs/other-cert,infra/shop-cert" {
+			return fmt.Errorf("pod template's certificates %q", got)
+		}
+		// Rolled out: the old pod gone, the new one Ready.
+		if st := d.Status; st.ObservedGeneration != d.Generation || st.Replicas != 1 || st.UpdatedReplicas != 1 || st.ReadyReplicas != 1 {
+			return fmt.Errorf("rolling out: %+v", st)
+		}
+		return nil
+	})
+	gw = waitGatewayProgrammed(ctx, t, m, "public")
+	addr := gw.Status.Addresses[0].Value
 
 	// Requests from the test to status.addresses, on 80 and 443.
 	dial := netnstest.Dialer(m.node.NS)

@@ -69,6 +69,9 @@ const (
 	certificateSourceAnnotation = "trellis.dev/certificate-source"
 	// certificateCopyLabel marks copies of certificate Secrets.
 	certificateCopyLabel = "trellis.dev/certificate-copy"
+	// certificatesAnnotation lists, on a gateway's pods, the certificate
+	// Secrets (NAMESPACE/NAME) that existed when they were made.
+	certificatesAnnotation = "trellis.dev/certificates"
 )
 
 // gatewayResync is how often every object is applied again, and stray
@@ -387,9 +390,16 @@ func (s *Source) gatewayObjects(ctx context.Context, gw *gwv1.Gateway, in *statu
 	var errs []error
 	var certs []inject.GatewayCertificate
 	var copies []*corev1.Secret
+	// present are the certificates whose Secrets exist: a pod mounts
+	// an optional Secret that appears later only once kubelet resyncs
+	// its volumes, so their list, in the pod template, rolls the pods.
+	var present []string
 	for _, ref := range usableCertificates(ls, in) {
 		if ref.Namespace == gw.Namespace {
 			certs = append(certs, inject.GatewayCertificate{Namespace: ref.Namespace, Name: ref.Name, Local: ref.Name})
+			if _, ok := s.Secret(ref.Namespace, ref.Name); ok {
+				present = append(present, ref.String())
+			}
 			continue
 		}
 		data, err := s.certificateData(ctx, ref)
@@ -412,6 +422,7 @@ func (s *Source) gatewayObjects(ctx context.Context, gw *gwv1.Gateway, in *statu
 			Data: data,
 		})
 		certs = append(certs, inject.GatewayCertificate{Namespace: ref.Namespace, Name: ref.Name, Local: local})
+		present = append(present, ref.String())
 	}
 
 	ports := map[int32]string{}
@@ -438,6 +449,14 @@ func (s *Source) gatewayObjects(ctx context.Context, gw *gwv1.Gateway, in *statu
 	podLabels := maps.Clone(objLabels)
 	// A gateway pod gets no sidecar, whatever its namespace's label.
 	podLabels[inject.InjectLabel] = "disabled"
+	podAnnotations := maps.Clone(infraAnnotations)
+	if len(present) > 0 {
+		if podAnnotations == nil {
+			podAnnotations = map[string]string{}
+		}
+		slices.Sort(present)
+		podAnnotations[certificatesAnnotation] = strings.Join(present, ",")
+	}
 	spec := inject.GatewayPodSpec(inject.Gateway{
 		Namespace: gw.Namespace, Name: gw.Name, ServiceAccount: name,
 		Ports: slices.Sorted(maps.Keys(ports)), Certificates: certs, TrustDomain: s.gateways.TrustDomain,
@@ -460,7 +479,7 @@ func (s *Source) gatewayObjects(ctx context.Context, gw *gwv1.Gateway, in *statu
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: maps.Clone(infraAnnotations)}, Spec: spec},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations}, Spec: spec},
 		}})
 	if bundle != nil {
 		typed = append([]runtime.Object{&corev1.ConfigMap{
