@@ -247,9 +247,10 @@ func clusterRole(crds []*apiextensionsv1.CustomResourceDefinition) *rbacv1.Clust
 		// ServiceAccount, Deployment and Service, and the copies of the
 		// certificate Secrets of other namespaces that ReferenceGrants
 		// permit, written with server-side apply (create and patch),
-		// listed and deleted when their Gateway is gone.
+		// watched (made again when deleted), and deleted when their
+		// Gateway is gone.
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets", "serviceaccounts", "services"}, Verbs: []string{"create", "patch", "delete"}},
-		rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"list", "create", "patch", "delete"}},
+		rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"list", "watch", "create", "patch", "delete"}},
 		rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"},
 			ResourceNames: []string{ValidatingWebhookName}, Verbs: []string{"get", "update", "patch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},

@@ -394,7 +394,7 @@ func checkRBAC(ctx context.Context, t *testing.T, cs kubernetes.Interface) {
 		// certificate Secrets a ReferenceGrant lets it use.
 		{authorizationv1.ResourceAttributes{Verb: "create", Group: "apps", Resource: "deployments", Namespace: "shop"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "shop"}, true},
-		{authorizationv1.ResourceAttributes{Verb: "list", Group: "apps", Resource: "deployments"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "watch", Group: "apps", Resource: "deployments"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "delete", Group: "apps", Resource: "deployments", Namespace: "shop"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "services", Namespace: "shop"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Namespace: "shop"}, true},

@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"trellis.dev/trellis/internal/analyze"
@@ -48,9 +50,10 @@ import (
 // deleting it garbage-collects them, and carry its
 // spec.infrastructure labels and annotations. Objects are written with
 // server-side apply (field manager trellis-control), only when what this
-// control plane would write changed or once every gatewayResync, which
-// repairs objects changed by others; objects of Gateways that are gone
-// (or no longer Trellis's) are deleted.
+// control plane would write changed, when one was deleted (the informers
+// see it), or once every gatewayResync, which repairs objects changed by
+// others; objects of Gateways that are gone (or no longer Trellis's) are
+// deleted.
 
 // Labels and annotations of the objects made for Gateways.
 const (
@@ -179,6 +182,48 @@ func (s *Source) certificateData(ctx context.Context, ref model.Key) (map[string
 	return data, nil
 }
 
+// followGatewayObjects follows the Deployments and ServiceAccounts made
+// for Gateways (Services and certificate copies, TLS Secrets, the source
+// follows anyway): a change, a deletion above all, starts a round.
+func (s *Source) followGatewayObjects() {
+	sel := labels.SelectorFromSet(labels.Set{ManagedByLabel: managedBy}).String() + "," + GatewayNameLabel
+	s.managed = informers.NewSharedInformerFactoryWithOptions(s.cs, 0, informers.WithTransform(stripManagedFields),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
+	signal := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.signal() },
+		UpdateFunc: func(any, any) {},
+		DeleteFunc: func(any) { s.signal() },
+	}
+	// Not waited for (WaitForSync): a control plane without the right to
+	// watch them still serves; it then repairs them every gatewayResync.
+	_, _ = s.managed.Apps().V1().Deployments().Informer().AddEventHandler(signal)
+	_, _ = s.managed.Core().V1().ServiceAccounts().Informer().AddEventHandler(signal)
+}
+
+// gone reports whether an object applied before is known to be gone:
+// deleted by someone, it is applied again.
+func (s *Source) gone(o applied) bool {
+	ns, name := o.obj.GetNamespace(), o.obj.GetName()
+	var inf cache.SharedIndexInformer
+	switch o.gvr {
+	case gvrDeployments:
+		inf = s.managed.Apps().V1().Deployments().Informer()
+	case gvrServiceAccounts:
+		inf = s.managed.Core().V1().ServiceAccounts().Informer()
+	case gvrServices:
+		inf = s.core.Core().V1().Services().Informer()
+	case gvrSecrets:
+		inf = s.secrets.Core().V1().Secrets().Informer()
+	default:
+		return false
+	}
+	if !inf.HasSynced() {
+		return false
+	}
+	_, exists, err := inf.GetStore().GetByKey(ns + "/" + name)
+	return err == nil && !exists
+}
+
 // deployGateways keeps the objects of every Gateway Trellis serves.
 func (s *Source) deployGateways(ctx context.Context, view View) error {
 	if s.gateways.Disabled {
@@ -240,7 +285,7 @@ func (s *Source) deployGateways(ctx context.Context, view View) error {
 			continue
 		}
 		h := sha256.Sum256(b)
-		if d.hashes[k] == string(h[:]) {
+		if d.hashes[k] == string(h[:]) && !s.gone(o) {
 			continue
 		}
 		force := true

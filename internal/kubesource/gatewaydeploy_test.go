@@ -89,7 +89,8 @@ spec:
 // annotations, its Service type from its annotation, ClusterIP for a
 // type it does not know) and the mesh's roots
 // in its namespace, nothing for another controller's Gateway, and sweeps
-// the objects of Gateways that are gone.
+// the objects of Gateways that are gone; an object deleted by someone is
+// made again.
 func TestGatewayDeploy(t *testing.T) {
 	c := kubetest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -189,5 +190,20 @@ func TestGatewayDeploy(t *testing.T) {
 		t.Errorf("a.b's Deployment after the sweep: %v", err)
 	} else if kept.Generation != d.Generation {
 		t.Errorf("applying what is there changed a.b's Deployment's spec (generation %d, was %d)", kept.Generation, d.Generation)
+	}
+
+	// A Deployment someone deleted is made again in the next round.
+	if err := cs.AppsV1().Deployments("edge").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the deletion seen", func() bool {
+		_, exists, _ := src.managed.Apps().V1().Deployments().Informer().GetStore().GetByKey("edge/" + name)
+		return !exists
+	})
+	if err := src.deployGateways(ctx, mem); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.AppsV1().Deployments("edge").Get(ctx, name, metav1.GetOptions{}); err != nil {
+		t.Errorf("a.b's Deployment, deleted: %v; want it made again", err)
 	}
 }

@@ -85,6 +85,9 @@ type Source struct {
 	// (gatewaydeploy.go); used by the status writer only.
 	gateways GatewayOptions
 	deployer gatewayDeployer
+	// managed follows the Deployments and ServiceAccounts made for
+	// Gateways, so that one deleted is made again.
+	managed informers.SharedInformerFactory
 	// awaitingACK tells whether a Gateway has Ready pods none of whose
 	// proxies has acknowledged its config (gatewayinstances.go).
 	awaitingACK bool
@@ -134,6 +137,7 @@ func New(opts Options) (*Source, error) {
 		return nil, err
 	}
 	s.register()
+	s.followGatewayObjects()
 	return s, nil
 }
 
@@ -213,10 +217,12 @@ func secretMetadata(obj any) (any, error) {
 func (s *Source) Start(ctx context.Context) error {
 	s.core.Start(ctx.Done())
 	s.secrets.Start(ctx.Done())
+	s.managed.Start(ctx.Done())
 	s.crds.Start(ctx.Done())
 	<-ctx.Done()
 	s.core.Shutdown()
 	s.secrets.Shutdown()
+	s.managed.Shutdown()
 	s.crds.Shutdown()
 	return nil
 }
