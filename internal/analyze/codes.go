@@ -42,6 +42,7 @@ const (
 	CodeExtensionRef  = "TRL2020"
 	CodeBackendFilter = "TRL2021"
 	CodeHostHeader    = "TRL2022"
+	CodeServiceType   = "TRL2050"
 
 	CodeGatewayIdentity   = "TRL2030"
 	CodeExternalNameRoute = "TRL2031"
@@ -153,6 +154,9 @@ var Codes = []Code{
 		"Clients that reach the Gateway over mesh mTLS (a gateway started with --mesh-port, such as an egress gateway) are matched by their SPIFFE ID; others have none: an ALLOW rule by identity or namespace refuses them and a DENY rule by identity never matches them. Match them with to-conditions (ports, paths, methods, headers) instead."},
 	{CodeExternalNameRoute, Warning, "The route is attached to an ExternalName Service",
 		"A capturing sidecar sees an app's connection to the external name's address, not the name: the route applies only to explicit upstreams of the Service (--upstream). To route captured traffic to an external host (to an egress gateway, say), make the host a Service whose members are Workloads at its addresses, and attach the route there."},
+
+	{CodeServiceType, Error, "The Gateway asks for a Service type Trellis does not make",
+		"Set the annotation trellis.dev/service-type to LoadBalancer, ClusterIP or NodePort; as it is, the Gateway's Service on Kubernetes is a ClusterIP one."},
 
 	{CodeNoBackend, Error, "The backend Service does not exist",
 		"Create the Service or fix the backendRef's name and namespace; requests to this backend get 500."},

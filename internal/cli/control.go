@@ -35,6 +35,7 @@ func defaultDataDir() string {
 func controlCommand(g *globals) *cobra.Command {
 	opts := control.Options{}
 	var kubeconfig, leaseNamespace, outboundPolicy string
+	var deployGateways bool
 	c := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane: config store, registry, xDS server and CA",
@@ -70,6 +71,7 @@ For high availability, run several control planes with the same
 			}
 			opts.Kube = kube
 			opts.KubeStatus.LeaseNamespace = leaseNamespace
+			opts.KubeStatus.Gateways.Disabled = !deployGateways
 			if kube != nil {
 				// Pods and the API server reach the control plane by its
 				// Service's name: the certificate carries it, and
@@ -90,6 +92,7 @@ For high availability, run several control planes with the same
 	f := c.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", "read config from the Kubernetes API server this kubeconfig reaches (in a pod, the in-cluster config is used without it), and write status back")
 	f.StringVar(&leaseNamespace, "lease-namespace", cmp.Or(os.Getenv("POD_NAMESPACE"), "trellis-system"), "on Kubernetes, namespace of the Lease that elects the control plane writing status")
+	f.BoolVar(&deployGateways, "deploy-gateways", true, "on Kubernetes, keep a Deployment, Service and ServiceAccount per Gateway of a class with controllerName trellis.dev/gateway (false: run the gateways yourself)")
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the embedded store and the CA keys")
 	f.StringVar(&opts.CADir, "ca-dir", "", "directory of the CA's root and intermediate (default DATA_DIR/ca); control planes of one mesh share it; with --ca-encryption-key-file, it receives copies of the certificates only")
 	f.StringVar(&opts.CACert, "ca-cert", "", "PEM file of the CA to start with: a root, or an intermediate followed by its chain up to the root (root last); default: generate a root")

@@ -344,6 +344,7 @@ func Run(ctx context.Context, opts Options) error {
 		} else {
 			status := opts.KubeStatus
 			status.View = cp
+			status.Gateways.Inject, status.Gateways.TrustDomain, status.Gateways.TrustBundle = opts.Inject, opts.TrustDomain, cp.ca.BundlePEM
 			run("status writer", func() error { return src.RunStatus(runCtx, status) })
 			run("trust publisher", func() error { return cp.publishTrust(runCtx, kcs) })
 		}

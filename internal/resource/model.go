@@ -473,7 +473,22 @@ func (c *converter) gateway(gw *gwv1.Gateway) *model.Gateway {
 	if al := spec.AllowedListeners; al != nil && al.Namespaces != nil && al.Namespaces.From != nil && *al.Namespaces.From != gwv1.NamespacesFromNone {
 		g.AllowListenerSets = &model.NamespaceFilter{From: model.From(*al.Namespaces.From), Selector: selector(al.Namespaces.Selector)}
 	}
+	g.ServiceType, g.ServiceTypeField = gatewayServiceType(gw)
 	return g
+}
+
+// gatewayServiceType reads the Service type a Gateway asks for, and
+// where: spec.infrastructure.annotations first, then the Gateway's own.
+func gatewayServiceType(gw *gwv1.Gateway) (typ, field string) {
+	if inf := gw.Spec.Infrastructure; inf != nil {
+		if v, ok := inf.Annotations[gwv1.AnnotationKey(model.ServiceTypeAnnotation)]; ok {
+			return string(v), "spec.infrastructure.annotations[" + model.ServiceTypeAnnotation + "]"
+		}
+	}
+	if v, ok := gw.Annotations[model.ServiceTypeAnnotation]; ok {
+		return v, "metadata.annotations[" + model.ServiceTypeAnnotation + "]"
+	}
+	return "", ""
 }
 
 func (c *converter) listenerSet(ls *gwv1.ListenerSet) *model.ListenerSet {
