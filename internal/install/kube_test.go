@@ -354,10 +354,22 @@ func TestInstallOnKubernetes(t *testing.T) {
 	if _, err := cs.CoreV1().Namespaces().Patch(ctx, "shop", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pod.Name = "q"
-	if _, err := cs.CoreV1().Pods("shop").Create(ctx, pod, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "inject.trellis.dev") {
-		t.Errorf("a pod to inject with the injector down: %v; want refused by webhook inject.trellis.dev", err)
-	}
+	// The API server matches webhooks' namespace selectors against its
+	// namespace cache, which sees the new label a moment later: a pod
+	// admitted meanwhile is deleted and the next one tried.
+	tries := 0
+	waitFor(ctx, t, "a pod to inject refused by webhook inject.trellis.dev with the injector down", func() (bool, error) {
+		tries++
+		pod.Name = fmt.Sprintf("q-%d", tries)
+		_, err := cs.CoreV1().Pods("shop").Create(ctx, pod, metav1.CreateOptions{})
+		if err == nil {
+			return false, cs.CoreV1().Pods("shop").Delete(ctx, pod.Name, metav1.DeleteOptions{})
+		}
+		if !strings.Contains(err.Error(), "inject.trellis.dev") {
+			t.Fatalf("a pod to inject with the injector down: %v; want refused by webhook inject.trellis.dev", err)
+		}
+		return true, nil
+	})
 	pod.Name = "r"
 	pod.Labels = map[string]string{install.InjectLabel: "disabled"}
 	if _, err := cs.CoreV1().Pods("shop").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
