@@ -32,14 +32,14 @@ func (cp *controlPlane) gatewayProxies() []kubesource.GatewayProxy {
 	here := map[string]local{}
 	for _, s := range cp.xds.Status() {
 		l := local{connected: s.Connected}
-		// Acknowledged listeners, not just a config: a gateway proxy
-		// acknowledges an empty one before its Gateway has listeners. (A
-		// delta client that resubscribed with the current versions was
-		// sent nothing on this stream, and has them.)
-		_, acked, _ := cp.xds.SentConfig(s.ID, resource.ListenerType)
+		// The current listener config acknowledged, whatever it holds: a
+		// Gateway whose listeners serve nothing yet (a TLS listener
+		// without routes) has no Envoy listener, and is programmed all
+		// the same. (A delta client that resubscribed with the current
+		// versions was sent nothing on this stream, and has them.)
 		for _, t := range s.Types {
 			if t.TypeURL == resource.ListenerType {
-				l.acked = len(acked.Resources) > 0 || (t.State == xds.StateSynced && t.Responses == 0 && t.Current != "")
+				l.acked = t.State == xds.StateSynced && t.Current != ""
 			}
 		}
 		here[s.ID] = l
