@@ -35,21 +35,26 @@ import (
 // to it runs as processes in a network namespace of its own (package
 // netnstest), whose address is the pod's IP.
 //
+//	node registered ──► Lease in kube-node-lease renewed, status heartbeats (lease.go)
 //	pod created ──bind──► nodeName = node ──► namespace + address (status.podIP)
-//	  volumes: emptyDir, configMap, secret, projected service account tokens
-//	           (TokenRequest, bound to the pod), in a directory per pod
+//	  volumes: emptyDir, configMap, secret (with items), projected service
+//	           account tokens (TokenRequest, bound to the pod), in a
+//	           directory per pod
 //	  init containers one after the other; a native sidecar (restartPolicy
 //	  Always) is started, and the next waits for its startup probe
 //	  containers, each a process: Image maps the container's image to a
 //	  command line; $(VAR) references expanded, env from the downward API,
-//	  run as the container's runAsUser/runAsGroup
-//	  probes (httpGet, tcpSocket, grpc) sent from the node's own namespace
-//	  on the bridge, as kubelet probes from the node ──► Ready conditions
+//	  run as the container's runAsUser/runAsGroup, in UTS and mount
+//	  namespaces of its own (sandbox.go, podenv.go): the pod's hostname,
+//	  /etc/hosts and /etc/resolv.conf (the node's cluster DNS, dns.go),
+//	  volumes at their mountPaths, /cert.crt and /cert.key
+//	  output to a log per container, served with /exec by the node's
+//	  kubelet API (kubelet.go) for pods/log and pods/exec
+//	  probes (httpGet, tcpSocket) sent from the node's own namespace on the
+//	  bridge, as kubelet probes from the node ──► Ready conditions; a
+//	  container without a readiness probe is Ready once it listens
+//	  (readiness.go)
 //	pod deleted ──► processes stopped, the pod object removed
-//
-// There are no mount namespaces: a path in a container's args or env that
-// lies under one of its volume mounts is rewritten to the directory that
-// backs the volume.
 type Node struct {
 	Name string
 	// Net holds the pods' namespaces; NS and IP are the node's own.
@@ -72,7 +77,8 @@ type Node struct {
 }
 
 // Image plays a container: the command line of a process, and environment
-// to add, for the container as resolved (args expanded).
+// to add, for the container as resolved: its command and args, expanded,
+// are all in Args.
 // ok false means the image is unknown here: the pod fails.
 type Image func(c *corev1.Container) (argv, env []string, ok bool)
 
@@ -80,7 +86,9 @@ type Image func(c *corev1.Container) (argv, env []string, ok bool)
 type NodeOptions struct {
 	// Name of the node; default "trellis-node".
 	Name string
-	// Images by image reference.
+	// Images by image reference, or by repository (the reference without
+	// tag or digest) for every tag; ConformanceImages has the Gateway API
+	// conformance suite's.
 	Images map[string]Image
 	// HeartbeatPeriod is how often the node renews its Lease and posts
 	// its status; default 10 s, as kubelet.
@@ -254,6 +262,7 @@ type podRun struct {
 	dir string
 
 	hostname string
+	listened map[string]bool // containers without a readiness probe that have listened (readiness.go)
 
 	mu       sync.Mutex
 	procs    map[string]*proc
@@ -273,7 +282,8 @@ func (r *podRun) run() {
 	defer r.once.Do(func() { close(r.stopped) })
 	p := r.pod
 	r.procs, r.ready, r.started = map[string]*proc{}, map[string]bool{}, map[string]bool{}
-	name := fmt.Sprintf("%s-%s", p.Namespace, p.Name)
+	// Unique by the pod's UID, readable by its names.
+	name := fmt.Sprintf("%.8s-%s-%s", p.UID, p.Namespace, p.Name)
 	if len(name) > 40 {
 		name = name[:40]
 	}
@@ -537,6 +547,10 @@ func (r *podRun) resolve(c *corev1.Container) (argv, env []string, err error) {
 	resolved.Command, resolved.Args = nil, argv
 	img := r.n.images[c.Image]
 	if img == nil {
+		// An image known by its repository runs for every tag.
+		img = r.n.images[imageRepository(c.Image)]
+	}
+	if img == nil {
 		return nil, nil, fmt.Errorf("image %s is not known here (ErrImagePull)", c.Image)
 	}
 	run, extra, ok := img(resolved)
@@ -758,6 +772,9 @@ func (r *podRun) probeLoop() {
 				if err != nil {
 					r.logf("readiness of %s: %v", c.Name, err)
 				}
+			}
+			if ready && c.ReadinessProbe == nil {
+				ready = r.listening(&c)
 			}
 			r.mu.Lock()
 			ready = ready && r.procs[c.Name] != nil

@@ -1,0 +1,13 @@
+//go:build tools
+
+// Package tools pins the commands that play the Gateway API conformance
+// suite's container images for internal/kubetest's process kubelet, so
+// that `go mod tidy` keeps their dependencies: see
+// `go run ./hack/dev conformance-images`.
+package tools
+
+import (
+	_ "istio.io/istio/pkg/test/echo/cmd/client"
+	_ "istio.io/istio/pkg/test/echo/cmd/server"
+	_ "sigs.k8s.io/gateway-api/conformance/echo-basic"
+)
