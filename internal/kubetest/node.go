@@ -666,9 +666,7 @@ func (r *podRun) runToCompletion(c *corev1.Container) error {
 	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	defer close(done)
-	if err := sb.start(cmd, done); err != nil {
+	if err := sb.start(cmd); err != nil {
 		return err
 	}
 	if err := cmd.Wait(); err != nil {
@@ -685,7 +683,7 @@ func (r *podRun) start(c *corev1.Container) error {
 		return err
 	}
 	pr := &proc{cmd: cmd, done: make(chan struct{})}
-	if err := sb.start(cmd, pr.done); err != nil {
+	if err := sb.start(cmd); err != nil {
 		return err
 	}
 	r.mu.Lock()

@@ -123,25 +123,25 @@ func (r *podRun) sandbox(c *corev1.Container) (*sandbox, error) {
 	}
 	var mounts []bindMount
 	for _, m := range c.VolumeMounts {
-		mounts = append(mounts, bindMount{target: m.MountPath, source: filepath.Join(r.dir, "volumes", m.Name, m.SubPath), readOnly: m.ReadOnly})
+		mounts = append(mounts, bindMount{Target: m.MountPath, Source: filepath.Join(r.dir, "volumes", m.Name, m.SubPath), ReadOnly: m.ReadOnly})
 	}
 	// A mount below another is made after it; the /etc files after
 	// volumes, which may shadow /etc (sandbox.go).
 	depth := func(p string) int { return strings.Count(path.Clean(p), "/") }
-	slices.SortStableFunc(mounts, func(a, b bindMount) int { return depth(a.target) - depth(b.target) })
+	slices.SortStableFunc(mounts, func(a, b bindMount) int { return depth(a.Target) - depth(b.Target) })
 	etc := filepath.Join(r.dir, "etc")
 	for _, m := range []bindMount{
-		{target: "/etc/hosts", source: filepath.Join(etc, "hosts")},
-		{target: "/etc/resolv.conf", source: filepath.Join(etc, "resolv.conf")},
-		{target: "/etc/hostname", source: filepath.Join(etc, "hostname")},
-		{target: "/cert.crt", source: r.n.certFile, readOnly: true},
-		{target: "/cert.key", source: r.n.keyFile, readOnly: true},
+		{Target: "/etc/hosts", Source: filepath.Join(etc, "hosts")},
+		{Target: "/etc/resolv.conf", Source: filepath.Join(etc, "resolv.conf")},
+		{Target: "/etc/hostname", Source: filepath.Join(etc, "hostname")},
+		{Target: "/cert.crt", Source: r.n.certFile, ReadOnly: true},
+		{Target: "/cert.key", Source: r.n.keyFile, ReadOnly: true},
 	} {
-		if !slices.ContainsFunc(c.VolumeMounts, func(v corev1.VolumeMount) bool { return path.Clean(v.MountPath) == m.target }) {
+		if !slices.ContainsFunc(c.VolumeMounts, func(v corev1.VolumeMount) bool { return path.Clean(v.MountPath) == m.Target }) {
 			mounts = append(mounts, m)
 		}
 	}
-	return &sandbox{netns: r.ns, hostname: r.hostname, root: root, mounts: mounts}, nil
+	return &sandbox{Netns: r.ns, Hostname: r.hostname, Root: root, Mounts: mounts}, nil
 }
 
 // keyFiles adds to files a volume's files from a ConfigMap's or Secret's

@@ -1,16 +1,18 @@
 package kubetest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,58 +35,113 @@ import (
 // filesystem never changes. The namespaces live as long as the
 // container's process: /exec joins them with nsenter.
 //
-// They are made on a locked OS thread of the test process, which leaves
-// its namespaces (unshare), joins the pod's network namespace, mounts the
-// root, and then starts the process chrooted into it; the thread stays
-// until the process exits (so that Pdeathsig, which follows the thread
-// that started the process, kills it only when the test process dies) and
-// is then ended with its goroutine, never to run other Go code.
+// They are made by a helper process: the test binary itself, run again
+// (/proc/self/exe) with the sandbox in the environment variable sandboxEnv,
+// which this package's init function reads before any test runs. On its
+// main thread, locked, it leaves the test's namespaces (unshare), joins the
+// pod's network namespace, mounts the root, chroots into it and executes
+// the container's command line in its place (execve keeps the thread's
+// namespaces and root), so the container's process is the helper's pid. A
+// pipe closed on exec tells the node that the command runs, or why not.
+// (Doing it on a thread of the test process instead would end that thread
+// when done: and the kernel sends Pdeathsig to children when the thread
+// that started them ends, which killed kube-apiserver, started with
+// Pdeathsig by a thread that Go later locked. For the same reason the
+// containers have no Pdeathsig.)
+
+// sandboxEnv holds, in the helper's environment, the sandbox as JSON.
+const sandboxEnv = "TRELLIS_KUBETEST_SANDBOX"
 
 // sandbox says what a container's namespaces hold.
 type sandbox struct {
-	netns    string // name under /var/run/netns
-	hostname string
-	root     string // an empty directory of the host, on which the root is mounted
-	mounts   []bindMount
+	Netns    string      // name under /var/run/netns
+	Hostname string      // the UTS namespace's
+	Root     string      // an empty directory of the host, on which the root is mounted
+	Dir      string      // the working directory, in the root
+	Mounts   []bindMount // in order
 
 	writable map[string]bool // directories of the container where entries may be made
 }
 
-// bindMount puts the host file or directory source at target in the
+// bindMount puts the host file or directory Source at Target in the
 // container's root.
 type bindMount struct {
-	target, source string
-	readOnly       bool
+	Target, Source string
+	ReadOnly       bool
 }
 
-// start starts cmd in the sandbox. cmd's path must be absolute; its Dir is
-// a directory in the sandbox ("/" when empty). exited must be closed once
-// the process has been waited for.
-func (s *sandbox) start(cmd *exec.Cmd, exited <-chan struct{}) error {
-	if cmd.Dir == "" {
-		cmd.Dir = "/"
+func init() {
+	if spec, ok := os.LookupEnv(sandboxEnv); ok {
+		runSandbox(spec)
 	}
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
+}
+
+// start starts cmd in the sandbox: its Path (absolute), Args, Env and
+// output; its Dir is a directory in the sandbox ("/" when empty).
+func (s *sandbox) start(cmd *exec.Cmd) error {
+	s.Dir = cmd.Dir
+	if s.Dir == "" {
+		s.Dir = "/"
 	}
-	cmd.SysProcAttr.Chroot = s.root
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	started := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread ends with this goroutine.
-		runtime.LockOSThread()
-		if err := s.enter(); err != nil {
-			started <- err
-			return
-		}
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		<-exited
-	}()
-	return <-started
+	spec, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	cmd.Args = append([]string{self, cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = self
+	cmd.Dir = ""
+	cmd.Env = append(slices.Clone(cmd.Env), sandboxEnv+"="+string(spec))
+	cmd.ExtraFiles = []*os.File{w} // fd 3
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return err
+	}
+	msg, _ := io.ReadAll(r)
+	if len(msg) > 0 {
+		_ = cmd.Wait()
+		return fmt.Errorf("sandbox: %s", msg)
+	}
+	return nil
+}
+
+// runSandbox is the helper: it enters the sandbox spec and executes its
+// arguments there, or says why not on fd 3 and exits.
+func runSandbox(spec string) {
+	status := os.NewFile(3, "status")
+	fail := func(err error) {
+		fmt.Fprint(status, err)
+		os.Exit(127)
+	}
+	unix.CloseOnExec(3)
+	runtime.LockOSThread()
+	var s sandbox
+	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+		fail(err)
+	}
+	if len(os.Args) < 2 {
+		fail(errors.New("no command"))
+	}
+	if err := s.enter(); err != nil {
+		fail(err)
+	}
+	if err := unix.Chroot(s.Root); err != nil {
+		fail(fmt.Errorf("chroot: %w", err))
+	}
+	if err := unix.Chdir(s.Dir); err != nil {
+		fail(fmt.Errorf("working directory %s: %w", s.Dir, err))
+	}
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, sandboxEnv+"=") })
+	fail(unix.Exec(os.Args[1], os.Args[1:], env))
 }
 
 // enter moves the calling (locked) thread into new mount and UTS
@@ -93,24 +150,24 @@ func (s *sandbox) enter() error {
 	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS | unix.CLONE_NEWUTS); err != nil {
 		return fmt.Errorf("unshare: %w", err)
 	}
-	netns, err := os.Open("/var/run/netns/" + s.netns)
+	netns, err := os.Open("/var/run/netns/" + s.Netns)
 	if err != nil {
 		return err
 	}
 	defer netns.Close()
 	if err := unix.Setns(int(netns.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("entering network namespace %s: %w", s.netns, err)
+		return fmt.Errorf("entering network namespace %s: %w", s.Netns, err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
-	if s.hostname != "" {
-		if err := unix.Sethostname([]byte(s.hostname)); err != nil {
-			return fmt.Errorf("hostname %q: %w", s.hostname, err)
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return fmt.Errorf("hostname %q: %w", s.Hostname, err)
 		}
 	}
 	s.writable = map[string]bool{"/": true}
-	if err := unix.Mount("tmpfs", s.root, "tmpfs", 0, "mode=0755"); err != nil {
+	if err := unix.Mount("tmpfs", s.Root, "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("root tmpfs: %w", err)
 	}
 	entries, err := os.ReadDir("/")
@@ -120,27 +177,27 @@ func (s *sandbox) enter() error {
 	for _, e := range entries {
 		src := "/" + e.Name()
 		if e.Name() == "sys" {
-			if err := os.Mkdir(s.root+src, 0o755); err != nil {
+			if err := os.Mkdir(s.Root+src, 0o755); err != nil {
 				return err
 			}
 			// sysfs shows the network devices of the namespace that
 			// mounts it, as `ip netns exec` does it.
-			if unix.Mount("sysfs", s.root+src, "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "") == nil {
+			if unix.Mount("sysfs", s.Root+src, "sysfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "") == nil {
 				continue
 			}
 		}
-		if err := mirror(src, s.root+src); err != nil {
+		if err := mirror(src, s.Root+src); err != nil {
 			return err
 		}
 	}
 	// The root itself is below a host directory bound into it: its copy
 	// there would loop.
-	if err := unix.Unmount(s.root+s.root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+	if err := unix.Unmount(s.Root+s.Root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("detaching the root's copy: %w", err)
 	}
-	for _, m := range s.mounts {
+	for _, m := range s.Mounts {
 		if err := s.bind(m); err != nil {
-			return fmt.Errorf("mount %s at %s: %w", m.source, m.target, err)
+			return fmt.Errorf("mount %s at %s: %w", m.Source, m.Target, err)
 		}
 	}
 	return nil
@@ -177,22 +234,22 @@ func mirror(src, dst string) error {
 	return nil
 }
 
-// bind mounts m.source at m.target in the root, making the mount point.
+// bind mounts m.Source at m.Target in the root, making the mount point.
 func (s *sandbox) bind(m bindMount) error {
-	fi, err := os.Stat(m.source)
+	fi, err := os.Stat(m.Source)
 	if err != nil {
 		return err
 	}
-	target, err := s.mountPoint(m.target, fi.IsDir())
+	target, err := s.mountPoint(m.Target, fi.IsDir())
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount(m.source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := unix.Mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return err
 	}
 	// What is below a volume is the pod's own.
-	s.writable[path.Clean(m.target)] = fi.IsDir()
-	if m.readOnly {
+	s.writable[path.Clean(m.Target)] = fi.IsDir()
+	if m.ReadOnly {
 		return unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
 	}
 	return nil
@@ -218,13 +275,13 @@ func (s *sandbox) mountPoint(p string, dir bool) (string, error) {
 			continue
 		}
 		next := path.Join(cur, name)
-		fi, err := os.Lstat(s.root + next)
+		fi, err := os.Lstat(s.Root + next)
 		switch {
 		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
 			if hops++; hops > 40 {
 				return "", fmt.Errorf("%s: too many symbolic links", p)
 			}
-			link, err := os.Readlink(s.root + next)
+			link, err := os.Readlink(s.Root + next)
 			if err != nil {
 				return "", err
 			}
@@ -243,10 +300,10 @@ func (s *sandbox) mountPoint(p string, dir bool) (string, error) {
 			return "", err
 		}
 		if len(parts) > 0 || dir {
-			err = os.Mkdir(s.root+next, 0o755)
+			err = os.Mkdir(s.Root+next, 0o755)
 		} else {
 			var f *os.File
-			if f, err = os.OpenFile(s.root+next, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			if f, err = os.OpenFile(s.Root+next, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
 				f.Close()
 			}
 		}
@@ -256,7 +313,7 @@ func (s *sandbox) mountPoint(p string, dir bool) (string, error) {
 		s.writable[next] = true
 		cur = next
 	}
-	return s.root + cur, nil
+	return s.Root + cur, nil
 }
 
 // makeWritable makes a new entry in the container's directory dir possible
@@ -279,11 +336,11 @@ func (s *sandbox) makeWritable(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", s.root+dir, "tmpfs", 0, fmt.Sprintf("mode=%o", fi.Mode().Perm())); err != nil {
+	if err := unix.Mount("tmpfs", s.Root+dir, "tmpfs", 0, fmt.Sprintf("mode=%o", fi.Mode().Perm())); err != nil {
 		return fmt.Errorf("shadowing %s: %w", dir, err)
 	}
 	for _, e := range entries {
-		if err := mirror(path.Join(host, e.Name()), s.root+path.Join(dir, e.Name())); err != nil {
+		if err := mirror(path.Join(host, e.Name()), s.Root+path.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("shadowing %s: %w", dir, err)
 		}
 	}
