@@ -114,7 +114,8 @@ func TestNodeHeartbeat(t *testing.T) {
 // TestNodeSandbox runs a pod in a headless Service's subdomain and checks
 // what its container sees: its hostname, its /etc/hosts and resolv.conf
 // (the node's DNS server, the namespace's search path), a Secret volume's
-// items at their mountPath below /etc, /cert.crt; that the cluster DNS
+// items at their mountPath below /etc, an emptyDir over /tmp, /cert.crt;
+// that the cluster DNS
 // answers it, from the pod and from the test; that pods/exec (SPDY,
 // through the API server, to the node's kubelet API) runs commands in its
 // namespaces with stdin, a tty and the exit code; that pods/log returns
@@ -148,10 +149,14 @@ func TestNodeSandbox(t *testing.T) {
 		Spec: corev1.PodSpec{
 			Hostname: "db-0", Subdomain: "db",
 			Volumes: []corev1.Volume{{Name: "secret-volume", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-				SecretName: "tls", Items: []corev1.KeyToPath{{Key: "tls.crt", Path: "crt"}}}}}},
+				SecretName: "tls", Items: []corev1.KeyToPath{{Key: "tls.crt", Path: "crt"}}}}},
+				{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 			Containers: []corev1.Container{{Name: "app", Image: "example.com/sandbox:1",
-				Env:          []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}},
-				VolumeMounts: []corev1.VolumeMount{{Name: "secret-volume", MountPath: "/etc/secret-volume", ReadOnly: true}}}},
+				Env: []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}},
+				// The emptyDir at /tmp hides the host's, where this
+				// test's binary, the container's command, is.
+				VolumeMounts: []corev1.VolumeMount{{Name: "secret-volume", MountPath: "/etc/secret-volume", ReadOnly: true},
+					{Name: "tmp", MountPath: "/tmp"}}}},
 		}}, metav1.CreateOptions{}))
 	var ip string
 	waitPod(t, ctx, cs, "db-0", "running and ready", func(p *corev1.Pod) bool {
@@ -255,6 +260,9 @@ func TestNodeSandbox(t *testing.T) {
 	}
 	if out, _, err := exec([]string{"cat", "/etc/secret-volume/crt"}, "", false); err != nil || out != "CERT" {
 		t.Errorf("exec cat: %q %v", out, err)
+	}
+	if out, _, err := exec([]string{"ls", "-A", "/tmp"}, "", false); err != nil || out != "" {
+		t.Errorf("exec ls /tmp: %q %v (want the empty emptyDir)", out, err)
 	}
 	if out, _, err := exec([]string{"cat"}, "from stdin", false); err != nil || out != "from stdin" {
 		t.Errorf("exec cat with stdin: %q %v", out, err)

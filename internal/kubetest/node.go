@@ -582,16 +582,12 @@ func (r *podRun) field(path string) (string, error) {
 	return "", fmt.Errorf("field %s is not served here", path)
 }
 
-// command is the process of a container, as the container's user, to be
-// started in its sandbox (sandbox.go).
+// command is the process of a container, to be started in its sandbox
+// (sandbox.go), as the container's user.
 func (r *podRun) command(c *corev1.Container) (*exec.Cmd, *sandbox, error) {
 	argv, env, err := r.resolve(c)
 	if err != nil {
 		return nil, nil, err
-	}
-	uid, gid := r.user(c)
-	if uid != 0 || gid != 0 {
-		argv = append([]string{"setpriv", "--reuid", strconv.FormatInt(uid, 10), "--regid", strconv.FormatInt(gid, 10), "--clear-groups", "--"}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if cmd.Err != nil {
@@ -612,6 +608,7 @@ func (r *podRun) command(c *corev1.Container) (*exec.Cmd, *sandbox, error) {
 		log.Close()
 		return nil, nil, err
 	}
+	sb.UID, sb.GID = r.user(c)
 	return cmd, sb, nil
 }
 

@@ -59,6 +59,7 @@ type sandbox struct {
 	Root     string      // an empty directory of the host, on which the root is mounted
 	Dir      string      // the working directory, in the root
 	Mounts   []bindMount // in order
+	UID, GID int64       // the user the command runs as
 
 	writable map[string]bool // directories of the container where entries may be made
 }
@@ -131,6 +132,13 @@ func runSandbox(spec string) {
 	if len(os.Args) < 2 {
 		fail(errors.New("no command"))
 	}
+	// The command is opened before the mounts, which may hide it (a
+	// volume at /root hides a binary under /root/.cache), and executed
+	// through /proc/self/fd.
+	bin, err := os.Open(os.Args[1])
+	if err != nil {
+		fail(err)
+	}
 	if err := s.enter(); err != nil {
 		fail(err)
 	}
@@ -140,8 +148,20 @@ func runSandbox(spec string) {
 	if err := unix.Chdir(s.Dir); err != nil {
 		fail(fmt.Errorf("working directory %s: %w", s.Dir, err))
 	}
+	if s.UID != 0 || s.GID != 0 {
+		// Go's set*id calls apply to every thread.
+		if err := unix.Setgroups(nil); err != nil {
+			fail(fmt.Errorf("setgroups: %w", err))
+		}
+		if err := unix.Setresgid(int(s.GID), int(s.GID), int(s.GID)); err != nil {
+			fail(fmt.Errorf("group %d: %w", s.GID, err))
+		}
+		if err := unix.Setresuid(int(s.UID), int(s.UID), int(s.UID)); err != nil {
+			fail(fmt.Errorf("user %d: %w", s.UID, err))
+		}
+	}
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, sandboxEnv+"=") })
-	fail(unix.Exec(os.Args[1], os.Args[1:], env))
+	fail(unix.Exec(fmt.Sprintf("/proc/self/fd/%d", bin.Fd()), os.Args[1:], env))
 }
 
 // enter moves the calling (locked) thread into new mount and UTS
