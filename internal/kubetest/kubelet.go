@@ -1,7 +1,6 @@
 package kubetest
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,14 +11,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 
 	"golang.org/x/sys/unix"
@@ -258,129 +255,4 @@ func (r *podRun) container(name string) *corev1.Container {
 		}
 	}
 	return nil
-}
-
-// serveLogs serves a container's log: what it wrote to stdout and stderr.
-func (n *Node) serveLogs(w http.ResponseWriter, req *http.Request) {
-	ns, pod, container := req.PathValue("ns"), req.PathValue("pod"), req.PathValue("container")
-	q := req.URL.Query()
-	var uid string
-	running := n.podRunByName(ns, pod, "")
-	if running != nil {
-		uid = string(running.pod.UID)
-	} else {
-		p, err := n.cs.CoreV1().Pods(ns).Get(req.Context(), pod, metav1.GetOptions{})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
-			return
-		}
-		uid = string(p.UID)
-	}
-	if q.Get("previous") == "true" {
-		http.Error(w, "previous container logs are not kept here", http.StatusBadRequest)
-		return
-	}
-	f, err := os.Open(filepath.Join(n.dir, uid, container+".log"))
-	if err != nil {
-		http.Error(w, fmt.Sprintf("container %q in pod %s/%s has no log: %v", container, ns, pod, err), http.StatusNotFound)
-		return
-	}
-	defer f.Close()
-	var limit int64 = -1
-	if v := q.Get("limitBytes"); v != "" {
-		if limit, err = strconv.ParseInt(v, 10, 64); err != nil || limit < 0 {
-			http.Error(w, "limitBytes: "+v, http.StatusBadRequest)
-			return
-		}
-	}
-	if v := q.Get("tailLines"); v != "" {
-		lines, err := strconv.Atoi(v)
-		if err != nil || lines < 0 {
-			http.Error(w, "tailLines: "+v, http.StatusBadRequest)
-			return
-		}
-		if _, err := f.Seek(tailOffset(f, lines), io.SeekStart); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-	}
-	w.Header().Set("Content-Type", "text/plain")
-	var dst io.Writer = w
-	if limit >= 0 {
-		dst = &limitWriter{w: w, n: limit}
-	}
-	follow := q.Get("follow") == "true"
-	flusher, _ := w.(http.Flusher)
-	for {
-		_, err := io.Copy(dst, f)
-		if err != nil || !follow {
-			return
-		}
-		if lw, ok := dst.(*limitWriter); ok && lw.n == 0 {
-			return
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		if running != nil {
-			select {
-			case <-running.stopped:
-				io.Copy(dst, f)
-				return
-			default:
-			}
-		}
-		select {
-		case <-req.Context().Done():
-			return
-		case <-n.ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// tailOffset is the offset in f of its last lines lines.
-func tailOffset(f *os.File, lines int) int64 {
-	var offsets []int64
-	var pos int64
-	br := bufio.NewReader(f)
-	offsets = append(offsets, 0)
-	for {
-		line, err := br.ReadBytes('\n')
-		pos += int64(len(line))
-		if err != nil {
-			break
-		}
-		offsets = append(offsets, pos)
-	}
-	// offsets holds the start of every line, and the end if the last
-	// line ended with a newline.
-	starts := offsets
-	if len(starts) > 0 && starts[len(starts)-1] == pos {
-		starts = starts[:len(starts)-1]
-	}
-	if lines >= len(starts) {
-		return 0
-	}
-	return starts[len(starts)-lines]
-}
-
-// limitWriter writes at most n bytes to w, and drops the rest.
-type limitWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (l *limitWriter) Write(p []byte) (int, error) {
-	total := len(p)
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	k, err := l.w.Write(p)
-	l.n -= int64(k)
-	if err != nil {
-		return k, err
-	}
-	return total, nil
 }

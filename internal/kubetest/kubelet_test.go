@@ -315,6 +315,24 @@ func TestNodeSandbox(t *testing.T) {
 		t.Errorf("logs tailLines=1: %q %v", b, err)
 	}
 
+	// timestamps, and sinceTime (whole seconds on the wire): a line written
+	// after a second's boundary is the only one since it.
+	if b, err := cs.CoreV1().Pods("shop").GetLogs("db-0", &corev1.PodLogOptions{Container: "app", Timestamps: true}).DoRaw(ctx); err != nil {
+		t.Error(err)
+	} else if first, _, _ := strings.Cut(string(b), "\n"); !strings.HasSuffix(first, " sandbox started") {
+		t.Errorf("logs with timestamps: first line %q", first)
+	} else if _, err := time.Parse(time.RFC3339Nano, strings.TrimSuffix(first, " sandbox started")); err != nil {
+		t.Errorf("logs with timestamps: %v", err)
+	}
+	mark := time.Now().Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(mark))
+	if _, err := get("/say?text=late"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := cs.CoreV1().Pods("shop").GetLogs("db-0", &corev1.PodLogOptions{Container: "app", SinceTime: &metav1.Time{Time: mark}}).DoRaw(ctx); err != nil || string(b) != "late\n" {
+		t.Errorf("logs sinceTime: %q %v", b, err)
+	}
+
 	// The host is untouched.
 	if h, _ := os.Hostname(); h != hostHostname {
 		t.Errorf("the host's hostname is now %q", h)

@@ -584,32 +584,31 @@ func (r *podRun) field(path string) (string, error) {
 
 // command is the process of a container, to be started in its sandbox
 // (sandbox.go), as the container's user.
-func (r *podRun) command(c *corev1.Container) (*exec.Cmd, *sandbox, error) {
+func (r *podRun) command(c *corev1.Container) (*exec.Cmd, *sandbox, *containerLog, error) {
 	argv, env, err := r.resolve(c)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if cmd.Err != nil {
-		return nil, nil, cmd.Err
+		return nil, nil, nil, cmd.Err
 	}
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Dir = c.WorkingDir
-	log, err := os.OpenFile(r.logPath(c.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err := openContainerLog(r.logPath(c.Name))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	// One writer for both streams, so one copying goroutine (logs.go).
 	cmd.Stdout, cmd.Stderr = log, log
-	if os.Getenv("TRELLIS_TEST_LOGS") != "" {
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(log, os.Stderr), io.MultiWriter(log, os.Stderr)
-	}
+	cmd.WaitDelay = 2 * time.Second // children keeping the output open
 	sb, err := r.sandbox(c)
 	if err != nil {
 		log.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sb.UID, sb.GID = r.user(c)
-	return cmd, sb, nil
+	return cmd, sb, log, nil
 }
 
 func (r *podRun) user(c *corev1.Container) (uid, gid int64) {
@@ -659,14 +658,17 @@ func (n *Node) Log(pod *corev1.Pod, container string) string {
 func (r *podRun) logPath(container string) string { return filepath.Join(r.dir, container+".log") }
 
 func (r *podRun) runToCompletion(c *corev1.Container) error {
-	cmd, sb, err := r.command(c)
+	cmd, sb, log, err := r.command(c)
 	if err != nil {
 		return err
 	}
 	if err := sb.start(cmd); err != nil {
+		log.Close()
 		return err
 	}
-	if err := cmd.Wait(); err != nil {
+	err = cmd.Wait()
+	log.Close()
+	if err != nil {
 		return fmt.Errorf("%w: %s", err, tail(r.logPath(c.Name)))
 	}
 	return nil
@@ -675,12 +677,13 @@ func (r *podRun) runToCompletion(c *corev1.Container) error {
 // start starts a long-running container; restartPolicy Always restarts it
 // when it exits, after a second.
 func (r *podRun) start(c *corev1.Container) error {
-	cmd, sb, err := r.command(c)
+	cmd, sb, log, err := r.command(c)
 	if err != nil {
 		return err
 	}
 	pr := &proc{cmd: cmd, done: make(chan struct{})}
 	if err := sb.start(cmd); err != nil {
+		log.Close()
 		return err
 	}
 	r.mu.Lock()
@@ -696,6 +699,7 @@ func (r *podRun) start(c *corev1.Container) error {
 	go func() {
 		defer r.n.wg.Done()
 		err := cmd.Wait()
+		log.Close()
 		close(pr.done)
 		r.mu.Lock()
 		stopping := r.stopping
