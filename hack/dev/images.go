@@ -22,6 +22,7 @@ const conformanceImagesModule = "hack/conformance-images"
 //	DIR/echo-basic                 sigs.k8s.io/gateway-api/conformance/echo-basic
 //	DIR/echo-advanced/server       istio.io/istio/pkg/test/echo/cmd/server
 //	DIR/echo-advanced/client       istio.io/istio/pkg/test/echo/cmd/client
+//	DIR/coredns                    github.com/coredns/coredns
 //
 // DIR is $TRELLIS_CONFORMANCE_IMAGES, or else the user's cache directory
 // under trellis/conformance-images/KEY, where KEY is the start of the
@@ -52,6 +53,7 @@ func conformanceImages() error {
 		"echo-basic":           "sigs.k8s.io/gateway-api/conformance/echo-basic",
 		"echo-advanced/server": "istio.io/istio/pkg/test/echo/cmd/server",
 		"echo-advanced/client": "istio.io/istio/pkg/test/echo/cmd/client",
+		"coredns":              "github.com/coredns/coredns",
 	}
 	missing := false
 	for name := range commands {
@@ -74,7 +76,7 @@ func conformanceImages() error {
 			return err
 		}
 	}
-	for _, name := range []string{"echo-basic", "echo-advanced/server", "echo-advanced/client"} {
+	for _, name := range []string{"echo-basic", "echo-advanced/server", "echo-advanced/client", "coredns"} {
 		start := time.Now()
 		// Static binaries, as in the images.
 		if err := runEnv([]string{"CGO_ENABLED=0"}, "go", "build", "-C", conformanceImagesModule, "-trimpath", "-ldflags", "-s -w",

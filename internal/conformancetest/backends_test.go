@@ -39,6 +39,7 @@ import (
 // kind.
 type manifests struct {
 	namespaces  []*corev1.Namespace
+	configMaps  []*corev1.ConfigMap
 	services    []*corev1.Service
 	deployments []*appsv1.Deployment
 	other       []string // kind/name of the rest, not applied here
@@ -67,6 +68,10 @@ func readManifests(t *testing.T, path string) *manifests {
 			var ns corev1.Namespace
 			decode(&ns)
 			m.namespaces = append(m.namespaces, &ns)
+		case "ConfigMap":
+			var cm corev1.ConfigMap
+			decode(&cm)
+			m.configMaps = append(m.configMaps, &cm)
 		case "Service":
 			var svc corev1.Service
 			decode(&svc)
@@ -94,9 +99,9 @@ func usesImage(d *appsv1.Deployment, repo string) bool {
 	return true
 }
 
-// apply creates the namespaces, the Services and the Deployments of m that
-// pass keep, and the Secrets their pods mount, which the suite makes
-// itself (self-signed certificates; here the node's pod certificate).
+// apply creates the namespaces and ConfigMaps of m, the Deployments that
+// pass keep and their Services, and the Secrets their pods mount, which
+// the suite makes itself (self-signed certificates).
 func apply(t *testing.T, ctx context.Context, cs kubernetes.Interface, m *manifests, keep func(*appsv1.Deployment) bool) (replicas int, namespaces []string) {
 	t.Helper()
 	for _, ns := range m.namespaces {
@@ -104,6 +109,11 @@ func apply(t *testing.T, ctx context.Context, cs kubernetes.Interface, m *manife
 			t.Fatal(err)
 		}
 		namespaces = append(namespaces, ns.Name)
+	}
+	for _, cm := range m.configMaps {
+		if _, err := cs.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	selected := map[string]bool{}
 	for _, d := range m.deployments {
@@ -213,11 +223,10 @@ func ready(p *corev1.Pod) bool {
 	return false
 }
 
-// TestBaseBackends applies the echo-basic backends of the suite's base
-// manifests (v1.6.3): every pod comes up Ready on the test node, and one's
-// echo server answers the test process with its namespace and pod name.
-// The manifests' Gateways and their other images (coredns) are not
-// applied here.
+// TestBaseBackends applies the Deployments of the suite's base manifests
+// (v1.6.3: the echo-basic backends and CoreDNS): every pod comes up Ready
+// on the test node, and an echo server answers the test process with its
+// namespace and pod name. The manifests' Gateways are not applied here.
 func TestBaseBackends(t *testing.T) {
 	dir := kubetest.ConformanceModuleDir(t)
 	c := kubetest.Start(t)
@@ -227,12 +236,21 @@ func TestBaseBackends(t *testing.T) {
 	node := c.StartNode(t, kubetest.NodeOptions{Images: kubetest.ConformanceImages(t)})
 
 	m := readManifests(t, filepath.Join(dir, "base", "manifests.yaml"))
-	replicas, namespaces := apply(t, ctx, cs, m, func(d *appsv1.Deployment) bool { return usesImage(d, kubetest.EchoBasicImage) })
-	if replicas < 15 {
-		t.Fatalf("only %d echo-basic replicas in the base manifests", replicas)
+	echoBasic := 0
+	for _, d := range m.deployments {
+		if !usesImage(d, kubetest.EchoBasicImage) && !usesImage(d, kubetest.CoreDNSImage) {
+			t.Errorf("Deployment %s/%s runs an image not mapped here", d.Namespace, d.Name)
+		}
+		if usesImage(d, kubetest.EchoBasicImage) {
+			echoBasic++
+		}
 	}
+	if echoBasic < 10 {
+		t.Fatalf("only %d echo-basic Deployments in the base manifests", echoBasic)
+	}
+	replicas, namespaces := apply(t, ctx, cs, m, func(*appsv1.Deployment) bool { return true })
 	pods := waitReady(t, ctx, cs, node, replicas, namespaces)
-	t.Logf("%d echo-basic pods ready in %v", len(pods), namespaces)
+	t.Logf("%d pods ready in %v", len(pods), namespaces)
 
 	sel := labels.SelectorFromSet(labels.Set{"app": "infra-backend-v1"})
 	var pod *corev1.Pod

@@ -26,6 +26,9 @@ const (
 	// EchoAdvancedImage is Istio's echo server, whose client the mesh
 	// tests exec into (mesh/manifests.yaml).
 	EchoAdvancedImage = "registry.k8s.io/gateway-api/echo-advanced"
+	// CoreDNSImage is the DNS server behind the UDPRoute tests
+	// (base/manifests.yaml).
+	CoreDNSImage = "registry.k8s.io/coredns/coredns"
 )
 
 // Binary is an image whose entrypoint is the command at path: the
@@ -44,6 +47,8 @@ func Binary(path string, env ...string) Image {
 //	echo-basic     the conformance module's echo-basic
 //	echo-advanced  Istio's echo server, with Istio's echo client as
 //	               `client` on the PATH of the container (and of /exec)
+//	coredns        CoreDNS (v1.15.0: the manifests' v1.12.2 does not build
+//	               beside Istio)
 //
 // It skips the test when they are not built, and fails it under CI, which
 // builds them.
@@ -51,7 +56,7 @@ func ConformanceImages(t testing.TB) map[string]Image {
 	t.Helper()
 	dir, err := ConformanceImagesDir()
 	if err == nil {
-		for _, name := range []string{"echo-basic", "echo-advanced/server", "echo-advanced/client"} {
+		for _, name := range []string{"echo-basic", "echo-advanced/server", "echo-advanced/client", "coredns"} {
 			if _, err = os.Stat(filepath.Join(dir, name)); err != nil {
 				break
 			}
@@ -68,6 +73,7 @@ func ConformanceImages(t testing.TB) map[string]Image {
 	return map[string]Image{
 		EchoBasicImage:    Binary(filepath.Join(dir, "echo-basic")),
 		EchoAdvancedImage: Binary(filepath.Join(advanced, "server"), "PATH="+advanced+":"+os.Getenv("PATH")),
+		CoreDNSImage:      Binary(filepath.Join(dir, "coredns")),
 	}
 }
 
