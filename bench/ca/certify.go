@@ -50,7 +50,7 @@ func certify(ctx context.Context, c *control, n int) (*certifyResult, error) {
 	for i := range specs {
 		specs[i] = controlapi.TokenSpec{Namespace: namespace, ServiceAccount: fmt.Sprintf("proxy-%d", i)}
 	}
-	tokens, err := c.api.CreateTokens(ctx, specs)
+	tokens, err := c.API.CreateTokens(ctx, specs)
 	if err != nil {
 		return nil, fmt.Errorf("making join tokens: %w", err)
 	}
@@ -82,7 +82,7 @@ func certify(ctx context.Context, c *control, n int) (*certifyResult, error) {
 			defer wg.Done()
 			<-release
 			t0 := time.Now()
-			errs[i] = m.Renew(ctx, firstContact(c.xds, tokens[i].Token, fmt.Sprintf("proxy-%d", i), m))
+			errs[i] = m.Renew(ctx, firstContact(c.XDS, tokens[i].Token, fmt.Sprintf("proxy-%d", i), m))
 			latencies[i] = time.Since(t0).Seconds()
 		}()
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"trellis.dev/trellis/bench/internal/benchproc"
+	"trellis.dev/trellis/bench/internal/load"
+	"trellis.dev/trellis/bench/internal/meshproc"
 	"trellis.dev/trellis/internal/controlapi"
 )
 
@@ -104,7 +104,7 @@ func measureFleet(ctx context.Context, dir, proxy, xds string, api *controlapi.C
 	if err != nil {
 		return nil, fmt.Errorf("making a join token: %w", err)
 	}
-	if err := os.WriteFile(tokenFile(dir, "capture"), []byte(made[0].Token+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(meshproc.TokenFile(dir, "capture"), []byte(made[0].Token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	outPort, err := benchproc.FreePort()
@@ -116,14 +116,14 @@ func measureFleet(ctx context.Context, dir, proxy, xds string, api *controlapi.C
 		return nil, err
 	}
 	args := []string{
-		"--control-plane", xds, "--ca-bundle", caBundle(dir), "--namespace", fleetNamespace,
-		"--name", "capture-1", "--service-account", "capture", "--label", "app=capture", "--token-file", tokenFile(dir, "capture"),
+		"--control-plane", xds, "--ca-bundle", meshproc.CABundle(dir), "--namespace", fleetNamespace,
+		"--name", "capture-1", "--service-account", "capture", "--label", "app=capture", "--token-file", meshproc.TokenFile(dir, "capture"),
 		"--address", fleetIP, "--app-address", fleetIP, "--outbound-address", fleetIP,
 		"--admin-address", fleetIP + ":15000",
 		"--capture", "--outbound-capture-port", strconv.Itoa(outPort), "--inbound-capture-port", strconv.Itoa(inPort),
 		"--port", "http:8080/HTTP",
 	}
-	args = append(args, quietArgs(proxy)...)
+	args = append(args, meshproc.QuietArgs(proxy)...)
 	sc, err := benchproc.Start(dir, "capture-sidecar", proxy, args...)
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func measureFleet(ctx context.Context, dir, proxy, xds string, api *controlapi.C
 	defer sc.Stop()
 	res := &fleetResult{Services: services, Resources: map[string]int{}}
 	id := "capture-1." + fleetNamespace
-	if err := waitFor(ctx, 2*time.Minute, "the capture sidecar to acknowledge its config", func() error {
+	if err := benchproc.WaitFor(ctx, 2*time.Minute, "the capture sidecar to acknowledge its config", func() error {
 		if err := sc.Exited(); err != nil {
 			return err
 		}
@@ -174,27 +174,13 @@ func measureFleet(ctx context.Context, dir, proxy, xds string, api *controlapi.C
 	}
 	// As the idle figures: a moment to settle after the last update.
 	time.Sleep(2 * time.Second)
-	res.RSSMB = round(benchproc.RSSMB(sc.Pid()), 1)
+	res.RSSMB = load.Round(benchproc.RSSMB(sc.Pid()), 1)
 	if heapProfile != "" {
 		// The profile, and the runtime's memory statistics as text, after
 		// a collection (gc=1), so that they show what is live; RSS was
 		// read before.
-		save(fleetIP+":15000/debug/pprof/heap?gc=1", heapProfile)
-		save(fleetIP+":15000/debug/pprof/heap?gc=1&debug=1", heapProfile+".txt")
+		meshproc.Save(fleetIP+":15000/debug/pprof/heap?gc=1", heapProfile)
+		meshproc.Save(fleetIP+":15000/debug/pprof/heap?gc=1&debug=1", heapProfile+".txt")
 	}
 	return res, nil
-}
-
-// save writes what http://HOSTPORT/PATH answers to a file; it is for
-// profiles, which a failure only leaves out.
-func save(url, path string) {
-	resp, err := http.Get("http://" + url)
-	if err != nil {
-		return
-	}
-	defer resp.Body.Close()
-	if f, err := os.Create(path); err == nil {
-		io.Copy(f, resp.Body)
-		f.Close()
-	}
 }

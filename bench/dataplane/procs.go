@@ -12,18 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"trellis.dev/trellis/bench/internal/benchproc"
-	"trellis.dev/trellis/internal/controlapi"
+	"trellis.dev/trellis/bench/internal/load"
+	"trellis.dev/trellis/bench/internal/meshproc"
 )
 
 // Addresses: each process gets a loopback address of its own, so that the
@@ -44,51 +42,13 @@ const (
 // missingTools says what is not on PATH and how to install it.
 func missingTools() []string {
 	var out []string
-	if fortioBin() == "" {
-		out = append(out, "fortio is not on PATH nor in $(go env GOPATH)/bin: go install fortio.org/fortio@v1.68.2")
+	if load.Fortio() == "" {
+		out = append(out, "fortio is not on PATH nor in $(go env GOPATH)/bin: "+load.FortioInstall)
 	}
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
-			out = append(out, "haproxy is not installed: apt-get install haproxy")
-		}
+	if benchproc.Find("haproxy") == "" {
+		out = append(out, "haproxy is not installed: apt-get install haproxy")
 	}
 	return out
-}
-
-// fortioBin finds fortio on PATH or where go install puts it; "" if
-// neither has it.
-func fortioBin() string {
-	if p, err := exec.LookPath("fortio"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			p := filepath.Join(dir, "bin", "fortio")
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	return ""
-}
-
-func haproxyBin() string {
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	return "/usr/sbin/haproxy"
-}
-
-func build(ctx context.Context, root, dir string) (trellis, proxy string, err error) {
-	for _, b := range []struct{ out, pkg string }{{"trellis", "./cmd/trellis"}, {"trellis-proxy", "./cmd/trellis-proxy"}} {
-		// The release build's tags (hack/dev's buildTags).
-		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "grpcnotrace", "-o", filepath.Join(dir, b.out), b.pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
-		}
-	}
-	return filepath.Join(dir, "trellis"), filepath.Join(dir, "trellis-proxy"), nil
 }
 
 // mesh is the configuration the control plane serves: the backend Service
@@ -112,101 +72,31 @@ spec:
     backendRefs: [{name: backend, port: 80}]
 `
 
-// controlPlane starts `trellis control` and applies the mesh; client is
-// its API.
-func controlPlane(ctx context.Context, dir, trellis string) (p *benchproc.Proc, xds string, client *controlapi.Client, err error) {
-	xp, err := benchproc.FreePort()
+// controlPlane starts `trellis control`, applies the mesh and writes a
+// join token for each sidecar's identity, as an operator makes them with
+// trellis token create.
+func controlPlane(ctx context.Context, dir, trellis string) (*meshproc.Control, error) {
+	cp, err := meshproc.StartControl(ctx, dir, trellis)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
-	ap, err := benchproc.FreePort()
-	if err != nil {
-		return nil, "", nil, err
+	if err := cp.Apply(ctx, "bench.yaml", mesh); err != nil {
+		cp.Stop()
+		return nil, fmt.Errorf("applying the mesh: %w", err)
 	}
-	xds, api := "127.0.0.1:"+strconv.Itoa(xp), "127.0.0.1:"+strconv.Itoa(ap)
-	p, err = benchproc.Start(dir, "control", trellis, "control", "--data-dir", filepath.Join(dir, "data"), "--xds-address", xds, "--debug-address", api)
-	if err != nil {
-		return nil, "", nil, err
+	if err := cp.Tokens(ctx, namespace, "backend", "client"); err != nil {
+		cp.Stop()
+		return nil, fmt.Errorf("making join tokens: %w", err)
 	}
-	client, err = controlapi.NewClient(api)
-	if err != nil {
-		p.Stop()
-		return nil, "", nil, err
-	}
-	if err := waitFor(ctx, time.Minute, "the control plane", func() error {
-		if err := p.Exited(); err != nil {
-			return err
-		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		return client.Ready(rctx)
-	}); err != nil {
-		p.Stop()
-		return nil, "", nil, err
-	}
-	if _, err := client.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: "bench.yaml", Content: mesh}}}); err != nil {
-		p.Stop()
-		return nil, "", nil, fmt.Errorf("applying the mesh: %w", err)
-	}
-	// A join token for each sidecar's identity, as an operator makes them
-	// with trellis token create.
-	made, err := client.CreateTokens(ctx, []controlapi.TokenSpec{
-		{Namespace: namespace, ServiceAccount: "backend"}, {Namespace: namespace, ServiceAccount: "client"},
-	})
-	if err != nil {
-		p.Stop()
-		return nil, "", nil, fmt.Errorf("making join tokens: %w", err)
-	}
-	for i, name := range []string{"backend", "client"} {
-		if err := os.WriteFile(tokenFile(dir, name), []byte(made[i].Token+"\n"), 0o600); err != nil {
-			p.Stop()
-			return nil, "", nil, err
-		}
-	}
-	return p, xds, client, nil
-}
-
-func waitFor(ctx context.Context, d time.Duration, what string, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// tokenFile is where controlPlane writes the join token of a service
-// account.
-func tokenFile(dir, account string) string { return filepath.Join(dir, account+".token") }
-
-// caBundle is the mesh's root certificate, which the control plane writes
-// in its data directory.
-func caBundle(dir string) string { return filepath.Join(dir, "data", "ca", "root-cert.pem") }
-
-// quietArgs turn off the access log of a trellis-proxy that has one: the
-// figures are the proxying's; access logs are measured apart.
-func quietArgs(proxy string) []string {
-	if help, _ := exec.Command(proxy, "--help").CombinedOutput(); bytes.Contains(help, []byte("--access-log")) {
-		return []string{"--access-log", "off"}
-	}
-	return nil
+	return cp, nil
 }
 
 // sidecars starts the client and server sidecars.
 func sidecars(dir, proxy, xds string) (client, server *benchproc.Proc, err error) {
-	common := []string{"--control-plane", xds, "--ca-bundle", caBundle(dir), "--namespace", namespace}
-	common = append(common, quietArgs(proxy)...)
+	common := []string{"--control-plane", xds, "--ca-bundle", meshproc.CABundle(dir), "--namespace", namespace}
+	common = append(common, meshproc.QuietArgs(proxy)...)
 	server, err = benchproc.Start(dir, "server-sidecar", proxy, append([]string{
-		"--name", "backend-1", "--service-account", "backend", "--label", "app=backend", "--token-file", tokenFile(dir, "backend"),
+		"--name", "backend-1", "--service-account", "backend", "--label", "app=backend", "--token-file", meshproc.TokenFile(dir, "backend"),
 		"--address", serverIP, "--app-address", serverIP, "--outbound-address", serverIP,
 		"--admin-address", serverIP + ":15000",
 		"--port", "http:" + strconv.Itoa(backendHTTP) + "/HTTP", "--port", "tcp:" + strconv.Itoa(backendTCP) + "/TCP",
@@ -215,7 +105,7 @@ func sidecars(dir, proxy, xds string) (client, server *benchproc.Proc, err error
 		return nil, nil, err
 	}
 	client, err = benchproc.Start(dir, "client-sidecar", proxy, append([]string{
-		"--name", "client-1", "--service-account", "client", "--label", "app=client", "--token-file", tokenFile(dir, "client"),
+		"--name", "client-1", "--service-account", "client", "--label", "app=client", "--token-file", meshproc.TokenFile(dir, "client"),
 		"--address", clientIP, "--app-address", clientIP, "--outbound-address", clientIP,
 		"--admin-address", clientIP + ":15000",
 		"--upstream", fmt.Sprintf("backend:80=%d", localHTTP), "--upstream", fmt.Sprintf("backend:81=%d", localTCP),
@@ -358,39 +248,12 @@ func haproxies(dir string) (client, server *benchproc.Proc, err error) {
 	if err := os.WriteFile(sf, []byte(sside.String()), 0o644); err != nil {
 		return nil, nil, err
 	}
-	if server, err = benchproc.Start(dir, "haproxy-server", haproxyBin(), "-db", "-f", sf); err != nil {
+	if server, err = benchproc.Start(dir, "haproxy-server", benchproc.Find("haproxy"), "-db", "-f", sf); err != nil {
 		return nil, nil, err
 	}
-	if client, err = benchproc.Start(dir, "haproxy-client", haproxyBin(), "-db", "-f", cf); err != nil {
+	if client, err = benchproc.Start(dir, "haproxy-client", benchproc.Find("haproxy"), "-db", "-f", cf); err != nil {
 		server.Stop()
 		return nil, nil, err
 	}
 	return client, server, nil
-}
-
-// backend answers every request with 1 KB, on both backend ports.
-func backend(ctx context.Context) (stop func(), err error) {
-	body := bytes.Repeat([]byte("x"), 1024)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(body)
-	})
-	var srvs []*http.Server
-	for _, port := range []int{backendHTTP, backendTCP} {
-		ln, err := net.Listen("tcp", net.JoinHostPort(serverIP, strconv.Itoa(port)))
-		if err != nil {
-			for _, s := range srvs {
-				s.Close()
-			}
-			return nil, fmt.Errorf("backend: %w", err)
-		}
-		s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		srvs = append(srvs, s)
-		go s.Serve(ln)
-	}
-	return func() {
-		for _, s := range srvs {
-			s.Close()
-		}
-	}, nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+
+	"trellis.dev/trellis/bench/internal/load"
 )
 
 // ratios compares every path with direct, and checks the goals on this
@@ -24,15 +26,15 @@ func (r *result) ratios() {
 		}
 		rt := map[string]float64{}
 		if d, m := direct["fixed"], ms["fixed"]; d != nil && m != nil {
-			rt["fixed_p50"] = ratio(m.P50ms, d.P50ms)
-			rt["fixed_p99"] = ratio(m.P99ms, d.P99ms)
-			rt["fixed_added_p99_ms"] = round(m.P99ms-d.P99ms, 3)
+			rt["fixed_p50"] = load.Ratio(m.P50ms, d.P50ms)
+			rt["fixed_p99"] = load.Ratio(m.P99ms, d.P99ms)
+			rt["fixed_added_p99_ms"] = load.Round(m.P99ms-d.P99ms, 3)
 		}
 		if d, m := direct["one_conn"], ms["one_conn"]; d != nil && m != nil {
-			rt["one_conn_p50"] = ratio(m.P50ms, d.P50ms)
+			rt["one_conn_p50"] = load.Ratio(m.P50ms, d.P50ms)
 		}
 		if d, m := direct["saturation"], ms["saturation"]; d != nil && m != nil {
-			rt["saturation_qps"] = ratio(m.QPS, d.QPS)
+			rt["saturation_qps"] = load.Ratio(m.QPS, d.QPS)
 		}
 		r.Ratios[name] = rt
 	}
@@ -53,13 +55,6 @@ func (r *result) ratios() {
 	}
 }
 
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return round(a/b, 2)
-}
-
 func (r *result) report(w io.Writer) {
 	fmt.Fprintf(w, "\nData plane benchmark: 1 KB HTTP/1.1 responses; fixed = %d req/s over %d connections, saturation = as fast as possible over %d, one_conn = as fast as possible over 1; %s each.\n\n",
 		r.Rate, r.Conns, r.Conns, r.Duration)
@@ -76,7 +71,7 @@ func (r *result) report(w io.Writer) {
 			}
 			d := r.Paths["direct"][m.Name]
 			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.3f\t%.3f\t%.0f\t%d\t%.3f\t%.3f\t%.2f\t%.2f\t\n", name, m.Name, ms.P50ms, ms.P90ms, ms.P99ms, ms.QPS, ms.Errors,
-				ms.CPU, ms.CPUPer1000, ratio(ms.P50ms, d.P50ms), ratio(ms.P99ms, d.P99ms))
+				ms.CPU, ms.CPUPer1000, load.Ratio(ms.P50ms, d.P50ms), load.Ratio(ms.P99ms, d.P99ms))
 		}
 	}
 	tw.Flush()

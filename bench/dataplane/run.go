@@ -5,14 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"trellis.dev/trellis/bench/internal/benchproc"
+	"trellis.dev/trellis/bench/internal/load"
+	"trellis.dev/trellis/bench/internal/meshproc"
 )
 
 // path is one way from fortio to the backend.
@@ -24,17 +25,7 @@ type path struct {
 }
 
 // measurement is one fortio run on one path.
-type measurement struct {
-	P50ms  float64 `json:"p50_ms"`
-	P90ms  float64 `json:"p90_ms"`
-	P99ms  float64 `json:"p99_ms"`
-	QPS    float64 `json:"qps"`
-	Errors int64   `json:"errors"`
-	// CPU is the proxies' CPU in vCPU (CPU seconds per second) and per
-	// 1,000 requests/s.
-	CPU        float64 `json:"cpu_vcpu"`
-	CPUPer1000 float64 `json:"cpu_vcpu_per_1000rps"`
-}
+type measurement = load.Measurement
 
 // modes are the measurements made on every path.
 var modes = []struct {
@@ -82,16 +73,16 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		return nil, err
 	}
 	progress("building trellis and trellis-proxy")
-	trellisBin, proxyBin, err := build(ctx, root, dir)
+	trellisBin, proxyBin, err := meshproc.Build(ctx, root, dir)
 	if err != nil {
 		return nil, err
 	}
-	stopBackend, err := backend(ctx)
+	stopBackend, err := load.Backend(net.JoinHostPort(serverIP, strconv.Itoa(backendHTTP)), net.JoinHostPort(serverIP, strconv.Itoa(backendTCP)))
 	if err != nil {
 		return nil, err
 	}
 	defer stopBackend()
-	cp, xds, api, err := controlPlane(ctx, dir, trellisBin)
+	cp, err := controlPlane(ctx, dir, trellisBin)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +90,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	if o.Proxy != "" {
 		proxyBin = o.Proxy
 	}
-	client, server, err := sidecars(dir, proxyBin, xds)
+	client, server, err := sidecars(dir, proxyBin, cp.XDS)
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +111,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		{Name: "haproxy-l4", URL: fmt.Sprintf("http://%s:%d/", hapClient, localTCP), procs: []*benchproc.Proc{hc, hs}},
 	}
 	for _, p := range paths {
-		if err := waitFor(ctx, time.Minute, p.Name+" to answer", func() error {
-			for _, pr := range append([]*benchproc.Proc{cp}, p.procs...) {
+		if err := benchproc.WaitFor(ctx, time.Minute, p.Name+" to answer", func() error {
+			for _, pr := range append([]*benchproc.Proc{cp.Proc}, p.procs...) {
 				if err := pr.Exited(); err != nil {
 					return err
 				}
@@ -145,12 +136,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		RSSIdleMB: map[string]float64{}, RSSLoadedMB: map[string]float64{}}
 	time.Sleep(time.Second) // let the sidecars settle after their first requests
 	for _, pr := range []*benchproc.Proc{client, server, hc, hs} {
-		res.RSSIdleMB[pr.Name] = round(benchproc.RSSMB(pr.Pid()), 1)
+		res.RSSIdleMB[pr.Name] = load.Round(benchproc.RSSMB(pr.Pid()), 1)
 	}
 	progress("sidecars idle: client %.1f MB, server %.1f MB RSS", res.RSSIdleMB["client-sidecar"], res.RSSIdleMB["server-sidecar"])
 	if o.Profile != "" {
-		save(clientIP+":15000/debug/pprof/heap?gc=1", o.Profile+".heap")
-		save(clientIP+":15000/debug/pprof/heap?gc=1&debug=1", o.Profile+".heap.txt")
+		meshproc.Save(clientIP+":15000/debug/pprof/heap?gc=1", o.Profile+".heap")
+		meshproc.Save(clientIP+":15000/debug/pprof/heap?gc=1&debug=1", o.Profile+".heap.txt")
 	}
 	for _, m := range modes {
 		if o.MemoryOnly {
@@ -184,7 +175,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	}
 	for _, pr := range []*benchproc.Proc{client, server, hc, hs} {
 		if !o.MemoryOnly {
-			res.RSSLoadedMB[pr.Name] = round(benchproc.RSSMB(pr.Pid()), 1)
+			res.RSSLoadedMB[pr.Name] = load.Round(benchproc.RSSMB(pr.Pid()), 1)
 		}
 	}
 	res.Metrics = map[string]string{}
@@ -200,7 +191,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 		fleetHeap = o.Profile + ".fleet.heap"
 	}
 	progress("applying %d services and starting a capture sidecar that sees them", o.Services)
-	if res.Fleet, err = measureFleet(ctx, dir, proxyBin, xds, api, o.Services, fleetHeap); err != nil {
+	if res.Fleet, err = measureFleet(ctx, dir, proxyBin, cp.XDS, cp.API, o.Services, fleetHeap); err != nil {
 		return nil, fmt.Errorf("sidecar with %d services: %w", o.Services, err)
 	}
 	progress("capture sidecar with %d services: %.1f MB RSS", o.Services, res.Fleet.RSSMB)
@@ -211,94 +202,15 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (*result, err
 	return res, nil
 }
 
-// fortioJSON is the part of fortio's -json output used here.
-type fortioJSON struct {
-	ActualQPS         float64
-	DurationHistogram struct {
-		Count       int64
-		Percentiles []struct{ Percentile, Value float64 }
-	}
-	RetCodes map[string]int64
-}
-
 // measure runs fortio on a path and reads the proxies' CPU around it.
 func measure(ctx context.Context, dir string, p path, qps, conns int, d time.Duration) (*measurement, error) {
-	out := filepath.Join(dir, "fortio.json")
-	args := []string{"load", "-quiet", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(conns), "-t", d.String(),
-		"-r", "0.00001", "-p", "50,90,99", "-json", out, p.URL}
-	cpu0 := make([]float64, len(p.procs))
-	for i, pr := range p.procs {
-		cpu0[i], _ = benchproc.CPUSeconds(pr.Pid())
-	}
-	t0 := time.Now()
-	cmd := exec.CommandContext(ctx, fortioBin(), args...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("fortio %v: %w\n%s", args, err, b)
-	}
-	elapsed := time.Since(t0).Seconds()
-	var cpu float64
-	for i, pr := range p.procs {
-		c, _ := benchproc.CPUSeconds(pr.Pid())
-		cpu += c - cpu0[i]
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		return nil, err
-	}
-	var f fortioJSON
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("fortio's JSON: %w", err)
-	}
-	m := &measurement{QPS: round(f.ActualQPS, 1), Errors: f.DurationHistogram.Count - f.RetCodes["200"]}
-	for _, pc := range f.DurationHistogram.Percentiles {
-		v := round(pc.Value*1000, 3)
-		switch pc.Percentile {
-		case 50:
-			m.P50ms = v
-		case 90:
-			m.P90ms = v
-		case 99:
-			m.P99ms = v
-		}
-	}
-	// fortio's run time: its -t, from which the process's start-up is
-	// excluded as well as can be.
-	if elapsed > 0 {
-		m.CPU = round(cpu/max(d.Seconds(), elapsed-0.05), 3)
-	}
-	if m.QPS > 0 {
-		m.CPUPer1000 = round(m.CPU/(m.QPS/1000), 3)
-	}
-	return m, nil
-}
-
-func round(v float64, digits int) float64 {
-	p := 1.0
-	for range digits {
-		p *= 10
-	}
-	return float64(int64(v*p+0.5)) / p
+	return load.Run(ctx, load.Spec{URL: p.URL, QPS: qps, Conns: conns, Duration: d, Procs: p.procs, Dir: dir})
 }
 
 // profile starts CPU profiles of both sidecars through their admin port,
 // for d; the function returned waits for them to be written.
 func profile(prefix string, d time.Duration) func() {
-	done := make(chan struct{}, 2)
-	for _, s := range []struct{ name, ip string }{{"client", clientIP}, {"server", serverIP}} {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			resp, err := http.Get(fmt.Sprintf("http://%s:15000/debug/pprof/profile?seconds=%d", s.ip, max(1, int(d.Seconds()))))
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			f, err := os.Create(prefix + "." + s.name)
-			if err != nil {
-				return
-			}
-			defer f.Close()
-			io.Copy(f, resp.Body)
-		}()
-	}
-	return func() { <-done; <-done }
+	client := meshproc.Profile(clientIP+":15000", prefix+".client", d)
+	server := meshproc.Profile(serverIP+":15000", prefix+".server", d)
+	return func() { client(); server() }
 }

@@ -11,7 +11,7 @@ import (
 
 // What the translator cannot express of an AccessPolicy, or expresses
 // otherwise than it reads, when it can be known from the resources
-// (TRL4010-TRL4015). The policy applies to the workloads
+// (TRL4011-TRL4015). The policy applies to the workloads
 // model.Index.PolicySelects finds, as in the translator; on each workload
 // its rules apply to every port the workload serves through a Service.
 
@@ -26,7 +26,6 @@ type chainPort struct {
 func (a *analyzer) accessTranslation() {
 	for _, p := range a.c.AccessPolicies {
 		res := resource(p.Source)
-		a.gatewayTargets(p, res)
 		selected := a.ix.PolicyWorkloads(p.Namespace, p.Targets)
 		a.withoutSidecar(p, res, selected)
 		ports := a.chainPorts(p, selected)
@@ -42,24 +41,6 @@ func (a *analyzer) accessTranslation() {
 				a.pathsAndMethods(res, field, t)
 			}
 		}
-	}
-}
-
-// gatewayTargets reports Gateway targets: gateways do not enforce
-// AccessPolicy yet.
-func (a *analyzer) gatewayTargets(p *model.AccessPolicy, res Resource) {
-	for i, t := range p.Targets {
-		key := model.Key{Namespace: p.Namespace, Name: t.Name}
-		if !t.IsGateway() || a.gws[key] == nil {
-			continue
-		}
-		if p.Action == model.AccessAudit {
-			a.add(CodeAccessGateway, res, index("spec.targetRefs", i),
-				"Gateway %s does not enforce AccessPolicy yet: its requests are not audited", key)
-			continue
-		}
-		a.add(CodeAccessGateway, res, index("spec.targetRefs", i),
-			"Gateway %s does not enforce AccessPolicy yet: it is not served while this %s policy targets it", key, p.Action)
 	}
 }
 

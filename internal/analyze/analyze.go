@@ -30,8 +30,11 @@ var checks = []struct {
 	{PartRest, (*analyzer).gateways},
 	{PartRest, (*analyzer).routes},
 	{PartRest, (*analyzer).precedence},
+	{PartRest, (*analyzer).eastWest},
 	{PartWorkloads, (*analyzer).policies},
+	{PartWorkloads, (*analyzer).networks},
 	{PartRest, (*analyzer).servicePorts},
+	{PartRest, (*analyzer).egress},
 }
 
 // AnalyzeParts returns the findings of the checks of parts about c,

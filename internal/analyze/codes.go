@@ -42,6 +42,15 @@ const (
 	CodeExtensionRef  = "TRL2020"
 	CodeBackendFilter = "TRL2021"
 	CodeHostHeader    = "TRL2022"
+	CodeServiceType   = "TRL2050"
+
+	CodeGatewayIdentity   = "TRL2030"
+	CodeExternalNameRoute = "TRL2031"
+
+	CodeEastWestListener = "TRL2040"
+	CodeNoEastWest       = "TRL2041"
+	CodeNetworkPlain     = "TRL2042"
+	CodeEastWestRoute    = "TRL2043"
 
 	CodeNoBackend     = "TRL3001"
 	CodeNoBackendPort = "TRL3002"
@@ -64,7 +73,8 @@ const (
 	CodeDenyAll       = "TRL4004"
 	CodeMTLSConflict  = "TRL4005"
 
-	CodeAccessGateway   = "TRL4010"
+	// TRL4010 (an AccessPolicy targets a Gateway, which did not enforce
+	// it) is retired: gateways enforce AccessPolicy.
 	CodeAccessNoSidecar = "TRL4011"
 	CodeAccessTCP       = "TRL4012"
 	CodeAccessNever     = "TRL4013"
@@ -131,6 +141,22 @@ var Codes = []Code{
 		"Only RequestHeaderModifier and ResponseHeaderModifier filters may be set on a backendRef; move other filters to the rule. As it is, every request matching the rule gets 500."},
 	{CodeHostHeader, Error, "A header modifier changes the Host header",
 		"Change the host with a URLRewrite filter's hostname instead; as it is, every request matching the rule gets 500."},
+	{CodeEastWestListener, Error, "An east-west listener is not TLS in mode Passthrough",
+		"Set protocol TLS and tls.mode Passthrough: an east-west listener passes mesh mTLS through by SNI and never terminates it. As it is, the listener is not programmed."},
+	{CodeNoEastWest, Warning, "A Service has members in a network with no east-west gateway",
+		"Add a Gateway labeled trellis.dev/network with the network's name and an east-west listener (TLS, Passthrough, tls.options trellis.dev/listener-mode: auto-passthrough), reachable from the other networks; until then their clients leave these members out."},
+	{CodeNetworkPlain, Warning, "A Service has members without a sidecar in a mesh of several networks",
+		"Give them a sidecar (meshPort): clients of other networks reach members only through an east-west gateway, over mesh mTLS, and leave these out."},
+	{CodeEastWestRoute, Warning, "A route is attached to an east-west listener, which ignores routes",
+		"Attach the route to another listener: an east-west listener serves every mesh service of its network by the SNI clients send, and no route."},
+
+	{CodeGatewayIdentity, Info, "The AccessPolicy on a Gateway matches callers by identity, which only mesh clients have",
+		"Clients that reach the Gateway over mesh mTLS (a gateway started with --mesh-port, such as an egress gateway) are matched by their SPIFFE ID; others have none: an ALLOW rule by identity or namespace refuses them and a DENY rule by identity never matches them. Match them with to-conditions (ports, paths, methods, headers) instead."},
+	{CodeExternalNameRoute, Warning, "The route is attached to an ExternalName Service",
+		"A capturing sidecar sees an app's connection to the external name's address, not the name: the route applies only to explicit upstreams of the Service (--upstream). To route captured traffic to an external host (to an egress gateway, say), make the host a Service whose members are Workloads at its addresses, and attach the route there."},
+
+	{CodeServiceType, Error, "The Gateway asks for a Service type Trellis does not make",
+		"Set the annotation trellis.dev/service-type to LoadBalancer, ClusterIP or NodePort; as it is, the Gateway's Service on Kubernetes is a ClusterIP one."},
 
 	{CodeNoBackend, Error, "The backend Service does not exist",
 		"Create the Service or fix the backendRef's name and namespace; requests to this backend get 500."},
@@ -169,8 +195,6 @@ var Codes = []Code{
 		"The DENY matches every request the ALLOW matches, and DENY is evaluated first: narrow the DENY or remove the ALLOW."},
 	{CodeMTLSConflict, Warning, "Several MTLSPolicies set different modes for the same workloads",
 		"Keep one MTLSPolicy per target (a port-level override belongs in spec.ports)."},
-	{CodeAccessGateway, Error, "The AccessPolicy targets a Gateway, which does not enforce it yet",
-		"Target the Services behind the Gateway instead: their sidecars enforce the policy. While an ALLOW or DENY policy targets a Gateway, the Gateway is not served."},
 	{CodeAccessNoSidecar, Warning, "The AccessPolicy selects workloads without a sidecar",
 		"Give the workloads a sidecar (meshPort), or narrow targetRefs: a workload reached in plaintext has no proxy to enforce the policy."},
 	{CodeAccessTCP, Warning, "A rule's paths, methods or headers apply to a TCP port",

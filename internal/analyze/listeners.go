@@ -2,7 +2,9 @@ package analyze
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"trellis.dev/trellis/internal/model"
 )
@@ -41,6 +43,9 @@ func (a *analyzer) gateways() {
 		res := resource(g.Source)
 		if _, ok := a.classes[g.ClassName]; !ok && g.ClassName != "" {
 			a.add(CodeNoClass, res, "spec.gatewayClassName", "GatewayClass %q does not exist", g.ClassName)
+		}
+		if g.ServiceType != "" && !slices.Contains(model.ServiceTypes, g.ServiceType) {
+			a.add(CodeServiceType, res, g.ServiceTypeField, "Service type %q: want %s", g.ServiceType, strings.Join(model.ServiceTypes, ", "))
 		}
 		var ls []listenerRef
 		for i := range g.Listeners {

@@ -16,6 +16,8 @@ import (
 	"trellis.dev/trellis/internal/identity"
 	"trellis.dev/trellis/internal/inject"
 	"trellis.dev/trellis/internal/install"
+	"trellis.dev/trellis/internal/translate"
+	"trellis.dev/trellis/internal/usage"
 )
 
 // defaultDataDir is where `trellis control` keeps its store and CA keys
@@ -32,7 +34,8 @@ func defaultDataDir() string {
 
 func controlCommand(g *globals) *cobra.Command {
 	opts := control.Options{}
-	var kubeconfig, leaseNamespace string
+	var kubeconfig, leaseNamespace, outboundPolicy string
+	var deployGateways bool
 	c := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane: config store, registry, xDS server and CA",
@@ -57,12 +60,18 @@ For high availability, run several control planes with the same
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Logger = g.logger()
+			registryOnly, err := translate.ParseOutboundTrafficPolicy(outboundPolicy)
+			if err != nil {
+				return usage.Errorf("--outbound-traffic-policy: %v", err)
+			}
+			opts.RegistryOnly = registryOnly
 			kube, err := kubeConfig(kubeconfig)
 			if err != nil {
 				return err
 			}
 			opts.Kube = kube
 			opts.KubeStatus.LeaseNamespace = leaseNamespace
+			opts.KubeStatus.Gateways.Disabled = !deployGateways
 			if kube != nil {
 				// Pods and the API server reach the control plane by its
 				// Service's name: the certificate carries it, and
@@ -83,6 +92,7 @@ For high availability, run several control planes with the same
 	f := c.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", "read config from the Kubernetes API server this kubeconfig reaches (in a pod, the in-cluster config is used without it), and write status back")
 	f.StringVar(&leaseNamespace, "lease-namespace", cmp.Or(os.Getenv("POD_NAMESPACE"), "trellis-system"), "on Kubernetes, namespace of the Lease that elects the control plane writing status")
+	f.BoolVar(&deployGateways, "deploy-gateways", true, "on Kubernetes, keep a Deployment, Service and ServiceAccount per Gateway of a class with controllerName trellis.dev/gateway (false: run the gateways yourself)")
 	f.StringVar(&opts.DataDir, "data-dir", defaultDataDir(), "directory of the embedded store and the CA keys")
 	f.StringVar(&opts.CADir, "ca-dir", "", "directory of the CA's root and intermediate (default DATA_DIR/ca); control planes of one mesh share it; with --ca-encryption-key-file, it receives copies of the certificates only")
 	f.StringVar(&opts.CACert, "ca-cert", "", "PEM file of the CA to start with: a root, or an intermediate followed by its chain up to the root (root last); default: generate a root")
@@ -99,6 +109,7 @@ For high availability, run several control planes with the same
 	f.StringVar(&opts.TrustDomain, "trust-domain", identity.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
 	f.StringVar(&opts.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of service names (name.namespace.svc.<domain>)")
 	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd cluster, comma-separated client URLs; control planes sharing it (and --ca-dir) serve one mesh; empty embeds a single-node etcd")
+	f.StringVar(&outboundPolicy, "outbound-traffic-policy", translate.AllowAny, "what capturing sidecars do with connections to destinations the mesh does not know: allow-any (pass them through) or registry-only (refuse them, through BlackHoleCluster); the Namespace label "+translate.OutboundTrafficPolicyLabel+" overrides it")
 	f.DurationVar(&opts.RegistrationGrace, "registration-grace", 10*time.Second, "how long a disconnected proxy's workload stays registered, so that it can reconnect without its endpoints flapping")
 	return c
 }

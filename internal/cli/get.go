@@ -72,6 +72,9 @@ func getCommand(g *globals) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 3, ' ', 0)
+			if list[0].Kind == "Gateway" {
+				return writeGateways(tw, list)
+			}
 			fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tAGE")
 			for _, r := range list {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Kind, orDash(r.Namespace), r.Name, age(r.Object))

@@ -61,6 +61,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		deleteCommand(g),
 		proxyStatusCommand(g),
 		proxyConfigCommand(g),
+		describeCommand(g),
 		tlsCheckCommand(g),
 		tokenCommand(g),
 		caCommand(g),

@@ -35,6 +35,7 @@ func (cp *controlPlane) handler() http.Handler {
 	mux.HandleFunc("DELETE "+controlapi.PathResources, cp.handleDelete)
 	mux.HandleFunc("GET "+controlapi.PathProxies, cp.handleProxies)
 	mux.HandleFunc("GET "+controlapi.PathFindings, cp.handleFindings)
+	mux.HandleFunc("GET "+controlapi.PathDescribe, cp.handleDescribe)
 	mux.HandleFunc("POST "+controlapi.PathTokens, cp.handleCreateTokens)
 	mux.HandleFunc("GET "+controlapi.PathTokens, cp.handleListTokens)
 	mux.HandleFunc("POST "+controlapi.PathTokens+"/{id}/revoke", cp.handleRevokeToken)
@@ -196,6 +197,7 @@ func (cp *controlPlane) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, res)
 	}
+	out = cp.withGatewayStatus(k.Kind, out)
 	if name := q.Get("name"); name != "" && len(out) == 0 {
 		writeErrors(w, http.StatusNotFound, fmt.Sprintf("%s %q not found", k.Kind, name))
 		return

@@ -111,6 +111,12 @@ type Options struct {
 	EtcdEndpoints []string
 	TrustDomain   string
 	ClusterDomain string
+	// RegistryOnly blocks capturing sidecars' connections to destinations
+	// the mesh does not know (outbound traffic policy registry-only)
+	// instead of passing them through (allow-any, the default); the label
+	// trellis.dev/outbound-traffic-policy of a Namespace overrides it for
+	// the namespace's sidecars.
+	RegistryOnly bool
 	// RegistrationGrace is how long a proxy's registration, and so its
 	// endpoints, outlive its stream (default 10 s): long enough to
 	// reconnect, to this control plane or another, without its endpoints
@@ -338,6 +344,7 @@ func Run(ctx context.Context, opts Options) error {
 		} else {
 			status := opts.KubeStatus
 			status.View = cp
+			status.Gateways.Inject, status.Gateways.TrustDomain, status.Gateways.TrustBundle = opts.Inject, opts.TrustDomain, cp.ca.BundlePEM
 			run("status writer", func() error { return src.RunStatus(runCtx, status) })
 			run("trust publisher", func() error { return cp.publishTrust(runCtx, kcs) })
 		}

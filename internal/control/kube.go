@@ -72,6 +72,7 @@ func (cp *controlPlane) Analysis() *kubesource.Analysis {
 		Config:      &cfg,
 		Findings:    stored.Analyze(amend),
 		Attachments: analyze.Attachments(&cfg),
+		Proxies:     cp.gatewayProxies(),
 	}
 }
 

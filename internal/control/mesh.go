@@ -346,11 +346,11 @@ func proxyKey(id string) string { return "proxy/" + id }
 // Callers hold cp.mu.
 func (cp *controlPlane) registrationKeysLocked(id string, m *nodemeta.Metadata) []string {
 	keys := []string{proxyKey(id)}
-	if m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+	if meshWorkload(m) {
 		w := workloadOf(m)
 		keys = append(keys, cp.selectingKeysLocked(&w)...)
 	}
-	return keys
+	return append(keys, gatewayProxyKeys(m)...)
 }
 
 // selectingKeysLocked are the endpoint keys of the stored services that
@@ -404,7 +404,7 @@ func (cp *controlPlane) changeKeysLocked(o *resource.Object) []string {
 		}
 		return cp.selectingKeysLocked(cfg.Workloads[0])
 	case "Gateway":
-		return []string{translate.GatewayKey(key)}
+		return append([]string{translate.GatewayKey(key)}, cp.gatewayNetworkKeysLocked(o)...)
 	case "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute":
 		cfg, err := cp.models.Model([]*resource.Object{o})
 		if err != nil || cfg == nil {
@@ -537,6 +537,7 @@ func (cp *controlPlane) build() *snapshot {
 	cfg.Workloads = slices.Clone(cfg.Workloads)
 	cfg.Namespaces = namespaces
 	addRegistered(&cfg, regs, cp.fromKube())
+	cfg.GatewayProxies = gatewayProxies(regs)
 	slices.SortFunc(cfg.Workloads, func(a, b *model.Workload) int { return a.Key.Compare(b.Key) })
 	snap := &snapshot{config: &cfg, index: model.NewIndex(&cfg), proxies: map[string]*model.Proxy{}, chains: chains}
 	for _, id := range connected {
@@ -639,7 +640,7 @@ func (cp *controlPlane) pushLocked(ctx context.Context, snap *snapshot, id strin
 		CertificateChain: snap.chains[id],
 		TrustBundle:      cp.ca.BundlePEM(),
 	}
-	opts := translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain}
+	opts := translate.Options{TrustDomain: cp.opts.TrustDomain, ClusterDomain: cp.opts.ClusterDomain, RegistryOnly: cp.opts.RegistryOnly}
 	var res *translate.Resources
 	var problems []translate.Problem
 	if services := endpointServices(touched); services != nil {
@@ -735,7 +736,7 @@ func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replac
 	if replace {
 		registered := map[model.Key]bool{}
 		for _, m := range regs {
-			if m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+			if meshWorkload(m) {
 				registered[model.Key{Namespace: m.Namespace, Name: m.Name}] = true
 			}
 		}
@@ -750,15 +751,23 @@ func addRegistered(cfg *model.Config, regs map[string]*nodemeta.Metadata, replac
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(regs)) {
-		if m := regs[id]; m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC {
+		if m := regs[id]; meshWorkload(m) {
 			w := workloadOf(m)
 			if pod := pods[w.Key]; pod != nil {
 				w.Labels = pod.Labels
 				w.Locality = cmp.Or(w.Locality, pod.Locality)
+				w.Network = cmp.Or(w.Network, pod.Network)
 			}
 			cfg.Workloads = append(cfg.Workloads, &w)
 		}
 	}
+}
+
+// meshWorkload reports whether a registration is a workload of the mesh:
+// a sidecar's, a gRPC application's, or a gateway's registered with a mesh
+// port (an egress gateway that mesh clients reach over mTLS).
+func meshWorkload(m *nodemeta.Metadata) bool {
+	return m.Kind == nodemeta.KindSidecar || m.Kind == nodemeta.KindGRPC || m.Kind == nodemeta.KindGateway && m.MeshPort != 0
 }
 
 // workloadOf is the workload a sidecar or a gRPC application registered.
@@ -775,6 +784,7 @@ func workloadOf(m *nodemeta.Metadata) model.Workload {
 		MeshPort:       m.MeshPort,
 		InboundCapture: m.InboundCapturePort != 0,
 		Locality:       m.Locality,
+		Network:        m.Network,
 	}
 	for _, p := range m.Ports {
 		proto := model.Protocol(strings.ToUpper(p.Protocol))

@@ -121,6 +121,9 @@ func runRole(ctx context.Context, role string, args []string) error {
 		fmt.Print(line)
 		return nil
 	}
+	if f := egressRoles[role]; f != nil {
+		return f(ctx, args)
+	}
 	return fmt.Errorf("unknown role %q", role)
 }
 
@@ -130,7 +133,8 @@ func roleControl(ctx context.Context, args []string) error {
 	done := make(chan error, 1)
 	go func() {
 		done <- control.Run(ctx, control.Options{DataDir: dataDir, XDSAddress: xdsAddr, DebugAddress: apiAddr,
-			Ready: func(_, _ net.Addr) { close(ready) }})
+			RegistryOnly: os.Getenv(registryOnlyEnv) != "",
+			Ready:        func(_, _ net.Addr) { close(ready) }})
 	}()
 	select {
 	case <-ready:

@@ -21,12 +21,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"trellis.dev/trellis/internal/control"
 	"trellis.dev/trellis/internal/inject"
 	"trellis.dev/trellis/internal/install"
-	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/kubetest"
-	"trellis.dev/trellis/internal/netnstest"
 	trellisresource "trellis.dev/trellis/internal/resource"
 	"trellis.dev/trellis/internal/webhook"
 )
@@ -48,49 +45,10 @@ import (
 //   - the validating webhook refuses a route by the analyzer, judged against
 //     the cluster's state as the informers read it.
 func TestKubernetesStatefulSet(t *testing.T) {
-	c := kubetest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cs := kubernetes.NewForConfigOrDie(c.Config)
-	dyn := dynamic.NewForConfigOrDie(c.Config)
-	crds, err := install.CRDs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.CreateCRDs(ctx, t, crds)
-
-	// The node: its images are this test binary's roles, from a copy that
-	// the sidecar's user (1337) may run.
-	bin := worldExecutable(t)
-	role := func(name string) kubetest.Image {
-		return func(ct *corev1.Container) ([]string, []string, bool) {
-			return append([]string{bin}, ct.Args...), []string{roleEnv + "=" + name}, true
-		}
-	}
-	node := c.StartNode(t, kubetest.NodeOptions{Images: map[string]kubetest.Image{
-		"trellis-proxy:test":   role("proxy"),
-		"example.com/gossip:1": role("app"),
-	}})
-
-	// The control plane: the API server on loopback reaches its webhooks
-	// there; pods reach its xDS and CA port in a namespace on the node's
-	// bridge.
-	cpNS, cpIP := node.Net.Add("cp")
-	xdsLn, err := netnstest.Listen(cpNS, "tcp", net.JoinHostPort(cpIP, "15012"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hookLn, err := net.Listen("tcp", net.JoinHostPort(c.IP, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hookAddr := hookLn.Addr().String()
-	hookLn.Close()
-	cp := startControlPlane(t, newSubnet(t), t.TempDir(), func(o *control.Options) {
-		o.XDSListener, o.WebhookAddress = xdsLn, hookAddr
-		o.Kube, o.KubeStatus = c.Config, kubesource.StatusOptions{LeaseNamespace: "default"}
-		o.Inject = inject.Options{Image: "trellis-proxy:test", ControlPlane: xdsLn.Addr().String()}
-	})
+	m := startKubeMesh(ctx, t, map[string]string{"example.com/gossip:1": "app"})
+	cs, dyn, node, cp, hookAddr := m.cs, m.dyn, m.node, m.cp, m.hookAddr
 	api := cp.client(t)
 
 	// The injection webhook, by URL; the control plane fills in its

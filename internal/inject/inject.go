@@ -200,22 +200,13 @@ func proxyContainer(o Options, ports []string) corev1.Container {
 	for _, p := range ports {
 		args = append(args, "--port", p)
 	}
-	field := func(name, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-	}
-	ready := &corev1.Probe{
-		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz/ready", Port: intstr.FromInt32(ReadinessPort)}},
-		PeriodSeconds: 2, FailureThreshold: 30,
-	}
+	ready := &corev1.Probe{ProbeHandler: readiness(), PeriodSeconds: 2, FailureThreshold: 30}
 	return corev1.Container{
 		Name:          ProxyContainer,
 		Image:         o.Image,
 		Args:          args,
 		RestartPolicy: &always,
-		Env: []corev1.EnvVar{
-			field("POD_NAME", "metadata.name"), field("POD_NAMESPACE", "metadata.namespace"),
-			field("SERVICE_ACCOUNT", "spec.serviceAccountName"), field("POD_IP", "status.podIP"),
-		},
+		Env:           podEnv(),
 		Ports: []corev1.ContainerPort{
 			{Name: MeshPortName, ContainerPort: MeshPort},
 			{Name: "trellis-stats", ContainerPort: StatsPort},
@@ -236,7 +227,31 @@ func proxyContainer(o Options, ports []string) corev1.Container {
 	}
 }
 
+// podEnv tells a proxy its pod's name, namespace, service account and IP
+// (the $(VAR)s of its arguments) by the downward API.
+func podEnv() []corev1.EnvVar {
+	field := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	return []corev1.EnvVar{
+		field("POD_NAME", "metadata.name"), field("POD_NAMESPACE", "metadata.namespace"),
+		field("SERVICE_ACCOUNT", "spec.serviceAccountName"), field("POD_IP", "status.podIP"),
+	}
+}
+
+// readiness is the proxy's readiness endpoint.
+func readiness() corev1.ProbeHandler {
+	return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz/ready", Port: intstr.FromInt32(ReadinessPort)}}
+}
+
 func volumes() []corev1.Volume {
+	return append(credentialVolumes(),
+		corev1.Volume{Name: "trellis-workload-api", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+}
+
+// credentialVolumes are what a proxy needs to join the mesh: its projected
+// service account token and the mesh's roots.
+func credentialVolumes() []corev1.Volume {
 	expiry := int64(3600)
 	return []corev1.Volume{
 		{Name: "trellis-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
@@ -244,7 +259,6 @@ func volumes() []corev1.Volume {
 				Audience: TokenAudience, ExpirationSeconds: &expiry, Path: "token"}}}}}},
 		{Name: "trellis-ca", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: CARootConfigMap}}}},
-		{Name: "trellis-workload-api", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
 }
 

@@ -6,7 +6,8 @@
 //	Namespace   trellis-system (--namespace)
 //	RBAC        ServiceAccount, ClusterRole + ClusterRoleBinding (read the
 //	            mesh's inputs, write their status, review tokens, keep the
-//	            webhooks' caBundle current), Role + RoleBinding (leader
+//	            webhooks' caBundle current, keep each Gateway's Deployment,
+//	            Service, ServiceAccount and certificate copies), Role + RoleBinding (leader
 //	            election Leases in the namespace)
 //	Service     trellis-control: 15012 xDS and CA, 15014 debug and metrics,
 //	            15017 webhooks
@@ -205,8 +206,8 @@ var (
 // clusterRole is what the control plane needs across the cluster, and no
 // more: read the mesh's inputs (the kinds of crds among them), write the
 // status of the kinds that have one, review service-account tokens,
-// publish the mesh's roots in ConfigMaps, and update the caBundle of its
-// own two webhook configurations.
+// publish the mesh's roots in ConfigMaps, update the caBundle of its
+// own two webhook configurations, and keep what each Gateway runs on.
 func clusterRole(crds []*apiextensionsv1.CustomResourceDefinition) *rbacv1.ClusterRole {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "secrets", "serviceaccounts", "services"}, Verbs: readVerbs},
@@ -240,7 +241,16 @@ func clusterRole(crds []*apiextensionsv1.CustomResourceDefinition) *rbacv1.Clust
 		rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 		// The mesh's roots, as ConfigMap trellis-ca-root in the namespaces
 		// labelled for injection (create cannot be limited by name).
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update"}},
+		// (patch: server-side apply in the namespaces of Gateways.)
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update", "patch"}},
+		// What each Gateway runs on (kubesource/gatewaydeploy.go): its
+		// ServiceAccount, Deployment and Service, and the copies of the
+		// certificate Secrets of other namespaces that ReferenceGrants
+		// permit, written with server-side apply (create and patch),
+		// watched (made again when deleted), and deleted when their
+		// Gateway is gone.
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets", "serviceaccounts", "services"}, Verbs: []string{"create", "patch", "delete"}},
+		rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"list", "watch", "create", "patch", "delete"}},
 		rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"},
 			ResourceNames: []string{ValidatingWebhookName}, Verbs: []string{"get", "update", "patch"}},
 		rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},

@@ -215,7 +215,8 @@ func TestOptions(t *testing.T) {
 
 // TestClusterRole checks that the ClusterRole covers every CRD kind (read,
 // and status where the kind has one) and grants no verb that writes
-// anything but status, tokenreviews and the two webhook configurations.
+// anything but status, tokenreviews, the two webhook configurations, the
+// roots' ConfigMaps and what Gateways run on.
 func TestClusterRole(t *testing.T) {
 	crds, err := CRDs()
 	if err != nil {
@@ -247,8 +248,11 @@ func TestClusterRole(t *testing.T) {
 				switch {
 				case strings.HasSuffix(res, "/status") && (v == "update" || v == "patch"):
 				case res == "tokenreviews" && v == "create":
-				case res == "configmaps" && (v == "create" || v == "update"):
-					// trellis-ca-root in the injected namespaces.
+				case res == "configmaps" && (v == "create" || v == "update" || v == "patch"):
+					// trellis-ca-root in the injected namespaces and
+					// those of Gateways.
+				case slices.Contains([]string{"secrets", "serviceaccounts", "services", "deployments"}, res) && slices.Contains([]string{"create", "patch", "delete"}, v):
+					// What each Gateway runs on, applied server-side.
 				case strings.HasSuffix(res, "webhookconfigurations") && len(r.ResourceNames) == 1:
 				default:
 					t.Errorf("the ClusterRole may %s %s", v, res)

@@ -389,9 +389,27 @@ func checkRBAC(ctx context.Context, t *testing.T, cs kubernetes.Interface) {
 		{authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: "someone-else"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "update", Group: "trellis.dev", Resource: "accesspolicies"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "update", Group: "gateway.networking.k8s.io", Resource: "httproutes"}, false},
-		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "secrets", Namespace: "shop"}, false},
+		// What each Gateway runs on, applied server-side: its
+		// ServiceAccount, Deployment and Service, and copies of the
+		// certificate Secrets a ReferenceGrant lets it use.
+		{authorizationv1.ResourceAttributes{Verb: "create", Group: "apps", Resource: "deployments", Namespace: "shop"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "shop"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "watch", Group: "apps", Resource: "deployments"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "delete", Group: "apps", Resource: "deployments", Namespace: "shop"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "services", Namespace: "shop"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Namespace: "shop"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "delete", Resource: "serviceaccounts", Namespace: "shop"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "secrets", Namespace: "shop"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "delete", Resource: "secrets", Namespace: "shop"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps", Namespace: "shop"}, true},
+
+		{authorizationv1.ResourceAttributes{Verb: "update", Resource: "secrets", Namespace: "shop"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "update", Group: "apps", Resource: "deployments", Namespace: "shop"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "create", Group: "apps", Resource: "daemonsets", Namespace: "shop"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "delete", Resource: "configmaps", Namespace: "shop"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods", Namespace: "shop"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "delete", Resource: "pods", Namespace: "shop"}, false},
-		{authorizationv1.ResourceAttributes{Verb: "patch", Resource: "services", Namespace: "shop"}, false},
+		{authorizationv1.ResourceAttributes{Verb: "update", Resource: "services", Namespace: "shop"}, false},
 	} {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &tt.attr,
 			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + install.DefaultNamespace, "system:authenticated"}}}

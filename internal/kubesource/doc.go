@@ -40,8 +40,8 @@
 //   - ServiceAccounts are not followed: a Pod's identity is its
 //     spec.serviceAccountName, and nothing in the model reads more.
 //   - Secrets: only kubernetes.io/tls ones, looked up by Secret for the
-//     certificateRefs of Gateway listeners (InvalidCertificateRef). Serving
-//     their certificates to gateways is for the Gateway work to add here.
+//     certificateRefs of Gateway listeners (InvalidCertificateRef), without
+//     their data; gateway pods mount them (gatewaydeploy.go).
 //
 // Status (status.go) is derived from the analyzer's findings and route
 // attachments (analyze.Attachments), the same judgement the translator's
@@ -59,5 +59,12 @@
 // written (a merge patch of the status subresource, conditional on the
 // resourceVersion read) only when it differs from the object's, with
 // observedGeneration set and lastTransitionTime kept for conditions that
-// did not change. Only the leader of a Lease writes (leader.go).
+// did not change. A Gateway's addresses and Programmed come from what runs
+// it (gatewayinstances.go): its Service's load-balancer ingress, else its
+// Ready pods' IPs, Programmed once one of them has acknowledged its config
+// (Analysis.Proxies); GatewayStatus is the same computation for the
+// control plane's API off Kubernetes. Only the leader of a Lease writes
+// (leader.go), and it also keeps what each Gateway runs on: a
+// ServiceAccount, a Deployment and a Service per Gateway, and copies of
+// granted certificate Secrets of other namespaces (gatewaydeploy.go).
 package kubesource

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -33,6 +34,9 @@ type StatusOptions struct {
 	// (default 30 s): findings also change with proxies' registrations,
 	// which no informer delivers.
 	Resync time.Duration
+	// Gateways configure the objects the leader keeps for each Gateway
+	// (gatewaydeploy.go).
+	Gateways GatewayOptions
 }
 
 func (o *StatusOptions) defaults() {
@@ -53,6 +57,7 @@ func (o *StatusOptions) defaults() {
 // that replicas do not fight over it and its writes stay few.
 func (s *Source) RunStatus(ctx context.Context, opts StatusOptions) error {
 	opts.defaults()
+	s.gateways = opts.Gateways
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: opts.LeaseNamespace, Name: opts.LeaseName},
 		Client:     s.cs.CoordinationV1(),
@@ -68,6 +73,7 @@ func (s *Source) RunStatus(ctx context.Context, opts StatusOptions) error {
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				s.log.Info("leading: writing status", "identity", opts.Identity, "lease", opts.LeaseNamespace+"/"+opts.LeaseName)
+				s.deployer = gatewayDeployer{}
 				s.statusLoop(ctx, opts)
 			},
 			OnStoppedLeading: func() {
@@ -93,17 +99,29 @@ func (s *Source) statusLoop(ctx context.Context, opts StatusOptions) {
 	resync := time.NewTicker(opts.Resync)
 	defer resync.Stop()
 	for {
-		_, err := s.reconcile(ctx, opts.View)
+		// One analysis for both: what Gateways run on, and status.
+		view := fixedView{opts.View.Analysis()}
+		err := s.deployGateways(ctx, view)
+		if _, serr := s.reconcile(ctx, view); serr != nil {
+			err = errors.Join(err, serr)
+		}
 		if err != nil && ctx.Err() == nil {
 			// A stale object (another writer, a change since) is retried
 			// with the change that made it stale.
-			s.log.Warn("writing status", "err", err)
+			s.log.Warn("writing status or what Gateways run on", "err", err)
+		}
+		// A proxy's ACK reaches no informer: while a Gateway's Ready pods
+		// have not acknowledged their config, look again soon.
+		var ack <-chan time.Time
+		if s.awaitingACK {
+			ack = time.After(time.Second)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.changed:
 		case <-resync.C:
+		case <-ack:
 		}
 		// Let a burst of changes settle, but not for ever: pod churn may
 		// never pause.
@@ -127,3 +145,8 @@ func (s *Source) statusLoop(ctx context.Context, opts StatusOptions) {
 		deadline.Stop()
 	}
 }
+
+// fixedView is a View of one Analysis.
+type fixedView struct{ a *Analysis }
+
+func (v fixedView) Analysis() *Analysis { return v.a }

@@ -80,6 +80,17 @@ type Source struct {
 	// endpoints are the keys of the Workloads made of each selector-less
 	// Service's EndpointSlices.
 	endpoints map[string][]string
+
+	// gateways and deployer keep the objects of Gateways
+	// (gatewaydeploy.go); used by the status writer only.
+	gateways GatewayOptions
+	deployer gatewayDeployer
+	// managed follows the Deployments and ServiceAccounts made for
+	// Gateways, so that one deleted is made again.
+	managed informers.SharedInformerFactory
+	// awaitingACK tells whether a Gateway has Ready pods none of whose
+	// proxies has acknowledged its config (gatewayinstances.go).
+	awaitingACK bool
 }
 
 // origin is where a key's value came from, most authoritative first: a
@@ -126,6 +137,7 @@ func New(opts Options) (*Source, error) {
 		return nil, err
 	}
 	s.register()
+	s.followGatewayObjects()
 	return s, nil
 }
 
@@ -205,10 +217,12 @@ func secretMetadata(obj any) (any, error) {
 func (s *Source) Start(ctx context.Context) error {
 	s.core.Start(ctx.Done())
 	s.secrets.Start(ctx.Done())
+	s.managed.Start(ctx.Done())
 	s.crds.Start(ctx.Done())
 	<-ctx.Done()
 	s.core.Shutdown()
 	s.secrets.Shutdown()
+	s.managed.Shutdown()
 	s.crds.Shutdown()
 	return nil
 }

@@ -36,6 +36,10 @@ type Analysis struct {
 	Config      *model.Config
 	Findings    []analyze.Finding
 	Attachments []analyze.Attachment
+	// Proxies are the gateway proxies registered with the control plane
+	// (gatewayinstances.go): what a Gateway's addresses and Programmed
+	// condition are made of.
+	Proxies []GatewayProxy
 }
 
 // statusInput indexes an Analysis for the status of each object.
@@ -47,6 +51,8 @@ type statusInput struct {
 	classes  map[string]bool // ours, by name
 	// attached counts the routes attached to each listener.
 	attached map[listenerKey]int
+	// instances says what runs a Gateway; nil: its registered proxies.
+	instances func(*gwv1.Gateway) Instances
 }
 
 type listenerKey struct {
@@ -159,12 +165,14 @@ func messages(fs []analyze.Finding) string {
 	return strings.Join(b, "; ")
 }
 
-// gatewayClassStatus: a class of Trellis's is accepted.
+// gatewayClassStatus: a class of Trellis's is accepted, with the features
+// Trellis supports.
 func gatewayClassStatus(gc *gwv1.GatewayClass) gwv1.GatewayClassStatus {
 	st := *gc.Status.DeepCopy()
 	st.Conditions = merge(gc.Status.Conditions, []metav1.Condition{
 		condition(string(gwv1.GatewayClassConditionStatusAccepted), true, string(gwv1.GatewayClassReasonAccepted), "Trellis serves the Gateways of this class", gc.Generation),
 	})
+	st.SupportedFeatures = supportedFeatures()
 	return st
 }
 
@@ -259,12 +267,13 @@ func oldListener[T any](statuses []T, name gwv1.SectionName, get func(T) (gwv1.S
 // gatewayStatus computes a Gateway's status; secret tells whether a TLS
 // Secret exists.
 func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name string) bool) gwv1.GatewayStatus {
+	inst := in.instancesOf(gw)
 	res := analyze.Resource{Kind: "Gateway", Namespace: gw.Namespace, Name: gw.Name}
 	key := model.Key{Namespace: gw.Namespace, Name: gw.Name}
 	mg := in.gateways[key]
 	fs := in.findings[res]
 	gen := gw.Generation
-	st := gwv1.GatewayStatus{Addresses: gw.Status.Addresses}
+	st := gwv1.GatewayStatus{Addresses: inst.Addresses}
 	programmed := 0
 	for i, l := range gw.Spec.Listeners {
 		var ml *model.Listener
@@ -291,13 +300,18 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 	if len(gw.Spec.Listeners) > 0 && programmed == 0 {
 		accepted, reason = false, gwv1.GatewayReasonListenersNotValid
 	}
-	progReason := gwv1.GatewayReasonProgrammed
-	if programmed == 0 {
+	progReason, progMsg := gwv1.GatewayReasonProgrammed, fmt.Sprintf("%d of %d listeners programmed", programmed, len(gw.Spec.Listeners))
+	switch {
+	case programmed == 0:
 		progReason = gwv1.GatewayReasonInvalid
+	case !inst.Ready:
+		progReason, progMsg = inst.Reason, progMsg+"; "+inst.Message
+	default:
+		progMsg += "; " + inst.Message
 	}
 	st.Conditions = merge(gw.Status.Conditions, []metav1.Condition{
 		condition(string(gwv1.GatewayConditionAccepted), accepted, string(reason), msg, gen),
-		condition(string(gwv1.GatewayConditionProgrammed), programmed > 0, string(progReason), fmt.Sprintf("%d of %d listeners programmed", programmed, len(gw.Spec.Listeners)), gen),
+		condition(string(gwv1.GatewayConditionProgrammed), programmed > 0 && inst.Ready, string(progReason), progMsg, gen),
 	})
 	return st
 }
@@ -492,6 +506,7 @@ func trellisStatus(kind string, meta metav1.ObjectMeta, old v1alpha1.Status, in 
 // writes those that differ from the object's, returning what it wrote.
 func (s *Source) reconcile(ctx context.Context, view View) ([]*unstructured.Unstructured, error) {
 	in := newStatusInput(view.Analysis())
+	in.instances = s.podInstances(in.Proxies)
 	secret := func(ns, name string) bool { _, ok := s.Secret(ns, name); return ok }
 	var written []*unstructured.Unstructured
 	var errs []error

@@ -35,6 +35,7 @@ type memory struct {
 	mu         sync.Mutex
 	values     map[string][]byte
 	namespaces map[string]map[string]string
+	proxies    []GatewayProxy
 }
 
 func (m *memory) Update(events []store.Event) {
@@ -75,6 +76,7 @@ func (m *memory) Analysis() *Analysis {
 		Config:      &cfg,
 		Findings:    stored.Analyze(func(c *model.Config) { c.Namespaces = ns }),
 		Attachments: analyze.Attachments(&cfg),
+		Proxies:     m.proxies,
 	}
 }
 
@@ -294,6 +296,16 @@ func TestStatus(t *testing.T) {
 		t.Errorf("first round wrote %q, want %q", names, want)
 	}
 
+	var class gwv1.GatewayClass
+	get(ctx, t, dyn, "GatewayClass", "", "trellis", &class)
+	var claimed []string
+	for _, f := range class.Status.SupportedFeatures {
+		claimed = append(claimed, string(f.Name))
+	}
+	if !slices.IsSorted(claimed) || !slices.Contains(claimed, "Gateway") || !slices.Contains(claimed, "HTTPRoute") || len(claimed) != len(SupportedFeatures) {
+		t.Errorf("GatewayClass trellis supportedFeatures %q: want the %d of SupportedFeatures, sorted", claimed, len(SupportedFeatures))
+	}
+
 	var good, clash, theirs gwv1.Gateway
 	get(ctx, t, dyn, "Gateway", "edge", "good", &good)
 	get(ctx, t, dyn, "Gateway", "edge", "clash", &clash)
@@ -305,7 +317,11 @@ func TestStatus(t *testing.T) {
 		}
 	}
 	check("good Accepted", cond(good.Status.Conditions, "Accepted"), "True/Accepted")
-	check("good Programmed", cond(good.Status.Conditions, "Programmed"), "True/Programmed")
+	// No pod runs good yet.
+	check("good Programmed", cond(good.Status.Conditions, "Programmed"), "False/Pending")
+	if len(good.Status.Addresses) != 0 {
+		t.Errorf("good addresses %v, want none: no pod runs it", good.Status.Addresses)
+	}
 	if c := meta.FindStatusCondition(good.Status.Conditions, "Accepted"); c == nil || c.ObservedGeneration != good.Generation {
 		t.Errorf("good Accepted: observedGeneration %v, want %d", c, good.Generation)
 	}
@@ -332,7 +348,7 @@ func TestStatus(t *testing.T) {
 	if sec, ok := src.Secret("edge", "real-cert"); !ok || sec.Data != nil {
 		t.Errorf("the source's copy of the TLS Secret: %v (found %v), want it without data", sec, ok)
 	}
-	check("clash Programmed", cond(clash.Status.Conditions, "Programmed"), "True/Programmed")
+	check("clash Programmed", cond(clash.Status.Conditions, "Programmed"), "False/Pending")
 	// The CRD's default status, untouched.
 	check("theirs Accepted", cond(theirs.Status.Conditions, "Accepted"), "Unknown/Pending")
 	if len(theirs.Status.Listeners) != 0 {
@@ -413,6 +429,48 @@ func TestStatus(t *testing.T) {
 	}
 	get(ctx, t, dyn, "HTTPRoute", "other", "stranger", &stranger)
 	check("stranger Accepted", cond(stranger.Status.Parents[0].Conditions, "Accepted"), "True/Accepted")
+
+	// A Ready pod of good's Deployment gives good its address; good is
+	// Programmed once the proxy registered from that address has
+	// acknowledged its config.
+	cs := kubernetes.NewForConfigOrDie(c.Config)
+	pod, err := cs.CoreV1().Pods("edge").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "good-trellis-1", Labels: gatewaySelector("good")},
+		Spec:       corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "gateway", Image: "trellis-proxy"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.1.2.3", PodIPs: []corev1.PodIP{{IP: "10.1.2.3"}},
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	if _, err := cs.CoreV1().Pods("edge").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	goodStatus := func(proxies []GatewayProxy) gwv1.GatewayStatus {
+		t.Helper()
+		mem.mu.Lock()
+		mem.proxies = proxies
+		mem.mu.Unlock()
+		var written []*unstructured.Unstructured
+		waitFor(ctx, t, "good's status written", func() bool {
+			var err error
+			written, err = src.reconcile(ctx, mem)
+			return err == nil && slices.ContainsFunc(written, func(u *unstructured.Unstructured) bool { return u.GetName() == "good" })
+		})
+		waitSeen(ctx, t, src, written)
+		var gw gwv1.Gateway
+		get(ctx, t, dyn, "Gateway", "edge", "good", &gw)
+		return gw.Status
+	}
+	proxy := GatewayProxy{ID: "good-trellis-1.edge", Gateway: model.Key{Namespace: "edge", Name: "good"}, Address: "10.1.2.3", Connected: true}
+	st := goodStatus([]GatewayProxy{proxy})
+	check("good Programmed, its pod's proxy not acknowledging", cond(st.Conditions, "Programmed"), "False/Pending")
+	if len(st.Addresses) != 1 || st.Addresses[0].Value != "10.1.2.3" || *st.Addresses[0].Type != gwv1.IPAddressType {
+		t.Errorf("good addresses %+v, want the Ready pod's IP 10.1.2.3", st.Addresses)
+	}
+	proxy.Acked = true
+	st = goodStatus([]GatewayProxy{proxy})
+	check("good Programmed, its pod's proxy acknowledging", cond(st.Conditions, "Programmed"), "True/Programmed")
 }
 
 // waitSeen waits until the source's informers hold the versions written.

@@ -291,6 +291,10 @@ func (r *podRun) run() {
 	r.mu.Lock()
 	r.ns, r.ip = ns, ip
 	r.mu.Unlock()
+	if err := applySysctls(ns, p); err != nil {
+		r.fail(err.Error())
+		return
+	}
 	r.dir = filepath.Join(r.n.dir, string(p.UID))
 	now := metav1.Now()
 	p.Status.Phase = corev1.PodPending
@@ -468,6 +472,10 @@ func (r *podRun) volumes() error {
 					}
 					for k, val := range cm.Data {
 						files[k] = []byte(val)
+					}
+				case src.Secret != nil:
+					if err := r.projectSecret(src.Secret, files); err != nil {
+						return fmt.Errorf("volume %s: %w", v.Name, err)
 					}
 				case src.DownwardAPI != nil:
 					for _, item := range src.DownwardAPI.Items {

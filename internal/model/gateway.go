@@ -21,7 +21,23 @@ type Gateway struct {
 	// AllowListenerSets tells which namespaces' ListenerSets may attach
 	// (spec.allowedListeners): nil allows none.
 	AllowListenerSets *NamespaceFilter
+	// Network is the Gateway's trellis.dev/network label: the network
+	// whose east-west gateway it is when it has an east-west listener
+	// (network.go).
+	Network string
+	// ServiceType is the type of the Gateway's Service on Kubernetes that
+	// its annotation ServiceTypeAnnotation asks for (in
+	// spec.infrastructure.annotations, else on the Gateway), read at
+	// ServiceTypeField; "" asks for the default, LoadBalancer.
+	ServiceType, ServiceTypeField string
 }
+
+// ServiceTypeAnnotation chooses the type of a Gateway's Service on
+// Kubernetes.
+const ServiceTypeAnnotation = "trellis.dev/service-type"
+
+// ServiceTypes are the Service types Trellis makes for Gateways.
+var ServiceTypes = []string{"LoadBalancer", "ClusterIP", "NodePort"}
 
 // ListenerSet adds listeners to a Gateway it does not own.
 type ListenerSet struct {
@@ -58,6 +74,9 @@ type Listener struct {
 type ListenerTLS struct {
 	Mode            TLSMode
 	CertificateRefs []Ref
+	// Options are tls.options, implementation-specific settings
+	// (EastWestOption).
+	Options map[string]string
 }
 
 // AllowedRoutes filters the routes that may attach to a listener.

@@ -91,6 +91,12 @@ type Config struct {
 	MTLSPolicies    []*MTLSPolicy
 	AccessPolicies  []*AccessPolicy
 	BackendPolicies []*BackendPolicy
+
+	// GatewayProxies are the addresses of the gateway proxies registered
+	// for each Gateway (trellis-proxy --gateway), filled by the control
+	// plane; an east-west gateway is reached there when its Gateway has
+	// no spec.addresses (network.go).
+	GatewayProxies map[Key][]string
 }
 
 // keyed is what every namespaced object of the model has.
@@ -207,6 +213,12 @@ type Workload struct {
 	// MTLSPolicy mode is then in effect for what arrives there.
 	InboundCapture bool
 	Locality       string
+	// Network is the network the workload's address belongs to
+	// (network.go): workloads of one network reach each other's
+	// addresses, those of others only through that network's east-west
+	// gateway. Empty is the default network; NetworkOf also reads the
+	// namespace's label.
+	Network string
 }
 
 // WorkloadPort is a port the application listens on.

@@ -32,10 +32,13 @@ type Net struct {
 	// Subnet6 is the IPv6 prefix of the same link, without the host part.
 	Subnet6 string
 	hub     string
+	link    int
 
 	mu    sync.Mutex
 	n     int
 	procs []*exec.Cmd
+	// siblings counts the Nets made by Sibling.
+	siblings int
 }
 
 // New creates the bridge namespace, skipping the test without root or
@@ -52,7 +55,13 @@ func New(t testing.TB) *Net {
 	}
 	id := fmt.Sprintf("%d%03d", os.Getpid()%100000, time.Now().Nanosecond()%1000)
 	link := time.Now().Nanosecond()%250 + 1
-	n := &Net{t: t, prefix: "trl" + id, Subnet: fmt.Sprintf("198.18.%d", link), Subnet6: fmt.Sprintf("fd00:198:18:%x::", link)}
+	return newNet(t, "trl"+id, link)
+}
+
+// newNet creates the bridge namespace of a Net on link (1-250).
+func newNet(t testing.TB, prefix string, link int) *Net {
+	t.Helper()
+	n := &Net{t: t, prefix: prefix, link: link, Subnet: fmt.Sprintf("198.18.%d", link), Subnet6: fmt.Sprintf("fd00:198:18:%x::", link)}
 	n.hub = n.prefix + "-hub"
 	t.Cleanup(n.cleanup)
 	n.IP("netns", "add", n.hub)
@@ -90,6 +99,44 @@ func (n *Net) Add(name string) (ns, addr string) {
 	n.IP("-n", ns, "link", "set", "eth0", "up")
 	n.IP("-n", ns, "link", "set", "lo", "up")
 	return ns, addr
+}
+
+// Sibling creates a second Net, another bridge on another subnet, with
+// nothing joining the two: a namespace is on both only when Attach puts
+// it there, so that it is the only path between them (a gateway between
+// two networks). Its bridge is deleted when the test ends; the
+// namespaces attached to it belong to the Net that added them.
+//
+//	n2 := n.Sibling()
+//	gw, gwIP := n.Add("gw")          on n's subnet
+//	gwIP2 := n2.Attach(gw)           a second interface, on n2's subnet
+func (n *Net) Sibling() *Net {
+	n.t.Helper()
+	n.mu.Lock()
+	n.siblings++
+	k := n.siblings
+	n.mu.Unlock()
+	return newNet(n.t, fmt.Sprintf("%sn%d", n.prefix, k), (n.link+k-1)%250+1)
+}
+
+// Attach adds to namespace ns, which another Net created, an interface
+// on this Net's bridge (named netN, N the third byte of Subnet) and
+// returns its IPv4 address. Namespaces of this Net are added with Add.
+func (n *Net) Attach(ns string) (addr string) {
+	n.t.Helper()
+	n.mu.Lock()
+	n.n++
+	k := n.n
+	n.mu.Unlock()
+	dev := fmt.Sprintf("net%d", n.link)
+	addr = fmt.Sprintf("%s.%d", n.Subnet, k)
+	veth := fmt.Sprintf("v%d", k)
+	n.IP("-n", n.hub, "link", "add", veth, "type", "veth", "peer", "name", dev, "netns", ns)
+	n.IP("-n", n.hub, "link", "set", veth, "master", "br0", "up")
+	n.IP("-n", ns, "addr", "add", addr+"/24", "dev", dev)
+	n.IP("-n", ns, "addr", "add", n.Addr6(k)+"/64", "dev", dev, "nodad")
+	n.IP("-n", ns, "link", "set", dev, "up")
+	return addr
 }
 
 // Addr6 is the IPv6 address of the k-th namespace added.

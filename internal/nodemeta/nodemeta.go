@@ -76,6 +76,11 @@ type Metadata struct {
 	Gateway string `json:"gateway,omitempty"`
 	// Locality is region/zone/subzone, for locality-aware load balancing.
 	Locality string `json:"locality,omitempty"`
+	// Network is the network Address belongs to (empty: the default
+	// network, or the namespace's); workloads of other networks reach it
+	// through that network's east-west gateway. A gateway's network is its
+	// Gateway's trellis.dev/network label when that is set.
+	Network string `json:"network,omitempty"`
 	// Version is the proxy's build version.
 	Version string `json:"version,omitempty"`
 }
@@ -193,6 +198,9 @@ func (m *Metadata) Validate() error {
 			bad(field, "%q is not an IP address", v)
 		}
 	}
+	if m.Network != "" && !validNetwork(m.Network) {
+		bad("network", "%q is not a network name: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit", m.Network)
+	}
 	seen := map[uint32]bool{}
 	for i, p := range m.Ports {
 		if p.Port == 0 || p.Port > 65535 {
@@ -231,4 +239,19 @@ func (m *Metadata) Validate() error {
 		local[u.LocalPort] = true
 	}
 	return errors.Join(errs...)
+}
+
+// validNetwork reports whether s can be a network name: a Kubernetes
+// label value, as the trellis.dev/network label carries it.
+func validNetwork(s string) bool {
+	if len(s) > 63 {
+		return false
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !alnum(c) && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return alnum(s[0]) && alnum(s[len(s)-1])
 }

@@ -77,6 +77,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"trellis":{"kind":"gateway","gateway":"ns/gw","name":"gw","namespace":"ns","serviceAccount":"gw","address":"::1"}}`))
 	f.Add([]byte(`{"trellis":{"upstreams":[{"service":"x","port":1,"localPort":1},{"service":"y","port":2,"localPort":1}]}}`))
 	f.Add([]byte(`{"trellis":{"kind":"grpc","name":"a","namespace":"b","serviceAccount":"c","address":"10.0.0.1","ports":[{"port":9090}],"upstreams":[{"service":"x","port":80}]}}`))
+	f.Add([]byte(`{"trellis":{"kind":"sidecar","name":"a","namespace":"b","serviceAccount":"c","address":"10.0.0.1","network":"west-1"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s structpb.Struct
 		if err := s.UnmarshalJSON(data); err != nil {
@@ -98,4 +99,14 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip changed the registration:\n%+v\n%+v", m, again)
 		}
 	})
+}
+
+// TestNetwork: a network name is a label value.
+func TestNetwork(t *testing.T) {
+	for name, ok := range map[string]bool{"west": true, "eu.west_1-a": true, "-west": false, "west/1": false, strings.Repeat("w", 64): false} {
+		m := Metadata{Kind: KindSidecar, Name: "a", Namespace: "b", ServiceAccount: "c", Address: "10.0.0.1", Network: name}
+		if err := m.Validate(); (err == nil) != ok {
+			t.Errorf("network %q: %v", name, err)
+		}
+	}
 }

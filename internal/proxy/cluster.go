@@ -78,6 +78,11 @@ type cluster struct {
 
 	mu         sync.Mutex
 	transports map[transportKey]upstreamTransport
+
+	// dns is set for a STRICT_DNS or LOGICAL_DNS cluster (dnscluster.go);
+	// resolver resolves it once installed, until closed (lbMu).
+	dns      *dnsConfig
+	resolver *dnsResolver
 }
 
 type socketMatch struct {
@@ -102,7 +107,7 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 	if err := unsupported(c, "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy",
 		"load_assignment", "transport_socket", "transport_socket_matches", "least_request_lb_config",
 		"ring_hash_lb_config", "common_lb_config", "circuit_breakers", "outlier_detection",
-		"typed_extension_protocol_options"); err != nil {
+		"typed_extension_protocol_options", "dns_refresh_rate", "dns_lookup_family"); err != nil {
 		return nil, err
 	}
 	out := &cluster{name: c.GetName(), connectTimeout: 5 * time.Second, transports: map[transportKey]upstreamTransport{}, warm: make(chan struct{}),
@@ -164,8 +169,15 @@ func (p *Proxy) compileCluster(c *clusterv3.Cluster) (*cluster, error) {
 		if out.edsName == "" {
 			out.edsName = c.GetName()
 		}
+	case clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
+		if out.dns, err = out.compileDNS(c); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("type %s is not supported (STATIC, EDS and ORIGINAL_DST are)", c.GetType())
+		return nil, fmt.Errorf("type %s is not supported (STATIC, EDS, ORIGINAL_DST, STRICT_DNS and LOGICAL_DNS are)", c.GetType())
+	}
+	if out.dns == nil && (c.GetDnsRefreshRate() != nil || c.GetDnsLookupFamily() != clusterv3.Cluster_AUTO) {
+		return nil, errors.New("dns_refresh_rate and dns_lookup_family apply to STRICT_DNS and LOGICAL_DNS clusters only")
 	}
 	return out, nil
 }
@@ -403,7 +415,7 @@ func (c *cluster) compileEndpoints(cla *endpointv3.ClusterLoadAssignment) (*assi
 		maxPrio = max(maxPrio, loc.GetPriority())
 		seen[loc.GetPriority()] = true
 		for j, lb := range loc.GetLbEndpoints() {
-			if err := unsupported(lb, "endpoint", "health_status", "metadata"); err != nil {
+			if err := unsupported(lb, "endpoint", "health_status", "metadata", "load_balancing_weight"); err != nil {
 				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d]: %w", i, j, err)
 			}
 			if err := unsupported(lb.GetEndpoint(), "address"); err != nil {
@@ -425,6 +437,13 @@ func (c *cluster) compileEndpoints(cla *endpointv3.ClusterLoadAssignment) (*assi
 				addr:     net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10)),
 				tls:      c.defaultTLS,
 				priority: loc.GetPriority(),
+				weight:   1,
+			}
+			if w := lb.GetLoadBalancingWeight(); w != nil {
+				if w.GetValue() == 0 {
+					return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].load_balancing_weight must be at least 1", i, j)
+				}
+				ep.weight = w.GetValue()
 			}
 			md := stringFields(lb.GetMetadata().GetFilterMetadata()[transportSocketMatchFilter])
 			for _, m := range c.matches {
@@ -495,7 +514,7 @@ func (c *cluster) currentAssignment() *assignment {
 	defer c.lbMu.Unlock()
 	var eps []*endpoint
 	for _, ep := range c.hosts.Load().all {
-		eps = append(eps, &endpoint{addr: ep.addr, tls: ep.tls, priority: ep.priority})
+		eps = append(eps, &endpoint{addr: ep.addr, tls: ep.tls, priority: ep.priority, weight: ep.weight})
 	}
 	return &assignment{endpoints: eps, overprovisioning: c.overprovisioning}
 }
@@ -740,6 +759,7 @@ func isConnectError(err error) bool {
 // close releases the cluster's idle connections and stops its outlier
 // detector.
 func (c *cluster) close() {
+	c.stopDNS()
 	c.lbMu.Lock()
 	c.closed = true
 	if c.odTimer != nil {

@@ -208,6 +208,14 @@ func (p *Proxy) applyClusters(fresh map[string]proto.Message, removed []string) 
 	old := *p.clusters.Load()
 	for _, name := range slices.Sorted(maps.Keys(compiled)) {
 		c := compiled[name]
+		if c.dns != nil {
+			// A DNS cluster replacing one goes on with its last answer
+			// until its own first one.
+			if prev, ok := old[name]; ok && prev.dns != nil && prev.isWarm() {
+				c.setAssignment(prev.currentAssignment())
+			}
+			continue
+		}
 		if c.edsName == "" {
 			continue
 		}
@@ -258,6 +266,9 @@ func (p *Proxy) applyClusters(fresh map[string]proto.Message, removed []string) 
 		if next[name] != c {
 			c.close()
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(compiled)) {
+		p.startDNS(compiled[name])
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -73,8 +74,13 @@ type endpoint struct {
 	addr     string
 	tls      *upstreamTLS // nil: plaintext
 	priority uint32
-	st       *hostState
+	// weight is the load_balancing_weight; 0 counts as 1.
+	weight uint32
+	st     *hostState
 }
+
+// w is the endpoint's load balancing weight.
+func (ep *endpoint) w() uint64 { return uint64(max(ep.weight, 1)) }
 
 // hostSet is an immutable view of a cluster's endpoints for the load
 // balancer; a new one replaces it when endpoints or their health change.
@@ -91,6 +97,10 @@ type priorityLevel struct {
 	healthy []*endpoint
 	panic   bool
 	ring    *hashRing // RING_HASH: over candidates()
+	// cum are the running sums of the candidates' weights when they are
+	// not all equal (nil when they are): weighted round robin and least
+	// request choose by them (weights.go).
+	cum []uint64
 }
 
 // candidates are the endpoints a priority balances over.
@@ -184,8 +194,9 @@ func newHostSet(all []*endpoint, cfg *lbConfig, op uint32) *hostSet {
 			}
 		}
 	}
-	if cfg.policy == lbRingHash {
-		for _, l := range hs.levels {
+	for _, l := range hs.levels {
+		l.cum = cumulativeWeights(l.candidates())
+		if cfg.policy == lbRingHash {
 			l.ring = newHashRing(l.candidates(), cfg.ringMin, cfg.ringMax)
 		}
 	}
@@ -228,10 +239,12 @@ func (c *cluster) pick(n int, hash uint64, hasHash bool) []*endpoint {
 		return nil
 	}
 	var order []*endpoint
-	switch c.lb.policy {
-	case lbRingHash:
+	switch policy := c.lb.policy; {
+	case policy == lbLeastRequest && lvl.cum != nil:
+		order = rotate(cands, weightedLeastRequest(cands), n)
+	case policy == lbRingHash:
 		order = lvl.ring.walk(hash, min(n, len(cands)))
-	case lbLeastRequest:
+	case policy == lbLeastRequest:
 		best := rand.IntN(len(cands))
 		for range c.lb.choiceCount - 1 {
 			if j := rand.IntN(len(cands)); cands[j].st.active.Load() < cands[best].st.active.Load() {
@@ -239,6 +252,8 @@ func (c *cluster) pick(n int, hash uint64, hasHash bool) []*endpoint {
 			}
 		}
 		order = rotate(cands, best, n)
+	case lvl.cum != nil:
+		order = rotate(cands, weightedRoundRobin(lvl.cum, c.next.Add(1)), n)
 	default:
 		start := int(c.next.Add(1) % uint64(len(cands)))
 		order = rotate(cands, start, n)
@@ -285,11 +300,24 @@ func newHashRing(hosts []*endpoint, minSize, maxSize uint64) *hashRing {
 	if len(hosts) == 0 {
 		return r
 	}
-	// Equal weights: the smallest normalized weight is 1/N, so the scale
-	// is ceil(minSize/N)*N, capped at maxSize; each host gets scale/N
-	// points, spread by Envoy's running sums.
-	n := float64(len(hosts))
-	scale := min(float64(ceilDiv(minSize, uint64(len(hosts))))*n, float64(maxSize))
+	// Each host gets points in proportion to its normalized weight
+	// (weight/total), spread by Envoy's running sums over a ring of
+	// ceil(minNorm*minSize)/minNorm points (minNorm the smallest
+	// normalized weight), capped at maxSize. With equal weights that is
+	// ceil(minSize/N)*N.
+	var total, least uint64
+	for _, h := range hosts {
+		total += h.w()
+		if least == 0 || h.w() < least {
+			least = h.w()
+		}
+	}
+	minNorm := float64(least) / float64(total)
+	scale := min(math.Ceil(minNorm*float64(minSize))/minNorm, float64(maxSize))
+	if least*uint64(len(hosts)) == total {
+		// Equal weights, in integers, as before.
+		scale = min(float64(ceilDiv(minSize, uint64(len(hosts)))*uint64(len(hosts))), float64(maxSize))
+	}
 	type point struct {
 		hash uint64
 		host *endpoint
@@ -298,7 +326,7 @@ func newHashRing(hosts []*endpoint, minSize, maxSize uint64) *hashRing {
 	current, target := 0.0, 0.0
 	var key []byte
 	for _, h := range hosts {
-		target += scale / n
+		target += scale * float64(h.w()) / float64(total)
 		key = append(key[:0], h.addr...)
 		key = append(key, '_')
 		base := len(key)

@@ -619,6 +619,9 @@ type listener struct {
 
 	http   *http.Server
 	httpLn *connQueue
+	// h1 are the HTTP/1 connections this listener serves itself
+	// (h1server.go); HTTP/2 goes to http.
+	h1 h1ServerConns
 	// matches maps a connection to what its filter chain was chosen by,
 	// until the HTTP server takes it.
 	matches sync.Map
@@ -774,11 +777,7 @@ func (l *listener) handle(conn net.Conn) {
 	}
 	switch {
 	case chain.hcm != nil:
-		l.matches.Store(conn, m)
-		if !l.httpLn.push(conn) {
-			l.matches.Delete(conn)
-			conn.Close()
-		}
+		l.serveHTTPConn(conn, m)
 	case chain.tcp != nil:
 		if !l.track(conn, true) {
 			conn.Close()
@@ -816,9 +815,19 @@ func (l *listener) close(ctx context.Context) {
 	l.ln.Close()
 	<-l.done
 	l.httpLn.Close()
+	busy := l.h1.shutdown()
 	if err := l.http.Shutdown(ctx); err != nil {
 		l.http.Close()
 	}
+	// HTTP/1 connections close after their request in flight.
+	for busy > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+		busy = l.h1.busy()
+	}
+	l.h1.closeAll()
 	l.mu.Lock()
 	l.closing = true
 	l.mu.Unlock()

@@ -135,6 +135,8 @@ type Proxy struct {
 	settle *time.Timer
 	// upstreamTLS shares compiled transport sockets among clusters.
 	upstreamTLS upstreamTLSCache
+	// lookup resolves the hosts of DNS clusters; nil: Go's resolver.
+	lookup lookupNetIP
 
 	// mirrors runs mirrored requests (mirror.go).
 	mirrors mirrorSet
@@ -457,5 +459,6 @@ func (p *Proxy) shutdown(servers ...*http.Server) {
 		}
 	}
 	p.mirrors.stop()
+	p.stopResolvers()
 	p.wg.Wait()
 }

@@ -52,7 +52,9 @@ func (p *Proxy) proxyTCP(l *listener, down net.Conn, t *tcpProxy) {
 			if len(c.hosts.Load().all) == 0 {
 				flags = flagNoHealthyUpstream
 			}
-			p.log.Warn("tcp proxy: no upstream reachable", "cluster", name, "err", err)
+			if name != blackHoleCluster { // refused on purpose: the access log has it
+				p.log.Warn("tcp proxy: no upstream reachable", "cluster", name, "err", err)
+			}
 			return
 		}
 		defer release()

@@ -203,15 +203,24 @@ func downstreamPeer(ctx context.Context, cs *tls.ConnectionState) peer {
 	return cp.p
 }
 
-// serviceOf is the destination service of a request: the host of an
+// serviceOf is the destination service of a request: BlackHoleCluster or
+// PassthroughCluster for what a capture listener refused or passed
+// through (as Istio names them), the host of an
 // outbound cluster name (outbound|PORT||HOST), else the host of the
 // mesh SNI (outbound_.PORT_._.HOST), else the request's authority without
 // its port.
 func serviceOf(cluster, serverName, authority string) string {
+	if isCaptureCluster(cluster) {
+		return cluster
+	}
 	if strings.HasPrefix(cluster, "outbound|") {
 		if i := strings.LastIndexByte(cluster, '|'); i >= 0 && i+1 < len(cluster) {
 			return cluster[i+1:]
 		}
+	}
+	// An east-west gateway's clusters are named by the SNI they serve.
+	if serverName == "" && strings.HasPrefix(cluster, "outbound_.") {
+		serverName = cluster
 	}
 	if strings.HasPrefix(serverName, "outbound_.") {
 		if i := strings.Index(serverName, "_._."); i >= 0 {

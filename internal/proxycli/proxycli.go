@@ -38,6 +38,7 @@ type flags struct {
 	// tells whether it was given, as opposed to defaulted.
 	workloadAPISocket             string
 	workloadAPISocketSet          bool
+	meshPortSet                   bool // --mesh-port was given: a gateway then serves it
 	token, tokenFile, identityDir string
 	certsDir                      string
 	accessLog, statsAddress       string
@@ -82,6 +83,7 @@ user). Whoever can connect to the socket gets the workload's identity.`,
 				return err
 			}
 			f.workloadAPISocketSet = c.Flags().Changed("workload-api-socket")
+			f.meshPortSet = c.Flags().Changed("mesh-port")
 			opts, err := f.options(stderr)
 			if err != nil {
 				return err
@@ -123,12 +125,13 @@ user). Whoever can connect to the socket gets the workload's identity.`,
 	fl.StringVar(&f.meta.Address, "address", "127.0.0.1", "IP address other workloads reach this one on")
 	fl.StringVar(&f.meta.AppAddress, "app-address", "127.0.0.1", "address of the application's ports")
 	fl.StringVar(&f.meta.OutboundAddress, "outbound-address", "127.0.0.1", "address of the outbound listeners")
-	fl.Uint32Var(&f.meta.MeshPort, "mesh-port", 15008, "inbound mesh mTLS port")
+	fl.Uint32Var(&f.meta.MeshPort, "mesh-port", 15008, "inbound mesh mTLS port; a gateway has one only when given (an egress gateway: mesh clients reach its HTTP and TCP ports over mTLS there, and AccessPolicies see their identity)")
 	fl.StringSliceVar(&f.meta.Services, "service", nil, "service (without selector) this workload is a member of; repeatable")
 	fl.StringArrayVar(&f.labels, "label", nil, "workload label KEY=VALUE; repeatable")
 	fl.StringArrayVar(&f.ports, "port", nil, "application port [NAME:]PORT[/PROTOCOL] (PROTOCOL: HTTP, HTTP2, GRPC, TCP); repeatable")
 	fl.StringArrayVar(&f.upstreams, "upstream", nil, "outbound listener SERVICE[.NAMESPACE]:PORT=LOCALPORT; repeatable")
 	fl.StringVar(&f.meta.Locality, "locality", "", "region/zone/subzone")
+	fl.StringVar(&f.meta.Network, "network", "", "network the workload's address belongs to: workloads of other networks reach it through its network's east-west gateway (default: the default network, or its namespace's trellis.dev/network label)")
 	fl.BoolVar(&f.capture, "capture", false, "serve the transparent capture listeners (outbound 15001, inbound 15006) that the rules of 'trellis-proxy init' redirect the workload's traffic to")
 	fl.Uint32Var(&f.meta.OutboundCapturePort, "outbound-capture-port", 15001, "outbound capture port, with --capture")
 	fl.Uint32Var(&f.meta.InboundCapturePort, "inbound-capture-port", 15006, "inbound capture port, with --capture")
@@ -175,7 +178,9 @@ func (f *flags) options(stderr io.Writer) (proxy.Options, error) {
 		if m.Name == "" {
 			m.Name = name
 		}
-		m.MeshPort = 0
+		if !f.meshPortSet {
+			m.MeshPort = 0
+		}
 		m.OutboundCapturePort, m.InboundCapturePort = 0, 0
 	}
 	if m.Name == "" {

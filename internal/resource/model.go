@@ -430,6 +430,7 @@ func (c *converter) workload(wl *v1alpha1.Workload) *model.Workload {
 		ServiceAccount: cmp.Or(spec.ServiceAccount, "default"),
 		Services:       slices.Clone(spec.Services),
 		Locality:       spec.Locality,
+		Network:        wl.Labels[model.NetworkLabel],
 	}
 	if len(wl.Labels) > 0 {
 		w.Labels = maps.Clone(wl.Labels)
@@ -463,6 +464,7 @@ func (c *converter) gateway(gw *gwv1.Gateway) *model.Gateway {
 		Source:    c.source(),
 		ClassName: string(spec.GatewayClassName),
 		Addresses: convertAll(spec.Addresses, func(_ int, a gwv1.GatewaySpecAddress) string { return a.Value }),
+		Network:   gw.Labels[model.NetworkLabel],
 	}
 	g.Listeners = convertAll(spec.Listeners, func(i int, l gwv1.Listener) model.Listener {
 		return c.listener(indexPath("spec.listeners", i), l.Name, l.Hostname, l.Port, l.Protocol, l.TLS, l.AllowedRoutes)
@@ -471,7 +473,22 @@ func (c *converter) gateway(gw *gwv1.Gateway) *model.Gateway {
 	if al := spec.AllowedListeners; al != nil && al.Namespaces != nil && al.Namespaces.From != nil && *al.Namespaces.From != gwv1.NamespacesFromNone {
 		g.AllowListenerSets = &model.NamespaceFilter{From: model.From(*al.Namespaces.From), Selector: selector(al.Namespaces.Selector)}
 	}
+	g.ServiceType, g.ServiceTypeField = gatewayServiceType(gw)
 	return g
+}
+
+// gatewayServiceType reads the Service type a Gateway asks for, and
+// where: spec.infrastructure.annotations first, then the Gateway's own.
+func gatewayServiceType(gw *gwv1.Gateway) (typ, field string) {
+	if inf := gw.Spec.Infrastructure; inf != nil {
+		if v, ok := inf.Annotations[gwv1.AnnotationKey(model.ServiceTypeAnnotation)]; ok {
+			return string(v), "spec.infrastructure.annotations[" + model.ServiceTypeAnnotation + "]"
+		}
+	}
+	if v, ok := gw.Annotations[model.ServiceTypeAnnotation]; ok {
+		return v, "metadata.annotations[" + model.ServiceTypeAnnotation + "]"
+	}
+	return "", ""
 }
 
 func (c *converter) listenerSet(ls *gwv1.ListenerSet) *model.ListenerSet {
@@ -515,6 +532,12 @@ func (c *converter) listener(path string, name gwv1.SectionName, hostname *gwv1.
 		}
 		if tls.Mode != nil {
 			l.TLS.Mode = model.TLSMode(*tls.Mode)
+		}
+		for k, v := range tls.Options {
+			if l.TLS.Options == nil {
+				l.TLS.Options = map[string]string{}
+			}
+			l.TLS.Options[string(k)] = string(v)
 		}
 	}
 	if allowed != nil {

@@ -310,31 +310,6 @@ func accessNetworkFilters(a accessRBAC, statPrefix string) []*listenerv3.Filter 
 	return out
 }
 
-// gatewayAccess refuses to serve a Gateway that an ALLOW or DENY
-// AccessPolicy targets: gateways do not enforce AccessPolicy yet, and
-// serving it without would let through what the policy refuses. AUDIT
-// policies are only reported.
-func (b *builder) gatewayAccess() {
-	g := b.in.Proxy.Gateway
-	b.dependOn(AccessGatewayKey(g))
-	enforced := false
-	for _, ap := range b.in.Config.AccessPolicies {
-		if !ap.TargetsGateway(g) {
-			continue
-		}
-		msg := "gateways do not enforce AccessPolicy yet; AUDIT is not logged"
-		if ap.Action != model.AccessAudit {
-			enforced = true
-			msg = fmt.Sprintf("gateways do not enforce AccessPolicy yet; Gateway %s is not served while this %s policy targets it", g, ap.Action)
-		}
-		b.problem("AccessPolicy "+ap.Key.String(), "spec.targetRefs", msg)
-	}
-	if enforced {
-		b.out.Listeners = nil
-		b.out.Routes = nil
-	}
-}
-
 // proxylessAccess reports the AccessPolicies that select a proxyless gRPC
 // application: nothing in front of it enforces them (TRL4011).
 func (b *builder) proxylessAccess() {

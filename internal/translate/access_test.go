@@ -103,8 +103,8 @@ func TestAccessGolden(t *testing.T) {
 	}
 }
 
-// TestAccessGateway: gateways do not enforce AccessPolicy yet, so a Gateway
-// an ALLOW or DENY policy targets is not served.
+// TestAccessGateway: a Gateway's listeners enforce the AccessPolicies that
+// target it (gatewaymesh.go); an ALLOW policy with no rule denies all.
 func TestAccessGateway(t *testing.T) {
 	gw := func(c *model.Config) *model.Proxy {
 		return &model.Proxy{ID: "ingress.shop", Kind: model.KindGateway, Gateway: model.Key{Namespace: "shop", Name: "ingress"},

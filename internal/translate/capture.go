@@ -161,10 +161,16 @@ func (b *builder) serviceAddressChains(ln *listenerv3.Listener, s *model.Service
 		return
 	}
 	b.dependOn(ServiceKey(s.Key))
-	host := b.host(s.Key)
-	name := OutboundCluster(sp.Port, host)
+	b.serviceChains(ln, s, sp, sp.Port, prefixes, OutboundCluster(sp.Port, b.host(s.Key)), sniff)
+}
+
+// serviceChains adds the chains of connections to prefixes on port that
+// are routed as service port sp (GAMMA routes, TCPRoute, the service's
+// cluster); chainName names them.
+func (b *builder) serviceChains(ln *listenerv3.Listener, s *model.Service, sp model.ServicePort, port uint32, prefixes []*corev3.CidrRange, chainName string, sniff map[uint32]bool) {
+	name := OutboundCluster(sp.Port, b.host(s.Key))
 	match := func() *listenerv3.FilterChainMatch {
-		return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(sp.Port), PrefixRanges: prefixes}
+		return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), PrefixRanges: prefixes}
 	}
 	httpChain := func(m *listenerv3.FilterChainMatch, chainName string) *listenerv3.FilterChain {
 		rc := b.meshRoutes(name, s, sp)
@@ -174,7 +180,7 @@ func (b *builder) serviceAddressChains(ln *listenerv3.Listener, s *model.Service
 		}, rc))}}
 	}
 	if sp.Protocol.IsHTTP() {
-		ln.FilterChains = append(ln.FilterChains, httpChain(match(), name))
+		ln.FilterChains = append(ln.FilterChains, httpChain(match(), chainName))
 		return
 	}
 	tcp := b.meshTCP(name, s, sp)
@@ -182,12 +188,12 @@ func (b *builder) serviceAddressChains(ln *listenerv3.Listener, s *model.Service
 		return
 	}
 	if !sp.ProtocolDeclared {
-		sniff[sp.Port] = true
+		sniff[port] = true
 		m := match()
 		m.ApplicationProtocols = protocolsHTTP
-		ln.FilterChains = append(ln.FilterChains, httpChain(m, name+"|http"))
+		ln.FilterChains = append(ln.FilterChains, httpChain(m, chainName+"|http"))
 	}
-	ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{Name: name, FilterChainMatch: match(), Filters: []*listenerv3.Filter{tcp}})
+	ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{Name: chainName, FilterChainMatch: match(), Filters: []*listenerv3.Filter{tcp}})
 }
 
 // outboundCapture builds the outbound capture listener.
@@ -200,6 +206,9 @@ func (b *builder) outboundCapture() {
 	ln := b.captureListener(OutboundCaptureListener, p.OutboundCapturePort)
 	sniff := map[uint32]bool{}
 	seen := map[string]bool{}
+	// Pods of other networks are not reachable by address: only their
+	// services are, through east-west gateways (network.go).
+	local := b.proxyNetwork()
 	for _, s := range b.in.Config.Services {
 		if s.ExternalName != "" {
 			continue
@@ -211,12 +220,14 @@ func (b *builder) outboundCapture() {
 				continue
 			}
 			b.serviceAddressChains(ln, s, sp, sniff)
+			b.plainMemberChains(ln, s, sp, members, seen, sniff)
 			for _, w := range members {
 				target, ok := w.TargetPort(sp)
 				prefix := hostPrefix(w.Address)
 				// Workloads without a sidecar are reached as they are, by
-				// the passthrough.
-				if !ok || w.MeshPort == 0 || prefix == nil || seen[model.HostPort(w.Address, target)] {
+				// the passthrough, or as plainMemberChains says; those of
+				// other networks only through their east-west gateway.
+				if !ok || w.MeshPort == 0 || prefix == nil || seen[model.HostPort(w.Address, target)] || model.NetworkOf(b.in.Config, w) != local {
 					continue
 				}
 				seen[model.HostPort(w.Address, target)] = true
@@ -265,7 +276,7 @@ func (b *builder) outboundCapture() {
 		ln.ListenerFilters = append(ln.ListenerFilters, httpInspector(sortedPorts(sniff)))
 	}
 	unknown := PassthroughCluster
-	if b.opts.RegistryOnly {
+	if b.registryOnly() {
 		unknown = BlackHoleCluster
 	}
 	ln.DefaultFilterChain = &listenerv3.FilterChain{Name: unknown, Filters: []*listenerv3.Filter{tcpFilter(unknown, unknown)}}

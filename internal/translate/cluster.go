@@ -43,6 +43,10 @@ func (b *builder) outboundClusterOf(name string, s *model.Service, sp model.Serv
 // how (model.ReachMember), and with outlier detection the endpoints are ordered into
 // priorities by locality, nearest first.
 func (b *builder) outboundCluster(name string, s *model.Service, sp model.ServicePort) {
+	if s.ExternalName != "" {
+		b.externalNameCluster(name, s, sp)
+		return
+	}
 	bp := b.backendPolicy(s, sp)
 	mode := model.BackendTLSMesh
 	if bp != nil {
@@ -56,11 +60,8 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 	members := b.clusterMembers(s)
 	var ids []string
 	meshed := false
-	type group struct {
-		priority uint32
-		locality string
-	}
 	byGroup := map[group][]*endpointv3.LbEndpoint{}
+	remote := b.remoteMembers(name, s)
 	// gRPC's xDS client refuses a whole assignment that lists an address
 	// twice; two registrations can claim one address while the older one
 	// waits out its grace period.
@@ -76,7 +77,17 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 			continue
 		}
 		var ep *endpointv3.LbEndpoint
-		switch reach, why := model.ReachMember(mode, w); reach {
+		reach, why := model.ReachMember(mode, w)
+		g := group{locality: w.Locality}
+		if failover {
+			g.priority = localityPriority(b.in.Proxy.Workload.Locality, w.Locality)
+		}
+		if reach != model.MemberLeftOut && remote.add(w, reach, g) {
+			// A member of another network: reached through its
+			// network's east-west gateway (network.go).
+			continue
+		}
+		switch reach {
 		case model.MemberLeftOut:
 			b.problem("BackendPolicy "+bp.Key.String(), "spec.tls.mode", fmt.Sprintf("%s; it is left out of %s", why, name))
 			continue
@@ -95,11 +106,11 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 			}
 			owner[addr] = w.Key
 		}
-		g := group{locality: w.Locality}
-		if failover {
-			g.priority = localityPriority(b.in.Proxy.Workload.Locality, w.Locality)
-		}
 		byGroup[g] = append(byGroup[g], ep)
+	}
+	if remoteIDs := remote.addEndpoints(byGroup); len(remoteIDs) > 0 {
+		meshed = true
+		ids = append(ids, remoteIDs...)
 	}
 	c := &clusterv3.Cluster{
 		Name:                 name,

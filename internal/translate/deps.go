@@ -18,6 +18,8 @@ import (
 //	ns/NS         the Services of a namespace (which exist, which select a workload)
 //	gw/NS/NAME    a Gateway, with the routes attached to it
 //	ls/NS/NAME    a ListenerSet, with the routes attached to it
+//	net/NAME      the east-west gateways of a network (network.go); their
+//	              addresses are under their gw/ keys
 //	access/NS     the AccessPolicies of a namespace without targetRefs
 //	access/svc/NS/NAME, access/gw/NS/NAME
 //	              the AccessPolicies targeting a Service or a Gateway

@@ -82,9 +82,31 @@
 // named as SDS secrets the gateway reads from its own files
 // (GatewayCertificateSecret), TLS passed through to TLSRoute backends;
 // TCP to the oldest TCPRoute's backends. Attachment is the analyzer's
-// (model.AttachToListener, model.MostSpecificListener). Gateways do not enforce
-// AccessPolicy yet: while an ALLOW or DENY policy targets the Gateway, its
-// listeners are left out and the policy reported.
+// (model.AttachToListener, model.MostSpecificListener). The AccessPolicies
+// that target the Gateway are RBAC filters on every chain; a gateway
+// registered with a mesh port (an egress gateway) also accepts mesh mTLS
+// there, serving its HTTP and TCP ports to the members' SNI
+// (gatewaymesh.go).
+//
+// Services outside the mesh (external.go): an ExternalName Service is a
+// STRICT_DNS cluster the proxy resolves; Workloads without a sidecar are
+// plaintext EDS endpoints, whose addresses the capture listener routes as
+// the service when GAMMA routes attach to it (sending them to an egress
+// gateway) or when the proxy is registry-only (Options.RegistryOnly, or
+// the Namespace label OutboundTrafficPolicyLabel), which sends unknown
+// destinations to BlackHoleCluster.
+//
+// Networks (network.go, eastwest.go; model.NetworkOf): a client's
+// endpoints for members of another network are that network's east-west
+// gateway addresses on its east-west port, weighted
+// (load_balancing_weight) by the members they stand for, over the same
+// mesh mTLS (SNI, SAN list) as direct endpoints; members of a network
+// without a gateway, or without a sidecar in another network, are left
+// out and reported. An east-west listener (tls.options
+// trellis.dev/listener-mode: auto-passthrough) gets a filter chain per SNI
+// of a mesh service port with members in its Gateway's network, a
+// tcp_proxy to an EDS cluster named by that SNI, without a transport
+// socket: the TLS stream passes through to the members' mesh ports.
 //
 // Dependency keys (deps.go) record what each proxy's config was built
 // from, so that a change rebuilds only the proxies it concerns.

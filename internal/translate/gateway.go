@@ -110,7 +110,12 @@ func (b *builder) gateway() {
 	}
 	byPort := map[uint32][]gwListener{}
 	var ports []uint32
+	var eastWest []gwListener
 	for _, l := range b.gatewayListeners(g) {
+		if l.IsEastWest() {
+			eastWest = append(eastWest, l)
+			continue
+		}
 		switch {
 		case l.Protocol != model.ProtocolHTTP && l.Protocol != model.ProtocolHTTPS &&
 			l.Protocol != model.ProtocolTLS && l.Protocol != model.ProtocolTCP:
@@ -149,6 +154,7 @@ func (b *builder) gateway() {
 			b.gatewayTCP(g, port, ls)
 		}
 	}
+	b.eastWest(g, eastWest, byPort)
 }
 
 // gatewayHCM is the HTTP connection manager of a gateway port.

@@ -25,7 +25,7 @@ import (
 // cluster that differs from the one in prev (its members' identities
 // changed, for instance), or a rebuilt resource that is invalid.
 func RefreshEndpoints(in Input, opts Options, prev *Resources, services map[model.Key]bool) (*Resources, []Problem, bool) {
-	if in.Proxy.OutboundCapturePort != 0 {
+	if in.Proxy.OutboundCapturePort != 0 || prev.fullOnly {
 		// The outbound capture listener matches on the members' addresses.
 		return nil, nil, false
 	}

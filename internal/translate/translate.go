@@ -77,6 +77,9 @@ type Resources struct {
 	// each; problems are the others (refresh.go).
 	outbound map[string]outboundRef
 	problems []Problem
+	// fullOnly is set when endpoint changes may change more than the
+	// outbound clusters (an east-west listener): RefreshEndpoints declines.
+	fullOnly bool
 }
 
 // outboundRef is what an outbound cluster was built from.
