@@ -345,3 +345,21 @@ func TestNodeSandbox(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// podExec runs a command in a pod's container through pods/exec and
+// returns its output.
+func podExec(ctx context.Context, c *kubetest.Cluster, ns, pod, container string, cmd ...string) (string, error) {
+	cs := kubernetes.NewForConfigOrDie(c.Config)
+	req := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	x, err := remotecommand.NewSPDYExecutor(c.Config, "POST", req.URL())
+	if err != nil {
+		return "", err
+	}
+	var out, errOut bytes.Buffer
+	err = x.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		return out.String(), fmt.Errorf("%w: %s", err, errOut.String())
+	}
+	return out.String(), nil
+}
