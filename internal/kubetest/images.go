@@ -160,3 +160,32 @@ func ConformanceModuleDir(t testing.TB) string {
 	t.Skip(msg)
 	return ""
 }
+
+// TrellisProxyImage returns an image that runs trellis-proxy, built from
+// this module's cmd/trellis-proxy (with the release build tags; the go
+// command's cache makes it quick after the first time) into a directory
+// that the proxy's user may enter, removed when the test ends: the image of
+// injected sidecars and of their init container (`trellis-proxy init`).
+func TrellisProxyImage(t testing.TB) Image {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not under t.TempDir, which only root may enter.
+	dir, err := os.MkdirTemp("", "kubetest-trellis-proxy-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "trellis-proxy")
+	cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", path, "./cmd/trellis-proxy")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubetest: go build ./cmd/trellis-proxy: %v: %s", err, out)
+	}
+	return Binary(path)
+}

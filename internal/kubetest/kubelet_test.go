@@ -346,6 +346,39 @@ func TestNodeSandbox(t *testing.T) {
 
 func ptrTo[T any](v T) *T { return &v }
 
+// TestNodeTrellisProxyInit runs trellis-proxy's init, the init container
+// that injection adds, from the real binary (TrellisProxyImage): it
+// installs the capture rules in the pod's network namespace, where
+// pods/exec sees them, and the app container starts after it.
+func TestNodeTrellisProxyInit(t *testing.T) {
+	c := kubetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cs := kubernetes.NewForConfigOrDie(c.Config)
+	c.StartNode(t, kubetest.NodeOptions{Images: map[string]kubetest.Image{
+		"trellis-proxy:test": kubetest.TrellisProxyImage(t),
+		"example.com/sandbox:1": func(ct *corev1.Container) ([]string, []string, bool) {
+			return []string{os.Args[0]}, []string{roleEnv + "=sandbox"}, true
+		},
+	}})
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{{Name: "trellis-init", Image: "trellis-proxy:test",
+			Args: []string{"init", "--mode", "iptables", "--proxy-uid", "1337"}}},
+		Containers: []corev1.Container{{Name: "app", Image: "example.com/sandbox:1",
+			Env: []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}}}},
+	}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPod(t, ctx, cs, "app", "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	out, err := podExec(ctx, c, "shop", "app", "app", "iptables-save", "-t", "nat")
+	if err != nil || !strings.Contains(out, "--to-ports 15001") || !strings.Contains(out, "--to-ports 15006") {
+		t.Errorf("the pod's nat table: %v\n%s", err, out)
+	}
+}
+
 // podExec runs a command in a pod's container through pods/exec and
 // returns its output.
 func podExec(ctx context.Context, c *kubetest.Cluster, ns, pod, container string, cmd ...string) (string, error) {
