@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"golang.org/x/net/dns/dnsmessage"
 
@@ -61,8 +62,8 @@ func (n *Node) startDNS(ctx context.Context) error {
 	f := informers.NewSharedInformerFactory(n.cs, 0)
 	svcs := f.Core().V1().Services()
 	slices := f.Discovery().V1().EndpointSlices()
-	rec := &informerRecords{svcs: svcs.Lister(), slices: slices.Lister()}
-	svcs.Informer()
+	rec := &informerRecords{svcs: svcs.Lister(), slices: slices.Lister(), svcInformer: svcs.Informer()}
+	n.records = rec
 	slices.Informer()
 	f.Start(ctx.Done())
 	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
@@ -414,8 +415,9 @@ func (s *dnsServer) endpoints(svc *corev1.Service) []dnsEndpoint {
 
 // informerRecords reads the records from informers' caches.
 type informerRecords struct {
-	svcs   corelisters.ServiceLister
-	slices discoverylisters.EndpointSliceLister
+	svcs        corelisters.ServiceLister
+	slices      discoverylisters.EndpointSliceLister
+	svcInformer cache.SharedIndexInformer // for the load balancers (loadbalancer.go)
 }
 
 func (r *informerRecords) service(ns, name string) *corev1.Service {

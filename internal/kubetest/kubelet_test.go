@@ -19,6 +19,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
@@ -111,7 +112,9 @@ func TestNodeHeartbeat(t *testing.T) {
 	}
 }
 
-// TestNodeSandbox runs a pod in a headless Service's subdomain and checks
+// TestNodeSandbox runs a pod in a headless Service's subdomain (and
+// behind a LoadBalancer Service, which the test reaches on its loopback
+// address) and checks
 // what its container sees: its hostname, its /etc/hosts and resolv.conf
 // (the node's DNS server, the namespace's search path), a Secret volume's
 // items at their mountPath below /etc, an emptyDir over /tmp, /cert.crt;
@@ -126,7 +129,7 @@ func TestNodeSandbox(t *testing.T) {
 	defer cancel()
 	cs := kubernetes.NewForConfigOrDie(c.Config)
 	hostHostname, _ := os.Hostname()
-	node := c.StartNode(t, kubetest.NodeOptions{Images: map[string]kubetest.Image{
+	node := c.StartNode(t, kubetest.NodeOptions{LoadBalancers: true, Images: map[string]kubetest.Image{
 		"example.com/sandbox:1": func(ct *corev1.Container) ([]string, []string, bool) {
 			return []string{os.Args[0]}, []string{roleEnv + "=sandbox"}, true
 		},
@@ -145,6 +148,9 @@ func TestNodeSandbox(t *testing.T) {
 		Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}}}, metav1.CreateOptions{}))
 	create(cs.CoreV1().Services("shop").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: corev1.ServiceSpec{
 		Selector: map[string]string{"app": "db"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{}))
+	create(cs.CoreV1().Services("shop").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "lb"}, Spec: corev1.ServiceSpec{
+		Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "db"},
+		Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}, metav1.CreateOptions{}))
 	create(cs.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "db-0", Labels: map[string]string{"app": "db"}},
 		Spec: corev1.PodSpec{
 			Hostname: "db-0", Subdomain: "db",
@@ -234,6 +240,33 @@ func TestNodeSandbox(t *testing.T) {
 	}
 	if _, err := node.Resolver().LookupHost(ctx, "example.com"); err == nil {
 		t.Error("example.com resolved: the cluster DNS must refuse names outside the cluster domain")
+	}
+
+	// The LoadBalancer Service, from the test's own namespace, with any
+	// dialer.
+	var lbIP string
+	for deadline := time.Now().Add(30 * time.Second); lbIP == ""; time.Sleep(100 * time.Millisecond) {
+		svc, err := cs.CoreV1().Services("shop").Get(ctx, "lb", metav1.GetOptions{})
+		if err == nil && len(svc.Status.LoadBalancer.Ingress) == 1 {
+			lbIP = svc.Status.LoadBalancer.Ingress[0].IP
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the LoadBalancer Service has no address: %v", err)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + lbIP + "/hostname")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) == "db-0" {
+				break
+			}
+			err = fmt.Errorf("%s: %q", resp.Status, b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("through the load balancer at %s: %v", lbIP, err)
+		}
 	}
 
 	// pods/exec.

@@ -70,6 +70,7 @@ type Node struct {
 
 	certFile, keyFile string // every container's /cert.crt and /cert.key
 	kubeletPort       int
+	records           *informerRecords // Services and EndpointSlices (dns.go)
 
 	mu   sync.Mutex
 	pods map[types.UID]*podRun
@@ -93,6 +94,10 @@ type NodeOptions struct {
 	// HeartbeatPeriod is how often the node renews its Lease and posts
 	// its status; default 10 s, as kubelet.
 	HeartbeatPeriod time.Duration
+	// LoadBalancers makes the node serve Services of type LoadBalancer on
+	// loopback addresses of the test process (loadbalancer.go); without
+	// it they get no address, as on a cluster without a load balancer.
+	LoadBalancers bool
 }
 
 // StartNode registers a node and runs the cluster's pods on it until the
@@ -134,6 +139,9 @@ func (c *Cluster) StartNode(t testing.TB, o NodeOptions) *Node {
 	}
 	if n.kubeletPort, err = n.serveKubeletAPI(); err != nil {
 		t.Fatalf("kubetest: node %s: kubelet API: %v", n.Name, err)
+	}
+	if o.LoadBalancers {
+		n.startLoadBalancers(ctx)
 	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{
 		corev1.LabelHostname: n.Name, corev1.LabelOSStable: "linux", corev1.LabelArchStable: goarch}}}
