@@ -8,6 +8,7 @@
 //	go run ./hack/dev generate  # regenerate protobuf code (needs protoc)
 //	go run ./hack/dev crds      # generate the trellis.dev CRDs and deep-copy code (controller-gen), copy the Gateway API CRDs
 //	go run ./hack/dev k8s-binaries  # build kube-apiserver and kube-controller-manager for internal/kubetest
+//	go run ./hack/dev conformance-images  # build the Gateway API conformance suite's echo images for internal/kubetest
 //
 // TRELLIS_FUZZTIME sets the time per fuzz target (default 10s for test,
 // 60s for fuzz).
@@ -53,6 +54,8 @@ func main() {
 		err = crds()
 	case "k8s-binaries":
 		err = k8sBinaries()
+	case "conformance-images":
+		err = conformanceImages()
 	default:
 		usage()
 	}
@@ -63,7 +66,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./hack/dev build|demo|test|fuzz|bench|generate|crds|k8s-binaries")
+	fmt.Fprintln(os.Stderr, "usage: go run ./hack/dev build|demo|test|fuzz|bench|generate|crds|k8s-binaries|conformance-images")
 	os.Exit(2)
 }
 

@@ -69,6 +69,7 @@ type Cluster struct {
 	t     testing.TB
 	dir   string
 	procs []*process
+	pki   *pki
 }
 
 // Version returns the Kubernetes version matching the client-go that the
@@ -144,6 +145,7 @@ func Start(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.pki = pki
 	server := "https://" + net.JoinHostPort(c.IP, APIServerPort)
 	c.Config = &rest.Config{
 		Host: server,
@@ -178,6 +180,13 @@ func Start(t testing.TB) *Cluster {
 		// loopback.
 		"--endpoint-reconciler-type", "none",
 		"--cert-dir", filepath.Join(c.dir, "apiserver-certs"),
+		// The test nodes' kubelet API (pods/exec, pods/log), which they
+		// serve on the cluster's loopback address, given as the node's
+		// Hostname address (kubelet.go).
+		"--kubelet-client-certificate", pki.kubeletClientCert,
+		"--kubelet-client-key", pki.kubeletClientKey,
+		"--kubelet-certificate-authority", pki.caCert,
+		"--kubelet-preferred-address-types", "Hostname",
 		"--v", "1",
 	)
 	c.waitReady()

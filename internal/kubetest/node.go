@@ -35,21 +35,26 @@ import (
 // to it runs as processes in a network namespace of its own (package
 // netnstest), whose address is the pod's IP.
 //
+//	node registered ──► Lease in kube-node-lease renewed, status heartbeats (lease.go)
 //	pod created ──bind──► nodeName = node ──► namespace + address (status.podIP)
-//	  volumes: emptyDir, configMap, secret, projected service account tokens
-//	           (TokenRequest, bound to the pod), in a directory per pod
+//	  volumes: emptyDir, configMap, secret (with items), projected service
+//	           account tokens (TokenRequest, bound to the pod), in a
+//	           directory per pod
 //	  init containers one after the other; a native sidecar (restartPolicy
 //	  Always) is started, and the next waits for its startup probe
 //	  containers, each a process: Image maps the container's image to a
 //	  command line; $(VAR) references expanded, env from the downward API,
-//	  run as the container's runAsUser/runAsGroup
-//	  probes (httpGet, tcpSocket, grpc) sent from the node's own namespace
-//	  on the bridge, as kubelet probes from the node ──► Ready conditions
+//	  run as the container's runAsUser/runAsGroup, in UTS and mount
+//	  namespaces of its own (sandbox.go, podenv.go): the pod's hostname,
+//	  /etc/hosts and /etc/resolv.conf (the node's cluster DNS, dns.go),
+//	  volumes at their mountPaths, /cert.crt and /cert.key
+//	  output to a log per container, served with /exec by the node's
+//	  kubelet API (kubelet.go) for pods/log and pods/exec
+//	  probes (httpGet, tcpSocket) sent from the node's own namespace on the
+//	  bridge, as kubelet probes from the node ──► Ready conditions; a
+//	  container without a readiness probe is Ready once it listens
+//	  (readiness.go)
 //	pod deleted ──► processes stopped, the pod object removed
-//
-// There are no mount namespaces: a path in a container's args or env that
-// lies under one of its volume mounts is rewritten to the directory that
-// backs the volume.
 type Node struct {
 	Name string
 	// Net holds the pods' namespaces; NS and IP are the node's own.
@@ -63,13 +68,18 @@ type Node struct {
 	t      testing.TB
 	ctx    context.Context
 
+	certFile, keyFile string // every container's /cert.crt and /cert.key
+	kubeletPort       int
+	records           *informerRecords // Services and EndpointSlices (dns.go)
+
 	mu   sync.Mutex
 	pods map[types.UID]*podRun
 	wg   sync.WaitGroup
 }
 
 // Image plays a container: the command line of a process, and environment
-// to add, for the container as resolved (args expanded, paths rewritten).
+// to add, for the container as resolved: its command and args, expanded,
+// are all in Args.
 // ok false means the image is unknown here: the pod fails.
 type Image func(c *corev1.Container) (argv, env []string, ok bool)
 
@@ -77,8 +87,17 @@ type Image func(c *corev1.Container) (argv, env []string, ok bool)
 type NodeOptions struct {
 	// Name of the node; default "trellis-node".
 	Name string
-	// Images by image reference.
+	// Images by image reference, or by repository (the reference without
+	// tag or digest) for every tag; ConformanceImages has the Gateway API
+	// conformance suite's.
 	Images map[string]Image
+	// HeartbeatPeriod is how often the node renews its Lease and posts
+	// its status; default 10 s, as kubelet.
+	HeartbeatPeriod time.Duration
+	// LoadBalancers makes the node serve Services of type LoadBalancer on
+	// loopback addresses of the test process (loadbalancer.go); without
+	// it they get no address, as on a cluster without a load balancer.
+	LoadBalancers bool
 }
 
 // StartNode registers a node and runs the cluster's pods on it until the
@@ -108,18 +127,39 @@ func (c *Cluster) StartNode(t testing.TB, o NodeOptions) *Node {
 		cancel()
 		n.wg.Wait()
 	})
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}, Status: corev1.NodeStatus{
-		Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP}},
-		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now()}},
-	}}
-	created, err := n.cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
+	n.certFile, n.keyFile = filepath.Join(dir, "cert.crt"), filepath.Join(dir, "cert.key")
+	if err := os.WriteFile(n.certFile, c.pki.podCertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n.keyFile, c.pki.podKeyPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.startDNS(ctx); err != nil {
+		t.Fatalf("kubetest: node %s: cluster DNS: %v", n.Name, err)
+	}
+	if n.kubeletPort, err = n.serveKubeletAPI(); err != nil {
+		t.Fatalf("kubetest: node %s: kubelet API: %v", n.Name, err)
+	}
+	if o.LoadBalancers {
+		n.startLoadBalancers(ctx)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{
+		corev1.LabelHostname: n.Name, corev1.LabelOSStable: "linux", corev1.LabelArchStable: goarch}}}
+	if _, err := n.cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("kubetest: registering node %s: %v", n.Name, err)
 	}
-	created.Status = node.Status
-	if _, err := n.cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	if err := n.postStatus(ctx); err != nil {
 		t.Fatalf("kubetest: node %s status: %v", n.Name, err)
 	}
+	period := o.HeartbeatPeriod
+	if period <= 0 {
+		period = 10 * time.Second
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.heartbeat(ctx, period)
+	}()
 	w, err := n.cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("kubetest: watching pods: %v", err)
@@ -229,6 +269,9 @@ type podRun struct {
 	ip  string
 	dir string
 
+	hostname string
+	listened map[string]bool // containers without a readiness probe that have listened (readiness.go)
+
 	mu       sync.Mutex
 	procs    map[string]*proc
 	ready    map[string]bool
@@ -247,7 +290,8 @@ func (r *podRun) run() {
 	defer r.once.Do(func() { close(r.stopped) })
 	p := r.pod
 	r.procs, r.ready, r.started = map[string]*proc{}, map[string]bool{}, map[string]bool{}
-	name := fmt.Sprintf("%s-%s", p.Namespace, p.Name)
+	// Unique by the pod's UID, readable by its names.
+	name := fmt.Sprintf("%.8s-%s-%s", p.UID, p.Namespace, p.Name)
 	if len(name) > 40 {
 		name = name[:40]
 	}
@@ -287,6 +331,10 @@ func (r *podRun) run() {
 			return
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+	if err := r.writeEtc(); err != nil {
+		r.fail(err.Error())
+		return
 	}
 	for i := range p.Spec.InitContainers {
 		c := &p.Spec.InitContainers[i]
@@ -388,15 +436,22 @@ func (r *podRun) volumes() error {
 			if err != nil {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
+			data := map[string][]byte{}
 			for k, val := range cm.Data {
-				files[k] = []byte(val)
+				data[k] = []byte(val)
+			}
+			maps.Copy(data, cm.BinaryData)
+			if err := keyFiles(files, data, v.ConfigMap.Items); err != nil {
+				return fmt.Errorf("volume %s: ConfigMap %s: %w", v.Name, cm.Name, err)
 			}
 		case v.Secret != nil:
 			s, err := r.n.cs.CoreV1().Secrets(p.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
 			if err != nil {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
-			maps.Copy(files, s.Data)
+			if err := keyFiles(files, s.Data, v.Secret.Items); err != nil {
+				return fmt.Errorf("volume %s: Secret %s: %w", v.Name, s.Name, err)
+			}
 		case v.Projected != nil:
 			for _, src := range v.Projected.Sources {
 				switch {
@@ -460,24 +515,8 @@ func (r *podRun) volumes() error {
 }
 
 // resolve returns the container's command line and environment, as
-// kubelet would give them, with paths under its mounts rewritten.
+// kubelet would give them.
 func (r *podRun) resolve(c *corev1.Container) (argv, env []string, err error) {
-	mounts := map[string]string{}
-	for _, m := range c.VolumeMounts {
-		mounts[m.MountPath] = filepath.Join(r.dir, "volumes", m.Name, m.SubPath)
-	}
-	rewrite := func(s string) string {
-		best := ""
-		for mp := range mounts {
-			if (s == mp || strings.HasPrefix(s, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-				best = mp
-			}
-		}
-		if best == "" {
-			return s
-		}
-		return mounts[best] + strings.TrimPrefix(s, best)
-	}
 	vars := map[string]string{}
 	expand := func(s string) string {
 		var b strings.Builder
@@ -515,14 +554,18 @@ func (r *podRun) resolve(c *corev1.Container) (argv, env []string, err error) {
 			}
 		}
 		vars[e.Name] = val
-		env = append(env, e.Name+"="+rewrite(val))
+		env = append(env, e.Name+"="+val)
 	}
 	for _, a := range append(slices.Clone(c.Command), c.Args...) {
-		argv = append(argv, rewrite(expand(a)))
+		argv = append(argv, expand(a))
 	}
 	resolved := c.DeepCopy()
 	resolved.Command, resolved.Args = nil, argv
 	img := r.n.images[c.Image]
+	if img == nil {
+		// An image known by its repository runs for every tag.
+		img = r.n.images[imageRepository(c.Image)]
+	}
 	if img == nil {
 		return nil, nil, fmt.Errorf("image %s is not known here (ErrImagePull)", c.Image)
 	}
@@ -555,27 +598,33 @@ func (r *podRun) field(path string) (string, error) {
 	return "", fmt.Errorf("field %s is not served here", path)
 }
 
-// command is the process of a container, in the pod's namespace, as the
-// container's user.
-func (r *podRun) command(c *corev1.Container) (*exec.Cmd, error) {
+// command is the process of a container, to be started in its sandbox
+// (sandbox.go), as the container's user.
+func (r *podRun) command(c *corev1.Container) (*exec.Cmd, *sandbox, *containerLog, error) {
 	argv, env, err := r.resolve(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	uid, gid := r.user(c)
-	if uid != 0 || gid != 0 {
-		argv = append([]string{"setpriv", "--reuid", strconv.FormatInt(uid, 10), "--regid", strconv.FormatInt(gid, 10), "--clear-groups", "--"}, argv...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if cmd.Err != nil {
+		return nil, nil, nil, cmd.Err
 	}
-	cmd := r.n.Net.Command(r.ns, env, argv...)
-	log, err := os.OpenFile(r.logPath(c.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = c.WorkingDir
+	log, err := openContainerLog(r.logPath(c.Name))
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
+	// One writer for both streams, so one copying goroutine (logs.go).
 	cmd.Stdout, cmd.Stderr = log, log
-	if os.Getenv("TRELLIS_TEST_LOGS") != "" {
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(log, os.Stderr), io.MultiWriter(log, os.Stderr)
+	cmd.WaitDelay = 2 * time.Second // children keeping the output open
+	sb, err := r.sandbox(c)
+	if err != nil {
+		log.Close()
+		return nil, nil, nil, err
 	}
-	return cmd, nil
+	sb.UID, sb.GID = r.user(c)
+	return cmd, sb, log, nil
 }
 
 func (r *podRun) user(c *corev1.Container) (uid, gid int64) {
@@ -625,11 +674,17 @@ func (n *Node) Log(pod *corev1.Pod, container string) string {
 func (r *podRun) logPath(container string) string { return filepath.Join(r.dir, container+".log") }
 
 func (r *podRun) runToCompletion(c *corev1.Container) error {
-	cmd, err := r.command(c)
+	cmd, sb, log, err := r.command(c)
 	if err != nil {
 		return err
 	}
-	if err := cmd.Run(); err != nil {
+	if err := sb.start(cmd); err != nil {
+		log.Close()
+		return err
+	}
+	err = cmd.Wait()
+	log.Close()
+	if err != nil {
 		return fmt.Errorf("%w: %s", err, tail(r.logPath(c.Name)))
 	}
 	return nil
@@ -638,14 +693,15 @@ func (r *podRun) runToCompletion(c *corev1.Container) error {
 // start starts a long-running container; restartPolicy Always restarts it
 // when it exits, after a second.
 func (r *podRun) start(c *corev1.Container) error {
-	cmd, err := r.command(c)
+	cmd, sb, log, err := r.command(c)
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	pr := &proc{cmd: cmd, done: make(chan struct{})}
+	if err := sb.start(cmd); err != nil {
+		log.Close()
 		return err
 	}
-	pr := &proc{cmd: cmd, done: make(chan struct{})}
 	r.mu.Lock()
 	r.procs[c.Name] = pr
 	if c.StartupProbe == nil {
@@ -659,6 +715,7 @@ func (r *podRun) start(c *corev1.Container) error {
 	go func() {
 		defer r.n.wg.Done()
 		err := cmd.Wait()
+		log.Close()
 		close(pr.done)
 		r.mu.Lock()
 		stopping := r.stopping
@@ -730,6 +787,9 @@ func (r *podRun) probeLoop() {
 				if err != nil {
 					r.logf("readiness of %s: %v", c.Name, err)
 				}
+			}
+			if ready && c.ReadinessProbe == nil {
+				ready = r.listening(&c)
 			}
 			r.mu.Lock()
 			ready = ready && r.procs[c.Name] != nil
@@ -844,6 +904,15 @@ func (r *podRun) probe(p *corev1.Probe) error {
 type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // stop stops the pod's processes: SIGTERM, then SIGKILL after 10 s.

@@ -33,6 +33,12 @@ func TestMain(m *testing.M) {
 			os.Exit(3)
 		}
 		os.Exit(0)
+	case "sandbox":
+		if err := sandboxRole(); err != nil {
+			fmt.Fprintln(os.Stderr, "sandbox:", err)
+			os.Exit(3)
+		}
+		os.Exit(0)
 	case "touch":
 		// An init container: creates the file args[0].
 		if err := os.WriteFile(os.Args[1], []byte("done"), 0o644); err != nil {
@@ -159,6 +165,10 @@ func TestNode(t *testing.T) {
 		t.Fatalf("make-ready: %s", resp.Status)
 	}
 	waitPod(t, ctx, cs, "web-0", "ready", podReady)
+	// pods/exec runs as the container's user, where it sees its volumes.
+	if out, err := podExec(ctx, c, "shop", "web-0", "web", "sh", "-c", "id -u; cat /etc/greeting/text"); err != nil || out != "1000\nhello" {
+		t.Errorf("exec: %q %v", out, err)
+	}
 
 	if err := cs.CoreV1().Pods("shop").Delete(ctx, "web-0", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

@@ -18,10 +18,18 @@ import (
 
 // pki holds the files and PEM blocks of a cluster's credentials: a CA that
 // signs the API server's serving certificate and the admin's client
-// certificate, and the service account token signing key.
+// certificate, and the service account token signing key; and for the
+// test nodes' kubelet API (kubelet.go): the API server's client
+// certificate, and the serving certificate of the nodes, which listen on
+// the cluster's loopback address.
 type pki struct {
 	caCert, servingCert, servingKey, saKey, saPub string
 	caPEM, adminCertPEM, adminKeyPEM              []byte
+	kubeletClientCert, kubeletClientKey           string
+	kubeletCertPEM, kubeletKeyPEM                 []byte
+	// podCertPEM and podKeyPEM are every container's /cert.crt and
+	// /cert.key (podenv.go).
+	podCertPEM, podKeyPEM []byte
 }
 
 // newPKI writes fresh credentials into dir for an API server on ip.
@@ -32,6 +40,9 @@ func newPKI(dir, ip string) (*pki, error) {
 		servingKey:  filepath.Join(dir, "apiserver.key"),
 		saKey:       filepath.Join(dir, "sa.key"),
 		saPub:       filepath.Join(dir, "sa.pub"),
+
+		kubeletClientCert: filepath.Join(dir, "apiserver-kubelet-client.crt"),
+		kubeletClientKey:  filepath.Join(dir, "apiserver-kubelet-client.key"),
 	}
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -93,6 +104,35 @@ func newPKI(dir, ip string) (*pki, error) {
 		return nil, err
 	}
 
+	// The kubelet API: the nodes accept clients with a certificate of
+	// the cluster's CA, and the API server checks their certificate
+	// against it (--kubelet-certificate-authority).
+	kubeletClientCert, kubeletClientKey, err := issue(4, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.kubeletCertPEM, p.kubeletKeyPEM, err = issue(5, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kubetest-node"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP(ip)},
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	p.podCertPEM, p.podKeyPEM, err = issue(6, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kubetest-pod"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{"localhost", "*.svc.cluster.local", "*.cluster.local"},
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -106,11 +146,13 @@ func newPKI(dir, ip string) (*pki, error) {
 		return nil, err
 	}
 	for path, b := range map[string][]byte{
-		p.caCert:      p.caPEM,
-		p.servingCert: servingCert,
-		p.servingKey:  servingKey,
-		p.saKey:       pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saKeyDER}),
-		p.saPub:       pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
+		p.caCert:            p.caPEM,
+		p.servingCert:       servingCert,
+		p.servingKey:        servingKey,
+		p.saKey:             pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saKeyDER}),
+		p.saPub:             pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
+		p.kubeletClientCert: kubeletClientCert,
+		p.kubeletClientKey:  kubeletClientKey,
 	} {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			return nil, err
