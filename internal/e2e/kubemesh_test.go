@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"net"
 	"testing"
 
@@ -45,6 +46,13 @@ type kubeMesh struct {
 // edit may change the control plane's options further.
 func startKubeMesh(ctx context.Context, t *testing.T, images map[string]string, edit ...func(*control.Options)) *kubeMesh {
 	t.Helper()
+	return startKubeMeshImages(ctx, t, images, nil, edit...)
+}
+
+// startKubeMeshImages is startKubeMesh with more images on the node,
+// played by other commands than this test binary (kubetest.Image).
+func startKubeMeshImages(ctx context.Context, t *testing.T, images map[string]string, more map[string]kubetest.Image, edit ...func(*control.Options)) *kubeMesh {
+	t.Helper()
 	c := kubetest.Start(t)
 	m := &kubeMesh{c: c, cs: kubernetes.NewForConfigOrDie(c.Config), dyn: dynamic.NewForConfigOrDie(c.Config)}
 	crds, err := install.CRDs()
@@ -63,6 +71,7 @@ func startKubeMesh(ctx context.Context, t *testing.T, images map[string]string, 
 	for ref, r := range images {
 		imgs[ref] = role(r)
 	}
+	maps.Copy(imgs, more)
 	m.node = c.StartNode(t, kubetest.NodeOptions{Images: imgs})
 
 	cpNS, cpIP := m.node.Net.Add("cp")

@@ -9,17 +9,17 @@ import (
 
 // SupportedFeatures are the Gateway API features Trellis claims in its
 // GatewayClasses' status.supportedFeatures, which the conformance suite
-// reads to choose the tests it runs: the core features of the profiles
-// Trellis serves (GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS, MESH-HTTP,
-// MESH-GRPC). An extended feature is added here only once the suite's
-// tests for it pass (docs/conformance/ lists the report).
+// reads to choose the tests it runs: the core features of the gateway
+// profiles Trellis serves (GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS); mesh
+// features belong to a Mesh resource, not to a GatewayClass. An extended
+// feature is added here only once the suite's tests for it pass
+// (docs/conformance/ lists the report).
 var SupportedFeatures = []features.FeatureName{
 	features.SupportGateway,
 	features.SupportHTTPRoute,
 	features.SupportReferenceGrant,
 	features.SupportGRPCRoute,
 	features.SupportTLSRoute,
-	features.SupportMesh,
 }
 
 // supportedFeatures is SupportedFeatures in the GatewayClass status

@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/gateway-api/conformance"
+	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	"sigs.k8s.io/gateway-api/conformance/tests"
+	"sigs.k8s.io/gateway-api/conformance/utils/config"
+	"sigs.k8s.io/gateway-api/conformance/utils/roundtripper"
+	"sigs.k8s.io/gateway-api/conformance/utils/suite"
+
+	"trellis.dev/trellis/internal/inject"
+	"trellis.dev/trellis/internal/kubetest"
+	"trellis.dev/trellis/internal/netnstest"
+	"trellis.dev/trellis/internal/version"
+)
+
+// The Gateway API conformance suite (sigs.k8s.io/gateway-api/conformance
+// v1.6.3, the version of the CRDs trellis install serves) against Trellis
+// on a real API server, with the test node (kubetest.Node) as kubelet,
+// cluster DNS and pods/exec, and the suite's own images built by
+// `go run ./hack/dev conformance-images`. The suite applies its manifests,
+// waits until every Gateway of class trellis is Accepted and Programmed
+// (each its own Deployment and address, from the control plane) and every
+// pod Ready, and sends its requests to the Gateways' status.addresses
+// (from the test process, through the node's network namespace) or, for
+// the mesh profile, from Istio's echo client in a pod with a sidecar.
+//
+// By default each profile runs conformanceSubset; with
+// TRELLIS_CONFORMANCE=all the whole profile (see docs/conformance/ for
+// the command and the report). TRELLIS_CONFORMANCE_REPORT=DIR writes the
+// ConformanceReport of each profile to DIR/PROFILE.yaml.
+
+// conformanceSubset are the tests of each profile that run by default.
+var conformanceSubset = map[suite.ConformanceProfileName][]string{
+	suite.GatewayHTTPConformanceProfileName: {"GatewayWithAttachedRoutes", "HTTPRouteSimpleSameNamespace"},
+	suite.MeshHTTPConformanceProfileName:    {"MeshBasic"},
+}
+
+func TestConformanceGatewayHTTP(t *testing.T) {
+	runConformance(t, suite.GatewayHTTPConformanceProfileName, false)
+}
+
+func TestConformanceMeshHTTP(t *testing.T) {
+	runConformance(t, suite.MeshHTTPConformanceProfileName, true)
+}
+
+// runConformance runs the suite for one profile on a cluster of its own;
+// mesh puts every test namespace under injection.
+func runConformance(t *testing.T, profile suite.ConformanceProfileName, mesh bool) {
+	images := kubetest.ConformanceImages(t)
+	whole := os.Getenv("TRELLIS_CONFORMANCE") == "all"
+	timeout := 10 * time.Minute
+	if whole {
+		timeout = 90 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	m := startKubeMeshImages(ctx, t, nil, images)
+	trellisClass(ctx, t, m)
+
+	t.Setenv("KUBECONFIG", m.c.Kubeconfig)
+	opts := conformance.DefaultOptions(t)
+	opts.GatewayClassName = "trellis"
+	opts.ConformanceProfiles = []suite.ConformanceProfileName{profile}
+	opts.Mode = "default"
+	opts.CleanupBaseResources = false // the cluster goes with the test
+	opts.Implementation = confv1.Implementation{
+		Organization: "trellis.dev",
+		Project:      "trellis",
+		URL:          "https://trellis.dev",
+		Version:      version.Version,
+		Contact:      []string{"https://trellis.dev/community"},
+	}
+	config.SetupTimeoutConfig(&opts.TimeoutConfig)
+	// Gateways' addresses are pod IPs on the node's bridge, reached from
+	// the node's network namespace.
+	opts.RoundTripper = &roundtripper.DefaultRoundTripper{Debug: opts.Debug, TimeoutConfig: opts.TimeoutConfig,
+		CustomDialContext: netnstest.Dialer(m.node.NS)}
+	if mesh {
+		opts.NamespaceLabels = map[string]string{inject.InjectLabel: "enabled"}
+	}
+	if !whole {
+		opts.SkipTests = skipAllBut(conformanceSubset[profile])
+	}
+	if dir := os.Getenv("TRELLIS_CONFORMANCE_REPORT"); dir != "" {
+		opts.ReportOutputPath = filepath.Join(dir, strings.ToLower(string(profile))+".yaml")
+	}
+	conformance.RunConformanceWithOptions(t, opts)
+}
+
+// trellisClass creates the GatewayClass trellis and waits until the
+// control plane has accepted it and listed its supported features, which
+// the suite reads.
+func trellisClass(ctx context.Context, t *testing.T, m *kubeMesh) {
+	t.Helper()
+	gvr := schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gatewayclasses"}
+	class := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+		"metadata": map[string]any{"name": "trellis"},
+		"spec":     map[string]any{"controllerName": "trellis.dev/gateway"},
+	}}
+	if _, err := m.dyn.Resource(gvr).Create(ctx, class, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "GatewayClass trellis accepted, with its features", func() error {
+		u, err := m.dyn.Resource(gvr).Get(ctx, "trellis", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		features, _, _ := unstructured.NestedSlice(u.Object, "status", "supportedFeatures")
+		if len(features) == 0 {
+			return fmt.Errorf("no supportedFeatures in %v", u.Object["status"])
+		}
+		return nil
+	})
+}
+
+// skipAllBut lists the suite's tests but those of keep.
+func skipAllBut(keep []string) []string {
+	var skip []string
+	for _, ct := range tests.ConformanceTests {
+		if !slices.Contains(keep, ct.ShortName) {
+			skip = append(skip, ct.ShortName)
+		}
+	}
+	return skip
+}
