@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/remotecommand"
 	"sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance/tests"
@@ -89,10 +92,20 @@ func runConformance(t *testing.T, profile suite.ConformanceProfileName, mesh boo
 	opts.RoundTripper = &roundtripper.DefaultRoundTripper{Debug: opts.Debug, TimeoutConfig: opts.TimeoutConfig,
 		CustomDialContext: netnstest.Dialer(m.node.NS)}
 	if mesh {
+		m.registerInjector(ctx, t)
 		opts.NamespaceLabels = map[string]string{inject.InjectLabel: "enabled"}
 	}
 	if !whole {
 		opts.SkipTests = skipAllBut(conformanceSubset[profile])
+	}
+	// A failed test shows what the pods of its namespaces said.
+	opts.Hook = func(t *testing.T, test suite.ConformanceTest, _ *suite.ConformanceTestSuite) {
+		if t.Failed() {
+			conformancePodLogs(ctx, t, m)
+			if mesh {
+				meshClientOutput(ctx, t, m)
+			}
+		}
 	}
 	if dir := os.Getenv("TRELLIS_CONFORMANCE_REPORT"); dir != "" {
 		opts.ReportOutputPath = filepath.Join(dir, strings.ToLower(string(profile))+".yaml")
@@ -136,4 +149,48 @@ func skipAllBut(keep []string) []string {
 		}
 	}
 	return skip
+}
+
+// conformancePodLogs logs the end of the log of every container of the
+// suite's pods.
+func conformancePodLogs(ctx context.Context, t *testing.T, m *kubeMesh) {
+	pods, err := m.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Logf("listing pods: %v", err)
+		return
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if !strings.HasPrefix(p.Namespace, "gateway-conformance") {
+			continue
+		}
+		for _, c := range append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...) {
+			log := m.node.Log(p, c.Name)
+			if lines := strings.Split(strings.TrimSpace(log), "\n"); len(lines) > 40 {
+				log = strings.Join(lines[len(lines)-40:], "\n")
+			}
+			t.Logf("pod %s/%s container %s (%s):\n%s", p.Namespace, p.Name, c.Name, p.Status.Phase, log)
+		}
+	}
+}
+
+// meshClientOutput runs the mesh tests' echo client once in the echo-v1
+// pod, as the suite does, and logs what it printed.
+func meshClientOutput(ctx context.Context, t *testing.T, m *kubeMesh) {
+	const ns = "gateway-conformance-mesh"
+	pods, err := m.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=echo,version=v1"})
+	if err != nil || len(pods.Items) == 0 {
+		t.Logf("no echo-v1 pod: %v", err)
+		return
+	}
+	req := m.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pods.Items[0].Name).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: "echo", Command: []string{"client", "http://echo"}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	x, err := remotecommand.NewSPDYExecutor(m.c.Config, "POST", req.URL())
+	if err != nil {
+		t.Logf("exec: %v", err)
+		return
+	}
+	var out, errOut strings.Builder
+	err = x.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &errOut})
+	t.Logf("client http://echo in %s: %v\nstdout:\n%s\nstderr:\n%s", pods.Items[0].Name, err, out.String(), errOut.String())
 }

@@ -2,6 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"maps"
 	"net"
 	"testing"
@@ -16,6 +21,7 @@ import (
 	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/kubetest"
 	"trellis.dev/trellis/internal/netnstest"
+	"trellis.dev/trellis/internal/webhook"
 )
 
 // proxyImage is the trellis-proxy image of the Kubernetes tests: the
@@ -92,4 +98,43 @@ func startKubeMeshImages(ctx context.Context, t *testing.T, images map[string]st
 		o.Inject = inject.Options{Image: proxyImage, ControlPlane: m.xdsAddr}
 	}}, edit...)...)
 	return m
+}
+
+// registerInjector registers the control plane's injection webhook, by
+// URL, for pods in namespaces labelled for injection, and waits until the
+// control plane has filled in its caBundle.
+func (m *kubeMesh) registerInjector(ctx context.Context, t *testing.T) {
+	t.Helper()
+	url := "https://" + m.hookAddr + webhook.InjectPath
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	hooks := m.cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if _, err := hooks.Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: install.MutatingWebhookName},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: "inject.trellis.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url},
+			FailurePolicy: &fail, SideEffects: &none, AdmissionReviewVersions: []string{"v1"},
+			Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{inject.InjectLabel: "enabled"}},
+			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: inject.InjectLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}}},
+		}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := m.cp.client(t).CABundle(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the injector's caBundle", func() error {
+		h, err := hooks.Get(ctx, install.MutatingWebhookName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if string(h.Webhooks[0].ClientConfig.CABundle) != bundle {
+			return fmt.Errorf("caBundle not set yet")
+		}
+		return nil
+	})
 }

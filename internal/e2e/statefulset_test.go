@@ -48,42 +48,9 @@ func TestKubernetesStatefulSet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	m := startKubeMesh(ctx, t, map[string]string{"example.com/gossip:1": "app"})
-	cs, dyn, node, cp, hookAddr := m.cs, m.dyn, m.node, m.cp, m.hookAddr
-	api := cp.client(t)
+	cs, dyn, node, hookAddr := m.cs, m.dyn, m.node, m.hookAddr
 
-	// The injection webhook, by URL; the control plane fills in its
-	// caBundle (checked here before pods are made).
-	url := "https://" + hookAddr + webhook.InjectPath
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: install.MutatingWebhookName},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name: "inject.trellis.dev", ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url},
-			FailurePolicy: &fail, SideEffects: &none, AdmissionReviewVersions: []string{"v1"},
-			Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{inject.InjectLabel: "enabled"}},
-			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: inject.InjectLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}}},
-		}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	bundle, err := api.CABundle(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "the injector's caBundle", func() error {
-		m, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, install.MutatingWebhookName, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if string(m.Webhooks[0].ClientConfig.CABundle) != bundle {
-			return fmt.Errorf("caBundle not set yet")
-		}
-		return nil
-	})
+	m.registerInjector(ctx, t)
 
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop",
 		Labels: map[string]string{inject.InjectLabel: "enabled"}}}, metav1.CreateOptions{}); err != nil {
@@ -208,6 +175,8 @@ func TestKubernetesStatefulSet(t *testing.T) {
 	// as the informers read it: team-b's route on the hostname team-a's
 	// route serves through a shared Gateway is refused (TRL2010).
 	validate := "https://" + hookAddr + webhook.ValidatePath
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
 	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: install.ValidatingWebhookName},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{

@@ -296,6 +296,10 @@ func (r *podRun) run() {
 		name = name[:40]
 	}
 	ns, ip := r.n.Net.Add(name)
+	// As a CNI plugin does, a default route through the node: traffic to
+	// a Service's ClusterIP leaves the pod (there is no kube-proxy to
+	// answer it, but a sidecar's capture rules take it first).
+	r.n.Net.IP("-n", ns, "route", "add", "default", "via", r.n.IP)
 	r.mu.Lock()
 	r.ns, r.ip = ns, ip
 	r.mu.Unlock()
