@@ -19,13 +19,10 @@ import (
 	"sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance/tests"
-	"sigs.k8s.io/gateway-api/conformance/utils/config"
-	"sigs.k8s.io/gateway-api/conformance/utils/roundtripper"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
 
 	"trellis.dev/trellis/internal/inject"
 	"trellis.dev/trellis/internal/kubetest"
-	"trellis.dev/trellis/internal/netnstest"
 	"trellis.dev/trellis/internal/version"
 )
 
@@ -37,8 +34,9 @@ import (
 // waits until every Gateway of class trellis is Accepted and Programmed
 // (each its own Deployment and address, from the control plane) and every
 // pod Ready, and sends its requests to the Gateways' status.addresses
-// (from the test process, through the node's network namespace) or, for
-// the mesh profile, from Istio's echo client in a pod with a sidecar.
+// (their Services' load balancer addresses, which the test node serves on
+// this process's loopback) or, for the mesh profile, from Istio's echo
+// client in a pod with a sidecar.
 //
 // By default each profile runs conformanceSubset; with
 // TRELLIS_CONFORMANCE=all the whole profile (see docs/conformance/ for
@@ -70,7 +68,10 @@ func runConformance(t *testing.T, profile suite.ConformanceProfileName, mesh boo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	m := startKubeMeshImages(ctx, t, nil, images)
+	// Gateways' Services get addresses on this process's loopback, as
+	// from a cloud's load balancer: the suite's clients (HTTP, gRPC, TLS,
+	// TCP) dial them as they are.
+	m := startKubeMeshNode(ctx, t, nil, kubetest.NodeOptions{Images: images, LoadBalancers: true})
 	trellisClass(ctx, t, m)
 
 	t.Setenv("KUBECONFIG", m.c.Kubeconfig)
@@ -86,11 +87,6 @@ func runConformance(t *testing.T, profile suite.ConformanceProfileName, mesh boo
 		Version:      version.Version,
 		Contact:      []string{"https://trellis.dev/community"},
 	}
-	config.SetupTimeoutConfig(&opts.TimeoutConfig)
-	// Gateways' addresses are pod IPs on the node's bridge, reached from
-	// the node's network namespace.
-	opts.RoundTripper = &roundtripper.DefaultRoundTripper{Debug: opts.Debug, TimeoutConfig: opts.TimeoutConfig,
-		CustomDialContext: netnstest.Dialer(m.node.NS)}
 	if mesh {
 		m.registerInjector(ctx, t)
 		opts.NamespaceLabels = map[string]string{inject.InjectLabel: "enabled"}

@@ -52,12 +52,13 @@ type kubeMesh struct {
 // edit may change the control plane's options further.
 func startKubeMesh(ctx context.Context, t *testing.T, images map[string]string, edit ...func(*control.Options)) *kubeMesh {
 	t.Helper()
-	return startKubeMeshImages(ctx, t, images, nil, edit...)
+	return startKubeMeshNode(ctx, t, images, kubetest.NodeOptions{}, edit...)
 }
 
-// startKubeMeshImages is startKubeMesh with more images on the node,
-// played by other commands than this test binary (kubetest.Image).
-func startKubeMeshImages(ctx context.Context, t *testing.T, images map[string]string, more map[string]kubetest.Image, edit ...func(*control.Options)) *kubeMesh {
+// startKubeMeshNode is startKubeMesh with the node's options: more
+// images, played by other commands than this test binary, and its load
+// balancers.
+func startKubeMeshNode(ctx context.Context, t *testing.T, images map[string]string, node kubetest.NodeOptions, edit ...func(*control.Options)) *kubeMesh {
 	t.Helper()
 	c := kubetest.Start(t)
 	m := &kubeMesh{c: c, cs: kubernetes.NewForConfigOrDie(c.Config), dyn: dynamic.NewForConfigOrDie(c.Config)}
@@ -77,8 +78,9 @@ func startKubeMeshImages(ctx context.Context, t *testing.T, images map[string]st
 	for ref, r := range images {
 		imgs[ref] = role(r)
 	}
-	maps.Copy(imgs, more)
-	m.node = c.StartNode(t, kubetest.NodeOptions{Images: imgs})
+	maps.Copy(imgs, node.Images)
+	node.Images = imgs
+	m.node = c.StartNode(t, node)
 
 	cpNS, cpIP := m.node.Net.Add("cp")
 	xdsLn, err := netnstest.Listen(cpNS, "tcp", net.JoinHostPort(cpIP, "15012"))
