@@ -197,13 +197,13 @@ func statusAddresses(ips []string, ingress []corev1.LoadBalancerIngress) []gwv1.
 // class is not one of Trellis's). secret tells whether a TLS Secret
 // exists; nil assumes every one does (off Kubernetes, certificates are
 // files on the gateway's host).
-func GatewayStatus(a *Analysis, gw *gwv1.Gateway, secret func(ns, name string) bool) (st gwv1.GatewayStatus, ok bool) {
+func GatewayStatus(a *Analysis, gw *gwv1.Gateway, secret func(ns, name string) error) (st gwv1.GatewayStatus, ok bool) {
 	in := newStatusInput(a)
 	if !in.ours(model.Key{Namespace: gw.Namespace, Name: gw.Name}) {
 		return gwv1.GatewayStatus{}, false
 	}
 	if secret == nil {
-		secret = func(string, string) bool { return true }
+		secret = func(string, string) error { return nil }
 	}
 	return gatewayStatus(gw, in, secret), true
 }

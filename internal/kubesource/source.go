@@ -2,6 +2,7 @@ package kubesource
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -204,13 +205,42 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// secretMetadata keeps of a Secret what telling whether it exists needs:
-// no key material is held in memory.
+// secretMetadata keeps of a Secret what telling whether it exists and
+// holds a usable certificate needs: no key material is held in memory.
+// Whether tls.crt and tls.key are a certificate chain and its private
+// key is judged here, as the Secret arrives, and kept as the annotation
+// invalidTLSAnnotation of the cached copy (never written back).
 func secretMetadata(obj any) (any, error) {
-	if sec, ok := obj.(*corev1.Secret); ok {
+	// A TLS Secret always has data (the API server requires its two
+	// keys): one without is a copy transformed already.
+	if sec, ok := obj.(*corev1.Secret); ok && sec.Data != nil {
+		if _, err := tls.X509KeyPair(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey]); err != nil {
+			sec.Annotations = maps.Clone(sec.Annotations)
+			if sec.Annotations == nil {
+				sec.Annotations = map[string]string{}
+			}
+			sec.Annotations[invalidTLSAnnotation] = err.Error()
+		}
 		sec.Data, sec.StringData = nil, nil
 	}
 	return stripManagedFields(obj)
+}
+
+// invalidTLSAnnotation marks, in the informer's cache only, a TLS Secret
+// whose data is not a usable certificate and key, with the reason.
+const invalidTLSAnnotation = "trellis.dev/invalid-tls-secret"
+
+// certificateSecret tells why the TLS Secret ns/name cannot serve as a
+// listener's certificate, or nil when it can.
+func (s *Source) certificateSecret(ns, name string) error {
+	sec, ok := s.Secret(ns, name)
+	switch {
+	case !ok:
+		return fmt.Errorf("no TLS Secret %s/%s", ns, name)
+	case sec.Annotations[invalidTLSAnnotation] != "":
+		return fmt.Errorf("TLS Secret %s/%s holds no usable certificate and key: %s", ns, name, sec.Annotations[invalidTLSAnnotation])
+	}
+	return nil
 }
 
 // Start runs the informers until ctx is done.

@@ -192,7 +192,7 @@ var listenerConflicts = map[string]gwv1.ListenerConditionReason{
 // listener), its attached routes. programmed tells whether it is in the
 // config proxies get.
 func listenerStatus(in *statusInput, owner analyze.Resource, i int, name gwv1.SectionName, tls *gwv1.ListenerTLSConfig, ml *model.Listener,
-	fs []analyze.Finding, old []metav1.Condition, gen int64, secret func(ns, name string) bool) (st gwv1.ListenerStatus, programmed bool) {
+	fs []analyze.Finding, old []metav1.Condition, gen int64, secret func(ns, name string) error) (st gwv1.ListenerStatus, programmed bool) {
 	lfs := under(fs, fmt.Sprintf("spec.listeners[%d]", i))
 	st = gwv1.ListenerStatus{
 		Name:           name,
@@ -224,8 +224,12 @@ func listenerStatus(in *statusInput, owner analyze.Resource, i int, name gwv1.Se
 			switch {
 			case len(under(lfs, field)) > 0:
 				resolved, refsReason, refsMsg = false, gwv1.ListenerReasonRefNotPermitted, messages(under(lfs, field))
-			case (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret") || !secret(ns, string(ref.Name)):
-				resolved, refsReason, refsMsg = false, gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("%s: no TLS Secret %s/%s", field, ns, ref.Name)
+			case (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Secret"):
+				resolved, refsReason, refsMsg = false, gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("%s: not a Secret (group \"\", kind Secret)", field)
+			default:
+				if err := secret(ns, string(ref.Name)); err != nil {
+					resolved, refsReason, refsMsg = false, gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("%s: %v", field, err)
+				}
 			}
 		}
 	}
@@ -266,7 +270,7 @@ func oldListener[T any](statuses []T, name gwv1.SectionName, get func(T) (gwv1.S
 
 // gatewayStatus computes a Gateway's status; secret tells whether a TLS
 // Secret exists.
-func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name string) bool) gwv1.GatewayStatus {
+func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name string) error) gwv1.GatewayStatus {
 	inst := in.instancesOf(gw)
 	res := analyze.Resource{Kind: "Gateway", Namespace: gw.Namespace, Name: gw.Name}
 	key := model.Key{Namespace: gw.Namespace, Name: gw.Name}
@@ -325,7 +329,7 @@ func (in *statusInput) setAttached(set *model.ListenerSet) bool {
 
 // listenerSetStatus computes the status of a ListenerSet whose Gateway
 // Trellis serves.
-func listenerSetStatus(ls *gwv1.ListenerSet, in *statusInput, secret func(ns, name string) bool) gwv1.ListenerSetStatus {
+func listenerSetStatus(ls *gwv1.ListenerSet, in *statusInput, secret func(ns, name string) error) gwv1.ListenerSetStatus {
 	res := analyze.Resource{Kind: "ListenerSet", Namespace: ls.Namespace, Name: ls.Name}
 	set := in.sets[model.Key{Namespace: ls.Namespace, Name: ls.Name}]
 	fs := in.findings[res]
@@ -507,7 +511,7 @@ func trellisStatus(kind string, meta metav1.ObjectMeta, old v1alpha1.Status, in 
 func (s *Source) reconcile(ctx context.Context, view View) ([]*unstructured.Unstructured, error) {
 	in := newStatusInput(view.Analysis())
 	in.instances = s.podInstances(in.Proxies)
-	secret := func(ns, name string) bool { _, ok := s.Secret(ns, name); return ok }
+	secret := s.certificateSecret
 	var written []*unstructured.Unstructured
 	var errs []error
 	for _, kind := range statusKinds {
@@ -559,7 +563,7 @@ var statusKinds = []string{"GatewayClass", "Gateway", "ListenerSet", "HTTPRoute"
 
 // desiredStatus returns an object's status and the one Trellis computes
 // for it; a nil new status when Trellis does not report on it.
-func desiredStatus(kind string, u *unstructured.Unstructured, in *statusInput, secret func(ns, name string) bool) (old, next any, err error) {
+func desiredStatus(kind string, u *unstructured.Unstructured, in *statusInput, secret func(ns, name string) error) (old, next any, err error) {
 	from := func(dst any) error { return runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, dst) }
 	switch kind {
 	case "GatewayClass":

@@ -2,7 +2,14 @@ package kubesource
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -207,6 +214,11 @@ spec:
     port: 443
     protocol: HTTPS
     tls: {certificateRefs: [{name: real-cert}]}
+  - name: tls-bad
+    hostname: bad.example.com
+    port: 443
+    protocol: HTTPS
+    tls: {certificateRefs: [{name: malformed-cert}]}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -257,12 +269,15 @@ func TestStatus(t *testing.T) {
 	c.CreateCRDs(ctx, t, crds)
 	dyn := dynamic.NewForConfigOrDie(c.Config)
 	create(ctx, t, dyn, statusObjects)
-	if _, err := kubernetes.NewForConfigOrDie(c.Config).CoreV1().Secrets("edge").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "real-cert"},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{corev1.TLSCertKey: []byte("cert"), corev1.TLSPrivateKeyKey: []byte("key")},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	certPEM, keyPEM := testKeyPair(t)
+	for name, data := range map[string][2][]byte{"real-cert": {certPEM, keyPEM}, "malformed-cert": {[]byte("Hello world\n"), []byte("Hello world\n")}} {
+		if _, err := kubernetes.NewForConfigOrDie(c.Config).CoreV1().Secrets("edge").Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{corev1.TLSCertKey: data[0], corev1.TLSPrivateKeyKey: data[1]},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	mem := &memory{values: map[string][]byte{}}
@@ -345,6 +360,9 @@ func TestStatus(t *testing.T) {
 	check("clash raw Programmed", cond(listener(clash, "raw"), "Programmed"), "False/Invalid")
 	check("clash tls ResolvedRefs", cond(listener(clash, "tls"), "ResolvedRefs"), "False/InvalidCertificateRef")
 	check("clash tls-ok ResolvedRefs", cond(listener(clash, "tls-ok"), "ResolvedRefs"), "True/ResolvedRefs")
+	// A Secret whose data is no certificate and key (the conformance
+	// suite's malformed-certificate) is no usable reference either.
+	check("clash tls-bad ResolvedRefs", cond(listener(clash, "tls-bad"), "ResolvedRefs"), "False/InvalidCertificateRef")
 	if sec, ok := src.Secret("edge", "real-cert"); !ok || sec.Data != nil {
 		t.Errorf("the source's copy of the TLS Secret: %v (found %v), want it without data", sec, ok)
 	}
@@ -503,4 +521,24 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// testKeyPair is a self-signed ECDSA certificate and its key, in PEM.
+func testKeyPair(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ok.example.com"}, DNSNames: []string{"ok.example.com"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }

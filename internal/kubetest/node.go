@@ -714,6 +714,11 @@ func (r *podRun) start(c *corev1.Container) error {
 	if c.ReadinessProbe == nil {
 		r.ready[c.Name] = true
 	}
+	// A pod stopped while this container was starting has already
+	// signalled the processes it knew of: this one goes at once.
+	if r.stopping {
+		_ = cmd.Process.Kill()
+	}
 	r.mu.Unlock()
 	r.n.wg.Add(1)
 	go func() {
