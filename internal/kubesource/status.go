@@ -191,8 +191,11 @@ var listenerConflicts = map[string]gwv1.ListenerConditionReason{
 // about owner, its kinds from ml (nil when the model has no such
 // listener), its attached routes. programmed tells whether it is in the
 // config proxies get.
-func listenerStatus(in *statusInput, owner analyze.Resource, i int, name gwv1.SectionName, tls *gwv1.ListenerTLSConfig, ml *model.Listener,
+func listenerStatus(in *statusInput, owner analyze.Resource, i int, name gwv1.SectionName, protocol gwv1.ProtocolType, tls *gwv1.ListenerTLSConfig, ml *model.Listener,
 	fs []analyze.Finding, old []metav1.Condition, gen int64, secret func(ns, name string) error) (st gwv1.ListenerStatus, programmed bool) {
+	if !servedProtocols[protocol] {
+		return unsupportedListener(name, protocol, old, gen), false
+	}
 	lfs := under(fs, fmt.Sprintf("spec.listeners[%d]", i))
 	st = gwv1.ListenerStatus{
 		Name:           name,
@@ -278,16 +281,19 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 	fs := in.findings[res]
 	gen := gw.Generation
 	st := gwv1.GatewayStatus{Addresses: inst.Addresses}
-	programmed := 0
+	programmed, acceptedListeners := 0, 0
 	for i, l := range gw.Spec.Listeners {
 		var ml *model.Listener
 		if mg != nil && i < len(mg.Listeners) {
 			ml = &mg.Listeners[i]
 		}
 		old := oldListener(gw.Status.Listeners, l.Name, func(s gwv1.ListenerStatus) (gwv1.SectionName, []metav1.Condition) { return s.Name, s.Conditions })
-		ls, ok := listenerStatus(in, res, i, l.Name, l.TLS, ml, fs, old, gen, secret)
+		ls, ok := listenerStatus(in, res, i, l.Name, l.Protocol, l.TLS, ml, fs, old, gen, secret)
 		if ok {
 			programmed++
+		}
+		if listenerAccepted(ls.Conditions) {
+			acceptedListeners++
 		}
 		st.Listeners = append(st.Listeners, ls)
 	}
@@ -300,9 +306,17 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 		}
 		st.AttachedListenerSets = &n
 	}
+	// Accepted while any listener is, with reason ListenersNotValid when
+	// some are not (as the Gateway API has it).
 	accepted, reason, msg := true, gwv1.GatewayReasonAccepted, messages(fs)
-	if len(gw.Spec.Listeners) > 0 && programmed == 0 {
+	switch {
+	case len(gw.Spec.Listeners) > 0 && (programmed == 0 || acceptedListeners == 0):
 		accepted, reason = false, gwv1.GatewayReasonListenersNotValid
+	case acceptedListeners < len(gw.Spec.Listeners):
+		reason = gwv1.GatewayReasonListenersNotValid
+	}
+	if reason == gwv1.GatewayReasonListenersNotValid && msg == "" {
+		msg = fmt.Sprintf("%d of %d listeners accepted", acceptedListeners, len(gw.Spec.Listeners))
 	}
 	progReason, progMsg := gwv1.GatewayReasonProgrammed, fmt.Sprintf("%d of %d listeners programmed", programmed, len(gw.Spec.Listeners))
 	switch {
@@ -343,7 +357,7 @@ func listenerSetStatus(ls *gwv1.ListenerSet, in *statusInput, secret func(ns, na
 			ml = &set.Listeners[i]
 		}
 		old := oldListener(ls.Status.Listeners, l.Name, func(s gwv1.ListenerEntryStatus) (gwv1.SectionName, []metav1.Condition) { return s.Name, s.Conditions })
-		one, ok := listenerStatus(in, res, i, l.Name, l.TLS, ml, fs, old, gen, secret)
+		one, ok := listenerStatus(in, res, i, l.Name, l.Protocol, l.TLS, ml, fs, old, gen, secret)
 		if ok && attached {
 			programmed++
 		}
@@ -367,6 +381,32 @@ func listenerSetStatus(ls *gwv1.ListenerSet, in *statusInput, secret func(ns, na
 		condition(string(gwv1.ListenerSetConditionProgrammed), programmed > 0, string(progReason), fmt.Sprintf("%d of %d listeners programmed", programmed, len(ls.Spec.Listeners)), gen),
 	})
 	return st
+}
+
+// servedProtocols are the listener protocols Trellis gateways serve.
+var servedProtocols = map[gwv1.ProtocolType]bool{
+	gwv1.HTTPProtocolType: true, gwv1.HTTPSProtocolType: true, gwv1.TLSProtocolType: true, gwv1.TCPProtocolType: true,
+}
+
+// unsupportedListener is the status of a listener of a protocol Trellis
+// does not serve: not accepted, nothing attached, not programmed.
+func unsupportedListener(name gwv1.SectionName, protocol gwv1.ProtocolType, old []metav1.Condition, gen int64) gwv1.ListenerStatus {
+	msg := fmt.Sprintf("protocol %s is not served (HTTP, HTTPS, TLS and TCP are)", protocol)
+	return gwv1.ListenerStatus{
+		Name:           name,
+		SupportedKinds: []gwv1.RouteGroupKind{},
+		Conditions: merge(old, []metav1.Condition{
+			condition(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol), msg, gen),
+			condition(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), "no conflicts", gen),
+			condition(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "references resolved", gen),
+			condition(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "not programmed: "+msg, gen),
+		}),
+	}
+}
+
+// listenerAccepted tells whether a listener's status says Accepted.
+func listenerAccepted(conds []metav1.Condition) bool {
+	return meta.IsStatusConditionTrue(conds, string(gwv1.ListenerConditionAccepted))
 }
 
 func acceptedReason(conflicted bool) gwv1.ListenerConditionReason {

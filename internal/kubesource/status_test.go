@@ -222,6 +222,23 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
+metadata: {name: odd, namespace: edge}
+spec:
+  gatewayClassName: trellis
+  listeners:
+  - {name: http, port: 8081, protocol: HTTP, hostname: odd.example.com}
+  - {name: invalid, port: 1111, protocol: INVALID}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: unserved, namespace: edge}
+spec:
+  gatewayClassName: trellis
+  listeners:
+  - {name: invalid, port: 1111, protocol: INVALID}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
 metadata: {name: theirs, namespace: edge}
 spec:
   gatewayClassName: someone-else
@@ -292,7 +309,7 @@ func TestStatus(t *testing.T) {
 	if err := src.WaitForSync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := mem.keys("resources/Gateway/"); !slices.Equal(got, []string{"resources/Gateway/edge/clash", "resources/Gateway/edge/good", "resources/Gateway/edge/theirs"}) {
+	if got := mem.keys("resources/Gateway/"); !slices.Equal(got, []string{"resources/Gateway/edge/clash", "resources/Gateway/edge/good", "resources/Gateway/edge/odd", "resources/Gateway/edge/theirs", "resources/Gateway/edge/unserved"}) {
 		t.Fatalf("Gateways delivered: %v", got)
 	}
 
@@ -305,7 +322,7 @@ func TestStatus(t *testing.T) {
 		names = append(names, u.GetKind()+" "+u.GetName())
 	}
 	slices.Sort(names)
-	want := []string{"GatewayClass trellis", "Gateway clash", "Gateway good", "HTTPRoute stranger", "HTTPRoute web", "ListenerSet extra", "ListenerSet stray", "MTLSPolicy strict"}
+	want := []string{"GatewayClass trellis", "Gateway clash", "Gateway good", "Gateway odd", "Gateway unserved", "HTTPRoute stranger", "HTTPRoute web", "ListenerSet extra", "ListenerSet stray", "MTLSPolicy strict"}
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("first round wrote %q, want %q", names, want)
@@ -367,6 +384,15 @@ func TestStatus(t *testing.T) {
 		t.Errorf("the source's copy of the TLS Secret: %v (found %v), want it without data", sec, ok)
 	}
 	check("clash Programmed", cond(clash.Status.Conditions, "Programmed"), "False/Pending")
+	// A listener of a protocol no gateway serves is not accepted; a
+	// Gateway with another is, saying some are not.
+	var odd, unserved gwv1.Gateway
+	get(ctx, t, dyn, "Gateway", "edge", "odd", &odd)
+	get(ctx, t, dyn, "Gateway", "edge", "unserved", &unserved)
+	check("odd invalid Accepted", cond(listener(odd, "invalid"), "Accepted"), "False/UnsupportedProtocol")
+	check("odd http Accepted", cond(listener(odd, "http"), "Accepted"), "True/Accepted")
+	check("odd Accepted", cond(odd.Status.Conditions, "Accepted"), "True/ListenersNotValid")
+	check("unserved Accepted", cond(unserved.Status.Conditions, "Accepted"), "False/ListenersNotValid")
 	// The CRD's default status, untouched.
 	check("theirs Accepted", cond(theirs.Status.Conditions, "Accepted"), "Unknown/Pending")
 	if len(theirs.Status.Listeners) != 0 {
@@ -464,20 +490,23 @@ func TestStatus(t *testing.T) {
 	if _, err := cs.CoreV1().Pods("edge").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// goodStatus is good's status once written with the pod's address:
+	// the pod informer sees the pod's status a moment after the update.
 	goodStatus := func(proxies []GatewayProxy) gwv1.GatewayStatus {
 		t.Helper()
 		mem.mu.Lock()
 		mem.proxies = proxies
 		mem.mu.Unlock()
-		var written []*unstructured.Unstructured
-		waitFor(ctx, t, "good's status written", func() bool {
-			var err error
-			written, err = src.reconcile(ctx, mem)
-			return err == nil && slices.ContainsFunc(written, func(u *unstructured.Unstructured) bool { return u.GetName() == "good" })
-		})
-		waitSeen(ctx, t, src, written)
 		var gw gwv1.Gateway
-		get(ctx, t, dyn, "Gateway", "edge", "good", &gw)
+		waitFor(ctx, t, "good's status written with its pod's address", func() bool {
+			written, err := src.reconcile(ctx, mem)
+			if err != nil {
+				return false
+			}
+			waitSeen(ctx, t, src, written)
+			get(ctx, t, dyn, "Gateway", "edge", "good", &gw)
+			return len(gw.Status.Addresses) > 0
+		})
 		return gw.Status
 	}
 	proxy := GatewayProxy{ID: "good-trellis-1.edge", Gateway: model.Key{Namespace: "edge", Name: "good"}, Address: "10.1.2.3", Connected: true}
