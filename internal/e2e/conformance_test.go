@@ -20,8 +20,10 @@ import (
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance/tests"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
+	"sigs.k8s.io/gateway-api/pkg/features"
 
 	"trellis.dev/trellis/internal/inject"
+	"trellis.dev/trellis/internal/kubesource"
 	"trellis.dev/trellis/internal/kubetest"
 	"trellis.dev/trellis/internal/version"
 )
@@ -41,7 +43,9 @@ import (
 // By default each profile runs conformanceSubset; with
 // TRELLIS_CONFORMANCE=all the whole profile (see docs/conformance/ for
 // the command and the report). TRELLIS_CONFORMANCE_REPORT=DIR writes the
-// ConformanceReport of each profile to DIR/PROFILE.yaml.
+// ConformanceReport of each profile to DIR/PROFILE.yaml;
+// TRELLIS_CONFORMANCE_TRY=FEATURE,... runs the tests of features Trellis
+// does not claim yet as well.
 
 // conformanceSubset are the tests of each profile that run by default.
 var conformanceSubset = map[suite.ConformanceProfileName][]string{
@@ -93,6 +97,14 @@ func runConformance(t *testing.T, profile suite.ConformanceProfileName, mesh boo
 	}
 	if !whole {
 		opts.SkipTests = skipAllBut(conformanceSubset[profile])
+	}
+	// TRELLIS_CONFORMANCE_TRY=F1,F2 runs the tests of features not claimed
+	// yet besides those claimed (kubesource.SupportedFeatures).
+	if try := os.Getenv("TRELLIS_CONFORMANCE_TRY"); try != "" {
+		opts.SupportedFeatures = slices.Clone(kubesource.SupportedFeatures)
+		for f := range strings.SplitSeq(try, ",") {
+			opts.SupportedFeatures = append(opts.SupportedFeatures, features.FeatureName(strings.TrimSpace(f)))
+		}
 	}
 	// A failed test shows what the pods of its namespaces said.
 	opts.Hook = func(t *testing.T, test suite.ConformanceTest, _ *suite.ConformanceTestSuite) {

@@ -193,8 +193,13 @@ var listenerConflicts = map[string]gwv1.ListenerConditionReason{
 // config proxies get.
 func listenerStatus(in *statusInput, owner analyze.Resource, i int, name gwv1.SectionName, protocol gwv1.ProtocolType, tls *gwv1.ListenerTLSConfig, ml *model.Listener,
 	fs []analyze.Finding, old []metav1.Condition, gen int64, secret func(ns, name string) error) (st gwv1.ListenerStatus, programmed bool) {
-	if !servedProtocols[protocol] {
-		return unsupportedListener(name, protocol, old, gen), false
+	switch {
+	case !servedProtocols[protocol]:
+		return unsupportedListener(name, gwv1.ListenerReasonUnsupportedProtocol,
+			fmt.Sprintf("protocol %s is not served (HTTP, HTTPS, TLS and TCP are)", protocol), old, gen), false
+	case protocol == gwv1.TLSProtocolType && tls != nil && tls.Mode != nil && *tls.Mode == gwv1.TLSModeTerminate:
+		return unsupportedListener(name, gwv1.ListenerReasonUnsupportedValue,
+			"TLS listeners are served in mode Passthrough only (HTTPS terminates TLS)", old, gen), false
 	}
 	lfs := under(fs, fmt.Sprintf("spec.listeners[%d]", i))
 	st = gwv1.ListenerStatus{
@@ -388,15 +393,15 @@ var servedProtocols = map[gwv1.ProtocolType]bool{
 	gwv1.HTTPProtocolType: true, gwv1.HTTPSProtocolType: true, gwv1.TLSProtocolType: true, gwv1.TCPProtocolType: true,
 }
 
-// unsupportedListener is the status of a listener of a protocol Trellis
-// does not serve: not accepted, nothing attached, not programmed.
-func unsupportedListener(name gwv1.SectionName, protocol gwv1.ProtocolType, old []metav1.Condition, gen int64) gwv1.ListenerStatus {
-	msg := fmt.Sprintf("protocol %s is not served (HTTP, HTTPS, TLS and TCP are)", protocol)
+// unsupportedListener is the status of a listener Trellis does not serve
+// (its protocol, or a value of it): not accepted for reason, nothing
+// attached, not programmed.
+func unsupportedListener(name gwv1.SectionName, reason gwv1.ListenerConditionReason, msg string, old []metav1.Condition, gen int64) gwv1.ListenerStatus {
 	return gwv1.ListenerStatus{
 		Name:           name,
 		SupportedKinds: []gwv1.RouteGroupKind{},
 		Conditions: merge(old, []metav1.Condition{
-			condition(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol), msg, gen),
+			condition(string(gwv1.ListenerConditionAccepted), false, string(reason), msg, gen),
 			condition(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), "no conflicts", gen),
 			condition(string(gwv1.ListenerConditionResolvedRefs), true, string(gwv1.ListenerReasonResolvedRefs), "references resolved", gen),
 			condition(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), "not programmed: "+msg, gen),

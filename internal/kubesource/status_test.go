@@ -228,6 +228,16 @@ spec:
   listeners:
   - {name: http, port: 8081, protocol: HTTP, hostname: odd.example.com}
   - {name: invalid, port: 1111, protocol: INVALID}
+  - name: tls-kinds
+    port: 9443
+    protocol: TLS
+    tls: {mode: Passthrough}
+    allowedRoutes: {kinds: [{kind: TCPRoute}, {kind: TLSRoute}]}
+  - name: tls-terminate
+    port: 9444
+    protocol: TLS
+    hostname: terminate.example.com
+    tls: {mode: Terminate, certificateRefs: [{name: real-cert}]}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -392,6 +402,15 @@ func TestStatus(t *testing.T) {
 	check("odd invalid Accepted", cond(listener(odd, "invalid"), "Accepted"), "False/UnsupportedProtocol")
 	check("odd http Accepted", cond(listener(odd, "http"), "Accepted"), "True/Accepted")
 	check("odd Accepted", cond(odd.Status.Conditions, "Accepted"), "True/ListenersNotValid")
+	// A kind the protocol does not serve is listed but not supported; TLS
+	// is served in mode Passthrough only.
+	check("odd tls-kinds ResolvedRefs", cond(listener(odd, "tls-kinds"), "ResolvedRefs"), "False/InvalidRouteKinds")
+	for _, l := range odd.Status.Listeners {
+		if l.Name == "tls-kinds" && (len(l.SupportedKinds) != 1 || l.SupportedKinds[0].Kind != "TLSRoute") {
+			t.Errorf("odd tls-kinds supportedKinds %v, want TLSRoute alone", l.SupportedKinds)
+		}
+	}
+	check("odd tls-terminate Accepted", cond(listener(odd, "tls-terminate"), "Accepted"), "False/UnsupportedValue")
 	check("unserved Accepted", cond(unserved.Status.Conditions, "Accepted"), "False/ListenersNotValid")
 	// The CRD's default status, untouched.
 	check("theirs Accepted", cond(theirs.Status.Conditions, "Accepted"), "Unknown/Pending")

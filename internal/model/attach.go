@@ -62,10 +62,16 @@ func DefaultRouteKinds(l *Listener) []string {
 	return nil
 }
 
-// AdmitsKind reports whether listener l admits routes of kind.
+// AdmitsKind reports whether listener l admits routes of kind: a kind
+// its protocol serves, and one of allowedRoutes.kinds when they are set
+// (a kind listed there that the protocol does not serve is not admitted:
+// the listener's ResolvedRefs says InvalidRouteKinds).
 func (l *Listener) AdmitsKind(kind string) bool {
+	if !slices.Contains(DefaultRouteKinds(l), kind) {
+		return false
+	}
 	if len(l.AllowedRoutes.Kinds) == 0 {
-		return slices.Contains(DefaultRouteKinds(l), kind)
+		return true
 	}
 	for _, k := range l.AllowedRoutes.Kinds {
 		if k.Kind == kind && (k.Group == GatewayGroup || k.Group == "") {
