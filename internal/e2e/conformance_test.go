@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,15 +11,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwv1alpha2 "sigs.k8s.io/gateway-api/apis/v1alpha2"
+	gwv1alpha3 "sigs.k8s.io/gateway-api/apis/v1alpha3"
+	gwxv1alpha1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
 	"sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance/tests"
+	"sigs.k8s.io/gateway-api/conformance/utils/config"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
 	"sigs.k8s.io/gateway-api/pkg/features"
 
@@ -78,12 +89,13 @@ func runConformance(t *testing.T, profile suite.ConformanceProfileName, mesh boo
 	m := startKubeMeshNode(ctx, t, nil, kubetest.NodeOptions{Images: images, LoadBalancers: true})
 	trellisClass(ctx, t, m)
 
-	t.Setenv("KUBECONFIG", m.c.Kubeconfig)
-	opts := conformance.DefaultOptions(t)
+	opts := conformanceOptions(t, m)
 	opts.GatewayClassName = "trellis"
 	opts.ConformanceProfiles = []suite.ConformanceProfileName{profile}
 	opts.Mode = "default"
 	opts.CleanupBaseResources = false // the cluster goes with the test
+	opts.CleanupTestResources = true
+	opts.TimeoutConfig = config.DefaultTimeoutConfig()
 	opts.Implementation = confv1.Implementation{
 		Organization: "trellis.dev",
 		Project:      "trellis",
@@ -201,4 +213,35 @@ func meshClientOutput(ctx context.Context, t *testing.T, m *kubeMesh) {
 	var out, errOut strings.Builder
 	err = x.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &errOut})
 	t.Logf("client http://echo in %s: %v\nstdout:\n%s\nstderr:\n%s", pods.Items[0].Name, err, out.String(), errOut.String())
+}
+
+// conformanceOptions are the suite's clients for m's cluster, as
+// conformance.DefaultOptions makes them, but with a scheme of their own:
+// DefaultOptions installs the Gateway API types into client-go's global
+// scheme, which the control plane running in this process reads at the
+// same time.
+func conformanceOptions(t *testing.T, m *kubeMesh) suite.ConformanceOptions {
+	t.Helper()
+	sch := k8sruntime.NewScheme()
+	for _, add := range []func(*k8sruntime.Scheme) error{
+		scheme.AddToScheme, apiextensionsv1.AddToScheme,
+		gwv1.Install, gwv1alpha2.Install, gwv1alpha3.Install, gwxv1alpha1.Install,
+	} {
+		if err := add(sch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctrllog.SetLogger(logr.Discard())
+	clientOpts := ctrlclient.Options{Scheme: sch}
+	cl, err := ctrlclient.New(m.c.Config, clientOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return suite.ConformanceOptions{
+		Client:        cl,
+		ClientOptions: clientOpts,
+		Clientset:     m.cs,
+		RestConfig:    m.c.Config,
+		ManifestFS:    []fs.FS{&conformance.Manifests},
+	}
 }
