@@ -62,6 +62,8 @@ import (
 var conformanceSubset = map[suite.ConformanceProfileName][]string{
 	suite.GatewayHTTPConformanceProfileName: {"GatewayWithAttachedRoutes", "HTTPRouteSimpleSameNamespace"},
 	suite.MeshHTTPConformanceProfileName:    {"MeshBasic"},
+	suite.GatewayGRPCConformanceProfileName: {"GRPCExactMethodMatching"},
+	suite.GatewayTLSConformanceProfileName:  {"TLSRouteSimpleSameNamespace"},
 }
 
 func TestConformanceGatewayHTTP(t *testing.T) {
@@ -70,6 +72,14 @@ func TestConformanceGatewayHTTP(t *testing.T) {
 
 func TestConformanceMeshHTTP(t *testing.T) {
 	runConformance(t, suite.MeshHTTPConformanceProfileName, true)
+}
+
+func TestConformanceGatewayGRPC(t *testing.T) {
+	runConformance(t, suite.GatewayGRPCConformanceProfileName, false)
+}
+
+func TestConformanceGatewayTLS(t *testing.T) {
+	runConformance(t, suite.GatewayTLSConformanceProfileName, false)
 }
 
 // runConformance runs the suite for one profile on a cluster of its own;
