@@ -64,6 +64,7 @@ var conformanceSubset = map[suite.ConformanceProfileName][]string{
 	suite.MeshHTTPConformanceProfileName:    {"MeshBasic"},
 	suite.GatewayGRPCConformanceProfileName: {"GRPCExactMethodMatching"},
 	suite.GatewayTLSConformanceProfileName:  {"TLSRouteSimpleSameNamespace"},
+	suite.MeshGRPCConformanceProfileName:    {"MeshGRPCRouteWeight"},
 }
 
 func TestConformanceGatewayHTTP(t *testing.T) {
@@ -80,6 +81,10 @@ func TestConformanceGatewayGRPC(t *testing.T) {
 
 func TestConformanceGatewayTLS(t *testing.T) {
 	runConformance(t, suite.GatewayTLSConformanceProfileName, false)
+}
+
+func TestConformanceMeshGRPC(t *testing.T) {
+	runConformance(t, suite.MeshGRPCConformanceProfileName, true)
 }
 
 // runConformance runs the suite for one profile on a cluster of its own;
