@@ -66,6 +66,20 @@ func newGatewayEnv(t *testing.T) *gatewayEnv {
 
 func (e *gatewayEnv) addr(port int) string { return net.JoinHostPort(e.ip, fmt.Sprint(port)) }
 
+// serveRatings serves the gRPC test service as ratings-1 on host 23's port
+// 9090 until the test ends.
+func (e *gatewayEnv) serveRatings(t *testing.T) {
+	t.Helper()
+	gs := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(gs, &echoServer{name: "ratings-1"})
+	ln, err := net.Listen("tcp", net.JoinHostPort(e.s.ip(23), "9090"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+}
+
 // tryApply applies yaml and returns the control plane's refusal, if any.
 func (cp *controlPlane) tryApply(t *testing.T, yaml string) error {
 	_, err := cp.client(t).Apply(context.Background(), controlapi.ApplyRequest{Files: []controlapi.File{{Name: "test.yaml", Content: yaml}}})
@@ -297,14 +311,7 @@ spec:
 
 	// gRPC over the same plaintext listener (HTTP/2 with prior knowledge),
 	// routed by a GRPCRoute.
-	gs := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(gs, &echoServer{name: "ratings-1"})
-	ln, err := net.Listen("tcp", net.JoinHostPort(e.s.ip(23), "9090"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
+	e.serveRatings(t)
 	e.cp.apply(t, backendYAML("demo", "ratings", e.s.ip(23), 9090, "GRPC")+`apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: ratings, namespace: demo}
@@ -435,14 +442,7 @@ func TestGatewayHTTPS(t *testing.T) {
 	})
 
 	// gRPC through the HTTPS listener grpc.example.com.
-	gs := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(gs, &echoServer{name: "ratings-1"})
-	ln, err := net.Listen("tcp", net.JoinHostPort(e.s.ip(23), "9090"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
+	e.serveRatings(t)
 	e.cp.apply(t, backendYAML("infra", "ratings", e.s.ip(23), 9090, "GRPC")+`apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: ratings, namespace: infra}
