@@ -138,20 +138,9 @@ func TestNode(t *testing.T) {
 		return p.Spec.NodeName == node.Name && p.Status.Phase == corev1.PodRunning && ip != "" && !podReady(p)
 	})
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: netnstest.Dialer(node.NS)}}
-	var body string
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := client.Get("http://" + net.JoinHostPort(ip, "8080") + "/")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the pod's server at %s: %v\n%s", ip, err, node.Log(pod, "web"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	body := getEventually(t, client, "http://"+net.JoinHostPort(ip, "8080")+"/", func(err error) {
+		t.Fatalf("the pod's server at %s: %v\n%s", ip, err, node.Log(pod, "web"))
+	})
 	if want := "hello from web-0 uid=1000 token=true init=true"; body != want {
 		t.Errorf("the pod says %q, want %q", body, want)
 	}
@@ -210,4 +199,23 @@ func waitPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, name, w
 		}
 	}
 	t.Fatalf("pod %s never %s: %+v", name, what, last.Status)
+}
+
+// getEventually GETs url until it answers, for 30 s at most, and returns
+// the body; fail says why it never did.
+func getEventually(t *testing.T, client *http.Client, url string, fail func(err error)) string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := client.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			fail(err)
+			return ""
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

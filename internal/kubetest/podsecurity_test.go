@@ -2,7 +2,6 @@ package kubetest_test
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -68,21 +67,10 @@ func TestNodeSysctlsAndProjectedSecret(t *testing.T) {
 		return p.Status.Phase == corev1.PodRunning && ip != ""
 	})
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: netnstest.Dialer(node.NS)}}
-	var body string
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := client.Get("http://" + net.JoinHostPort(ip, "80") + "/")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
-		}
-		if time.Now().After(deadline) {
-			p, _ := cs.CoreV1().Pods("shop").Get(ctx, "low-port", metav1.GetOptions{})
-			t.Fatalf("the pod's server on port 80 of %s: %v\n%s", ip, err, node.Log(p, "web"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	body := getEventually(t, client, "http://"+net.JoinHostPort(ip, "80")+"/", func(err error) {
+		p, _ := cs.CoreV1().Pods("shop").Get(ctx, "low-port", metav1.GetOptions{})
+		t.Fatalf("the pod's server on port 80 of %s: %v\n%s", ip, err, node.Log(p, "web"))
+	})
 	if want := "secret hello from low-port uid=1337 token=false init=false"; body != want {
 		t.Errorf("the pod says %q, want %q", body, want)
 	}
