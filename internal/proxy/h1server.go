@@ -678,7 +678,7 @@ func (w *h1Response) WriteHeader(code int) {
 		// the connection.
 		w.closeAfter = true
 	}
-	if hasToken(h["Connection"], "close") || w.req.Close {
+	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") || w.req.Close {
 		w.closeAfter = true
 	}
 	if w.closeAfter {
@@ -889,18 +889,6 @@ func (w *h1Response) finish() bool {
 		return false
 	}
 	return true
-}
-
-// hasToken reports whether a comma-separated header holds token.
-func hasToken(vv []string, token string) bool {
-	for _, v := range vv {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // httpDate is the Date header value of this second.
