@@ -727,12 +727,17 @@ func (w *h1Response) writeHeaderLines(final bool) {
 		if !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
-		for _, v := range w.header[k] {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			writeHeaderValue(bw, v)
-			bw.WriteString("\r\n")
-		}
+		writeField(bw, k, w.header[k])
+	}
+}
+
+// writeField writes a header or trailer line per value of name.
+func writeField(bw *bufio.Writer, name string, values []string) {
+	for _, v := range values {
+		bw.WriteString(name)
+		bw.WriteString(": ")
+		writeHeaderValue(bw, v)
+		bw.WriteString("\r\n")
 	}
 }
 
@@ -859,21 +864,11 @@ func (w *h1Response) finish() bool {
 	case w.chunked:
 		bw.WriteString("0\r\n")
 		for _, k := range w.trailers {
-			for _, v := range w.header[k] {
-				bw.WriteString(k)
-				bw.WriteString(": ")
-				writeHeaderValue(bw, v)
-				bw.WriteString("\r\n")
-			}
+			writeField(bw, k, w.header[k])
 		}
 		for k, vv := range w.header {
 			if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
-				for _, v := range vv {
-					bw.WriteString(http.CanonicalHeaderKey(name))
-					bw.WriteString(": ")
-					writeHeaderValue(bw, v)
-					bw.WriteString("\r\n")
-				}
+				writeField(bw, http.CanonicalHeaderKey(name), vv)
 			}
 		}
 		bw.WriteString("\r\n")
