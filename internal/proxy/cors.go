@@ -92,7 +92,9 @@ const (
 // origin the policy does not allow is let through to the upstream when
 // the policy forwards such preflights (the default), else answered 200
 // without Access-Control-Allow-Origin. "*" in allow_methods or
-// allow_headers echoes what the preflight asks for.
+// allow_headers echoes what the preflight asks for. Envoy's local reply
+// passes through the filter's own response path, so an allowed origin's
+// preflight also gets what corsResponse adds: Access-Control-Expose-Headers.
 func corsPreflight(w http.ResponseWriter, r *http.Request, p *route.CORSPolicy) bool {
 	origin := r.Header.Get(headerOrigin)
 	method := r.Header.Get(headerRequestMethod)
@@ -106,6 +108,9 @@ func corsPreflight(w http.ResponseWriter, r *http.Request, p *route.CORSPolicy) 
 	h := w.Header()
 	if allowed {
 		h.Set(headerAllowOrigin, origin)
+		if p.ExposeHeaders != "" {
+			h.Set(headerExposeHeaders, p.ExposeHeaders)
+		}
 	}
 	if p.AllowCredentials {
 		h.Set(headerAllowCredentials, "true")

@@ -30,11 +30,11 @@ func TestCORSPreflight(t *testing.T) {
 	}{
 		{name: "allowed", target: "/strict", headers: []string{"Origin: https://app.example", "Access-Control-Request-Method: PUT", "Access-Control-Request-Headers: x-a"},
 			want: map[string]string{headerAllowOrigin: "https://app.example", headerAllowMethods: "GET, PUT", headerAllowHeaders: "x-a, x-b",
-				headerMaxAge: "3600", headerAllowCredentials: "true", headerExposeHeaders: ""}},
+				headerMaxAge: "3600", headerAllowCredentials: "true", headerExposeHeaders: "x-exposed"}},
 		{name: "regex origin", target: "/strict", headers: []string{"Origin: https://x.y.apps.example", "Access-Control-Request-Method: GET"},
 			want: map[string]string{headerAllowOrigin: "https://x.y.apps.example"}},
 		{name: "origin not allowed, not forwarded", target: "/strict", headers: []string{"Origin: https://evil.example", "Access-Control-Request-Method: GET"},
-			want: map[string]string{headerAllowOrigin: "", headerAllowMethods: "GET, PUT", headerAllowCredentials: "true"}},
+			want: map[string]string{headerAllowOrigin: "", headerAllowMethods: "GET, PUT", headerAllowCredentials: "true", headerExposeHeaders: ""}},
 		{name: "wildcards echo the request", target: "/any", headers: []string{"Origin: https://o.example", "Access-Control-Request-Method: PATCH", "Access-Control-Request-Headers: x-z"},
 			want: map[string]string{headerAllowOrigin: "https://o.example", headerAllowMethods: "PATCH", headerAllowHeaders: "x-z", headerAllowCredentials: ""}},
 		{name: "no policy", target: "/other", headers: []string{"Origin: https://app.example", "Access-Control-Request-Method: GET"},
