@@ -266,10 +266,18 @@ func (a *analyzer) attachService(rt route, field string, p model.ParentRef) []pl
 				sp.Port, s.Key, sp.Protocol, rt.kind)
 			continue
 		}
-		places = append(places, place{
+		// A route of another namespace than the Service's is a consumer
+		// route (GEP-1294): it applies to its own namespace's calls only,
+		// so it overlaps only with routes of that namespace.
+		pl := place{
 			key:      fmt.Sprintf("service %s port %d", s.Key, sp.Port),
 			describe: fmt.Sprintf("Service %s port %d", s.Key, sp.Port),
-		})
+		}
+		if ns := rt.r.Namespace; ns != s.Namespace {
+			pl.key += " from " + ns
+			pl.describe += " for callers in namespace " + ns
+		}
+		places = append(places, pl)
 	}
 	if len(places) == 0 && (p.Port != 0 || p.SectionName != "") {
 		matched := false
@@ -311,7 +319,7 @@ func (a *analyzer) backend(rt route, field string, b model.Backend) {
 		return
 	}
 	to := model.Ref{Kind: "Service", Key: b.Service}
-	if !a.granted(rt.groupKind(), rt.r.Namespace, to) {
+	if !rt.r.MeshOnly() && !a.granted(rt.groupKind(), rt.r.Namespace, to) {
 		a.add(CodeNoGrant, rt.res, field, "Service %s is in another namespace and no ReferenceGrant in %s allows %ss from %s to use it",
 			b.Service, b.Service.Namespace, rt.kind, rt.r.Namespace)
 	}

@@ -36,6 +36,21 @@ type Route struct {
 	Hostnames []string
 }
 
+// MeshOnly reports whether every parent of the route is a Service: a
+// mesh route (GAMMA). Its backends may be Services of any namespace
+// without a ReferenceGrant (GEP-1294): a mesh route changes where calls
+// to a Service go, and its callers could reach those backends anyway, so
+// nothing becomes reachable that was not; AccessPolicy, enforced at the
+// backend against the caller's own identity, still decides.
+func (r *Route) MeshOnly() bool {
+	for _, p := range r.Parents {
+		if p.Kind != ParentService {
+			return false
+		}
+	}
+	return len(r.Parents) > 0
+}
+
 // HTTPRoute is a Gateway API HTTPRoute, attached to Gateways (ingress) or
 // to Services (mesh routing, GAMMA).
 type HTTPRoute struct {

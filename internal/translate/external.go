@@ -103,27 +103,29 @@ func (b *builder) plainMemberChains(ln *listenerv3.Listener, s *model.Service, s
 	}
 }
 
-// serviceRouted reports whether a GAMMA route attaches to port sp of s:
-// an HTTPRoute or GRPCRoute on a port that may carry HTTP, a TCPRoute on
-// one that may carry TCP.
+// serviceRouted reports whether a GAMMA route in effect for this proxy
+// (routeScope) attaches to port sp of s: an HTTPRoute or GRPCRoute on a
+// port that may carry HTTP, a TCPRoute on one that may carry TCP.
 func (b *builder) serviceRouted(s *model.Service, sp model.ServicePort) bool {
 	mayHTTP := sp.Protocol.IsHTTP() || !sp.ProtocolDeclared
 	mayTCP := !sp.Protocol.IsHTTP()
+	scope := b.routeScope(s, sp)
+	attached := func(r *model.Route) bool { return r.Namespace == scope && attachesToService(r.Parents, s, sp) }
 	if mayHTTP {
 		for _, r := range b.httpRoutesOf(model.ParentService, s.Key) {
-			if attachesToService(r.Parents, s, sp) {
+			if attached(&r.Route) {
 				return true
 			}
 		}
 		for _, r := range b.grpcRoutesOf(model.ParentService, s.Key) {
-			if attachesToService(r.Parents, s, sp) {
+			if attached(&r.Route) {
 				return true
 			}
 		}
 	}
 	if mayTCP {
 		for _, r := range b.tcpRoutesOf(model.ParentService, s.Key) {
-			if attachesToService(r.Parents, s, sp) {
+			if attached(&r.Route) {
 				return true
 			}
 		}

@@ -232,7 +232,7 @@ func (b *builder) grpcRoutes(rules []grpcRule, port uint32) []*routev3.Route {
 		}
 		b.ruleRoute(r, rule{
 			ref:      "GRPCRoute " + g.route.Key.String(),
-			from:     routeFrom("GRPCRoute", g.route.Key),
+			from:     routeFrom("GRPCRoute", &g.route.Route),
 			index:    g.rule,
 			filters:  gr.Filters,
 			backends: gr.Backends,

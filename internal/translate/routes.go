@@ -110,7 +110,7 @@ func (b *builder) routes(rules []attachedRule, port uint32) []*routev3.Route {
 		}
 		b.ruleRoute(r, rule{
 			ref:            "HTTPRoute " + a.route.Key.String(),
-			from:           routeFrom("HTTPRoute", a.route.Key),
+			from:           routeFrom("HTTPRoute", &a.route.Route),
 			index:          a.rule,
 			filters:        hr.Filters,
 			backends:       hr.Backends,

@@ -283,25 +283,29 @@ func (b *builder) backendsAction(r rule) *routev3.RouteAction {
 	}}
 }
 
-// from is the kind and namespace of a resource that references others.
+// from is the kind and namespace of a resource that references others;
+// mesh is set for routes whose parents are all Services
+// (model.Route.MeshOnly), whose backends need no ReferenceGrant.
 type from struct {
 	kind      model.GroupKind
 	namespace string
+	mesh      bool
 }
 
-func routeFrom(kind string, k model.Key) from {
-	return from{kind: model.GroupKind{Group: model.GatewayGroup, Kind: kind}, namespace: k.Namespace}
+func routeFrom(kind string, r *model.Route) from {
+	return from{kind: model.GroupKind{Group: model.GatewayGroup, Kind: kind}, namespace: r.Namespace, mesh: r.MeshOnly()}
 }
 
 // backendCluster resolves a backend (or mirror) reference of a route to the
 // outbound cluster of a Service port, reporting why when it cannot: a
-// Service of another namespace needs a ReferenceGrant there.
+// Service of another namespace needs a ReferenceGrant there, unless the
+// route is a mesh route.
 func (b *builder) backendCluster(f from, ref, field, kind string, svc model.Key, port uint32) (string, bool) {
 	if kind != "Service" {
 		b.problem(ref, field, fmt.Sprintf("backend %s %s is not a Service", kind, svc))
 		return "", false
 	}
-	if !b.granted(f.kind, f.namespace, model.Ref{Kind: "Service", Key: svc}) {
+	if !f.mesh && !b.granted(f.kind, f.namespace, model.Ref{Kind: "Service", Key: svc}) {
 		b.problem(ref, field, fmt.Sprintf("no ReferenceGrant in namespace %s allows %s of namespace %s to reference Service %s",
 			svc.Namespace, f.kind.Kind, f.namespace, svc))
 		return "", false

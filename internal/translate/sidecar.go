@@ -220,15 +220,16 @@ func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort
 			return rc
 		}
 	}
+	scope := b.routeScope(s, sp)
 	var grpcAttached []grpcRule
 	for _, r := range b.grpcRoutesOf(model.ParentService, s.Key) {
-		if attachesToService(r.Parents, s, sp) {
+		if r.Namespace == scope && attachesToService(r.Parents, s, sp) {
 			grpcAttached = append(grpcAttached, grpcRulesOf(r)...)
 		}
 	}
 	var attached []attachedRule
 	for _, r := range b.httpRoutesOf(model.ParentService, s.Key) {
-		if attachesToService(r.Parents, s, sp) {
+		if r.Namespace == scope && attachesToService(r.Parents, s, sp) {
 			attached = append(attached, rulesOf(r)...)
 		}
 	}
@@ -244,6 +245,35 @@ func (b *builder) meshRoutes(name string, s *model.Service, sp model.ServicePort
 	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}
 	b.out.Routes = append(b.out.Routes, rc)
 	return rc
+}
+
+// routeScope is the namespace whose routes on port sp of Service s apply
+// to this proxy's calls (GEP-1294): the proxy's own, when it is not the
+// Service's and a route there (a consumer route) attaches to the port;
+// else the Service's (its producer routes). Routes of any other
+// namespace change only their own namespace's calls.
+func (b *builder) routeScope(s *model.Service, sp model.ServicePort) string {
+	ns := b.in.Proxy.Workload.Namespace
+	if ns == "" || ns == s.Namespace {
+		return s.Namespace
+	}
+	consumer := func(r *model.Route) bool { return r.Namespace == ns && attachesToService(r.Parents, s, sp) }
+	for _, r := range b.httpRoutesOf(model.ParentService, s.Key) {
+		if consumer(&r.Route) {
+			return ns
+		}
+	}
+	for _, r := range b.grpcRoutesOf(model.ParentService, s.Key) {
+		if consumer(&r.Route) {
+			return ns
+		}
+	}
+	for _, r := range b.tcpRoutesOf(model.ParentService, s.Key) {
+		if consumer(&r.Route) {
+			return ns
+		}
+	}
+	return s.Namespace
 }
 
 // attachesToService reports whether a route with parents attaches to port

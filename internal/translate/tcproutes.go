@@ -25,9 +25,10 @@ func (b *builder) meshTCP(statPrefix string, s *model.Service, sp model.ServiceP
 				fmt.Sprintf("TLSRoutes on Services are not served by sidecars; connections to %s port %d go to the Service", s.Key, sp.Port))
 		}
 	}
+	scope := b.routeScope(s, sp)
 	var attached []*model.TCPRoute
 	for _, r := range b.tcpRoutesOf(model.ParentService, s.Key) {
-		if attachesToService(r.Parents, s, sp) {
+		if r.Namespace == scope && attachesToService(r.Parents, s, sp) {
 			attached = append(attached, r)
 		}
 	}
@@ -52,7 +53,7 @@ func (b *builder) l4Filter(statPrefix, what, kind string, r *model.Route, rules 
 	for i, rule := range rules {
 		for j, be := range rule.Backends {
 			field := fmt.Sprintf("spec.rules[%d].backendRefs[%d]", i, j)
-			cluster, ok := b.backendCluster(routeFrom(kind, r.Key), routeRef, field, be.Kind, be.Service, be.Port)
+			cluster, ok := b.backendCluster(routeFrom(kind, r), routeRef, field, be.Kind, be.Service, be.Port)
 			if !ok || be.Weight == 0 {
 				continue
 			}

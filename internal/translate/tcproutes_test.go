@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,40 +53,104 @@ func TestMeshTCPRoute(t *testing.T) {
 	}
 }
 
-// TestCrossNamespaceBackendNeedsGrant: a route's backend in another
-// namespace is used only when a ReferenceGrant there allows it; otherwise
-// the rule answers 500, as the Gateway API requires.
-func TestCrossNamespaceBackendNeedsGrant(t *testing.T) {
+// TestCrossNamespaceBackends: a mesh route (its parents all Services)
+// uses a backend of another namespace without a ReferenceGrant
+// (GEP-1294); a route that also attaches to a Gateway uses it only when a
+// ReferenceGrant there allows it, otherwise the rule answers 500, as the
+// Gateway API requires.
+func TestCrossNamespaceBackends(t *testing.T) {
+	api := model.Key{Namespace: "other", Name: "api"}
 	c := &model.Config{
 		Services: []*model.Service{bpService("web"),
-			{Key: model.Key{Namespace: "other", Name: "api"}, Selector: map[string]string{"app": "api"},
+			{Key: api, Selector: map[string]string{"app": "api"},
 				Ports: []model.ServicePort{{Name: "http", Port: 80, TargetPort: 8080, Protocol: model.ProtocolHTTP, ProtocolDeclared: true}}}},
 		HTTPRoutes: []*model.HTTPRoute{{
 			Route: model.Route{Key: bpKey("web"), Parents: []model.ParentRef{{Kind: model.ParentService, Key: bpKey("web")}}},
-			Rules: []model.HTTPRouteRule{{Backends: []model.Backend{{Kind: "Service", Service: model.Key{Namespace: "other", Name: "api"}, Port: 80, Weight: 1}}}},
+			Rules: []model.HTTPRouteRule{{Backends: []model.Backend{{Kind: "Service", Service: api, Port: 80, Weight: 1}}}},
 		}},
 	}
 	c.Sort()
 	p := bpSidecar(c, "", model.Upstream{Service: bpKey("web"), Port: 80})
-	_, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
-	if !hasProblem(problems, "no ReferenceGrant in namespace other allows HTTPRoute of namespace shop to reference Service other/api") {
-		t.Errorf("without a grant: problems %v", problems)
+	hasAPI := func(res *Resources) bool {
+		for _, cl := range res.Clusters {
+			if cl.Name == "outbound|80||api.other.svc.cluster.local" {
+				return true
+			}
+		}
+		return false
+	}
+	res, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
+	if hasProblem(problems, "ReferenceGrant") || !hasAPI(res) {
+		t.Errorf("mesh route: problems %v, cluster of other/api built: %v", problems, hasAPI(res))
+	}
+
+	c.HTTPRoutes[0].Parents = append(c.HTTPRoutes[0].Parents, model.ParentRef{Kind: model.ParentGateway, Key: bpKey("edge")})
+	res, problems = Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
+	if !hasProblem(problems, "no ReferenceGrant in namespace other allows HTTPRoute of namespace shop to reference Service other/api") || hasAPI(res) {
+		t.Errorf("route on a Gateway too, without a grant: problems %v, cluster of other/api built: %v", problems, hasAPI(res))
 	}
 	c.ReferenceGrants = []*model.ReferenceGrant{{
 		Key:  model.Key{Namespace: "other", Name: "from-shop"},
 		From: []model.GrantFrom{{GroupKind: model.GroupKind{Group: model.GatewayGroup, Kind: "HTTPRoute"}, Namespace: "shop"}},
 		To:   []model.GrantTo{{GroupKind: model.GroupKind{Kind: "Service"}}},
 	}}
-	res, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
-	if hasProblem(problems, "ReferenceGrant") {
-		t.Errorf("with a grant: problems %v", problems)
+	res, problems = Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
+	if hasProblem(problems, "ReferenceGrant") || !hasAPI(res) {
+		t.Errorf("with a grant: problems %v, cluster of other/api built: %v", problems, hasAPI(res))
 	}
-	found := false
-	for _, cl := range res.Clusters {
-		found = found || cl.Name == "outbound|80||api.other.svc.cluster.local"
+}
+
+// TestConsumerRoutes: routes on a Service apply by the caller's namespace
+// (GEP-1294): a caller in a namespace with a route of its own on the
+// Service (a consumer route) gets only those; every other caller gets
+// the routes of the Service's namespace (producer routes); a route in a
+// third namespace changes nothing for anyone else. TCPRoutes alike.
+func TestConsumerRoutes(t *testing.T) {
+	tcp := model.ServicePort{Name: "db", Port: 5432, TargetPort: 5432, Protocol: model.ProtocolTCP, ProtocolDeclared: true}
+	web := bpService("web", model.ServicePort{Name: "http", Port: 80, TargetPort: 8080, Protocol: model.ProtocolHTTP, ProtocolDeclared: true}, tcp)
+	routeIn := func(ns string) *model.HTTPRoute {
+		return &model.HTTPRoute{Route: model.Route{Key: model.Key{Namespace: ns, Name: "r"},
+			Parents: []model.ParentRef{{Kind: model.ParentService, Key: web.Key}}},
+			Rules: []model.HTTPRouteRule{{Backends: []model.Backend{{Kind: "Service", Service: web.Key, Port: 80, Weight: 1}}}}}
 	}
-	if !found {
-		t.Error("with a grant, the cluster of other/api is missing")
+	c := &model.Config{
+		Services:   []*model.Service{web, bpService("replica", tcp)},
+		HTTPRoutes: []*model.HTTPRoute{routeIn("shop"), routeIn("cafe")},
+		TCPRoutes: []*model.TCPRoute{{Route: model.Route{Key: model.Key{Namespace: "cafe", Name: "t"},
+			Parents: []model.ParentRef{{Kind: model.ParentService, Key: web.Key, Port: 5432}}},
+			Rules: []model.L4Rule{{Backends: []model.Backend{{Kind: "Service", Service: bpKey("replica"), Port: 5432, Weight: 1}}}}}},
+	}
+	c.Sort()
+	for _, tc := range []struct {
+		ns        string
+		wantHTTP  string // the namespace whose HTTPRoute is in effect
+		wantTCPRt bool   // cafe's TCPRoute is in effect
+	}{
+		{ns: "shop", wantHTTP: "shop"},
+		{ns: "cafe", wantHTTP: "cafe", wantTCPRt: true},
+		{ns: "bar", wantHTTP: "shop"},
+	} {
+		p := bpSidecar(c, "", model.Upstream{Service: web.Key, Port: 80}, model.Upstream{Service: web.Key, Port: 5432})
+		p.Workload.Namespace = tc.ns
+		res, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: p}, Options{})
+		var names []string
+		for _, rc := range res.Routes {
+			for _, vh := range rc.VirtualHosts {
+				for _, r := range vh.Routes {
+					names = append(names, r.Name)
+				}
+			}
+		}
+		if want := []string{tc.wantHTTP + "/r.rules[0]"}; !slices.Equal(names, want) {
+			t.Errorf("caller in %s: routes %v, want %v (problems %v)", tc.ns, names, want, problems)
+		}
+		tcpRouted := false
+		for _, cl := range res.Clusters {
+			tcpRouted = tcpRouted || cl.Name == "outbound|5432||replica.shop.svc.cluster.local"
+		}
+		if tcpRouted != tc.wantTCPRt {
+			t.Errorf("caller in %s: cafe's TCPRoute in effect: %v, want %v", tc.ns, tcpRouted, tc.wantTCPRt)
+		}
 	}
 }
 
