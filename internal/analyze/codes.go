@@ -24,6 +24,7 @@ const (
 	CodeAddress   = "TRL1004"
 	CodeNoClass   = "TRL1005"
 	CodeListenSet = "TRL1006"
+	CodeParamsRef = "TRL1007"
 
 	CodeNoParent      = "TRL2001"
 	CodeNoListener    = "TRL2002"
@@ -105,6 +106,8 @@ var Codes = []Code{
 		"Create the GatewayClass (controllerName trellis.dev/gateway) or fix gatewayClassName."},
 	{CodeListenSet, Error, "The ListenerSet cannot attach to its Gateway",
 		"Point parentRef at an existing Gateway whose spec.allowedListeners admits the ListenerSet's namespace."},
+	{CodeParamsRef, Error, "The Gateway's infrastructure.parametersRef names parameters Trellis does not read",
+		"Remove spec.infrastructure.parametersRef: Trellis has no parameters kind. A Gateway's Deployment and Service take spec.infrastructure.labels and annotations (trellis.dev/service-type chooses the Service type)."},
 
 	{CodeNoParent, Error, "The route's parent does not exist",
 		"Fix the parentRef's name and namespace, or create the Gateway or ListenerSet."},

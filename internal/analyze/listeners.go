@@ -44,6 +44,9 @@ func (a *analyzer) gateways() {
 		if _, ok := a.classes[g.ClassName]; !ok && g.ClassName != "" {
 			a.add(CodeNoClass, res, "spec.gatewayClassName", "GatewayClass %q does not exist", g.ClassName)
 		}
+		if g.ParametersRef != "" {
+			a.add(CodeParamsRef, res, "spec.infrastructure.parametersRef", "%s: Trellis has no parameters kind; the Gateway is not accepted and serves nothing", g.ParametersRef)
+		}
 		if g.ServiceType != "" && !slices.Contains(model.ServiceTypes, g.ServiceType) {
 			a.add(CodeServiceType, res, g.ServiceTypeField, "Service type %q: want %s", g.ServiceType, strings.Join(model.ServiceTypes, ", "))
 		}

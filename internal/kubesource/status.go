@@ -323,6 +323,23 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 	if reason == gwv1.GatewayReasonListenersNotValid && msg == "" {
 		msg = fmt.Sprintf("%d of %d listeners accepted", acceptedListeners, len(gw.Spec.Listeners))
 	}
+	// A Gateway naming parameters Trellis does not read is not accepted,
+	// and none of its listeners is served.
+	if params := under(fs, "spec.infrastructure.parametersRef"); len(params) > 0 {
+		accepted, reason, msg = false, gwv1.GatewayReasonInvalidParameters, messages(params)
+		programmed = 0
+		for i := range st.Listeners {
+			ls := &st.Listeners[i]
+			old := oldListener(gw.Status.Listeners, ls.Name, func(s gwv1.ListenerStatus) (gwv1.SectionName, []metav1.Condition) { return s.Name, s.Conditions })
+			not := merge(old, []metav1.Condition{condition(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid),
+				"not programmed: the Gateway is not accepted", gen)})[0]
+			for j := range ls.Conditions {
+				if ls.Conditions[j].Type == not.Type {
+					ls.Conditions[j] = not
+				}
+			}
+		}
+	}
 	progReason, progMsg := gwv1.GatewayReasonProgrammed, fmt.Sprintf("%d of %d listeners programmed", programmed, len(gw.Spec.Listeners))
 	switch {
 	case programmed == 0:

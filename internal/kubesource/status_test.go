@@ -249,6 +249,15 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
+metadata: {name: params, namespace: edge}
+spec:
+  gatewayClassName: trellis
+  infrastructure:
+    parametersRef: {group: example.com, kind: ProxyConfig, name: big}
+  listeners: [{name: http, port: 8081, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
 metadata: {name: theirs, namespace: edge}
 spec:
   gatewayClassName: someone-else
@@ -319,7 +328,7 @@ func TestStatus(t *testing.T) {
 	if err := src.WaitForSync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := mem.keys("resources/Gateway/"); !slices.Equal(got, []string{"resources/Gateway/edge/clash", "resources/Gateway/edge/good", "resources/Gateway/edge/odd", "resources/Gateway/edge/theirs", "resources/Gateway/edge/unserved"}) {
+	if got := mem.keys("resources/Gateway/"); !slices.Equal(got, []string{"resources/Gateway/edge/clash", "resources/Gateway/edge/good", "resources/Gateway/edge/odd", "resources/Gateway/edge/params", "resources/Gateway/edge/theirs", "resources/Gateway/edge/unserved"}) {
 		t.Fatalf("Gateways delivered: %v", got)
 	}
 
@@ -332,7 +341,7 @@ func TestStatus(t *testing.T) {
 		names = append(names, u.GetKind()+" "+u.GetName())
 	}
 	slices.Sort(names)
-	want := []string{"GatewayClass trellis", "Gateway clash", "Gateway good", "Gateway odd", "Gateway unserved", "HTTPRoute stranger", "HTTPRoute web", "ListenerSet extra", "ListenerSet stray", "MTLSPolicy strict"}
+	want := []string{"GatewayClass trellis", "Gateway clash", "Gateway good", "Gateway odd", "Gateway params", "Gateway unserved", "HTTPRoute stranger", "HTTPRoute web", "ListenerSet extra", "ListenerSet stray", "MTLSPolicy strict"}
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("first round wrote %q, want %q", names, want)
@@ -412,6 +421,13 @@ func TestStatus(t *testing.T) {
 	}
 	check("odd tls-terminate Accepted", cond(listener(odd, "tls-terminate"), "Accepted"), "False/UnsupportedValue")
 	check("unserved Accepted", cond(unserved.Status.Conditions, "Accepted"), "False/ListenersNotValid")
+	// Parameters Trellis does not read: the Gateway is not accepted, and
+	// none of its listeners is programmed.
+	var params gwv1.Gateway
+	get(ctx, t, dyn, "Gateway", "edge", "params", &params)
+	check("params Accepted", cond(params.Status.Conditions, "Accepted"), "False/InvalidParameters")
+	check("params Programmed", cond(params.Status.Conditions, "Programmed"), "False/Invalid")
+	check("params http Programmed", cond(listener(params, "http"), "Programmed"), "False/Invalid")
 	// The CRD's default status, untouched.
 	check("theirs Accepted", cond(theirs.Status.Conditions, "Accepted"), "Unknown/Pending")
 	if len(theirs.Status.Listeners) != 0 {

@@ -30,6 +30,10 @@ type Gateway struct {
 	// spec.infrastructure.annotations, else on the Gateway), read at
 	// ServiceTypeField; "" asks for the default, LoadBalancer.
 	ServiceType, ServiceTypeField string
+	// ParametersRef is spec.infrastructure.parametersRef as written
+	// ("Kind.group/name"), "" when unset. Trellis has no parameters kind:
+	// a Gateway that names one is not accepted (InvalidParameters).
+	ParametersRef string
 }
 
 // ServiceTypeAnnotation chooses the type of a Gateway's Service on

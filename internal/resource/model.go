@@ -474,6 +474,10 @@ func (c *converter) gateway(gw *gwv1.Gateway) *model.Gateway {
 		g.AllowListenerSets = &model.NamespaceFilter{From: model.From(*al.Namespaces.From), Selector: selector(al.Namespaces.Selector)}
 	}
 	g.ServiceType, g.ServiceTypeField = gatewayServiceType(gw)
+	if inf := spec.Infrastructure; inf != nil && inf.ParametersRef != nil {
+		p := inf.ParametersRef
+		g.ParametersRef = fmt.Sprintf("%s.%s/%s", p.Kind, p.Group, p.Name)
+	}
 	return g
 }
 

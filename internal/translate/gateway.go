@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -106,6 +107,11 @@ func (b *builder) gateway() {
 	g := b.gatewayOf(p.Gateway)
 	if g == nil {
 		b.problem("proxy "+p.ID, "gateway", fmt.Sprintf("Gateway %s does not exist; the gateway serves nothing until it is applied", p.Gateway))
+		return
+	}
+	if g.ParametersRef != "" {
+		b.problem("Gateway "+g.Key.String(), "spec.infrastructure.parametersRef",
+			fmt.Sprintf("%s: Trellis has no parameters kind; the Gateway is not accepted and serves nothing until the reference is removed", g.ParametersRef))
 		return
 	}
 	byPort := map[uint32][]gwListener{}
@@ -299,6 +305,8 @@ func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []gwListener) {
 			https = append(https, l)
 		}
 	}
+	var served []gwListener // the HTTPS listeners with a chain, and their routes
+	var routes []*routev3.RouteConfiguration
 	for _, l := range https {
 		if who, ok := claimed[l.Hostname]; ok {
 			b.problem(l.ref, l.field(".hostname"), fmt.Sprintf("port %d hostname %s is already served by %s; listener %q is not programmed", port, orAnyHost(l.Hostname), who, l.Name))
@@ -314,6 +322,8 @@ func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []gwListener) {
 		// serves: a client cannot reach another listener's routes by
 		// sending its Host header with this listener's SNI.
 		rc := b.gatewayRoutes(GatewayHTTPSRoute(port, l.Hostname), port, []gwListener{l}, ls)
+		served = append(served, l)
+		routes = append(routes, rc)
 		b.out.Routes = append(b.out.Routes, rc)
 		ln.FilterChains = append(ln.FilterChains, &listenerv3.FilterChain{
 			Name:             fmt.Sprintf("https|%s", orAnyHost(l.Hostname)),
@@ -322,12 +332,68 @@ func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []gwListener) {
 			Filters:          []*listenerv3.Filter{gatewayHCM(port, rc)},
 		})
 	}
+	for i, l := range served {
+		misdirected(routes[i], port, l, served)
+	}
 	b.passthroughChains(g, port, ls, ln, claimed)
 	if len(ln.FilterChains) == 0 {
 		b.problem("Gateway "+g.Key.String(), "spec.listeners", fmt.Sprintf("nothing to serve on port %d: no listener there has a usable certificate or an attached TLSRoute", port))
 		return
 	}
 	b.out.Listeners = append(b.out.Listeners, ln)
+}
+
+// misdirected adds to rc, the routes of HTTPS listener l's filter chain,
+// the answer 421 Misdirected Request for Host headers that another
+// listener of the port serves (RFC 9110 15.5.20; Gateway API
+// GatewayHTTPSListenerDetectMisdirectedRequests): an HTTP/2 client that
+// reuses a connection opened with one name for another (connection
+// coalescing, when the certificate covers both) is told to open a
+// connection of its own, with the SNI that selects the right listener and
+// certificate. A listener with a hostname serves no other name: every Host
+// outside it is misdirected, while one inside it that no route serves is
+// 404, as before. The catch-all listener (no hostname) refuses the
+// hostnames of the port's other HTTPS listeners and serves the rest.
+func misdirected(rc *routev3.RouteConfiguration, port uint32, l gwListener, https []gwListener) {
+	has := map[string]bool{}
+	for _, vh := range rc.VirtualHosts {
+		for _, d := range vh.Domains {
+			has[d] = true
+		}
+	}
+	refuse := func(domain string) {
+		if has[domain] {
+			return
+		}
+		has[domain] = true
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+			Name:    fmt.Sprintf("misdirected|%s:%d", domain, port),
+			Domains: []string{domain},
+			Routes: []*routev3.Route{{
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+					Status: http.StatusMisdirectedRequest,
+					Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
+						InlineString: fmt.Sprintf("trellis: this connection's server name selects listener %q, which does not serve this host; open a connection with the host as server name\n", l.Name),
+					}},
+				}},
+			}},
+		})
+	}
+	if l.Hostname != "" {
+		// The listener's own names, served or 404, before everything else.
+		if !has[l.Hostname] {
+			has[l.Hostname] = true
+			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", l.Hostname, port), Domains: []string{l.Hostname}})
+		}
+		refuse("*")
+		return
+	}
+	for _, o := range https {
+		if o.Hostname != "" {
+			refuse(o.Hostname)
+		}
+	}
 }
 
 // passthroughChains adds to ln a filter chain per hostname of the

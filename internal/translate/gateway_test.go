@@ -2,6 +2,7 @@ package translate
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -153,6 +154,69 @@ func TestGatewayListeners(t *testing.T) {
 	}
 	if GatewayCertificatePrefix != proxy.GatewayCertificatePrefix {
 		t.Errorf("the translator names certificates %q..., the proxy resolves %q...", GatewayCertificatePrefix, proxy.GatewayCertificatePrefix)
+	}
+}
+
+// TestGatewayMisdirected: on a port of several HTTPS listeners, the
+// filter chain a connection's SNI selects answers 421 for Host headers
+// another listener serves; a listener with a hostname answers 421 for
+// every Host outside it. A listener that is not programmed (no usable
+// certificate) takes no Host from the catch-all.
+func TestGatewayMisdirected(t *testing.T) {
+	c := gatewayMesh()
+	c.Gateways[0].Listeners = append(c.Gateways[0].Listeners, model.Listener{Name: "any", Port: 443, Protocol: model.ProtocolHTTPS,
+		AllowedRoutes: model.AllowedRoutes{Namespaces: model.NamespaceFilter{From: model.FromAll}},
+		TLS:           &model.ListenerTLS{Mode: model.TLSTerminate, CertificateRefs: []model.Ref{secretRef("infra", "shop-cert")}}})
+	res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: edgeProxy()}, Options{})
+	answer := func(rcName, domain string) string {
+		for _, rc := range res.Routes {
+			if rc.Name != rcName {
+				continue
+			}
+			for _, vh := range rc.VirtualHosts {
+				if !slices.Contains(vh.Domains, domain) {
+					continue
+				}
+				if len(vh.Routes) == 0 {
+					return "404"
+				}
+				if d := vh.Routes[0].GetDirectResponse(); d != nil {
+					return fmt.Sprint(d.Status)
+				}
+				return "routed"
+			}
+			return "none"
+		}
+		return "no route configuration " + rcName
+	}
+	for _, tc := range []struct{ rc, domain, want string }{
+		{"https.443.*", "shop.example.com", "421"},
+		{"https.443.*", "api.example.com", "421"},
+		{"https.443.*", "secret.example.com", "none"}, // listener nogrant is not programmed
+		{"https.443.*", "*", "none"},
+		{"https.443.shop.example.com", "shop.example.com", "routed"},
+		{"https.443.shop.example.com", "*", "421"},
+		{"https.443.api.example.com", "api.example.com", "routed"},
+		{"https.443.api.example.com", "*", "421"},
+	} {
+		if got := answer(tc.rc, tc.domain); got != tc.want {
+			t.Errorf("%s, Host %s: %s, want %s", tc.rc, tc.domain, got, tc.want)
+		}
+	}
+}
+
+// TestGatewayInvalidParameters: a Gateway naming parameters Trellis does
+// not read is not accepted: its proxy gets no listener, and the problem
+// says why.
+func TestGatewayInvalidParameters(t *testing.T) {
+	c := gatewayMesh()
+	c.Gateways[0].ParametersRef = "ProxyConfig.example.com/big"
+	res, problems := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: edgeProxy()}, Options{})
+	if len(res.Listeners) != 0 {
+		t.Errorf("%d listeners served for a Gateway that is not accepted", len(res.Listeners))
+	}
+	if !hasProblem(problems, "Gateway infra/edge: spec.infrastructure.parametersRef: ProxyConfig.example.com/big: Trellis has no parameters kind") {
+		t.Errorf("problems %v", problems)
 	}
 }
 
