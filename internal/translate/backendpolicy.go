@@ -77,6 +77,23 @@ func upstreamProtocol(sp model.ServicePort) model.Protocol {
 	return sp.Protocol
 }
 
+// clusterProtocol is what outbound cluster name toward port sp speaks:
+// upstreamProtocol, but at a gateway a port with no declared protocol gets
+// HTTP/1.1. There the version a request came in with is the outside
+// client's ALPN choice and says nothing of what the backend speaks (an
+// HTTP/1 app would get HTTP/2 it cannot read); a sidecar's app chose it
+// for the port it calls. A port a GRPCRoute sends to keeps the request's
+// version: gRPC needs HTTP/2, and HTTP/1 requests to it still go as
+// HTTP/1.1. Declare the port's protocol (appProtocol, or the port name)
+// to choose otherwise.
+func (b *builder) clusterProtocol(name string, sp model.ServicePort) model.Protocol {
+	p := upstreamProtocol(sp)
+	if p == protocolDetected && b.in.Proxy.Kind == model.KindGateway && !b.clusters[name].grpc {
+		return model.ProtocolHTTP
+	}
+	return p
+}
+
 // httpProtocolOptions are the upstream HTTP protocol options of a cluster
 // toward a port of protocol p: HTTP/2 for HTTP2 and GRPC ports, else
 // HTTP/1.1, with an idle timeout when idle is set. Nil when there is
@@ -203,7 +220,7 @@ func (b *builder) applyBackendPolicy(c *clusterv3.Cluster, bp *model.BackendPoli
 		case !sp.Protocol.IsHTTP():
 			b.problem(res, "spec.idleTimeout", fmt.Sprintf("port %d is %s: the idle timeout applies to HTTP connection pools; not applied to %s", sp.Port, sp.Protocol, c.Name))
 		default:
-			c.TypedExtensionProtocolOptions = httpProtocolOptions(upstreamProtocol(sp), bp.IdleTimeout)
+			c.TypedExtensionProtocolOptions = httpProtocolOptions(b.clusterProtocol(c.Name, sp), bp.IdleTimeout)
 		}
 	}
 	if bp.RateLimit != nil {

@@ -33,7 +33,7 @@ func (b *builder) outboundClusterOf(name string, s *model.Service, sp model.Serv
 	if b.out.outbound == nil {
 		b.out.outbound = map[string]outboundRef{}
 	}
-	b.out.outbound[name] = outboundRef{service: s.Key, port: sp.Port, problems: slices.Clone(b.problems[before:])}
+	b.out.outbound[name] = outboundRef{service: s.Key, port: sp.Port, grpc: b.clusters[name].grpc, problems: slices.Clone(b.problems[before:])}
 	b.problems = b.problems[:before]
 }
 
@@ -131,7 +131,7 @@ func (b *builder) outboundCluster(name string, s *model.Service, sp model.Servic
 		b.applyBackendPolicy(c, bp, sp)
 	}
 	if !b.proxyless && c.TypedExtensionProtocolOptions == nil {
-		c.TypedExtensionProtocolOptions = httpProtocolOptions(upstreamProtocol(sp), 0)
+		c.TypedExtensionProtocolOptions = httpProtocolOptions(b.clusterProtocol(name, sp), 0)
 	}
 	b.out.Clusters = append(b.out.Clusters, c)
 

@@ -169,7 +169,7 @@ func (b *builder) externalNameCluster(name string, s *model.Service, sp model.Se
 		b.applyBackendPolicy(c, bp, sp)
 	}
 	if c.TypedExtensionProtocolOptions == nil {
-		c.TypedExtensionProtocolOptions = httpProtocolOptions(upstreamProtocol(sp), 0)
+		c.TypedExtensionProtocolOptions = httpProtocolOptions(b.clusterProtocol(name, sp), 0)
 	}
 	b.out.Clusters = append(b.out.Clusters, c)
 }

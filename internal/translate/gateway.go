@@ -350,10 +350,11 @@ func (b *builder) gatewayTLS(g *model.Gateway, port uint32, ls []gwListener) {
 // reuses a connection opened with one name for another (connection
 // coalescing, when the certificate covers both) is told to open a
 // connection of its own, with the SNI that selects the right listener and
-// certificate. A listener with a hostname serves no other name: every Host
-// outside it is misdirected, while one inside it that no route serves is
-// 404, as before. The catch-all listener (no hostname) refuses the
-// hostnames of the port's other HTTPS listeners and serves the rest.
+// certificate. Every chain refuses the hostnames of the port's other HTTPS
+// listeners (a wildcard listener's chain, a more specific listener's name
+// under it); a listener with a hostname also refuses every Host outside
+// it, while one inside it that no route serves is 404, as before. The
+// catch-all listener (no hostname) serves the rest.
 func misdirected(rc *routev3.RouteConfiguration, port uint32, l gwListener, https []gwListener) {
 	has := map[string]bool{}
 	for _, vh := range rc.VirtualHosts {
@@ -380,19 +381,22 @@ func misdirected(rc *routev3.RouteConfiguration, port uint32, l gwListener, http
 			}},
 		})
 	}
+	// Another listener's hostname under this one's (a name of a wildcard
+	// listener's that a more specific listener has), or any other for the
+	// catch-all: refused ahead of this listener's own, less specific, names.
+	for _, o := range https {
+		if o.Hostname != "" && o.Hostname != l.Hostname && (l.Hostname == "" || model.HostnameMatches(l.Hostname, o.Hostname)) {
+			refuse(o.Hostname)
+		}
+	}
 	if l.Hostname != "" {
-		// The listener's own names, served or 404, before everything else.
+		// The listener's own names, served or 404; everything else is
+		// misdirected.
 		if !has[l.Hostname] {
 			has[l.Hostname] = true
 			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", l.Hostname, port), Domains: []string{l.Hostname}})
 		}
 		refuse("*")
-		return
-	}
-	for _, o := range https {
-		if o.Hostname != "" {
-			refuse(o.Hostname)
-		}
 	}
 }
 

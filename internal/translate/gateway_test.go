@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"trellis.dev/trellis/internal/model"
@@ -166,7 +168,10 @@ func TestGatewayMisdirected(t *testing.T) {
 	c := gatewayMesh()
 	c.Gateways[0].Listeners = append(c.Gateways[0].Listeners, model.Listener{Name: "any", Port: 443, Protocol: model.ProtocolHTTPS,
 		AllowedRoutes: model.AllowedRoutes{Namespaces: model.NamespaceFilter{From: model.FromAll}},
-		TLS:           &model.ListenerTLS{Mode: model.TLSTerminate, CertificateRefs: []model.Ref{secretRef("infra", "shop-cert")}}})
+		TLS:           &model.ListenerTLS{Mode: model.TLSTerminate, CertificateRefs: []model.Ref{secretRef("infra", "shop-cert")}}},
+		model.Listener{Name: "wild", Port: 443, Protocol: model.ProtocolHTTPS, Hostname: "*.example.com",
+			AllowedRoutes: model.AllowedRoutes{Namespaces: model.NamespaceFilter{From: model.FromAll}},
+			TLS:           &model.ListenerTLS{Mode: model.TLSTerminate, CertificateRefs: []model.Ref{secretRef("infra", "shop-cert")}}})
 	res, _ := Translate(Input{Config: c, Index: model.NewIndex(c), Proxy: edgeProxy()}, Options{})
 	answer := func(rcName, domain string) string {
 		for _, rc := range res.Routes {
@@ -192,17 +197,62 @@ func TestGatewayMisdirected(t *testing.T) {
 	for _, tc := range []struct{ rc, domain, want string }{
 		{"https.443.*", "shop.example.com", "421"},
 		{"https.443.*", "api.example.com", "421"},
+		{"https.443.*", "*.example.com", "421"},
 		{"https.443.*", "secret.example.com", "none"}, // listener nogrant is not programmed
 		{"https.443.*", "*", "none"},
 		{"https.443.shop.example.com", "shop.example.com", "routed"},
 		{"https.443.shop.example.com", "*", "421"},
 		{"https.443.api.example.com", "api.example.com", "routed"},
 		{"https.443.api.example.com", "*", "421"},
+		{"https.443.*.example.com", "shop.example.com", "421"}, // more specific than the wildcard
+		{"https.443.*.example.com", "*.example.com", "404"},
+		{"https.443.*.example.com", "*", "421"},
 	} {
 		if got := answer(tc.rc, tc.domain); got != tc.want {
 			t.Errorf("%s, Host %s: %s, want %s", tc.rc, tc.domain, got, tc.want)
 		}
 	}
+}
+
+// TestGatewayUpstreamProtocol: at a gateway, a backend port with no
+// declared protocol is spoken to in HTTP/1.1, whatever the client
+// negotiated, unless a GRPCRoute sends to it (then each request keeps its
+// version); an endpoint-only refresh rebuilds the same clusters.
+func TestGatewayUpstreamProtocol(t *testing.T) {
+	undeclared := func(name string) *model.Service {
+		s := gwService("shop", name, model.ProtocolTCP, 8080)
+		s.Ports[0].ProtocolDeclared = false
+		return s
+	}
+	c := gatewayMesh()
+	c.Services = append(c.Services, undeclared("plain"), undeclared("rpc"))
+	c.HTTPRoutes[0].Rules[0].Backends = []model.Backend{gwBackend("shop", "plain", 8080, 1)}
+	c.GRPCRoutes[0].Rules[0].Backends = []model.Backend{gwBackend("shop", "rpc", 8080, 1)}
+	c.Sort()
+	in := Input{Config: c, Index: model.NewIndex(c), Proxy: edgeProxy()}
+	res, _ := Translate(in, Options{})
+	check := func(res *Resources) {
+		t.Helper()
+		for _, cl := range res.Clusters {
+			downstream := strings.Contains(protojson.Format(cl), "useDownstreamProtocolConfig")
+			switch cl.Name {
+			case "outbound|8080||plain.shop.svc.cluster.local":
+				if downstream || cl.TypedExtensionProtocolOptions != nil {
+					t.Errorf("%s: protocol options %v, want none (HTTP/1.1)", cl.Name, cl.TypedExtensionProtocolOptions)
+				}
+			case "outbound|8080||rpc.shop.svc.cluster.local":
+				if !downstream {
+					t.Errorf("%s: protocol options %v, want the downstream's version", cl.Name, cl.TypedExtensionProtocolOptions)
+				}
+			}
+		}
+	}
+	check(res)
+	refreshed, _, ok := RefreshEndpoints(in, Options{}, res, map[model.Key]bool{gk("shop", "rpc"): true, gk("shop", "plain"): true})
+	if !ok {
+		t.Fatal("an endpoint-only refresh fell back to a full translation")
+	}
+	check(refreshed)
 }
 
 // TestGatewayInvalidParameters: a Gateway naming parameters Trellis does

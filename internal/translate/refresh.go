@@ -43,6 +43,7 @@ func RefreshEndpoints(in Input, opts Options, prev *Resources, services map[mode
 		if !ok {
 			return nil, nil, false
 		}
+		b.clusters[name] = clusterRef{service: s, port: sp, grpc: ref.grpc}
 		b.outboundClusterOf(name, s, sp)
 	}
 	if len(b.problems) > 0 {

@@ -320,7 +320,13 @@ func (b *builder) backendCluster(f from, ref, field, kind string, svc model.Key,
 		b.problem(ref, field, fmt.Sprintf("service %s has no port %d", svc, port))
 		return "", false
 	}
-	return b.useCluster(s, sp), true
+	name := b.useCluster(s, sp)
+	if f.kind.Kind == model.KindGRPCRoute {
+		ref := b.clusters[name]
+		ref.grpc = true
+		b.clusters[name] = ref
+	}
+	return name, true
 }
 
 // mirrorPolicy mirrors the requests of a rule to a backend; nil (and a

@@ -86,6 +86,7 @@ type Resources struct {
 type outboundRef struct {
 	service  model.Key
 	port     uint32
+	grpc     bool
 	problems []Problem
 }
 
@@ -137,6 +138,8 @@ func Translate(in Input, opts Options) (*Resources, []Problem) {
 type clusterRef struct {
 	service *model.Service
 	port    model.ServicePort
+	// grpc is set when a GRPCRoute sends to the cluster (clusterProtocol).
+	grpc bool
 }
 
 type builder struct {
@@ -164,7 +167,9 @@ func (b *builder) host(k model.Key) string { return model.ServiceHost(k, b.opts.
 // needed and returns its name.
 func (b *builder) useCluster(s *model.Service, sp model.ServicePort) string {
 	name := OutboundCluster(sp.Port, b.host(s.Key))
-	b.clusters[name] = clusterRef{service: s, port: sp}
+	ref := b.clusters[name]
+	ref.service, ref.port = s, sp
+	b.clusters[name] = ref
 	return name
 }
 
