@@ -56,7 +56,9 @@ import (
 // the command and the report). TRELLIS_CONFORMANCE_REPORT=DIR writes the
 // ConformanceReport of each profile to DIR/PROFILE.yaml;
 // TRELLIS_CONFORMANCE_TRY=FEATURE,... runs the tests of features Trellis
-// does not claim yet as well.
+// does not claim yet as well. Gateway profiles run the features the
+// GatewayClass lists (kubesource.SupportedFeatures), mesh profiles those
+// of kubesource.MeshSupportedFeatures.
 
 // conformanceSubset are the tests of each profile that run by default.
 var conformanceSubset = map[suite.ConformanceProfileName][]string{
@@ -65,6 +67,7 @@ var conformanceSubset = map[suite.ConformanceProfileName][]string{
 	suite.GatewayGRPCConformanceProfileName: {"GRPCExactMethodMatching"},
 	suite.GatewayTLSConformanceProfileName:  {"TLSRouteSimpleSameNamespace"},
 	suite.MeshGRPCConformanceProfileName:    {"MeshGRPCRouteWeight"},
+	suite.GatewayTCPConformanceProfileName:  {"TCPRouteWeightedRouting"},
 }
 
 func TestConformanceGatewayHTTP(t *testing.T) {
@@ -85,6 +88,10 @@ func TestConformanceGatewayTLS(t *testing.T) {
 
 func TestConformanceMeshGRPC(t *testing.T) {
 	runConformance(t, suite.MeshGRPCConformanceProfileName, true)
+}
+
+func TestConformanceGatewayTCP(t *testing.T) {
+	runConformance(t, suite.GatewayTCPConformanceProfileName, false)
 }
 
 // runConformance runs the suite for one profile on a cluster of its own;
@@ -118,17 +125,23 @@ func runConformance(t *testing.T, profile suite.ConformanceProfileName, mesh boo
 		Version:      version.Version,
 		Contact:      []string{"https://trellis.dev/community"},
 	}
+	// The gateway profiles' features are those the GatewayClass lists
+	// (the suite reads them); the mesh profiles' are handed over, as
+	// Trellis has no XMesh (kubesource.MeshSupportedFeatures).
 	if mesh {
 		m.registerInjector(ctx, t)
 		opts.NamespaceLabels = map[string]string{inject.InjectLabel: "enabled"}
+		opts.SupportedFeatures = slices.Clone(kubesource.MeshSupportedFeatures)
 	}
 	if !whole {
 		opts.SkipTests = skipAllBut(conformanceSubset[profile])
 	}
 	// TRELLIS_CONFORMANCE_TRY=F1,F2 runs the tests of features not claimed
-	// yet besides those claimed (kubesource.SupportedFeatures).
+	// yet besides those claimed.
 	if try := os.Getenv("TRELLIS_CONFORMANCE_TRY"); try != "" {
-		opts.SupportedFeatures = slices.Clone(kubesource.SupportedFeatures)
+		if !mesh {
+			opts.SupportedFeatures = slices.Clone(kubesource.SupportedFeatures)
+		}
 		for f := range strings.SplitSeq(try, ",") {
 			opts.SupportedFeatures = append(opts.SupportedFeatures, features.FeatureName(strings.TrimSpace(f)))
 		}

@@ -250,15 +250,18 @@ func listenerStatus(in *statusInput, owner analyze.Resource, i int, name gwv1.Se
 	}
 	programmed = resolved && !conflicted
 	progReason, progMsg := gwv1.ListenerReasonProgrammed, "in the config sent to the Gateway's proxies"
-	if !programmed {
-		why := refsMsg
-		if conflicted {
-			why = conflictMsg
-		}
-		progReason, progMsg = gwv1.ListenerReasonInvalid, "not programmed: "+why
+	acceptReason, acceptMsg := gwv1.ListenerReasonAccepted, ""
+	switch {
+	case conflicted:
+		// A conflicted listener is neither accepted nor programmed, for
+		// the conflict's reason (as the suite's ListenerSet tests read it).
+		acceptReason, acceptMsg = conflictReason, conflictMsg
+		progReason, progMsg = conflictReason, "not programmed: "+conflictMsg
+	case !programmed:
+		progReason, progMsg = gwv1.ListenerReasonInvalid, "not programmed: "+refsMsg
 	}
 	st.Conditions = merge(old, []metav1.Condition{
-		condition(string(gwv1.ListenerConditionAccepted), !conflicted, string(acceptedReason(conflicted)), "", gen),
+		condition(string(gwv1.ListenerConditionAccepted), !conflicted, string(acceptReason), acceptMsg, gen),
 		condition(string(gwv1.ListenerConditionConflicted), conflicted, string(conflictReason), conflictMsg, gen),
 		condition(string(gwv1.ListenerConditionResolvedRefs), resolved, string(refsReason), refsMsg, gen),
 		condition(string(gwv1.ListenerConditionProgrammed), programmed, string(progReason), progMsg, gen),
@@ -305,7 +308,7 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 	if gw.Spec.AllowedListeners != nil {
 		n := int32(0)
 		for _, set := range in.Config.ListenerSets {
-			if set.Gateway == key && in.setAttached(set) {
+			if set.Gateway == key && in.setAccepted(set, secret) {
 				n++
 			}
 		}
@@ -363,6 +366,33 @@ func (in *statusInput) setAttached(set *model.ListenerSet) bool {
 	return len(under(in.findings[res], "spec.parentRef")) == 0
 }
 
+// setAccepted reports whether a ListenerSet is accepted: attached to its
+// Gateway, with a listener programmed, as listenerSetStatus judges it from
+// the model's copy of its listeners. A Gateway's attachedListenerSets
+// counts these.
+func (in *statusInput) setAccepted(set *model.ListenerSet, secret func(ns, name string) error) bool {
+	if !in.setAttached(set) {
+		return false
+	}
+	res := analyze.Resource{Kind: "ListenerSet", Namespace: set.Namespace, Name: set.Name}
+	for i := range set.Listeners {
+		ml := &set.Listeners[i]
+		var tls *gwv1.ListenerTLSConfig
+		if ml.TLS != nil {
+			mode := gwv1.TLSModeType(ml.TLS.Mode)
+			tls = &gwv1.ListenerTLSConfig{Mode: &mode}
+			for _, r := range ml.TLS.CertificateRefs {
+				group, kind, ns := gwv1.Group(r.Group), gwv1.Kind(r.Kind), gwv1.Namespace(r.Namespace)
+				tls.CertificateRefs = append(tls.CertificateRefs, gwv1.SecretObjectReference{Group: &group, Kind: &kind, Namespace: &ns, Name: gwv1.ObjectName(r.Name)})
+			}
+		}
+		if _, ok := listenerStatus(in, res, i, gwv1.SectionName(ml.Name), gwv1.ProtocolType(ml.Protocol), tls, ml, in.findings[res], nil, 0, secret); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // listenerSetStatus computes the status of a ListenerSet whose Gateway
 // Trellis serves.
 func listenerSetStatus(ls *gwv1.ListenerSet, in *statusInput, secret func(ns, name string) error) gwv1.ListenerSetStatus {
@@ -395,8 +425,11 @@ func listenerSetStatus(ls *gwv1.ListenerSet, in *statusInput, secret func(ns, na
 		accepted, reason = false, gwv1.ListenerSetReasonListenersNotValid
 	}
 	progReason := gwv1.ListenerSetReasonProgrammed
-	if programmed == 0 {
-		progReason = gwv1.ListenerSetReasonInvalid
+	switch {
+	case !attached:
+		progReason = gwv1.ListenerSetReasonNotAllowed
+	case programmed == 0:
+		progReason = gwv1.ListenerSetReasonListenersNotValid
 	}
 	st.Conditions = merge(ls.Status.Conditions, []metav1.Condition{
 		condition(string(gwv1.ListenerSetConditionAccepted), accepted, string(reason), msg, gen),
@@ -429,15 +462,6 @@ func unsupportedListener(name gwv1.SectionName, reason gwv1.ListenerConditionRea
 // listenerAccepted tells whether a listener's status says Accepted.
 func listenerAccepted(conds []metav1.Condition) bool {
 	return meta.IsStatusConditionTrue(conds, string(gwv1.ListenerConditionAccepted))
-}
-
-func acceptedReason(conflicted bool) gwv1.ListenerConditionReason {
-	if conflicted {
-		// Conflicted listeners are not accepted; the spec leaves the
-		// reason to the implementation.
-		return "Conflicted"
-	}
-	return gwv1.ListenerReasonAccepted
 }
 
 // parentReasons maps the analyzer's parentRef codes to the Accepted

@@ -192,6 +192,13 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: ListenerSet
+metadata: {name: clashing, namespace: edge}
+spec:
+  parentRef: {name: good}
+  listeners: [{name: raw, port: 80, protocol: TCP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
 metadata: {name: stray, namespace: other}
 spec:
   parentRef: {name: good, namespace: edge}
@@ -341,7 +348,7 @@ func TestStatus(t *testing.T) {
 		names = append(names, u.GetKind()+" "+u.GetName())
 	}
 	slices.Sort(names)
-	want := []string{"GatewayClass trellis", "Gateway clash", "Gateway good", "Gateway odd", "Gateway params", "Gateway unserved", "HTTPRoute stranger", "HTTPRoute web", "ListenerSet extra", "ListenerSet stray", "MTLSPolicy strict"}
+	want := []string{"GatewayClass trellis", "Gateway clash", "Gateway good", "Gateway odd", "Gateway params", "Gateway unserved", "HTTPRoute stranger", "HTTPRoute web", "ListenerSet clashing", "ListenerSet extra", "ListenerSet stray", "MTLSPolicy strict"}
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("first round wrote %q, want %q", names, want)
@@ -393,7 +400,8 @@ func TestStatus(t *testing.T) {
 	}
 	check("clash web Programmed", cond(listener(clash, "web"), "Programmed"), "True/Programmed")
 	check("clash raw Conflicted", cond(listener(clash, "raw"), "Conflicted"), "True/ProtocolConflict")
-	check("clash raw Programmed", cond(listener(clash, "raw"), "Programmed"), "False/Invalid")
+	check("clash raw Programmed", cond(listener(clash, "raw"), "Programmed"), "False/ProtocolConflict")
+	check("clash raw Accepted", cond(listener(clash, "raw"), "Accepted"), "False/ProtocolConflict")
 	check("clash tls ResolvedRefs", cond(listener(clash, "tls"), "ResolvedRefs"), "False/InvalidCertificateRef")
 	check("clash tls-ok ResolvedRefs", cond(listener(clash, "tls-ok"), "ResolvedRefs"), "True/ResolvedRefs")
 	// A Secret whose data is no certificate and key (the conformance
@@ -446,6 +454,14 @@ func TestStatus(t *testing.T) {
 		t.Errorf("extra listeners %+v", extra.Status.Listeners)
 	}
 	check("stray Accepted", cond(stray.Status.Conditions, "Accepted"), "False/NotAllowed")
+	check("stray Programmed", cond(stray.Status.Conditions, "Programmed"), "False/NotAllowed")
+	// A ListenerSet whose only listener conflicts with the Gateway's is
+	// attached but not accepted, and not counted in attachedListenerSets.
+	var clashing gwv1.ListenerSet
+	get(ctx, t, dyn, "ListenerSet", "edge", "clashing", &clashing)
+	check("clashing Accepted", cond(clashing.Status.Conditions, "Accepted"), "False/ListenersNotValid")
+	check("clashing Programmed", cond(clashing.Status.Conditions, "Programmed"), "False/ListenersNotValid")
+	check("clashing raw Accepted", cond(listener(gwv1.Gateway{Status: gwv1.GatewayStatus{Listeners: listenerEntries(clashing.Status.Listeners)}}, "raw"), "Accepted"), "False/ProtocolConflict")
 
 	var web, stranger gwv1.HTTPRoute
 	get(ctx, t, dyn, "HTTPRoute", "edge", "web", &web)
@@ -605,4 +621,14 @@ func testKeyPair(t *testing.T) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// listenerEntries turns a ListenerSet's listener statuses into a
+// Gateway's, to read them with the same helper.
+func listenerEntries(es []gwv1.ListenerEntryStatus) []gwv1.ListenerStatus {
+	var out []gwv1.ListenerStatus
+	for _, e := range es {
+		out = append(out, gwv1.ListenerStatus{Name: e.Name, Conditions: e.Conditions})
+	}
+	return out
 }
