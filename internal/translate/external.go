@@ -111,26 +111,7 @@ func (b *builder) serviceRouted(s *model.Service, sp model.ServicePort) bool {
 	mayTCP := !sp.Protocol.IsHTTP()
 	scope := b.routeScope(s, sp)
 	attached := func(r *model.Route) bool { return r.Namespace == scope && attachesToService(r.Parents, s, sp) }
-	if mayHTTP {
-		for _, r := range b.httpRoutesOf(model.ParentService, s.Key) {
-			if attached(&r.Route) {
-				return true
-			}
-		}
-		for _, r := range b.grpcRoutesOf(model.ParentService, s.Key) {
-			if attached(&r.Route) {
-				return true
-			}
-		}
-	}
-	if mayTCP {
-		for _, r := range b.tcpRoutesOf(model.ParentService, s.Key) {
-			if attached(&r.Route) {
-				return true
-			}
-		}
-	}
-	return false
+	return b.anyServiceRoute(s, mayHTTP, mayTCP, attached)
 }
 
 // externalNameCluster builds the cluster of port sp of an ExternalName

@@ -258,22 +258,35 @@ func (b *builder) routeScope(s *model.Service, sp model.ServicePort) string {
 		return s.Namespace
 	}
 	consumer := func(r *model.Route) bool { return r.Namespace == ns && attachesToService(r.Parents, s, sp) }
-	for _, r := range b.httpRoutesOf(model.ParentService, s.Key) {
-		if consumer(&r.Route) {
-			return ns
-		}
-	}
-	for _, r := range b.grpcRoutesOf(model.ParentService, s.Key) {
-		if consumer(&r.Route) {
-			return ns
-		}
-	}
-	for _, r := range b.tcpRoutesOf(model.ParentService, s.Key) {
-		if consumer(&r.Route) {
-			return ns
-		}
+	if b.anyServiceRoute(s, true, true, consumer) {
+		return ns
 	}
 	return s.Namespace
+}
+
+// anyServiceRoute reports whether a route attached to Service s satisfies
+// pred: an HTTPRoute or GRPCRoute when http is set, a TCPRoute when tcp is.
+func (b *builder) anyServiceRoute(s *model.Service, http, tcp bool, pred func(*model.Route) bool) bool {
+	if http {
+		for _, r := range b.httpRoutesOf(model.ParentService, s.Key) {
+			if pred(&r.Route) {
+				return true
+			}
+		}
+		for _, r := range b.grpcRoutesOf(model.ParentService, s.Key) {
+			if pred(&r.Route) {
+				return true
+			}
+		}
+	}
+	if tcp {
+		for _, r := range b.tcpRoutesOf(model.ParentService, s.Key) {
+			if pred(&r.Route) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // attachesToService reports whether a route with parents attaches to port
