@@ -229,7 +229,7 @@ func (s *Source) deployGateways(ctx context.Context, view View) error {
 	if s.gateways.Disabled {
 		return nil
 	}
-	gvr, ok := s.gvrs["Gateway"]
+	gvr, ok := s.gvr("Gateway")
 	if !ok {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -46,6 +47,10 @@ type Options struct {
 	Sink   Sink
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// Rediscover is how often the source asks the API server again for
+	// the kinds it did not serve yet (CRDs installed after the control
+	// plane started); zero means every 30 seconds.
+	Rediscover time.Duration
 }
 
 // Source follows the API server with shared informers and feeds a Sink.
@@ -59,8 +64,10 @@ type Source struct {
 	// secrets follows TLS Secrets only.
 	secrets informers.SharedInformerFactory
 	crds    dynamicinformer.DynamicSharedInformerFactory
-	// gvrs are the CRD kinds the API server serves, by kind.
-	gvrs map[string]schema.GroupVersionResource
+	// gvrs are the CRD kinds the API server serves, by kind: found at
+	// start, and later as their CRDs are installed (rediscover).
+	gvrMu sync.RWMutex
+	gvrs  map[string]schema.GroupVersionResource
 
 	// changed is signalled after every change the informers deliver,
 	// status changes included (the status writer listens).
@@ -134,23 +141,25 @@ func New(opts Options) (*Source, error) {
 		endpoints: map[string][]string{},
 		pending:   map[string]string{},
 	}
-	if err := s.discover(); err != nil {
+	if _, err := s.discover(); err != nil {
 		return nil, err
 	}
+	s.unserved()
 	s.register()
 	s.followGatewayObjects()
 	return s, nil
 }
 
-// discover finds the served CRD kinds.
-func (s *Source) discover() error {
+// discover finds the served CRD kinds not followed yet and returns them.
+func (s *Source) discover() ([]string, error) {
+	var found []string
 	for _, k := range resource.Kinds() {
-		if k.Group == "" {
+		if _, ok := s.gvr(k.Kind); ok || k.Group == "" {
 			continue
 		}
 		list, err := s.cs.Discovery().ServerResourcesForGroupVersion(k.APIVersion())
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("kubesource: discovering %s: %w", k.APIVersion(), err)
+			return found, fmt.Errorf("kubesource: discovering %s: %w", k.APIVersion(), err)
 		}
 		served := false
 		if list != nil {
@@ -161,12 +170,64 @@ func (s *Source) discover() error {
 			}
 		}
 		if !served {
-			s.log.Warn("kind not served by the API server; install its CRD (trellis install)", "kind", k.Kind, "apiVersion", k.APIVersion())
 			continue
 		}
+		s.gvrMu.Lock()
 		s.gvrs[k.Kind] = schema.GroupVersionResource{Group: k.Group, Version: k.Version, Resource: k.Plural}
+		s.gvrMu.Unlock()
+		found = append(found, k.Kind)
 	}
-	return nil
+	return found, nil
+}
+
+// unserved logs the kinds the API server does not serve (yet).
+func (s *Source) unserved() {
+	for _, k := range resource.Kinds() {
+		if _, ok := s.gvr(k.Kind); !ok && k.Group != "" {
+			s.log.Warn("kind not served by the API server; install its CRD (trellis install): it is followed once served", "kind", k.Kind, "apiVersion", k.APIVersion())
+		}
+	}
+}
+
+// gvr returns the resource of a CRD kind the API server serves.
+func (s *Source) gvr(kind string) (schema.GroupVersionResource, bool) {
+	s.gvrMu.RLock()
+	defer s.gvrMu.RUnlock()
+	g, ok := s.gvrs[kind]
+	return g, ok
+}
+
+// rediscover asks the API server, every opts.Rediscover until ctx is
+// done, for the kinds not served before, and follows those it now
+// serves: CRDs installed after the control plane started take effect
+// without a restart.
+func (s *Source) rediscover(ctx context.Context) {
+	every := s.opts.Rediscover
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		found, err := s.discover()
+		if err != nil {
+			s.log.Warn("rediscovering the served kinds", "err", err)
+		}
+		if len(found) == 0 {
+			continue
+		}
+		for _, kind := range found {
+			s.log.Info("kind now served by the API server; following it", "kind", kind)
+			s.follow(kind)
+		}
+		s.crds.Start(ctx.Done())
+		s.signal()
+	}
 }
 
 // register adds the event handlers.
@@ -190,10 +251,28 @@ func (s *Source) register() {
 	handle(s.core.Core().V1().Namespaces().Informer(), func(any, bool) { s.onNamespace() })
 	handle(s.secrets.Core().V1().Secrets().Informer(), func(any, bool) { s.signal() })
 	for _, kind := range slices.Sorted(maps.Keys(s.gvrs)) {
-		inf := s.crds.ForResource(s.gvrs[kind]).Informer()
-		_ = inf.SetTransform(stripManagedFields) // fails only once started
-		handle(inf, func(obj any, deleted bool) { s.onCustom(kind, obj, deleted) })
+		s.follow(kind)
 	}
+}
+
+// follow adds the handler of CRD kind kind, served by the API server.
+func (s *Source) follow(kind string) {
+	gvr, _ := s.gvr(kind)
+	inf := s.crds.ForResource(gvr).Informer()
+	_ = inf.SetTransform(stripManagedFields) // fails only once started
+	reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.onCustom(kind, obj, false) },
+		UpdateFunc: func(_, obj any) { s.onCustom(kind, obj, false) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			s.onCustom(kind, obj, true)
+		},
+	})
+	s.mu.Lock()
+	s.handlers = append(s.handlers, reg)
+	s.mu.Unlock()
 }
 
 // stripManagedFields drops what the informers' caches need not hold:
@@ -249,7 +328,7 @@ func (s *Source) Start(ctx context.Context) error {
 	s.secrets.Start(ctx.Done())
 	s.managed.Start(ctx.Done())
 	s.crds.Start(ctx.Done())
-	<-ctx.Done()
+	s.rediscover(ctx)
 	s.core.Shutdown()
 	s.secrets.Shutdown()
 	s.managed.Shutdown()
@@ -260,10 +339,12 @@ func (s *Source) Start(ctx context.Context) error {
 // WaitForSync waits until every informer has listed once and its handler
 // has seen the list, so that the sink holds the whole cluster.
 func (s *Source) WaitForSync(ctx context.Context) error {
+	s.mu.Lock()
 	synced := make([]cache.InformerSynced, len(s.handlers))
 	for i, h := range s.handlers {
 		synced[i] = h.HasSynced
 	}
+	s.mu.Unlock()
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("kubesource: the informers did not sync: %w", context.Cause(ctx))
 	}

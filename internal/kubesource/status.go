@@ -601,7 +601,7 @@ func (s *Source) reconcile(ctx context.Context, view View) ([]*unstructured.Unst
 	var written []*unstructured.Unstructured
 	var errs []error
 	for _, kind := range statusKinds {
-		gvr, ok := s.gvrs[kind]
+		gvr, ok := s.gvr(kind)
 		if !ok {
 			continue
 		}
@@ -734,7 +734,8 @@ func (s *Source) writeStatus(ctx context.Context, kind string, u *unstructured.U
 	if err != nil {
 		return nil, err
 	}
-	r := s.dyn.Resource(s.gvrs[kind])
+	gvr, _ := s.gvr(kind)
+	r := s.dyn.Resource(gvr)
 	var ri interface {
 		Patch(context.Context, string, types.PatchType, []byte, metav1.PatchOptions, ...string) (*unstructured.Unstructured, error)
 	} = r
