@@ -422,9 +422,10 @@ func TestGatewayHTTPS(t *testing.T) {
 		})
 	}
 	// A listener's certificate does not open another listener's routes:
-	// SNI a.example.com with Host b.example.com finds no route.
-	if body, _, err := httpsGetHost(e.addr(18443), "a.example.com", "b.example.com", "/"); err == nil || !strings.Contains(err.Error(), "404") {
-		t.Errorf("SNI a.example.com, Host b.example.com: %q %v, want 404", body, err)
+	// SNI a.example.com with Host b.example.com is misdirected (421), and
+	// the client is told to open a connection of its own for b.
+	if body, _, err := httpsGetHost(e.addr(18443), "a.example.com", "b.example.com", "/"); err == nil || !strings.Contains(err.Error(), "421") {
+		t.Errorf("SNI a.example.com, Host b.example.com: %q %v, want 421", body, err)
 	}
 	_, _, err := httpsGet(e.addr(18443), "c.example.com", "/")
 	if err == nil {
