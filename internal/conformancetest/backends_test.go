@@ -3,16 +3,9 @@ package conformancetest
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +26,7 @@ import (
 
 	"trellis.dev/trellis/internal/kubetest"
 	"trellis.dev/trellis/internal/netnstest"
+	"trellis.dev/trellis/internal/testcert"
 )
 
 // manifests are the objects of a YAML file of the conformance module, by
@@ -160,23 +154,8 @@ func apply(t *testing.T, ctx context.Context, cs kubernetes.Interface, m *manife
 // podCert returns a self-signed certificate and its key, PEM-encoded, as
 // the suite makes for its TLS Secrets.
 func podCert(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "abc.example.com"},
-		DNSNames: []string{"abc.example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	p := testcert.Make(t, testcert.Options{Hosts: []string{"abc.example.com"}})
+	return p.CertPEM, p.KeyPEM
 }
 
 // waitReady waits until the namespaces hold want pods, all Ready, and

@@ -2,15 +2,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"trellis.dev/trellis/internal/testcert"
 )
 
 // registryOnlyEnv makes the control role start with the outbound traffic
@@ -69,13 +65,7 @@ func printResponse(rt http.RoundTripper, req *http.Request) error {
 // args[0], each answering with its port, the caller's address and the Host
 // it was asked for.
 func roleExtServer(ctx context.Context, args []string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "payments-api"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"payments-api.example.com"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	p, err := testcert.New(testcert.Options{CommonName: "payments-api", Hosts: []string{"payments-api.example.com"}})
 	if err != nil {
 		return err
 	}
@@ -91,7 +81,7 @@ func roleExtServer(ctx context.Context, args []string) error {
 			fmt.Fprintf(w, "%s %s %s", port, host, r.Host)
 		})}
 		if i == 0 {
-			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{p.Cert}}
 			ln = tls.NewListener(ln, srv.TLSConfig)
 		}
 		servers = append(servers, srv)

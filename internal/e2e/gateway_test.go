@@ -3,16 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +23,7 @@ import (
 	"trellis.dev/trellis/internal/controlapi"
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
+	"trellis.dev/trellis/internal/testcert"
 )
 
 // The gateway tests run a control plane and a gateway proxy serving the
@@ -158,31 +153,8 @@ func serveTCP(t *testing.T, ln net.Listener, banner string) {
 
 // newCert makes a self-signed ECDSA certificate for hosts with serial.
 func newCert(t *testing.T, serial int64, hosts ...string) (crtPEM, keyPEM []byte, cert tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: hosts[0]}, DNSNames: hosts,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crtPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-	cert, err = tls.X509KeyPair(crtPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return crtPEM, keyPEM, cert
+	p := testcert.Make(t, testcert.Options{Hosts: hosts, Serial: serial})
+	return p.CertPEM, p.KeyPEM, p.Cert
 }
 
 // writeSecret writes a certificate for hosts as Secret ns/name under

@@ -2,14 +2,7 @@ package kubesource
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +27,7 @@ import (
 	"trellis.dev/trellis/internal/model"
 	"trellis.dev/trellis/internal/resource"
 	"trellis.dev/trellis/internal/store"
+	"trellis.dev/trellis/internal/testcert"
 )
 
 // memory is a Sink and View standing in for the control plane: it keeps
@@ -605,22 +599,8 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 
 // testKeyPair is a self-signed ECDSA certificate and its key, in PEM.
 func testKeyPair(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ok.example.com"}, DNSNames: []string{"ok.example.com"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	p := testcert.Make(t, testcert.Options{Hosts: []string{"ok.example.com"}})
+	return p.CertPEM, p.KeyPEM
 }
 
 // listenerEntries turns a ListenerSet's listener statuses into a

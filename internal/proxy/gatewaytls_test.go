@@ -1,13 +1,7 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"trellis.dev/trellis/internal/proxy/certfiles"
+	"trellis.dev/trellis/internal/testcert"
 )
 
 func gatewayTLSContext(secrets ...string) *tlsv3.DownstreamTlsContext {
@@ -57,22 +52,12 @@ func TestGatewayTLSNames(t *testing.T) {
 
 func writeGatewayCert(t *testing.T, dir string, serial int64, host string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	p := testcert.Make(t, testcert.Options{Hosts: []string{host}, Serial: serial})
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-	os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(filepath.Join(dir, "tls.key"), p.KeyPEM, 0o600)
+	os.WriteFile(filepath.Join(dir, "tls.crt"), p.CertPEM, 0o644)
 }
 
 // handshake runs a TLS handshake with server config conf and returns the

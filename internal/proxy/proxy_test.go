@@ -1,13 +1,8 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,25 +23,13 @@ import (
 
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy/xdsclient"
+	"trellis.dev/trellis/internal/testcert"
 )
 
 // testProxy is a proxy that is never run: enough to compile config.
 func testProxy(t testing.TB, edit ...func(*Options)) *Proxy {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(der)
+	root := testcert.Make(t, testcert.Options{CommonName: "test root", CA: true}).Leaf
 	opts := Options{
 		ControlPlane: "127.0.0.1:1", TrustBundle: []*x509.Certificate{root}, NodeID: "t",
 		Registration: nodemeta.Metadata{Kind: nodemeta.KindSidecar, Name: "t", Namespace: "ns", ServiceAccount: "sa", Address: "10.0.0.1"},

@@ -1,13 +1,8 @@
 package translate
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +17,7 @@ import (
 	"trellis.dev/trellis/internal/nodemeta"
 	"trellis.dev/trellis/internal/proxy"
 	"trellis.dev/trellis/internal/proxy/xdsclient"
+	"trellis.dev/trellis/internal/testcert"
 )
 
 // TestGatewayFiltersThroughProxy translates a Gateway and an HTTPRoute
@@ -161,20 +157,7 @@ func freePort(t *testing.T) uint32 {
 // newProxy is a trellis-proxy that is configured with Apply, never Run.
 func newProxy(t *testing.T) *proxy.Proxy {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(der)
+	root := testcert.Make(t, testcert.Options{CommonName: "test root", CA: true}).Leaf
 	p, err := proxy.New(proxy.Options{
 		ControlPlane: "127.0.0.1:1", TrustBundle: []*x509.Certificate{root}, NodeID: "edge.shop",
 		Registration: nodemeta.Metadata{Kind: nodemeta.KindGateway, Name: "edge", Namespace: fns, ServiceAccount: "edge", Address: "127.0.0.1", Gateway: "shop/edge"},

@@ -2,55 +2,23 @@ package certfiles
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"trellis.dev/trellis/internal/testcert"
 )
 
 // pair makes a self-signed certificate for host with a key of kind
 // ("ecdsa" or "rsa"), PEM encoded.
 func pair(t *testing.T, host, kind string, serial int64) (crtPEM, keyPEM []byte) {
-	t.Helper()
-	var key any
-	var pub any
-	switch kind {
-	case "rsa":
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, pub = k, &k.PublicKey
-	default:
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, pub = k, &k.PublicKey
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	p := testcert.Make(t, testcert.Options{Hosts: []string{host}, Serial: serial, RSA: kind == "rsa", Valid: time.Hour})
+	return p.CertPEM, p.KeyPEM
 }
 
 func write(t *testing.T, dir string, k Key, crt, key []byte) {
@@ -124,13 +92,7 @@ func TestRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), DNSNames: []string{"web.example.com"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k3.(*ecdsa.PrivateKey).PublicKey, k3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		return testcert.Make(t, testcert.Options{Hosts: []string{"web.example.com"}, Serial: 3, Key: k3.(*ecdsa.PrivateKey)}).CertPEM
 	}()
 	write(t, dir, k, crt3, nil)
 	s.Poll()
