@@ -21,19 +21,9 @@ func TestCRDsInstalledLater(t *testing.T) {
 	defer cancel()
 
 	mem := &memory{values: map[string][]byte{}}
-	src, err := New(Options{Config: c.Config, Sink: mem, Rediscover: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := startSource(ctx, t, Options{Config: c.Config, Sink: mem, Rediscover: 100 * time.Millisecond})
 	if _, ok := src.gvr("HTTPRoute"); ok {
 		t.Fatal("HTTPRoute served before its CRD was installed")
-	}
-	srcCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = src.Start(srcCtx); close(done) }()
-	defer func() { stop(); <-done }()
-	if err := src.WaitForSync(ctx); err != nil {
-		t.Fatal(err)
 	}
 
 	crds, err := install.CRDs()
@@ -71,4 +61,22 @@ spec:
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// startSource starts a source until the test ends and waits until it has
+// listed the cluster.
+func startSource(ctx context.Context, t *testing.T, opts Options) *Source {
+	t.Helper()
+	src, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = src.Start(srcCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	if err := src.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return src
 }

@@ -105,17 +105,7 @@ func TestGatewayDeploy(t *testing.T) {
 	create(ctx, t, dyn, deployObjects)
 
 	mem := &memory{values: map[string][]byte{}}
-	src, err := New(Options{Config: c.Config, Sink: mem})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = src.Start(srcCtx); close(done) }()
-	defer func() { stop(); <-done }()
-	if err := src.WaitForSync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	src := startSource(ctx, t, Options{Config: c.Config, Sink: mem})
 	src.gateways = GatewayOptions{Inject: inject.Options{Image: "example.com/trellis-proxy:1", ControlPlane: "cp.example:15012"},
 		TrustDomain: "example.org", TrustBundle: func() []byte { return []byte("roots") }}
 	if err := src.deployGateways(ctx, mem); err != nil {

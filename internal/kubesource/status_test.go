@@ -318,17 +318,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	mem := &memory{values: map[string][]byte{}}
-	src, err := New(Options{Config: c.Config, Sink: mem})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = src.Start(srcCtx); close(done) }()
-	defer func() { stop(); <-done }()
-	if err := src.WaitForSync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	src := startSource(ctx, t, Options{Config: c.Config, Sink: mem})
 	if got := mem.keys("resources/Gateway/"); !slices.Equal(got, []string{"resources/Gateway/edge/clash", "resources/Gateway/edge/good", "resources/Gateway/edge/odd", "resources/Gateway/edge/params", "resources/Gateway/edge/theirs", "resources/Gateway/edge/unserved"}) {
 		t.Fatalf("Gateways delivered: %v", got)
 	}
