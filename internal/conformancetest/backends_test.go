@@ -173,7 +173,7 @@ func waitReady(t *testing.T, ctx context.Context, cs kubernetes.Interface, node 
 			}
 			for _, p := range list.Items {
 				pods = append(pods, p)
-				if !ready(&p) {
+				if !kubetest.PodReady(&p) {
 					notReady = append(notReady, fmt.Sprintf("%s/%s (%s %s)", p.Namespace, p.Name, p.Status.Phase, p.Status.Message))
 				}
 			}
@@ -184,22 +184,13 @@ func waitReady(t *testing.T, ctx context.Context, cs kubernetes.Interface, node 
 		if time.Now().After(deadline) {
 			var logs strings.Builder
 			for _, p := range pods {
-				if !ready(&p) && len(p.Spec.Containers) > 0 {
+				if !kubetest.PodReady(&p) && len(p.Spec.Containers) > 0 {
 					fmt.Fprintf(&logs, "%s/%s:\n%s\n", p.Namespace, p.Name, node.Log(&p, p.Spec.Containers[0].Name))
 				}
 			}
 			t.Fatalf("%d pods of %d, not ready: %v\n%s", len(pods), want, notReady, logs.String())
 		}
 	}
-}
-
-func ready(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // TestBaseBackends applies the Deployments of the suite's base manifests

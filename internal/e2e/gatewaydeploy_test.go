@@ -26,6 +26,7 @@ import (
 
 	"trellis.dev/trellis/internal/inject"
 	"trellis.dev/trellis/internal/kubesource"
+	"trellis.dev/trellis/internal/kubetest"
 	"trellis.dev/trellis/internal/netnstest"
 )
 
@@ -350,7 +351,7 @@ func waitGatewayProgrammed(ctx context.Context, t *testing.T, m *kubeMesh, name 
 		}
 		var ready []string
 		for _, p := range pods.Items {
-			if podIsReady(&p) {
+			if kubetest.PodReady(&p) {
 				ready = append(ready, p.Status.PodIP)
 			}
 		}

@@ -114,7 +114,7 @@ func TestKubernetesStatefulSet(t *testing.T) {
 			if hg := p.Spec.Containers[0].ReadinessProbe.HTTPGet; hg == nil || hg.Port.IntValue() != inject.StatsPort {
 				return fmt.Errorf("%s's probe was not rewritten", name)
 			}
-			if !podIsReady(p) {
+			if !kubetest.PodReady(p) {
 				return fmt.Errorf("%s is not ready (%s): sidecar log:\n%s", name, p.Status.Phase, node.Log(p, inject.ProxyContainer))
 			}
 			ips[name] = p.Status.PodIP
@@ -290,15 +290,6 @@ func createDocs(ctx context.Context, dyn dynamic.Interface, docs string, dryRun 
 		}
 	}
 	return nil
-}
-
-func podIsReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // n runs this test binary's roles in the node's namespaces.

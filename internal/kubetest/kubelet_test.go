@@ -167,7 +167,7 @@ func TestNodeSandbox(t *testing.T) {
 	var ip string
 	waitPod(t, ctx, cs, "db-0", "running and ready", func(p *corev1.Pod) bool {
 		ip = p.Status.PodIP
-		return podReady(p) && ip != ""
+		return kubetest.PodReady(p) && ip != ""
 	})
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: netnstest.Dialer(node.NS)}}

@@ -376,6 +376,17 @@ func (r *podRun) fail(msg string) {
 	r.stop()
 }
 
+// PodReady reports whether a pod's Ready condition is True, as the node
+// sets it once every container's readiness holds.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 func (r *podRun) setCondition(t corev1.PodConditionType, ok bool, reason string) {
 	st := corev1.ConditionFalse
 	if ok {

@@ -135,7 +135,7 @@ func TestNode(t *testing.T) {
 	var ip string
 	waitPod(t, ctx, cs, "web-0", "running, with an IP and not ready", func(p *corev1.Pod) bool {
 		ip = p.Status.PodIP
-		return p.Spec.NodeName == node.Name && p.Status.Phase == corev1.PodRunning && ip != "" && !podReady(p)
+		return p.Spec.NodeName == node.Name && p.Status.Phase == corev1.PodRunning && ip != "" && !kubetest.PodReady(p)
 	})
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: netnstest.Dialer(node.NS)}}
 	body := getEventually(t, client, "http://"+net.JoinHostPort(ip, "8080")+"/", func(err error) {
@@ -153,7 +153,7 @@ func TestNode(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("make-ready: %s", resp.Status)
 	}
-	waitPod(t, ctx, cs, "web-0", "ready", podReady)
+	waitPod(t, ctx, cs, "web-0", "ready", kubetest.PodReady)
 	// pods/exec runs as the container's user, where it sees its volumes.
 	if out, err := podExec(ctx, c, "shop", "web-0", "web", "sh", "-c", "id -u; cat /etc/greeting/text"); err != nil || out != "1000\nhello" {
 		t.Errorf("exec: %q %v", out, err)
@@ -175,15 +175,6 @@ func TestNode(t *testing.T) {
 	if _, err := client.Get("http://" + net.JoinHostPort(ip, "8080") + "/"); err == nil {
 		t.Error("the deleted pod's server still answers")
 	}
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func waitPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, name, what string, ok func(*corev1.Pod) bool) {
