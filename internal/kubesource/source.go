@@ -151,25 +151,28 @@ func New(opts Options) (*Source, error) {
 }
 
 // discover finds the served CRD kinds not followed yet and returns them.
+// Each group version is asked for once.
 func (s *Source) discover() ([]string, error) {
 	var found []string
+	served := map[string]map[string]bool{} // resources by group version
 	for _, k := range resource.Kinds() {
 		if _, ok := s.gvr(k.Kind); ok || k.Group == "" {
 			continue
 		}
-		list, err := s.cs.Discovery().ServerResourcesForGroupVersion(k.APIVersion())
-		if err != nil && !apierrors.IsNotFound(err) {
-			return found, fmt.Errorf("kubesource: discovering %s: %w", k.APIVersion(), err)
-		}
-		served := false
-		if list != nil {
-			for _, r := range list.APIResources {
-				if r.Name == k.Plural {
-					served = true
+		gv := k.APIVersion()
+		if _, asked := served[gv]; !asked {
+			list, err := s.cs.Discovery().ServerResourcesForGroupVersion(gv)
+			if err != nil && !apierrors.IsNotFound(err) {
+				return found, fmt.Errorf("kubesource: discovering %s: %w", gv, err)
+			}
+			served[gv] = map[string]bool{}
+			if list != nil {
+				for _, r := range list.APIResources {
+					served[gv][r.Name] = true
 				}
 			}
 		}
-		if !served {
+		if !served[gv][k.Plural] {
 			continue
 		}
 		s.gvrMu.Lock()
