@@ -289,6 +289,9 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 	fs := in.findings[res]
 	gen := gw.Generation
 	st := gwv1.GatewayStatus{Addresses: inst.Addresses}
+	// A Gateway naming parameters Trellis does not read is not accepted,
+	// and none of its listeners is served.
+	params := under(fs, "spec.infrastructure.parametersRef")
 	programmed, acceptedListeners := 0, 0
 	for i, l := range gw.Spec.Listeners {
 		var ml *model.Listener
@@ -297,6 +300,16 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 		}
 		old := oldListener(gw.Status.Listeners, l.Name, func(s gwv1.ListenerStatus) (gwv1.SectionName, []metav1.Condition) { return s.Name, s.Conditions })
 		ls, ok := listenerStatus(in, res, i, l.Name, l.Protocol, l.TLS, ml, fs, old, gen, secret)
+		if len(params) > 0 {
+			ok = false
+			not := merge(old, []metav1.Condition{condition(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid),
+				"not programmed: the Gateway is not accepted", gen)})[0]
+			for j := range ls.Conditions {
+				if ls.Conditions[j].Type == not.Type {
+					ls.Conditions[j] = not
+				}
+			}
+		}
 		if ok {
 			programmed++
 		}
@@ -326,22 +339,8 @@ func gatewayStatus(gw *gwv1.Gateway, in *statusInput, secret func(ns, name strin
 	if reason == gwv1.GatewayReasonListenersNotValid && msg == "" {
 		msg = fmt.Sprintf("%d of %d listeners accepted", acceptedListeners, len(gw.Spec.Listeners))
 	}
-	// A Gateway naming parameters Trellis does not read is not accepted,
-	// and none of its listeners is served.
-	if params := under(fs, "spec.infrastructure.parametersRef"); len(params) > 0 {
+	if len(params) > 0 {
 		accepted, reason, msg = false, gwv1.GatewayReasonInvalidParameters, messages(params)
-		programmed = 0
-		for i := range st.Listeners {
-			ls := &st.Listeners[i]
-			old := oldListener(gw.Status.Listeners, ls.Name, func(s gwv1.ListenerStatus) (gwv1.SectionName, []metav1.Condition) { return s.Name, s.Conditions })
-			not := merge(old, []metav1.Condition{condition(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid),
-				"not programmed: the Gateway is not accepted", gen)})[0]
-			for j := range ls.Conditions {
-				if ls.Conditions[j].Type == not.Type {
-					ls.Conditions[j] = not
-				}
-			}
-		}
 	}
 	progReason, progMsg := gwv1.GatewayReasonProgrammed, fmt.Sprintf("%d of %d listeners programmed", programmed, len(gw.Spec.Listeners))
 	switch {
