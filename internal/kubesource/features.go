@@ -1,6 +1,7 @@
 package kubesource
 
 import (
+	"cmp"
 	"slices"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -91,14 +92,6 @@ func supportedFeatures() []gwv1.SupportedFeature {
 	for _, f := range SupportedFeatures {
 		out = append(out, gwv1.SupportedFeature{Name: gwv1.FeatureName(f)})
 	}
-	slices.SortFunc(out, func(a, b gwv1.SupportedFeature) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b gwv1.SupportedFeature) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
