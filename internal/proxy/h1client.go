@@ -290,8 +290,9 @@ func (t *h1Transport) put(pc *h1Conn) {
 		return
 	}
 	pc.idleAt = time.Now()
-	t.idle[pc.addr] = append(conns, pc)
-	t.mu.Unlock()
+	// The timer is set before the lock is released: a request may take
+	// the connection from the pool, and read pc.timer, at once after.
+	// expire waits for the lock, and finds the connection in the pool.
 	if t.idleTimeout > 0 {
 		if pc.timer == nil {
 			pc.timer = time.AfterFunc(t.idleTimeout, pc.expire)
@@ -299,6 +300,8 @@ func (t *h1Transport) put(pc *h1Conn) {
 			pc.timer.Reset(t.idleTimeout)
 		}
 	}
+	t.idle[pc.addr] = append(conns, pc)
+	t.mu.Unlock()
 }
 
 // expire closes a connection left idle for the idle timeout.
